@@ -1,0 +1,1 @@
+"""Versioned events on Kafka and the merge topology that feeds the fold of :mod:`conflict`."""
