@@ -1,0 +1,556 @@
+"""The fold: one record state plus one input gives the next state and what must happen next.
+
+``fold(spec, state, input) -> Step`` is pure and total over valid inputs: it never mutates
+``state``, reads no clock, draws no randomness, and raises an :class:`~conflict.errors.InputError`
+(leaving nothing changed) for an input it rejects. The algorithm is DESIGN.md "The merge":
+
+* a read from system S is filtered against S's shadow (the hub's own writes coming back are
+  not edits), the edited fields get one new dot ``(S, n)``, and each is a fast-forward when S
+  had seen the write it replaces, or a conflict decided by the field's policy when not;
+* a write's outcome updates the shadow and knowledge of the written system (or leaves it
+  behind when the write was stale or failed);
+* a person's resolution is a write by the actor ``review``;
+* after every input, each system whose copy differs from the canonical record, and that has
+  no write in flight for it, gets a :class:`~conflict.state.WriteIntent` with exactly the
+  differing fields.
+
+Observations carry their lane's sequence number; one that is not newer than the last applied
+for that record and system is a replay and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from conflict.clock import Dot, VClock
+from conflict.errors import (
+    FieldTypeError,
+    InputError,
+    LinkMismatch,
+    UnknownConflict,
+    UnknownField,
+    UnknownIntent,
+    UnknownSystem,
+)
+from conflict.inputs import Input, Observed, Resolve, WriteFailed, WriteStale, Written
+from conflict.policy import decide, same
+from conflict.spec import REVIEW, DeletePolicy, EntitySpec, Owner
+from conflict.state import (
+    DELETE_FIELD,
+    Candidate,
+    Change,
+    ConflictRecord,
+    ConflictStatus,
+    Decision,
+    FieldState,
+    HistoryEntry,
+    Json,
+    PeerState,
+    RecordState,
+    ResolutionInfo,
+    Tombstone,
+    WriteIntent,
+    WriteOp,
+    intent_number,
+)
+
+_NO_VALUES: Mapping[str, Json] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The result of folding one input."""
+
+    state: RecordState
+    intents: tuple[WriteIntent, ...] = ()
+    conflicts: tuple[ConflictRecord, ...] = ()  # conflict records created or changed
+    changed: tuple[str, ...] = ()  # canonical fields that changed (DELETE_FIELD: deletion)
+    new_dots: tuple[Dot, ...] = ()  # dots accepted by this input
+    applied: bool = True  # False when the input was a replay or changed nothing at all
+
+    @property
+    def record_changed(self) -> bool:
+        """Whether the canonical record (values or deletion) changed."""
+        return bool(self.changed)
+
+
+def fold(spec: EntitySpec, state: RecordState, inp: Input) -> Step:
+    """Apply one input to one record's state."""
+    if isinstance(inp, Observed):
+        return _Fold(spec, state).observed(inp)
+    if isinstance(inp, Written):
+        return _Fold(spec, state).written(inp)
+    if isinstance(inp, WriteStale | WriteFailed):
+        return _Fold(spec, state).not_written(inp)
+    if isinstance(inp, Resolve):
+        return _Fold(spec, state).resolve(inp)
+    raise InputError(f"not an input of the fold: {type(inp).__name__}")
+
+
+class _Fold:
+    """The working copy of one record while one input is applied."""
+
+    __slots__ = ("changed", "clock", "conflicts", "deleted", "fields", "history", "intents",
+                 "new_conflicts", "new_dots", "peers", "spec", "state")
+
+    def __init__(self, spec: EntitySpec, state: RecordState) -> None:
+        if state.entity != spec.name:
+            raise InputError(f"record {state.canonical_id} is a {state.entity!r}, "
+                             f"not a {spec.name!r}")
+        self.spec = spec
+        self.state = state
+        self.clock = state.clock
+        self.fields: dict[str, FieldState] | None = None  # copied on first write
+        self.peers = dict(state.peers)
+        self.deleted = state.deleted
+        self.conflicts = list(state.conflicts)
+        self.history: list[HistoryEntry] = []
+        self.intents: list[WriteIntent] = []
+        self.new_conflicts: dict[str, ConflictRecord] = {}
+        self.changed: list[str] = []
+        self.new_dots: list[Dot] = []
+
+    # -- entry points --------------------------------------------------------------------
+    def observed(self, obs: Observed) -> Step:
+        system = obs.system
+        self._check_system(system)
+        if not obs.deleted:
+            self._check_fields(system, obs.fields)
+        peer = self.peers.get(system)
+        if peer is not None and obs.seq <= peer.last_seq:
+            return self._noop()
+        peer = peer.copy() if peer is not None else PeerState()
+        self._link(peer, system, obs.external_id)
+        peer.last_seq = obs.seq
+        if obs.native_version is not None:
+            peer.native_version = obs.native_version
+        self.peers[system] = peer
+        if obs.deleted:
+            self._read_delete(system, peer, obs.source_ts)
+        else:
+            self._read(system, peer, obs.fields, obs.source_ts)
+        self._plan(retry_stalled=True)
+        return self._step()
+
+    def written(self, w: Written) -> Step:
+        system = w.system
+        self._check_system(system)
+        if w.fields is not None:
+            self._check_fields(system, w.fields)
+        peer = self._outcome_peer(system, w.seq, w.intent_id)
+        if peer is None:
+            return self._noop()
+        intent = peer.in_flight
+        assert intent is not None
+        peer.in_flight = None
+        peer.failures = 0
+        peer.knowledge = peer.knowledge.join(intent.clock)
+        if w.native_version is not None:
+            peer.native_version = w.native_version
+        if intent.op is WriteOp.DELETE:
+            peer.exists = False
+            peer.shadow = {}
+        else:
+            self._link(peer, system, w.external_id or intent.external_id)
+            peer.exists = True
+            peer.shadow = {**peer.shadow, **intent.values}
+        self.peers[system] = peer
+        if w.fields is not None and intent.op is not WriteOp.DELETE:
+            self._read(system, peer, w.fields, w.source_ts)
+        self._plan(retry_stalled=True)
+        return self._step()
+
+    def not_written(self, outcome: WriteStale | WriteFailed) -> Step:
+        system = outcome.system
+        self._check_system(system)
+        peer = self._outcome_peer(system, outcome.seq, outcome.intent_id)
+        if peer is None:
+            return self._noop()
+        peer.in_flight = None
+        peer.failures += 1
+        self.peers[system] = peer
+        self._plan(retry_stalled=False, only=system)
+        return self._step()
+
+    def resolve(self, r: Resolve) -> Step:
+        conflict = self.state.conflict(r.conflict_id)
+        if conflict is None:
+            raise UnknownConflict(f"record {self.state.canonical_id} has no conflict "
+                                  f"{r.conflict_id!r}")
+        if conflict.resolution is not None and conflict.resolution.resolution_id == \
+                r.resolution_id:
+            return self._noop()
+        value, delete = self._chosen(conflict, r)
+        self.clock, dot = self.clock.increment(REVIEW)
+        self.new_dots.append(dot)
+        cid = conflict.conflict_id
+        if conflict.field != DELETE_FIELD:
+            self._set(conflict.field, value, dot, r.at, Change.RESOLVED, cid)
+        elif delete:
+            self._delete(dot, r.at, cid)
+        else:
+            self._restore(dot, r.at, cid)
+            if isinstance(value, Mapping):
+                for name in sorted(value):
+                    self._set(name, value[name], dot, r.at, Change.RESOLVED, cid)
+        info = ResolutionInfo(r.resolution_id, r.by, r.at, value, delete, r.note)
+        self._replace_conflict(conflict.with_status(
+            ConflictStatus.RESOLVED, decision=Decision.CHOSEN, value=value, deleted=delete,
+            resolution=info))
+        self._plan(retry_stalled=True)
+        return self._step()
+
+    # -- checks --------------------------------------------------------------------------
+    def _check_system(self, system: str) -> None:
+        if system not in self.spec.rank or system == REVIEW:
+            raise UnknownSystem(f"entity {self.spec.name!r} has no system {system!r} "
+                                f"(systems: {', '.join(self.spec.systems)})")
+
+    def _check_fields(self, system: str, values: Mapping[str, Json]) -> None:
+        carried = self.spec.system_fields[system]
+        specs = self.spec.fields
+        for name, value in values.items():
+            if name not in carried:
+                raise UnknownField(f"entity {self.spec.name!r}: system {system!r} has no "
+                                   f"field {name!r}")
+            if not specs[name].accepts(value):
+                raise FieldTypeError(
+                    f"entity {self.spec.name!r}, field {name!r} from {system!r}: expected "
+                    f"{specs[name].type.value}, got {type(value).__name__} {value!r:.80}")
+
+    def _check_value(self, name: str, value: Json) -> None:
+        spec = self.spec.fields.get(name)
+        if spec is None:
+            raise UnknownField(f"entity {self.spec.name!r} has no field {name!r}")
+        if not spec.accepts(value):
+            raise FieldTypeError(f"entity {self.spec.name!r}, field {name!r}: expected "
+                                 f"{spec.type.value}, got {type(value).__name__}")
+
+    def _link(self, peer: PeerState, system: str, external_id: str | None) -> None:
+        if external_id is None:
+            return
+        if peer.external_id is not None and peer.external_id != external_id and peer.exists:
+            raise LinkMismatch(
+                f"record {self.state.canonical_id} is linked to {system} "
+                f"{peer.external_id!r}; {system} reported it again as {external_id!r}")
+        peer.external_id = external_id
+
+    def _outcome_peer(self, system: str, seq: int, intent_id: str) -> PeerState | None:
+        """This fold's copy of the peer an outcome is for; None when it changes nothing."""
+        current = self.peers.get(system)
+        if current is None:
+            raise UnknownIntent(f"record {self.state.canonical_id}: no write {intent_id!r} "
+                                f"was issued to {system}")
+        if seq <= current.last_seq:
+            return None
+        flight = current.in_flight
+        if flight is None or flight.intent_id != intent_id:
+            number = intent_number(intent_id)
+            if not intent_id.startswith(f"{self.state.canonical_id}/{system}#") or \
+                    not 0 < number <= current.intents_issued:
+                raise UnknownIntent(f"record {self.state.canonical_id}: no write "
+                                    f"{intent_id!r} was issued to {system}")
+            return None  # an outcome already settled, seen again after a lane restart
+        peer = current.copy()
+        peer.last_seq = seq
+        return peer
+
+    # -- reads ---------------------------------------------------------------------------
+    def _read(self, system: str, peer: PeerState, reported: Mapping[str, Json],
+              source_ts: float) -> None:
+        """Fold the fields ``system`` reported; ``peer`` is already this fold's copy."""
+        shadow = peer.shadow if peer.exists else _NO_VALUES
+        flight = peer.in_flight
+        pending = flight.values if flight is not None and flight.op is not WriteOp.DELETE \
+            else _NO_VALUES
+        edits: list[tuple[str, Json]] = []
+        for name in sorted(reported):
+            value = reported[name]
+            if name in shadow and same(shadow[name], value):
+                continue
+            if name in pending and same(pending[name], value):
+                continue  # our own write, seen before its outcome was observed
+            edits.append((name, value))
+        if pending and all(n in reported and same(reported[n], v) for n, v in pending.items()):
+            # The write in flight has landed (its outcome will follow, or was lost in a crash).
+            peer.knowledge = peer.knowledge.join(flight.clock)  # type: ignore[union-attr]
+        peer.shadow = {**shadow, **reported}
+        peer.exists = True
+        if not edits:
+            return
+        self.clock, dot = self.clock.increment(system)
+        self.new_dots.append(dot)
+        knowledge = peer.knowledge
+        peer.knowledge = knowledge.add(dot)
+        if self.deleted is not None and not self._update_beats_delete(
+                system, knowledge, edits, dot, source_ts):
+            return
+        for name, value in edits:
+            self._edit(system, knowledge, name, value, dot, source_ts)
+
+    def _edit(self, system: str, knowledge: VClock, name: str, value: Json, dot: Dot,
+              source_ts: float) -> None:
+        fields = self.fields if self.fields is not None else self.state.fields
+        current = fields.get(name)
+        if current is None:
+            self._set(name, value, dot, source_ts, Change.FIRST)
+            return
+        policy = self.spec.policy_for(name)
+        incoming = Candidate(value, system, dot, source_ts)
+        if knowledge.covers(current.dot):
+            if isinstance(policy, Owner) and system != policy.system and \
+                    not same(current.value, value):
+                # Only the owner may change the field: the edit is reverted, but recorded.
+                self._record_conflict(name, _candidate(current), incoming, policy.name,
+                                      Decision.CURRENT, current.value, ConflictStatus.AUTO_RESOLVED)
+                return
+            self._supersede_open(name, dot)
+            if not same(current.value, value):
+                self._set(name, value, dot, source_ts, Change.EDIT)
+            return
+        if same(current.value, value):
+            return  # the same value written twice: nothing to decide
+        decision, decided = decide(self.spec, policy, name, _candidate(current), incoming)
+        status = ConflictStatus.OPEN if decision is Decision.OPEN else \
+            ConflictStatus.AUTO_RESOLVED
+        self._supersede_open(name, dot)
+        cid = self._record_conflict(name, _candidate(current), incoming, policy.name, decision,
+                                    decided, status)
+        if decision is Decision.INCOMING:
+            self._set(name, value, dot, source_ts, Change.CONFLICT_WON, cid)
+        elif decision is Decision.MERGED:
+            self._set(name, decided, dot, max(source_ts, current.source_ts), Change.MERGED, cid)
+
+    def _update_beats_delete(self, system: str, knowledge: VClock,
+                             edits: list[tuple[str, Json]], dot: Dot, source_ts: float) -> bool:
+        """An update read while the record is deleted: whether the record comes back."""
+        tomb = self.deleted
+        assert tomb is not None
+        if knowledge.covers(tomb.dot):
+            self._restore(dot, source_ts, None)  # made again after the delete was seen
+            return True
+        deleted = Candidate(None, tomb.dot.actor, tomb.dot, tomb.source_ts, deleted=True)
+        update = Candidate(dict(edits), system, dot, source_ts)
+        policy = self.spec.delete_policy
+        if policy is DeletePolicy.DELETE_WINS:
+            self._record_conflict(DELETE_FIELD, deleted, update, policy.value, Decision.CURRENT,
+                                  None, ConflictStatus.AUTO_RESOLVED, deleted=True)
+            return False
+        status = ConflictStatus.AUTO_RESOLVED if policy is DeletePolicy.UPDATE_WINS else \
+            ConflictStatus.OPEN
+        decision = Decision.INCOMING if status is ConflictStatus.AUTO_RESOLVED else Decision.OPEN
+        cid = self._record_conflict(DELETE_FIELD, deleted, update, policy.value, decision,
+                                    dict(edits), status, deleted=False)
+        self._restore(dot, source_ts, cid)
+        return True
+
+    def _read_delete(self, system: str, peer: PeerState, source_ts: float) -> None:
+        was_live = peer.exists
+        peer.exists = False
+        peer.shadow = {}
+        if not was_live:
+            return  # the delete of a copy already gone (or never seen)
+        if self.deleted is not None:
+            return  # our own delete, or the same delete made twice: nothing new
+        knowledge = peer.knowledge
+        self.clock, dot = self.clock.increment(system)
+        self.new_dots.append(dot)
+        peer.knowledge = knowledge.add(dot)
+        fields = self.fields if self.fields is not None else self.state.fields
+        unseen = {name: fs for name, fs in fields.items() if not knowledge.covers(fs.dot)}
+        if not unseen:
+            self._delete(dot, source_ts, None)
+            return
+        newest = max(unseen.values(), key=lambda fs: (fs.source_ts, fs.dot))
+        update = Candidate({n: fs.value for n, fs in sorted(unseen.items())},
+                           newest.dot.actor, newest.dot, newest.source_ts)
+        deleting = Candidate(None, system, dot, source_ts, deleted=True)
+        policy = self.spec.delete_policy
+        if policy is DeletePolicy.DELETE_WINS:
+            cid = self._record_conflict(DELETE_FIELD, update, deleting, policy.value,
+                                        Decision.INCOMING, None, ConflictStatus.AUTO_RESOLVED,
+                                        deleted=True)
+            self._delete(dot, source_ts, cid)
+        elif policy is DeletePolicy.UPDATE_WINS:
+            self._record_conflict(DELETE_FIELD, update, deleting, policy.value, Decision.CURRENT,
+                                  update.value, ConflictStatus.AUTO_RESOLVED, deleted=False)
+        else:
+            self._record_conflict(DELETE_FIELD, update, deleting, policy.value, Decision.OPEN,
+                                  update.value, ConflictStatus.OPEN, deleted=False)
+
+    def _chosen(self, conflict: ConflictRecord, r: Resolve) -> tuple[Json, bool]:
+        """The value (and whether it is a delete) that a resolution chose."""
+        is_delete_conflict = conflict.field == DELETE_FIELD
+        if r.delete:
+            if not is_delete_conflict:
+                raise InputError(f"conflict {conflict.conflict_id!r} is about field "
+                                 f"{conflict.field!r}; only a delete conflict can be resolved "
+                                 "by deleting")
+            return None, True
+        if r.take is not None:
+            for candidate in (conflict.incoming, conflict.current):
+                if candidate.system == r.take:
+                    return candidate.value, candidate.deleted
+            raise InputError(f"conflict {conflict.conflict_id!r} has no candidate from "
+                             f"{r.take!r} (candidates: {conflict.current.system}, "
+                             f"{conflict.incoming.system})")
+        if is_delete_conflict:
+            if not isinstance(r.value, Mapping):
+                raise InputError(f"conflict {conflict.conflict_id!r}: to keep the record give "
+                                 "a mapping of field values, or take a candidate")
+            for name, value in r.value.items():
+                self._check_value(name, value)
+        else:
+            self._check_value(conflict.field, r.value)
+        return r.value, False
+
+    # -- state changes -------------------------------------------------------------------
+    def _set(self, name: str, value: Json, dot: Dot, source_ts: float, change: Change,
+             conflict_id: str | None = None) -> None:
+        if self.fields is None:
+            self.fields = dict(self.state.fields)
+        self.fields[name] = FieldState(value, dot, source_ts)
+        self.history.append(HistoryEntry(name, value, dot, source_ts, change, conflict_id))
+        if name not in self.changed:
+            self.changed.append(name)
+
+    def _delete(self, dot: Dot, source_ts: float, conflict_id: str | None) -> None:
+        self.deleted = Tombstone(dot, source_ts)
+        self.history.append(HistoryEntry(DELETE_FIELD, True, dot, source_ts, Change.DELETED,
+                                         conflict_id))
+        if DELETE_FIELD not in self.changed:
+            self.changed.append(DELETE_FIELD)
+
+    def _restore(self, dot: Dot, source_ts: float, conflict_id: str | None) -> None:
+        if self.deleted is None:
+            return
+        self.deleted = None
+        self.history.append(HistoryEntry(DELETE_FIELD, False, dot, source_ts, Change.RESTORED,
+                                         conflict_id))
+        if DELETE_FIELD not in self.changed:
+            self.changed.append(DELETE_FIELD)
+
+    def _record_conflict(self, name: str, current: Candidate, incoming: Candidate,
+                         policy: str, decision: Decision, value: Json,
+                         status: ConflictStatus, *, deleted: bool = False) -> str:
+        cid = f"{self.state.canonical_id}/{name}/{incoming.dot}"
+        record = ConflictRecord(cid, self.state.canonical_id, self.spec.name, name, current,
+                                incoming, policy, decision, value, deleted, status)
+        self.conflicts.append(record)
+        self.new_conflicts[cid] = record
+        return cid
+
+    def _replace_conflict(self, record: ConflictRecord) -> None:
+        self.conflicts = [record if c.conflict_id == record.conflict_id else c
+                          for c in self.conflicts]
+        self.new_conflicts[record.conflict_id] = record
+
+    def _supersede_open(self, name: str, dot: Dot) -> None:
+        """Close the open conflict on ``name``: a later write replaced its value."""
+        for c in self.conflicts:
+            if c.field == name and c.status is ConflictStatus.OPEN:
+                self._replace_conflict(c.with_status(ConflictStatus.SUPERSEDED,
+                                                     superseded_by=dot))
+
+    # -- planning ------------------------------------------------------------------------
+    def _plan(self, *, retry_stalled: bool, only: str | None = None) -> None:
+        """Give every system that is behind, with no write in flight, one intent."""
+        spec = self.spec
+        fields = self.fields if self.fields is not None else self.state.fields
+        for system in spec.systems:
+            if only is not None and system != only:
+                continue
+            peer = self.peers.get(system)
+            if peer is not None and peer.in_flight is not None:
+                continue
+            if peer is not None and not retry_stalled and \
+                    peer.failures >= spec.max_write_attempts:
+                continue
+            op: WriteOp
+            values: dict[str, Json]
+            expected: dict[str, Json] = {}
+            if self.deleted is not None:
+                if peer is None or not peer.exists:
+                    self._caught_up(system, peer)
+                    continue
+                op, values = WriteOp.DELETE, {}
+            elif peer is None or not peer.exists:
+                values = {n: fields[n].value for n in spec.system_fields[system] if n in fields}
+                if not values:
+                    continue
+                op = WriteOp.CREATE
+            else:
+                shadow = peer.shadow
+                values = {}
+                for n in spec.system_fields[system]:
+                    fs = fields.get(n)
+                    if fs is not None and (n not in shadow or not same(shadow[n], fs.value)):
+                        values[n] = fs.value
+                if not values:
+                    self._caught_up(system, peer)
+                    continue
+                op = WriteOp.UPDATE
+                expected = {n: shadow.get(n) for n in values}
+            self._issue(system, peer, op, values, expected)
+
+    def _caught_up(self, system: str, peer: PeerState | None) -> None:
+        """A system whose copy equals the canonical record has seen every dot."""
+        if peer is not None and peer.knowledge != self.clock:
+            peer = peer.copy()
+            peer.knowledge = self.clock
+            self.peers[system] = peer
+
+    def _issue(self, system: str, peer: PeerState | None, op: WriteOp,
+               values: dict[str, Json], expected: dict[str, Json]) -> None:
+        peer = peer.copy() if peer is not None else PeerState()
+        number = peer.intents_issued + 1
+        intent = WriteIntent(
+            intent_id=f"{self.state.canonical_id}/{system}#{number}",
+            canonical_id=self.state.canonical_id,
+            entity=self.spec.name,
+            system=system,
+            op=op,
+            external_id=None if op is WriteOp.CREATE else peer.external_id,
+            values=values,
+            expected=expected,
+            native_version=None if op is WriteOp.CREATE else peer.native_version,
+            clock=self.clock,
+            attempt=peer.failures + 1,
+        )
+        peer.intents_issued = number
+        peer.in_flight = intent
+        self.peers[system] = peer
+        self.intents.append(intent)
+
+    # -- results -------------------------------------------------------------------------
+    def _noop(self) -> Step:
+        return Step(self.state, applied=False)
+
+    def _step(self, *, applied: bool = True) -> Step:
+        spec = self.spec
+        history = self.state.history
+        if self.history:
+            history = (*history, *self.history)[-spec.history_limit:]
+        conflicts = self.conflicts
+        closed = [c for c in conflicts if c.status is not ConflictStatus.OPEN]
+        if len(closed) > spec.closed_conflicts_kept:
+            drop = {c.conflict_id for c in closed[:len(closed) - spec.closed_conflicts_kept]}
+            conflicts = [c for c in conflicts if c.conflict_id not in drop]
+        state = RecordState(
+            canonical_id=self.state.canonical_id,
+            entity=self.state.entity,
+            clock=self.clock,
+            fields=self.fields if self.fields is not None else self.state.fields,
+            peers=self.peers,
+            deleted=self.deleted,
+            conflicts=tuple(conflicts),
+            history=history,
+        )
+        return Step(state, tuple(self.intents), tuple(self.new_conflicts.values()),
+                    tuple(self.changed), tuple(self.new_dots), applied)
+
+
+def _candidate(fs: FieldState) -> Candidate:
+    return Candidate(fs.value, fs.dot.actor, fs.dot, fs.source_ts)
+
