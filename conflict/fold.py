@@ -20,8 +20,8 @@ for that record and system is a replay and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from conflict.clock import Dot, VClock
 from conflict.errors import (
@@ -56,10 +56,10 @@ from conflict.state import (
 )
 
 _NO_VALUES: Mapping[str, Json] = {}
+_UNKNOWN = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """The result of folding one input."""
 
     state: RecordState
@@ -77,15 +77,10 @@ class Step:
 
 def fold(spec: EntitySpec, state: RecordState, inp: Input) -> Step:
     """Apply one input to one record's state."""
-    if isinstance(inp, Observed):
-        return _Fold(spec, state).observed(inp)
-    if isinstance(inp, Written):
-        return _Fold(spec, state).written(inp)
-    if isinstance(inp, WriteStale | WriteFailed):
-        return _Fold(spec, state).not_written(inp)
-    if isinstance(inp, Resolve):
-        return _Fold(spec, state).resolve(inp)
-    raise InputError(f"not an input of the fold: {type(inp).__name__}")
+    apply = _APPLY.get(type(inp))
+    if apply is None:
+        raise InputError(f"not an input of the fold: {type(inp).__name__}")
+    return apply(_Fold(spec, state), inp)
 
 
 class _Fold:
@@ -104,7 +99,7 @@ class _Fold:
         self.fields: dict[str, FieldState] | None = None  # copied on first write
         self.peers = dict(state.peers)
         self.deleted = state.deleted
-        self.conflicts = list(state.conflicts)
+        self.conflicts = list(state.conflicts) if state.conflicts else []
         self.history: list[HistoryEntry] = []
         self.intents: list[WriteIntent] = []
         self.new_conflicts: dict[str, ConflictRecord] = {}
@@ -115,8 +110,6 @@ class _Fold:
     def observed(self, obs: Observed) -> Step:
         system = obs.system
         self._check_system(system)
-        if not obs.deleted:
-            self._check_fields(system, obs.fields)
         peer = self.peers.get(system)
         if peer is not None and obs.seq <= peer.last_seq:
             return self._noop()
@@ -127,17 +120,15 @@ class _Fold:
             peer.native_version = obs.native_version
         self.peers[system] = peer
         if obs.deleted:
-            self._read_delete(system, peer, obs.source_ts)
+            touched = self._read_delete(system, peer, obs.source_ts)
         else:
-            self._read(system, peer, obs.fields, obs.source_ts)
-        self._plan(retry_stalled=True)
+            touched = self._read(system, peer, obs.fields, obs.source_ts)
+        self._plan(system if touched else None, retry_stalled=True)
         return self._step()
 
     def written(self, w: Written) -> Step:
         system = w.system
         self._check_system(system)
-        if w.fields is not None:
-            self._check_fields(system, w.fields)
         peer = self._outcome_peer(system, w.seq, w.intent_id)
         if peer is None:
             return self._noop()
@@ -158,7 +149,7 @@ class _Fold:
         self.peers[system] = peer
         if w.fields is not None and intent.op is not WriteOp.DELETE:
             self._read(system, peer, w.fields, w.source_ts)
-        self._plan(retry_stalled=True)
+        self._plan(system, retry_stalled=True)
         return self._step()
 
     def not_written(self, outcome: WriteStale | WriteFailed) -> Step:
@@ -170,7 +161,7 @@ class _Fold:
         peer.in_flight = None
         peer.failures += 1
         self.peers[system] = peer
-        self._plan(retry_stalled=False, only=system)
+        self._plan(system, retry_stalled=False)
         return self._step()
 
     def resolve(self, r: Resolve) -> Step:
@@ -198,7 +189,7 @@ class _Fold:
         self._replace_conflict(conflict.with_status(
             ConflictStatus.RESOLVED, decision=Decision.CHOSEN, value=value, deleted=delete,
             resolution=info))
-        self._plan(retry_stalled=True)
+        self._plan(None, retry_stalled=True, everyone=True)
         return self._step()
 
     # -- checks --------------------------------------------------------------------------
@@ -207,17 +198,16 @@ class _Fold:
             raise UnknownSystem(f"entity {self.spec.name!r} has no system {system!r} "
                                 f"(systems: {', '.join(self.spec.systems)})")
 
-    def _check_fields(self, system: str, values: Mapping[str, Json]) -> None:
-        carried = self.spec.system_fields[system]
-        specs = self.spec.fields
-        for name, value in values.items():
-            if name not in carried:
-                raise UnknownField(f"entity {self.spec.name!r}: system {system!r} has no "
-                                   f"field {name!r}")
-            if not specs[name].accepts(value):
-                raise FieldTypeError(
-                    f"entity {self.spec.name!r}, field {name!r} from {system!r}: expected "
-                    f"{specs[name].type.value}, got {type(value).__name__} {value!r:.80}")
+    def _check_field(self, system: str, name: str, value: Json) -> None:
+        check = self.spec.checks[system].get(name, _UNKNOWN)
+        if check is _UNKNOWN:
+            raise UnknownField(f"entity {self.spec.name!r}: system {system!r} has no "
+                               f"field {name!r}")
+        if check is not None and value is not None and not check(value):  # type: ignore[operator]
+            raise FieldTypeError(
+                f"entity {self.spec.name!r}, field {name!r} from {system!r}: expected "
+                f"{self.spec.fields[name].type.value}, got {type(value).__name__} "
+                f"{value!r:.80}")
 
     def _check_value(self, name: str, value: Json) -> None:
         spec = self.spec.fields.get(name)
@@ -258,36 +248,48 @@ class _Fold:
 
     # -- reads ---------------------------------------------------------------------------
     def _read(self, system: str, peer: PeerState, reported: Mapping[str, Json],
-              source_ts: float) -> None:
-        """Fold the fields ``system`` reported; ``peer`` is already this fold's copy."""
+              source_ts: float) -> bool:
+        """Fold the fields ``system`` reported; ``peer`` is already this fold's copy.
+
+        Returns whether the peer's copy, as the hub knows it, changed at all.
+        """
         shadow = peer.shadow if peer.exists else _NO_VALUES
         flight = peer.in_flight
         pending = flight.values if flight is not None and flight.op is not WriteOp.DELETE \
             else _NO_VALUES
         edits: list[tuple[str, Json]] = []
-        for name in sorted(reported):
-            value = reported[name]
-            if name in shadow and same(shadow[name], value):
+        news = False  # anything the shadow did not hold yet (edits, or our own write)
+        for name, value in reported.items():
+            held = shadow.get(name, _UNKNOWN)
+            # Inlined policy.same(held, value): this loop runs for every field of every read.
+            if held is value or (held == value and (type(held) is bool) is (type(value) is bool)):
                 continue
+            news = True
             if name in pending and same(pending[name], value):
                 continue  # our own write, seen before its outcome was observed
+            # Values equal to the shadow were checked when they first arrived.
+            self._check_field(system, name, value)
             edits.append((name, value))
+        if not news and peer.exists:
+            return False
         if pending and all(n in reported and same(reported[n], v) for n, v in pending.items()):
             # The write in flight has landed (its outcome will follow, or was lost in a crash).
             peer.knowledge = peer.knowledge.join(flight.clock)  # type: ignore[union-attr]
         peer.shadow = {**shadow, **reported}
         peer.exists = True
         if not edits:
-            return
+            return True
+        edits.sort()
         self.clock, dot = self.clock.increment(system)
         self.new_dots.append(dot)
         knowledge = peer.knowledge
         peer.knowledge = knowledge.add(dot)
         if self.deleted is not None and not self._update_beats_delete(
                 system, knowledge, edits, dot, source_ts):
-            return
+            return True
         for name, value in edits:
             self._edit(system, knowledge, name, value, dot, source_ts)
+        return True
 
     def _edit(self, system: str, knowledge: VClock, name: str, value: Json, dot: Dot,
               source_ts: float) -> None:
@@ -345,23 +347,27 @@ class _Fold:
         self._restore(dot, source_ts, cid)
         return True
 
-    def _read_delete(self, system: str, peer: PeerState, source_ts: float) -> None:
+    def _read_delete(self, system: str, peer: PeerState, source_ts: float) -> bool:
+        """Fold a delete seen in ``system``; returns whether the peer's copy changed."""
         was_live = peer.exists
+        held = peer.shadow
         peer.exists = False
         peer.shadow = {}
         if not was_live:
-            return  # the delete of a copy already gone (or never seen)
+            return False  # the delete of a copy already gone (or never seen)
         if self.deleted is not None:
-            return  # our own delete, or the same delete made twice: nothing new
+            return True  # our own delete, or the same delete made twice: nothing new
         knowledge = peer.knowledge
         self.clock, dot = self.clock.increment(system)
         self.new_dots.append(dot)
         peer.knowledge = knowledge.add(dot)
         fields = self.fields if self.fields is not None else self.state.fields
-        unseen = {name: fs for name, fs in fields.items() if not knowledge.covers(fs.dot)}
+        # Updates the deleting system had neither seen nor held: concurrent with the delete.
+        unseen = {name: fs for name, fs in fields.items()
+                  if not knowledge.covers(fs.dot) and not same(held.get(name, _UNKNOWN), fs.value)}
         if not unseen:
             self._delete(dot, source_ts, None)
-            return
+            return True
         newest = max(unseen.values(), key=lambda fs: (fs.source_ts, fs.dot))
         update = Candidate({n: fs.value for n, fs in sorted(unseen.items())},
                            newest.dot.actor, newest.dot, newest.source_ts)
@@ -378,6 +384,7 @@ class _Fold:
         else:
             self._record_conflict(DELETE_FIELD, update, deleting, policy.value, Decision.OPEN,
                                   update.value, ConflictStatus.OPEN, deleted=False)
+        return True
 
     def _chosen(self, conflict: ConflictRecord, r: Resolve) -> tuple[Json, bool]:
         """The value (and whether it is a delete) that a resolution chose."""
@@ -454,18 +461,27 @@ class _Fold:
                                                      superseded_by=dot))
 
     # -- planning ------------------------------------------------------------------------
-    def _plan(self, *, retry_stalled: bool, only: str | None = None) -> None:
-        """Give every system that is behind, with no write in flight, one intent."""
+    def _plan(self, changed_peer: str | None, *, retry_stalled: bool,
+              everyone: bool = False) -> None:
+        """Give every system that is behind, with no write in flight, one intent.
+
+        After every fold, each system is in step, has a write in flight, or has spent its
+        write budget (stalled). So only the peer this input touched (and, on
+        ``retry_stalled``, the stalled ones) can be behind on any field; every other peer can
+        only be behind on the canonical fields this input changed.
+        """
         spec = self.spec
         fields = self.fields if self.fields is not None else self.state.fields
+        changed = self.changed
         for system in spec.systems:
-            if only is not None and system != only:
-                continue
             peer = self.peers.get(system)
+            stalled = peer is not None and peer.failures >= spec.max_write_attempts
+            touched = everyone or system == changed_peer or (retry_stalled and stalled)
+            if not (touched or changed):
+                continue
             if peer is not None and peer.in_flight is not None:
                 continue
-            if peer is not None and not retry_stalled and \
-                    peer.failures >= spec.max_write_attempts:
+            if stalled and not retry_stalled:
                 continue
             op: WriteOp
             values: dict[str, Json]
@@ -483,10 +499,19 @@ class _Fold:
             else:
                 shadow = peer.shadow
                 values = {}
-                for n in spec.system_fields[system]:
+                carried = spec.checks[system]
+                for n in spec.system_fields[system] if touched else changed:
+                    if n not in carried:
+                        continue
                     fs = fields.get(n)
-                    if fs is not None and (n not in shadow or not same(shadow[n], fs.value)):
-                        values[n] = fs.value
+                    if fs is None:
+                        continue
+                    held = shadow.get(n, _UNKNOWN)
+                    value = fs.value
+                    if held is value or (held == value and
+                                         (type(held) is bool) is (type(value) is bool)):
+                        continue
+                    values[n] = value
                 if not values:
                     self._caught_up(system, peer)
                     continue
@@ -532,11 +557,13 @@ class _Fold:
         history = self.state.history
         if self.history:
             history = (*history, *self.history)[-spec.history_limit:]
-        conflicts = self.conflicts
-        closed = [c for c in conflicts if c.status is not ConflictStatus.OPEN]
-        if len(closed) > spec.closed_conflicts_kept:
-            drop = {c.conflict_id for c in closed[:len(closed) - spec.closed_conflicts_kept]}
-            conflicts = [c for c in conflicts if c.conflict_id not in drop]
+        conflicts: tuple[ConflictRecord, ...] | list[ConflictRecord] = self.state.conflicts
+        if self.new_conflicts:
+            conflicts = self.conflicts
+            closed = [c for c in conflicts if c.status is not ConflictStatus.OPEN]
+            if len(closed) > spec.closed_conflicts_kept:
+                drop = {c.conflict_id for c in closed[:len(closed) - spec.closed_conflicts_kept]}
+                conflicts = [c for c in conflicts if c.conflict_id not in drop]
         state = RecordState(
             canonical_id=self.state.canonical_id,
             entity=self.state.entity,
@@ -554,3 +581,11 @@ class _Fold:
 def _candidate(fs: FieldState) -> Candidate:
     return Candidate(fs.value, fs.dot.actor, fs.dot, fs.source_ts)
 
+
+_APPLY: dict[type, Callable[[_Fold, Any], Step]] = {
+    Observed: _Fold.observed,
+    Written: _Fold.written,
+    WriteStale: _Fold.not_written,
+    WriteFailed: _Fold.not_written,
+    Resolve: _Fold.resolve,
+}

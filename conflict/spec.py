@@ -198,6 +198,9 @@ class EntitySpec:
     # Derived, filled in __post_init__: per system, the fields it carries (in field order).
     system_fields: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
     rank: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    # Per system, field name -> the type check of its values (None: any value).
+    checks: Mapping[str, Mapping[str, Callable[[Any], bool] | None]] = field(
+        init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.systems) < 1 or len(set(self.systems)) != len(self.systems):
@@ -221,6 +224,10 @@ class EntitySpec:
             for s in self.systems
         }
         object.__setattr__(self, "system_fields", per_system)
+        object.__setattr__(self, "checks", {
+            s: {n: None if self.fields[n].type is FieldType.ANY else
+                _TYPE_CHECKS[self.fields[n].type] for n in names}
+            for s, names in per_system.items()})
         # A person's decision ranks before every system when timestamps tie.
         object.__setattr__(self, "rank", {REVIEW: -1, **{s: i for i, s in
                                                            enumerate(self.systems)}})

@@ -51,8 +51,7 @@ class WriteOp(enum.Enum):
     DELETE = "delete"
 
 
-@dataclass(frozen=True, slots=True)
-class WriteIntent:
+class WriteIntent(NamedTuple):
     """An instruction for one lane: make ``system`` hold ``values`` for this record.
 
     ``expected`` holds what the hub believes the system holds now for those fields; a lane

@@ -1,0 +1,1 @@
+"""Benchmarks, run on their own (never part of the test run)."""
