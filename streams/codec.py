@@ -1,0 +1,86 @@
+"""The one place where bytes become events and events become bytes.
+
+Encoding is orjson with sorted keys, so the same event always gives the same bytes.
+Decoding reads the ``schema`` field (``"name/version"``), upcasts payloads written by older
+versions to the current one (the registry :data:`UPCASTERS`, one function per step), and
+validates them into the event model. Every failure is a :class:`~streams.errors.DecodeError`
+that names what was wrong; the caller sends the input to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import ValidationError
+
+from streams.errors import InvalidEvent, Undecodable, UnexpectedEvent, UnknownSchema
+from streams.events import EVENT_TYPES, Event
+
+E = TypeVar("E", bound=Event)
+
+CURRENT: dict[str, type[Event]] = {cls.schema_name(): cls for cls in EVENT_TYPES}
+"""The model of every schema name, at the version this build writes."""
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+"""``(name, n) -> f``: turns a payload of version ``n`` into one of version ``n + 1``
+(including its ``schema`` field). Register a function here whenever a model's version goes up;
+never change or remove one, since the event log keeps old payloads forever."""
+
+
+def encode(event: Event) -> bytes:
+    """The bytes of an event: JSON with sorted keys, ``schema`` included."""
+    return orjson.dumps(event.model_dump(by_alias=True, mode="json"),
+                        option=orjson.OPT_SORT_KEYS)
+
+
+def decode(data: bytes | None, accept: tuple[type[E], ...] = ()) -> E:
+    """The event in ``data``; ``accept`` (if given) lists the kinds the caller can take."""
+    if data is None:
+        raise Undecodable("empty value (a tombstone) where an event was expected")
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise Undecodable(f"not JSON: {exc} (first bytes: {bytes(data[:40])!r})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("schema"), str):
+        raise Undecodable("not a JSON object with a 'schema' string")
+    payload = upcast(payload)
+    model = CURRENT[payload["schema"].partition("/")[0]]
+    if accept and not issubclass(model, accept):
+        wanted = ", ".join(cls.SCHEMA for cls in accept)
+        raise UnexpectedEvent(f"{model.SCHEMA} where one of {wanted} was expected")
+    try:
+        return model.model_validate(payload)  # type: ignore[return-value]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()[:5])
+        raise InvalidEvent(f"{model.SCHEMA}: {problems}") from None
+
+
+def upcast(payload: dict[str, Any]) -> dict[str, Any]:
+    """Bring a payload of any known version of its schema to the current version."""
+    name, _, version_text = payload["schema"].partition("/")
+    model = CURRENT.get(name)
+    if model is None:
+        raise UnknownSchema(f"unknown schema {payload['schema']!r}")
+    try:
+        version = int(version_text)
+    except ValueError:
+        raise UnknownSchema(f"schema {payload['schema']!r} has no version number") from None
+    current = model.schema_version()
+    if version > current:
+        raise UnknownSchema(f"{payload['schema']} is newer than this build reads "
+                            f"({model.SCHEMA}); upgrade syncline")
+    while version < current:
+        step = UPCASTERS.get((name, version))
+        if step is None:
+            raise UnknownSchema(f"no upcaster from {name}/{version} to {name}/{version + 1}")
+        payload = step(payload)
+        version += 1
+        if payload.get("schema") != f"{name}/{version}":
+            raise UnknownSchema(f"upcaster for {name}/{version - 1} did not produce "
+                                f"{name}/{version}")
+    return payload

@@ -1,0 +1,331 @@
+"""The events on syncline's topics: frozen, versioned pydantic models.
+
+Every payload carries ``schema``, a name and a version such as ``"syncline.observed/1"``.
+Models are frozen and forbid unknown fields; :mod:`streams.codec` is the only place where
+bytes become these models (and where older versions are upcast). Conversions to and from the
+pure types of :mod:`conflict` live here, next to the models.
+
+======================  ==========================  ===============================
+topic                   key                         value
+======================  ==========================  ===============================
+``observations``        ``system/entity/ext_id``    Observed, Written, WriteStale,
+                                                    WriteFailed
+``intents``             ``system/entity``           WriteIntent
+``records``             canonical id                RecordEvent (compacted)
+``conflicts``           canonical id                ConflictEvent
+``resolutions``         canonical id                Resolution
+``dlq``                 the original key            DeadLetter
+======================  ==========================  ===============================
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+import conflict
+from conflict.state import Json
+
+Timestamp = float
+"""Seconds since the epoch (UTC), as a float."""
+
+
+class Event(BaseModel):
+    """Base of every event: frozen, no unknown fields, a ``schema`` name and version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    SCHEMA: ClassVar[str]
+    schema_: str = Field(alias="schema")
+
+    @classmethod
+    def schema_name(cls) -> str:
+        """``"syncline.observed"`` for ``"syncline.observed/1"``."""
+        return cls.SCHEMA.partition("/")[0]
+
+    @classmethod
+    def schema_version(cls) -> int:
+        """The version this model writes."""
+        return int(cls.SCHEMA.partition("/")[2])
+
+
+# -- observations (lane → merge) ----------------------------------------------------------
+class ObservationEvent(Event):
+    """What a lane saw or did; numbered by ``seq`` per system, never going backwards."""
+
+    system: str
+    entity: str
+    seq: int = Field(ge=0)
+    external_id: str | None = None
+    canonical_id: str | None = None  # known for write outcomes; found by the router for reads
+    observed_at: Timestamp
+
+    def key(self) -> str:
+        """The ``observations`` key: ``system/entity/external id``."""
+        return f"{self.system}/{self.entity}/{self.external_id or ''}"
+
+
+class Observed(ObservationEvent):
+    """A record as read from a system (or seen deleted there)."""
+
+    SCHEMA: ClassVar[str] = "syncline.observed/1"
+    schema_: Literal["syncline.observed/1"] = Field("syncline.observed/1", alias="schema")
+    fields: dict[str, Json] = Field(default_factory=dict)
+    deleted: bool = False
+    native_version: str | None = None
+    source_ts: Timestamp
+
+    def to_input(self) -> conflict.Observed:
+        """The fold's input."""
+        return conflict.Observed(self.system, self.seq, self.external_id, self.fields,
+                                 self.deleted, self.native_version, self.source_ts)
+
+
+class Written(ObservationEvent):
+    """A write a lane made for an intent; ``fields`` is the record as the API returned it."""
+
+    SCHEMA: ClassVar[str] = "syncline.written/1"
+    schema_: Literal["syncline.written/1"] = Field("syncline.written/1", alias="schema")
+    intent_id: str
+    native_version: str | None = None
+    source_ts: Timestamp
+    fields: dict[str, Json] | None = None
+
+    def to_input(self) -> conflict.Written:
+        """The fold's input."""
+        return conflict.Written(self.system, self.seq, self.intent_id, self.external_id,
+                                self.native_version, self.source_ts, self.fields)
+
+
+class WriteStale(ObservationEvent):
+    """A write not made: the system held a value the hub had not seen."""
+
+    SCHEMA: ClassVar[str] = "syncline.write_stale/1"
+    schema_: Literal["syncline.write_stale/1"] = Field("syncline.write_stale/1",
+                                                        alias="schema")
+    intent_id: str
+    fields_changed: list[str] = Field(default_factory=list)
+
+    def to_input(self) -> conflict.WriteStale:
+        """The fold's input."""
+        return conflict.WriteStale(self.system, self.seq, self.intent_id)
+
+
+class WriteFailed(ObservationEvent):
+    """A write that failed after the lane's retry budget."""
+
+    SCHEMA: ClassVar[str] = "syncline.write_failed/1"
+    schema_: Literal["syncline.write_failed/1"] = Field("syncline.write_failed/1",
+                                                         alias="schema")
+    intent_id: str
+    reason: str
+    attempts: int = Field(ge=1)
+
+    def to_input(self) -> conflict.WriteFailed:
+        """The fold's input."""
+        return conflict.WriteFailed(self.system, self.seq, self.intent_id, self.reason)
+
+
+AnyObservation = Observed | Written | WriteStale | WriteFailed
+
+
+# -- merge → lanes --------------------------------------------------------------------------
+class WriteIntent(Event):
+    """An instruction for a lane: make ``system`` hold ``values`` for this record."""
+
+    SCHEMA: ClassVar[str] = "syncline.intent/1"
+    schema_: Literal["syncline.intent/1"] = Field("syncline.intent/1", alias="schema")
+    intent_id: str
+    canonical_id: str
+    entity: str
+    system: str
+    op: Literal["create", "update", "delete"]
+    external_id: str | None
+    values: dict[str, Json]
+    expected: dict[str, Json]
+    native_version: str | None
+    clock: dict[str, int]
+    attempt: int = Field(ge=1)
+
+    def key(self) -> str:
+        """The ``intents`` key: ``system/entity``."""
+        return f"{self.system}/{self.entity}"
+
+    @classmethod
+    def of(cls, intent: conflict.WriteIntent) -> WriteIntent:
+        """The event for an intent of the fold."""
+        return cls.model_validate(intent.to_dict())
+
+    def to_intent(self) -> conflict.WriteIntent:
+        """The fold's intent."""
+        return conflict.WriteIntent.from_dict(self.model_dump(exclude={"schema_"}))
+
+
+# -- merge → everyone -----------------------------------------------------------------------
+class FieldProvenance(BaseModel):
+    """Which write set a canonical field, when, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system: str  # the actor of the dot: a system, or "review"
+    dot: str
+    source_ts: Timestamp
+    change: str | None = None  # conflict.Change value of the latest change, when kept
+    conflict_id: str | None = None
+
+
+class RecordEvent(Event):
+    """The canonical record after a change: the product other services consume."""
+
+    SCHEMA: ClassVar[str] = "syncline.record/1"
+    schema_: Literal["syncline.record/1"] = Field("syncline.record/1", alias="schema")
+    canonical_id: str
+    entity: str
+    version: int = Field(ge=0, description="grows with every accepted write (sum of the clock)")
+    deleted: bool
+    fields: dict[str, Json]
+    provenance: dict[str, FieldProvenance]
+    clock: dict[str, int]
+    links: dict[str, str] = Field(description="system -> external id")
+    open_conflicts: int
+    changed: list[str] = Field(description="fields changed by this event ('_deleted': deletion)")
+
+    @classmethod
+    def of(cls, state: conflict.RecordState, changed: tuple[str, ...] = ()) -> RecordEvent:
+        """The event for a record state."""
+        latest: dict[str, conflict.HistoryEntry] = {}
+        for entry in state.history:
+            latest[entry.field] = entry
+        provenance = {}
+        for name, fs in sorted(state.fields.items()):
+            why = latest.get(name)
+            if why is not None and why.dot != fs.dot:
+                why = None  # the history no longer holds the change that set this value
+            provenance[name] = FieldProvenance(
+                system=fs.dot.actor, dot=str(fs.dot), source_ts=fs.source_ts,
+                change=why.change.value if why else None,
+                conflict_id=why.conflict_id if why else None)
+        return cls(
+            canonical_id=state.canonical_id,
+            entity=state.entity,
+            version=sum(state.clock.values()),
+            deleted=state.deleted is not None,
+            fields={name: fs.value for name, fs in sorted(state.fields.items())},
+            provenance=provenance,
+            clock=state.clock.to_dict(),
+            links={s: p.external_id for s, p in sorted(state.peers.items())
+                   if p.external_id is not None and p.exists},
+            open_conflicts=len(state.open_conflicts()),
+            changed=list(changed),
+        )
+
+
+class CandidateModel(BaseModel):
+    """One side of a conflict."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value: Json
+    system: str
+    dot: str
+    source_ts: Timestamp
+    deleted: bool = False
+
+
+class ResolutionModel(BaseModel):
+    """Who resolved a conflict, when, how and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resolution_id: str
+    by: str
+    at: Timestamp
+    value: Json
+    deleted: bool
+    note: str | None
+
+
+class ConflictEvent(Event):
+    """A conflict as it stands now: open, auto-resolved, resolved or superseded."""
+
+    SCHEMA: ClassVar[str] = "syncline.conflict/1"
+    schema_: Literal["syncline.conflict/1"] = Field("syncline.conflict/1", alias="schema")
+    conflict_id: str
+    canonical_id: str
+    entity: str
+    field: str = Field(description="a field name, or '_deleted' for delete-vs-update")
+    current: CandidateModel
+    incoming: CandidateModel
+    policy: str
+    decision: Literal["current", "incoming", "merged", "open", "chosen"]
+    value: Json
+    deleted: bool
+    status: Literal["auto_resolved", "open", "resolved", "superseded"]
+    resolution: ResolutionModel | None = None
+    superseded_by: str | None = None
+
+    @classmethod
+    def of(cls, record: conflict.ConflictRecord) -> ConflictEvent:
+        """The event for a conflict record of the fold."""
+        return cls.model_validate(record.to_dict())
+
+    def to_record(self) -> conflict.ConflictRecord:
+        """The fold's conflict record."""
+        return conflict.ConflictRecord.from_dict(self.model_dump(exclude={"schema_"}))
+
+
+# -- people → merge -------------------------------------------------------------------------
+class Resolution(Event):
+    """A person's decision on a conflict (from the CLI or the review page)."""
+
+    SCHEMA: ClassVar[str] = "syncline.resolution/1"
+    schema_: Literal["syncline.resolution/1"] = Field("syncline.resolution/1", alias="schema")
+    resolution_id: str
+    canonical_id: str
+    entity: str
+    conflict_id: str
+    by: str
+    at: Timestamp
+    via: str = Field(description="where the decision was made: 'cli', 'review-page', ...")
+    take: str | None = None
+    value: Json = None
+    delete: bool = False
+    note: str | None = None
+
+    def to_input(self) -> conflict.Resolve:
+        """The fold's input."""
+        return conflict.Resolve(self.resolution_id, self.conflict_id, self.by, self.at,
+                                self.take, self.value, self.delete, self.note)
+
+
+# -- anything → dlq -------------------------------------------------------------------------
+class DeadLetter(Event):
+    """An input that could not be processed, kept whole with the reason."""
+
+    SCHEMA: ClassVar[str] = "syncline.dead_letter/1"
+    schema_: Literal["syncline.dead_letter/1"] = Field("syncline.dead_letter/1",
+                                                        alias="schema")
+    stage: str = Field(description="what was processing it: 'merge', 'router', 'lane:crm', ...")
+    topic: str
+    partition: int
+    offset: int
+    key_b64: str | None = Field(description="the original key bytes, base64")
+    value_b64: str | None = Field(description="the original value bytes, base64")
+    error: str = Field(description="the error's class name")
+    reason: str
+    retriable: bool = False
+    attempts: int = 1
+    at: Timestamp
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    Observed, Written, WriteStale, WriteFailed, WriteIntent, RecordEvent, ConflictEvent,
+    Resolution, DeadLetter,
+)
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every event, by schema name and version."""
+    return {cls.SCHEMA: cls.model_json_schema(by_alias=True, mode="serialization")
+            for cls in EVENT_TYPES}
