@@ -1,0 +1,170 @@
+"""What the two stream stages do with one input, apart from Kafka.
+
+The topology (``streams/app.py``) is two stages, each a consume → transform → produce step
+whose state lives in a table backed by a changelog topic:
+
+1. **route**, keyed like ``observations`` (``system/entity/external id``): finds the record's
+   canonical id in the links table or derives it (:mod:`streams.identity`), links it, and
+   forwards the observation keyed by canonical id. Per-record order is kept: one external id
+   always maps to one canonical id, hence to one partition of the next topic.
+2. **merge**, keyed by canonical id: folds observations and resolutions into the record state
+   (:func:`conflict.fold`) and emits the record event, the write intents and the conflicts.
+
+Both stages here are plain classes over mutable mappings, so they are tested without Kafka and
+driven the same way by the Faust agents and by ``syncline replay``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import NamedTuple
+from uuid import UUID
+
+import conflict
+from conflict.errors import ConflictError
+from streams import codec
+from streams.errors import DecodeError, StreamsError
+from streams.events import (
+    AnyObservation,
+    ConflictEvent,
+    DeadLetter,
+    Event,
+    ObservationEvent,
+    Observed,
+    RecordEvent,
+    Resolution,
+    WriteFailed,
+    WriteIntent,
+    WriteStale,
+    Written,
+)
+from streams.identity import NAMESPACE, canonical_id
+
+
+class UnknownEntity(StreamsError):
+    """An event for an entity this deployment does not sync."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntityModel:
+    """What the streams need to know about one entity: its fold spec and match keys."""
+
+    spec: conflict.EntitySpec
+    match_on: tuple[str, ...] = ()
+
+
+Catalog = Mapping[str, EntityModel]
+"""Entity name -> model."""
+
+
+class Output(NamedTuple):
+    """One record to produce: the topic's role (see :class:`streams.topics.Topics`), key, event."""
+
+    role: str
+    key: str
+    event: Event
+
+
+OBSERVATION_TYPES: tuple[type[ObservationEvent], ...] = (Observed, Written, WriteStale,
+                                                         WriteFailed)
+MERGE_INPUT_TYPES: tuple[type[Event], ...] = (*OBSERVATION_TYPES, Resolution)
+
+
+def dead_letter(stage: str, topic: str, partition: int, offset: int, key: bytes | None,
+                value: bytes | None, error: BaseException, at: float) -> Output:
+    """The dead letter for an input that ``stage`` could not process."""
+    letter = DeadLetter(
+        stage=stage, topic=topic, partition=partition, offset=offset,
+        key_b64=None if key is None else base64.b64encode(key).decode(),
+        value_b64=None if value is None else base64.b64encode(value).decode(),
+        error=type(error).__name__, reason=str(error),
+        retriable=bool(getattr(error, "retriable", False)), at=at)
+    return Output("dlq", key.decode("utf-8", "replace") if key else "", letter)
+
+
+class Router:
+    """Stage 1: give every observation its canonical id."""
+
+    def __init__(self, catalog: Catalog, namespace: UUID = NAMESPACE) -> None:
+        self.catalog = catalog
+        self.namespace = namespace
+
+    def route(self, event: ObservationEvent, links: MutableMapping[str, str]) -> Output:
+        """The observation, with its canonical id, keyed for the merge stage."""
+        model = self.catalog.get(event.entity)
+        if model is None:
+            raise UnknownEntity(f"entity {event.entity!r} is not configured "
+                                f"(entities: {', '.join(sorted(self.catalog))})")
+        link_key = event.key()
+        cid = links.get(link_key) if event.external_id is not None else None
+        if cid is None:
+            cid = event.canonical_id
+        if cid is None:
+            fields = event.fields if isinstance(event, Observed) else {}
+            cid = canonical_id(event.entity, model.match_on, fields, event.system,
+                               event.external_id, self.namespace)
+        if event.external_id is not None and links.get(link_key) != cid:
+            links[link_key] = cid
+        if event.canonical_id != cid:
+            event = event.model_copy(update={"canonical_id": cid})
+        return Output("merge", cid, event)
+
+
+class Merger:
+    """Stage 2: fold one input into its record and say what to produce."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def apply(self, event: AnyObservation | Resolution,
+              records: MutableMapping[str, conflict.RecordState]) -> list[Output]:
+        """Fold ``event`` into ``records[event.canonical_id]``; the outputs to produce.
+
+        Raises :class:`~conflict.errors.ConflictError` or :class:`UnknownEntity` for an input
+        the fold rejects; nothing is changed then.
+        """
+        cid = event.canonical_id
+        if cid is None:
+            raise UnknownEntity("an observation reached the merge without a canonical id")
+        model = self.catalog.get(event.entity)
+        if model is None:
+            raise UnknownEntity(f"entity {event.entity!r} is not configured")
+        state = records.get(cid)
+        if state is None:
+            state = conflict.RecordState(cid, event.entity)
+        step = conflict.fold(model.spec, state, event.to_input())
+        if step.state is state:
+            return []
+        records[cid] = step.state
+        outputs: list[Output] = []
+        if step.record_changed or step.conflicts or _links_changed(state, step.state):
+            outputs.append(Output("records", cid, RecordEvent.of(step.state, step.changed)))
+        for intent in step.intents:
+            event_out = WriteIntent.of(intent)
+            outputs.append(Output("intents", event_out.key(), event_out))
+        for record in step.conflicts:
+            outputs.append(Output("conflicts", cid, ConflictEvent.of(record)))
+        return outputs
+
+
+def _links_changed(before: conflict.RecordState, after: conflict.RecordState) -> bool:
+    if before.peers is after.peers:
+        return False
+    links = {s: p.external_id for s, p in before.peers.items() if p.exists}
+    return links != {s: p.external_id for s, p in after.peers.items() if p.exists}
+
+
+REJECTED = (DecodeError, ConflictError, UnknownEntity)
+"""Errors that make an input a dead letter (the stream goes on)."""
+
+
+def decode_observation(value: bytes | None) -> ObservationEvent:
+    """An observation from the ``observations`` topic."""
+    return codec.decode(value, OBSERVATION_TYPES)
+
+
+def decode_merge_input(value: bytes | None) -> AnyObservation | Resolution:
+    """An input of the merge stage: a routed observation or a resolution."""
+    return codec.decode(value, MERGE_INPUT_TYPES)  # type: ignore[return-value]

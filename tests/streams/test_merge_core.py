@@ -1,0 +1,117 @@
+"""The two stream stages without Kafka: routing to canonical ids, folding, outputs."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+import conflict
+from streams import codec
+from streams.errors import InvalidEvent
+from streams.events import Observed, Resolution, WriteIntent, Written
+from streams.identity import canonical_id
+from streams.merge import (
+    REJECTED,
+    EntityModel,
+    Merger,
+    Router,
+    UnknownEntity,
+    dead_letter,
+    decode_merge_input,
+)
+
+SPEC = conflict.EntitySpec.build("contact", ["crm", "helpdesk"], ["email", "name"],
+                                 default_policy=conflict.Manual())
+CATALOG = {"contact": EntityModel(SPEC, match_on=("email",))}
+
+
+def read(system: str, seq: int, ext: str, **fields: object) -> Observed:
+    return Observed(system=system, entity="contact", seq=seq, external_id=ext,
+                    observed_at=seq, source_ts=seq, fields=fields)
+
+
+def test_the_same_person_in_two_systems_gets_one_canonical_id() -> None:
+    links: dict[str, str] = {}
+    router = Router(CATALOG)
+    a = router.route(read("crm", 1, "c-1", email="Ann@Example.com ", name="Ann"), links)
+    b = router.route(read("helpdesk", 1, "h-9", email="ann@example.com", name="Ann"), links)
+    assert a.key == b.key == canonical_id("contact", ["email"], {"email": "ann@example.com"},
+                                          "x", None)
+    assert links == {"crm/contact/c-1": a.key, "helpdesk/contact/h-9": a.key}
+    # The link wins over a changed match key: the record does not move.
+    c = router.route(read("crm", 2, "c-1", email="ann.lee@example.com"), links)
+    assert c.key == a.key
+    assert c.event.canonical_id == a.key  # type: ignore[attr-defined]
+
+
+def test_a_record_without_a_match_key_is_identified_by_where_it_first_appeared() -> None:
+    links: dict[str, str] = {}
+    out = Router(CATALOG).route(read("crm", 1, "c-1", name="No Email"), links)
+    assert out.key == canonical_id("contact", [], {}, "crm", "c-1")
+
+
+def test_a_write_outcome_links_the_record_the_hub_created() -> None:
+    links: dict[str, str] = {}
+    written = Written(system="helpdesk", entity="contact", seq=3, external_id="h-5",
+                      canonical_id="cid-1", observed_at=3, intent_id="cid-1/helpdesk#1",
+                      source_ts=3)
+    assert Router(CATALOG).route(written, links).key == "cid-1"
+    assert links == {"helpdesk/contact/h-5": "cid-1"}
+
+
+def test_merge_folds_and_says_what_to_produce() -> None:
+    links: dict[str, str] = {}
+    records: dict[str, conflict.RecordState] = {}
+    router, merger = Router(CATALOG), Merger(CATALOG)
+    routed = router.route(read("crm", 1, "c-1", email="a@x", name="Ann"), links)
+    outputs = merger.apply(routed.event, records)  # type: ignore[arg-type]
+    assert [o.role for o in outputs] == ["records", "intents"]
+    intent = outputs[1].event
+    assert isinstance(intent, WriteIntent) and outputs[1].key == "helpdesk/contact"
+    assert intent.op == "create" and intent.values == {"email": "a@x", "name": "Ann"}
+    # Replayed: nothing to produce, nothing changed.
+    state = records[routed.key]
+    assert merger.apply(routed.event, records) == []  # type: ignore[arg-type]
+    assert records[routed.key] is state
+
+    # The helpdesk's copy is made, then both edit the name: an open conflict, then resolved.
+    done = Written(system="helpdesk", entity="contact", seq=1, external_id="h-1",
+                   canonical_id=routed.key, observed_at=2, intent_id=intent.intent_id,
+                   source_ts=2)
+    merger.apply(router.route(done, links).event, records)  # type: ignore[arg-type]
+    for system, ext in (("crm", "c-1"), ("helpdesk", "h-1")):
+        event = router.route(read(system, 5, ext, name=f"Ann ({system})"), links).event
+        outputs = merger.apply(event, records)  # type: ignore[arg-type]
+    conflicts = [o.event for o in outputs if o.role == "conflicts"]
+    assert len(conflicts) == 1 and conflicts[0].status == "open"  # type: ignore[attr-defined]
+    resolution = Resolution(resolution_id="r1", canonical_id=routed.key, entity="contact",
+                            conflict_id=conflicts[0].conflict_id,  # type: ignore[attr-defined]
+                            by="dana", at=9, via="cli", take="helpdesk")
+    outputs = merger.apply(resolution, records)
+    assert {o.role for o in outputs} == {"records", "intents", "conflicts"}
+    assert records[routed.key].values["name"] == "Ann (helpdesk)"
+
+
+def test_rejected_inputs_become_dead_letters_with_the_original_bytes() -> None:
+    with pytest.raises(UnknownEntity, match="'ticket' is not configured"):
+        Router(CATALOG).route(Observed(system="crm", entity="ticket", seq=1, external_id="t",
+                                       observed_at=1, source_ts=1), {})
+    records: dict[str, conflict.RecordState] = {}
+    bad = read("crm", 1, "c-1", email=5).model_copy(update={"canonical_id": "cid"})
+    with pytest.raises(conflict.FieldTypeError) as raised:
+        Merger({"contact": EntityModel(conflict.EntitySpec.build(
+            "contact", ["crm"], [conflict.FieldSpec("email", conflict.FieldType.STRING)]))}
+        ).apply(bad, records)
+    assert isinstance(raised.value, REJECTED) and records == {}
+
+    raw = b'{"schema": "syncline.observed/1", "seq": -1}'
+    with pytest.raises(InvalidEvent) as decode_error:
+        decode_merge_input(raw)
+    out = dead_letter("merge", "syncline.merge", 2, 41, b"cid", raw, decode_error.value, 7.0)
+    assert out.role == "dlq" and out.key == "cid"
+    letter = codec.decode(codec.encode(out.event))
+    assert base64.b64decode(letter.value_b64 or "") == raw  # type: ignore[attr-defined]
+    assert (letter.topic, letter.partition, letter.offset) == (  # type: ignore[attr-defined]
+        "syncline.merge", 2, 41)
+    assert "seq" in letter.reason  # type: ignore[attr-defined]
