@@ -1,0 +1,168 @@
+"""The fault switch: what a simulated API does wrong, and how often.
+
+Faults touch API requests only, never ``/_admin``. Their effects, in request order:
+
+- ``down``: every request gets 503 at once.
+- ``latency_ms``: every request waits this long first.
+- ``burst_429``: the next N requests get 429 with ``Retry-After`` (the counter runs down).
+- ``error_rate``: this share of requests gets a 500, 502 or 503 before anything is done.
+- ``timeout_rate``: this share of requests is processed, then the response is held for
+  ``timeout_ms`` (longer than any client waits): a write in such a request *did* happen.
+- ``malformed_rate``: this share of requests is processed, then the body the client gets is
+  damaged: an HTML page with status 200 or truncated JSON (``malformed_kind``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+from aiohttp import web
+
+from daemon.sandbox.errors import BadRequest, RateLimited, ServerError
+
+MalformedKind = Literal["html", "truncated"]
+
+_HTML_PAGE = (
+    "<!DOCTYPE html><html><head><title>Service Temporarily Unavailable</title></head>"
+    "<body><h1>We'll be right back</h1><p>Our team is performing maintenance.</p></body></html>"
+)
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """The current faults (all off by default)."""
+
+    error_rate: float = 0.0
+    latency_ms: int = 0
+    timeout_rate: float = 0.0
+    timeout_ms: int = 30_000
+    burst_429: int = 0
+    malformed_rate: float = 0.0
+    malformed_kind: Literal["html", "truncated", "mixed"] = "mixed"
+    down: bool = False
+
+    def merged(self, changes: Mapping[str, Any]) -> FaultSettings:
+        """These settings with ``changes`` applied (a JSON object from the admin API).
+
+        Raises:
+            BadRequest: an unknown name or a value out of range.
+        """
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise BadRequest(f"unknown fault(s): {', '.join(unknown)}; known: {sorted(known)}")
+        updated = replace(self, **changes)
+        for name in ("error_rate", "timeout_rate", "malformed_rate"):
+            value = getattr(updated, name)
+            if _is_number(value) and 0 <= value <= 1:
+                continue
+            raise BadRequest(f"{name} must be a number from 0 to 1")
+        for name in ("latency_ms", "timeout_ms", "burst_429"):
+            value = getattr(updated, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+                raise BadRequest(f"{name} must be an integer >= 0")
+        if not isinstance(updated.down, bool):
+            raise BadRequest("down must be true or false")
+        if updated.malformed_kind not in ("html", "truncated", "mixed"):
+            raise BadRequest("malformed_kind must be html, truncated or mixed")
+        return updated
+
+    def as_json(self) -> dict[str, Any]:
+        """The settings as a JSON object."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """What to do to one request's response after it has been processed."""
+
+    hold_ms: int = 0
+    malformed: MalformedKind | None = None
+
+
+class FaultInjector:
+    """Holds the fault settings and applies them to API requests.
+
+    Args:
+        seed: seeds the random draws, for reproducible fault sequences.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.settings = FaultSettings()
+        self._random = random.Random(seed)
+        self._release = asyncio.Event()
+
+    def configure(self, changes: Mapping[str, Any]) -> FaultSettings:
+        """Merge ``changes`` into the settings."""
+        self.settings = self.settings.merged(changes)
+        return self.settings
+
+    def clear(self) -> None:
+        """Turn every fault off."""
+        self.settings = FaultSettings()
+
+    def release_held(self) -> None:
+        """Let every response held by a timeout fault go now (the server is stopping)."""
+        self._release.set()
+
+    async def before(self) -> FaultPlan:
+        """Apply the faults that strike before a request is processed.
+
+        Raises:
+            ServerError: the system is down, or an injected error.
+            RateLimited: an injected 429 burst.
+        """
+        settings = self.settings
+        if settings.down:
+            raise ServerError("service unavailable (down)", status=503)
+        if settings.latency_ms:
+            await asyncio.sleep(settings.latency_ms / 1000)
+        if settings.burst_429 > 0:
+            self.settings = replace(self.settings, burst_429=self.settings.burst_429 - 1)
+            raise RateLimited(
+                "too many requests (burst)",
+                headers={
+                    "Retry-After": "1",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": "1",
+                },
+            )
+        if self._strikes(settings.error_rate):
+            raise ServerError("injected server error", status=self._random.choice((500, 502, 503)))
+        hold_ms = settings.timeout_ms if self._strikes(settings.timeout_rate) else 0
+        malformed: MalformedKind | None = None
+        if self._strikes(settings.malformed_rate):
+            if settings.malformed_kind == "mixed":
+                malformed = self._random.choice(("html", "truncated"))
+            else:
+                malformed = settings.malformed_kind
+        return FaultPlan(hold_ms, malformed)
+
+    async def after(self, plan: FaultPlan, response: web.StreamResponse) -> web.StreamResponse:
+        """Apply the faults that strike after a request was processed."""
+        if plan.hold_ms:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), plan.hold_ms / 1000)
+        if plan.malformed == "html":
+            return web.Response(status=200, text=_HTML_PAGE, content_type="text/html")
+        if plan.malformed == "truncated":
+            body = response.body if isinstance(response, web.Response) else None
+            raw = body if isinstance(body, bytes) and body else b'{"data": [{"id": "'
+            return web.Response(
+                status=200 if response.status == 204 else response.status,
+                body=raw[: max(1, len(raw) // 2)],
+                content_type="application/json",
+            )
+        return response
+
+    def _strikes(self, rate: float) -> bool:
+        return rate > 0 and self._random.random() < rate
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
