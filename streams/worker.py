@@ -1,0 +1,133 @@
+"""The merge worker: the route and merge stages of one deployment, run together.
+
+``python -m streams.worker --bootstrap HOST:PORT --prefix P --catalog module:attribute`` runs
+them until SIGTERM or SIGINT (``syncline run`` does the same from the YAML config). Several
+workers with the same prefix form one consumer group per stage and share the partitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+import conflict
+from streams.kafka import Admin, KafkaSettings
+from streams.merge import (
+    REJECTED,
+    Catalog,
+    Merger,
+    Output,
+    Router,
+    dead_letter,
+    decode_merge_input,
+    decode_observation,
+)
+from streams.processor import StageRunner, Store
+from streams.topics import Topics, TopicSettings
+
+
+def encode_state(state: conflict.RecordState) -> bytes:
+    """A record state as changelog bytes."""
+    return orjson.dumps(state.to_dict(), option=orjson.OPT_SORT_KEYS)
+
+
+def decode_state(data: bytes) -> conflict.RecordState:
+    """Changelog bytes as a record state."""
+    return conflict.RecordState.from_dict(orjson.loads(data))
+
+
+class MergeWorker:
+    """Routes observations to canonical ids and folds them, exactly once."""
+
+    def __init__(self, settings: KafkaSettings, topics: Topics, catalog: Catalog, *,
+                 topic_settings: TopicSettings | None = None,
+                 clock: Callable[[], float] = time.time, max_batch: int = 1000) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.topic_settings = topic_settings or TopicSettings()
+        self.clock = clock
+        self.router = Router(catalog)
+        self.merger = Merger(catalog)
+        self.links: Store[str] = Store(encode=str.encode, decode=bytes.decode)
+        self.records: Store[conflict.RecordState] = Store(encode=encode_state,
+                                                          decode=decode_state)
+        self.route_stage = StageRunner(
+            settings, group_id=f"{topics.prefix}.route", sources=[topics.observations],
+            changelog=topics.name("links_changelog"), store=self.links, handle=self._route,
+            topic_of=topics.name, max_batch=max_batch)
+        self.merge_stage = StageRunner(
+            settings, group_id=f"{topics.prefix}.merge",
+            sources=[topics.merge, topics.resolutions],
+            changelog=topics.name("records_changelog"), store=self.records,
+            handle=self._merge, topic_of=topics.name, max_batch=max_batch)
+
+    def _route(self, record: Any, links: MutableMapping[str, Any]) -> list[Output]:
+        try:
+            return [self.router.route(decode_observation(record.value), links)]
+        except REJECTED as exc:
+            return [dead_letter("route", record.topic, record.partition, record.offset,
+                                record.key, record.value, exc, self.clock())]
+
+    def _merge(self, record: Any, records: MutableMapping[str, Any]) -> list[Output]:
+        try:
+            return self.merger.apply(decode_merge_input(record.value), records)
+        except REJECTED as exc:
+            return [dead_letter("merge", record.topic, record.partition, record.offset,
+                                record.key, record.value, exc, self.clock())]
+
+    async def ensure_topics(self) -> list[str]:
+        """Create the deployment's topics where missing."""
+        async with Admin(self.settings) as admin:
+            return await self.topics.ensure(admin, self.topic_settings)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run both stages until ``stop`` is set."""
+        await self.ensure_topics()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.route_stage.run(stop))
+            group.create_task(self.merge_stage.run(stop))
+
+
+def load_object(path: str) -> Any:
+    """``package.module:attribute``."""
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+async def _main(args: argparse.Namespace) -> None:
+    worker = MergeWorker(KafkaSettings(bootstrap=args.bootstrap), Topics(args.prefix),
+                         load_object(args.catalog),
+                         topic_settings=TopicSettings(partitions=args.partitions),
+                         max_batch=args.max_batch)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await worker.run(stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a merge worker from the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--prefix", default="syncline")
+    parser.add_argument("--catalog", required=True, help="module:attribute of a Catalog")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--max-batch", type=int, default=1000)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    main()
