@@ -1,10 +1,56 @@
-"""The ``syncline`` command line."""
+"""The ``syncline`` command line.
+
+The environment is read once, in :func:`main`, and handed to commands as
+:class:`CliContext`; nothing else reads ``os.environ``. A user's mistake (a bad config
+file, an unreachable broker) is one message on stderr and exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
 
 from daemon import __version__
+from daemon.config import load_config
+from daemon.errors import ConfigError
+from streams.errors import KafkaUnavailable, StreamsError
+from streams.kafka import probe
+
+USAGE_ERROR = 2
+"""Exit code for a mistake the user can fix: bad config, unreachable broker."""
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _kafka_hint(bootstrap: str) -> str:
+    hosts = {address.rpartition(":")[0] for address in bootstrap.split(",")}
+    if hosts & set(_LOCAL_HOSTS):
+        return "is the broker running? To start the local one: deploy/kafka/kafka.sh up"
+    return "check kafka.bootstrap and that the cluster is up and reachable from here"
+
+
+@dataclass(frozen=True)
+class CliContext:
+    """What every command gets: the environment, read once at start-up."""
+
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    raise SystemExit(USAGE_ERROR)
+
+
+def _quiet_kafka_client() -> None:
+    # aiokafka logs every refused connection at ERROR; with no logging configured Python
+    # would print those to stderr next to the one line the command reports itself.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 @click.group()
@@ -13,6 +59,51 @@ def cli() -> None:
     """syncline: event-sourced two-way sync between the systems a company runs."""
 
 
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The YAML configuration file.",
+)
+@click.option(
+    "--timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds to wait for Kafka to answer.",
+)
+@click.pass_obj
+def check(obj: CliContext | None, config_path: Path, timeout: float) -> None:
+    """Validate the configuration file and reach Kafka."""
+    env = obj.env if obj is not None else {}
+    try:
+        config = load_config(config_path, env)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    click.echo(
+        f"config ok: {config_path} ({len(config.systems)} systems, "
+        f"{len(config.entities)} entities, topic prefix {config.kafka.topic_prefix!r})"
+    )
+    settings = config.kafka.settings()
+    _quiet_kafka_client()
+    try:
+        cluster = asyncio.run(probe(settings, timeout))
+    except KafkaUnavailable as exc:
+        _fail(f"syncline: {exc}; {_kafka_hint(settings.bootstrap)}")
+        return
+    except StreamsError as exc:
+        _fail(f"syncline: Kafka at {settings.bootstrap}: {exc}")
+        return
+    brokers = len(cluster.brokers)
+    click.echo(
+        f"kafka ok: {settings.bootstrap} (cluster {cluster.cluster_id}, "
+        f"{brokers} broker{'s' if brokers != 1 else ''})"
+    )
+
+
 def main() -> None:
     """Entry point of the ``syncline`` console script."""
-    cli(prog_name="syncline")
+    cli(prog_name="syncline", obj=CliContext(env=dict(os.environ)))

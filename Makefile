@@ -1,0 +1,47 @@
+# The project's commands (see README.md):
+#   make demo   bring up Kafka and run the current main job
+#   make test   run the whole test suite, integration tests against a real Kafka broker
+# Kafka is left running between runs (it starts in seconds when warm); `make kafka-down`
+# stops it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA := deploy/kafka/kafka.sh
+KAFKA_PORT := $(or $(SYNCLINE_KAFKA_PORT),19092)
+PYTEST_ARGS ?=
+
+.PHONY: setup kafka-up kafka-down kafka-status test lint demo
+
+## setup: create .venv if missing and install syncline with its dev tools into it
+setup: $(VENV)/.installed
+
+# Reinstalled only when pyproject.toml changes; the package itself is installed editable.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+## kafka-up: start the local single-node Kafka broker (fetched with mvn the first time)
+kafka-up:
+	@$(KAFKA) up
+
+## kafka-down: stop it
+kafka-down:
+	@$(KAFKA) down
+
+kafka-status:
+	@$(KAFKA) status
+
+## test: the whole suite; with SYNCLINE_TEST_KAFKA=host:port it uses that broker instead
+test: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
+	SYNCLINE_TEST_KAFKA=$(or $(SYNCLINE_TEST_KAFKA),127.0.0.1:$(KAFKA_PORT)) $(BIN)/pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy (strict), as configured in pyproject.toml
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## demo: for now, bring Kafka up and check the example configuration against it
+demo: setup kafka-up
+	$(BIN)/syncline check --config examples/syncline.yaml

@@ -1,0 +1,429 @@
+"""The configuration file: its schema, and loading it with errors a person can act on.
+
+The file is YAML, validated by pydantic models that forbid unknown keys. Secrets are never
+in the file: it names an environment variable (``password_env: KAFKA_PASSWORD``) and the
+value is taken from the environment mapping handed to :func:`load_config`, held as
+``SecretStr``. Nothing here reads ``os.environ``; the CLI reads it once and passes it in.
+
+Every problem becomes one line ``FILE:LINE: PATH: what was expected``, for example::
+
+    syncline.yaml:3: kafka.bootstrap: expected host:port[,host:port...], got 'localhost'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Self, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from daemon.errors import ConfigError
+from streams.kafka import KafkaSettings, SaslMechanism, SecurityProtocol
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise PydanticCustomError(
+            "env_name",
+            "expected the name of an environment variable (letters, digits, _), got {value}",
+            {"value": repr(value)},
+        )
+    return value
+
+
+def _topic_prefix(value: str) -> str:
+    if not _TOPIC_PREFIX.fullmatch(value):
+        raise PydanticCustomError(
+            "topic_prefix",
+            "expected letters, digits, '.', '_' or '-' (it starts Kafka topic names), got {value}",
+            {"value": repr(value)},
+        )
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+"""The name of an environment variable that holds a secret."""
+
+TopicPrefix = Annotated[str, AfterValidator(_topic_prefix)]
+
+
+def _environment(info: ValidationInfo) -> Mapping[str, str]:
+    context = info.context if isinstance(info.context, Mapping) else {}
+    env = context.get("env", {})
+    return env if isinstance(env, Mapping) else {}
+
+
+def _secret(info: ValidationInfo, name: str) -> SecretStr:
+    value = _environment(info).get(name)
+    if value is None:
+        raise PydanticCustomError(
+            "env_missing",
+            "environment variable {name} is not set (it should hold the secret)",
+            {"name": name},
+        )
+    return SecretStr(value)
+
+
+def _existing_file(info: ValidationInfo, path: Path | None) -> Path | None:
+    """Resolve ``path`` against the config file's directory and require that it exists."""
+    if path is None:
+        return None
+    context = info.context if isinstance(info.context, Mapping) else {}
+    base = context.get("base_dir")
+    full = path if path.is_absolute() or not isinstance(base, Path) else base / path
+    if not full.is_file():
+        raise PydanticCustomError("file_missing", "no such file: {path}", {"path": str(full)})
+    return full
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SaslConfig(_Section):
+    """SASL credentials; the password comes from the environment variable ``password_env``."""
+
+    mechanism: SaslMechanism = "PLAIN"
+    username: str = Field(min_length=1)
+    password_env: EnvName
+    _password: SecretStr = PrivateAttr()
+
+    @field_validator("password_env")
+    @classmethod
+    def _password_is_set(cls, name: str, info: ValidationInfo) -> str:
+        _secret(info, name)
+        return name
+
+    @model_validator(mode="after")
+    def _resolve_password(self, info: ValidationInfo) -> Self:
+        self._password = _secret(info, self.password_env)
+        return self
+
+    @property
+    def password(self) -> SecretStr:
+        """The password, as read from the environment at load time."""
+        return self._password
+
+
+class SslConfig(_Section):
+    """TLS files; relative paths are relative to the configuration file."""
+
+    cafile: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    key_password_env: EnvName | None = None
+    _key_password: SecretStr | None = PrivateAttr(default=None)
+
+    @field_validator("cafile", "certfile", "keyfile")
+    @classmethod
+    def _file_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return _existing_file(info, path)
+
+    @field_validator("key_password_env")
+    @classmethod
+    def _key_password_is_set(cls, name: str | None, info: ValidationInfo) -> str | None:
+        if name is not None:
+            _secret(info, name)
+        return name
+
+    @model_validator(mode="after")
+    def _resolve_key_password(self, info: ValidationInfo) -> Self:
+        if self.key_password_env is not None:
+            self._key_password = _secret(info, self.key_password_env)
+        return self
+
+    @property
+    def key_password(self) -> SecretStr | None:
+        """The private key's password, if the file named a variable for it."""
+        return self._key_password
+
+
+class KafkaConfig(_Section):
+    """The ``kafka:`` section: where the cluster is and how to authenticate."""
+
+    bootstrap: str
+    topic_prefix: TopicPrefix = "syncline"
+    client_id: str = Field(default="syncline", min_length=1)
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    # validate_default: the check against security_protocol must also run when absent.
+    sasl: SaslConfig | None = Field(default=None, validate_default=True)
+    ssl: SslConfig | None = Field(default=None, validate_default=True)
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        addresses = [part.strip() for part in value.split(",")]
+        for address in addresses:
+            host, colon, port = address.rpartition(":")
+            if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+                raise PydanticCustomError(
+                    "bootstrap",
+                    "expected host:port[,host:port...], got {value}",
+                    {"value": repr(value)},
+                )
+        return ",".join(addresses)
+
+    @field_validator("sasl")
+    @classmethod
+    def _sasl_matches_protocol(
+        cls, sasl: SaslConfig | None, info: ValidationInfo
+    ) -> SaslConfig | None:
+        protocol = info.data.get("security_protocol")
+        if protocol is None:  # security_protocol itself is wrong; reported there
+            return sasl
+        if protocol.startswith("SASL_") and sasl is None:
+            raise PydanticCustomError(
+                "sasl_missing",
+                "required when security_protocol is {protocol} (mechanism, username, password_env)",
+                {"protocol": protocol},
+            )
+        if not protocol.startswith("SASL_") and sasl is not None:
+            raise PydanticCustomError(
+                "sasl_unused",
+                "only used with security_protocol SASL_PLAINTEXT or SASL_SSL, not {protocol}",
+                {"protocol": protocol},
+            )
+        return sasl
+
+    @field_validator("ssl")
+    @classmethod
+    def _ssl_matches_protocol(cls, ssl: SslConfig | None, info: ValidationInfo) -> SslConfig | None:
+        protocol = info.data.get("security_protocol")
+        if protocol is not None and ssl is not None and protocol not in ("SSL", "SASL_SSL"):
+            raise PydanticCustomError(
+                "ssl_unused",
+                "only used with security_protocol SSL or SASL_SSL, not {protocol}",
+                {"protocol": protocol},
+            )
+        return ssl
+
+    def settings(self) -> KafkaSettings:
+        """The client settings for :mod:`streams.kafka`, secrets included."""
+        sasl, ssl = self.sasl, self.ssl
+        return KafkaSettings(
+            bootstrap=self.bootstrap,
+            client_id=self.client_id,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=sasl.mechanism if sasl else "PLAIN",
+            sasl_username=sasl.username if sasl else None,
+            sasl_password=sasl.password if sasl else None,
+            ssl_cafile=ssl.cafile if ssl else None,
+            ssl_certfile=ssl.certfile if ssl else None,
+            ssl_keyfile=ssl.keyfile if ssl else None,
+            ssl_key_password=ssl.key_password if ssl else None,
+        )
+
+
+class Config(_Section):
+    """The whole file.
+
+    ``systems`` and ``entities`` are accepted as plain mappings for now: each entry must be
+    a mapping, its contents are not checked yet.
+    """
+
+    kafka: KafkaConfig
+    systems: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    entities: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def load_config(path: str | Path, env: Mapping[str, str]) -> Config:
+    """Read, parse and validate the configuration file.
+
+    Args:
+        path: the YAML file.
+        env: the environment, for the variables the file names for secrets.
+
+    Raises:
+        ConfigError: one line per problem, naming the file, the line, the path inside the
+            file and what was expected.
+    """
+    file = str(path)
+    text = _read(file)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(file, [_yaml_problem(file, exc)]) from None
+    if data is None:
+        raise ConfigError(file, [f"{file}: the file is empty; expected at least a kafka: section"])
+    if not isinstance(data, dict):
+        raise ConfigError(
+            file,
+            [
+                f"{file}: expected a mapping at the top level (kafka:, systems:, entities:), "
+                f"got {_kind(data)}"
+            ],
+        )
+    context = {"env": env, "base_dir": Path(file).parent}
+    try:
+        return Config.model_validate(data, context=context)
+    except ValidationError as exc:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        problems = [_problem(file, root, error) for error in exc.errors()]
+        raise ConfigError(file, problems) from None
+
+
+def _read(file: str) -> str:
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problem = "no such file"
+    except IsADirectoryError:
+        problem = "is a directory, not a configuration file"
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    except OSError as exc:
+        problem = f"cannot read it: {exc.strerror or exc}"
+    raise ConfigError(file, [f"{file}: {problem}"])
+
+
+def _yaml_problem(file: str, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else file
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    detail = f"{problem} ({context})" if context else problem
+    return f"{where}: not valid YAML: {detail}"
+
+
+def _problem(file: str, root: yaml.Node | None, error: ErrorDetails) -> str:
+    loc = error["loc"]
+    path = _dotted(loc)
+    line = _line(root, loc)
+    where = f"{file}:{line}" if line else file
+    return f"{where}: {path or '(top level)'}: {_explain(error)}"
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _line(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """The line of the deepest node of ``loc`` that exists in the file (1-based)."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    child = value
+                    line = key.start_mark.line + 1
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def _explain(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required, but missing"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(error["loc"][:-1])
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"unknown key{hint}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping (key: value), got {_kind(error['input'])}"
+    if kind in _OURS:
+        return error["msg"]  # raised by the validators above; already says what is expected
+    message = error["msg"]
+    if message.startswith("Input should be "):
+        message = "expected " + message.removeprefix("Input should be ")
+    else:
+        message = message[:1].lower() + message[1:]
+    return f"{message}, got {_shown(error['input'])}"
+
+
+# Error types raised by the validators in this module (PydanticCustomError).
+_OURS = frozenset(
+    {
+        "env_missing",
+        "env_name",
+        "file_missing",
+        "topic_prefix",
+        "bootstrap",
+        "sasl_missing",
+        "sasl_unused",
+        "ssl_unused",
+    }
+)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({_kind(value)})" if not isinstance(value, str) else text
+
+
+def _kind(value: Any) -> str:
+    for kind, name in _KINDS:
+        if isinstance(value, kind):
+            return name
+    return "nothing (null)" if value is None else type(value).__name__
+
+
+# bool before int: True is an int to Python, not to a person writing YAML.
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (list, "a list"),
+    (dict, "a mapping"),
+)
+
+
+def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
+    """The keys the schema accepts at ``loc``, for "unknown key" messages."""
+    model: Any = Config
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside ``annotation`` (``X``, ``X | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is not None or get_args(annotation):
+        for arg in get_args(annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+    return None

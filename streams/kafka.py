@@ -1,0 +1,423 @@
+"""Thin async wrappers over aiokafka: a producer, a from-the-beginning consumer, topic admin.
+
+Every other module talks to Kafka through these (the Faust app aside), so there is one
+place where the client is configured and one place where its errors become
+:mod:`streams.errors`. The wrappers move bytes; turning events into bytes is the codec's job.
+
+Example::
+
+    settings = KafkaSettings(bootstrap="127.0.0.1:19092")
+    async with Admin(settings) as admin:
+        await admin.ensure_topic(TopicSpec("records", config={"cleanup.policy": "compact"}))
+    async with Producer(settings) as producer:
+        partition, offset = await producer.send("records", b"key", b"value")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, Self
+
+import aiokafka
+import aiokafka.errors as kafka_errors
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.helpers import create_ssl_context
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from streams.errors import (
+    KafkaRequestFailed,
+    KafkaUnavailable,
+    StreamsError,
+    TopicMismatch,
+)
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+_TOPIC_ALREADY_EXISTS = 36
+# Errors that mean "nobody answered" rather than "the broker said no".
+_UNREACHABLE = (
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.NodeNotReadyError,
+    kafka_errors.NoBrokersAvailable,
+)
+
+
+class KafkaSettings(BaseModel):
+    """How to reach a Kafka cluster. Secrets arrive resolved, as ``SecretStr``.
+
+    The security fields are passed to aiokafka unchanged: ``sasl_*`` are used with the
+    ``SASL_*`` protocols, ``ssl_*`` with ``SSL`` and ``SASL_SSL``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap: str
+    client_id: str = "syncline"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    request_timeout: float = 30.0
+    """Seconds a single request to the broker may take."""
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments shared by aiokafka's producer, consumer and admin client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": int(self.request_timeout * 1000),
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = self._ssl_context()
+        if self.security_protocol.startswith("SASL_"):
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            if self.sasl_password is not None:
+                options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        return options
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        password = self.ssl_key_password.get_secret_value() if self.ssl_key_password else None
+        try:
+            context: ssl.SSLContext = create_ssl_context(
+                cafile=self.ssl_cafile,
+                certfile=self.ssl_certfile,
+                keyfile=self.ssl_keyfile,
+                password=password,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise StreamsError(f"cannot load the TLS files for Kafka: {exc}") from exc
+        return context
+
+
+class Delivery(NamedTuple):
+    """Where the broker stored a record that it acknowledged."""
+
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    """One record read from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic as it should exist: name, partitions, replication and topic configuration.
+
+    ``config`` holds Kafka topic settings as strings, e.g. ``{"cleanup.policy": "compact"}``
+    or ``{"retention.ms": "-1"}`` (keep forever).
+    """
+
+    name: str
+    partitions: int = 1
+    replication: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    """What a broker said about its cluster."""
+
+    bootstrap: str
+    cluster_id: str | None
+    controller_id: int
+    brokers: tuple[str, ...]
+
+
+@contextmanager
+def _translated(settings: KafkaSettings, operation: str) -> Iterator[None]:
+    """Turn aiokafka's errors raised inside the block into :mod:`streams.errors`."""
+    try:
+        yield
+    except StreamsError:
+        raise
+    except _UNREACHABLE as exc:
+        reason = _describe(exc)
+        if reason.startswith("Unable to bootstrap"):  # aiokafka lists the resolved addresses
+            reason = "no broker accepted a connection"
+        raise KafkaUnavailable(settings.bootstrap, reason) from exc
+    except kafka_errors.KafkaError as exc:
+        code = getattr(exc, "message", None) or type(exc).__name__
+        # aiokafka marks its client-side timeout as final; waiting longer may well help.
+        retriable = bool(exc.retriable) or isinstance(exc, kafka_errors.KafkaTimeoutError)
+        raise KafkaRequestFailed(operation, str(code), _describe(exc), retriable=retriable) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    return text.removeprefix(f"{name}: ") if text != name else name
+
+
+class Producer:
+    """Sends records and waits until every in-sync replica has them (``acks=all``).
+
+    Idempotent, so a retry inside the client never writes a record twice. Use as
+    ``async with Producer(settings) as producer``.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._producer: Any = None
+
+    async def start(self) -> None:
+        """Connect to the cluster; raises :class:`KafkaUnavailable` if nobody answers."""
+        producer = aiokafka.AIOKafkaProducer(
+            **self._settings.client_options(), acks="all", enable_idempotence=True
+        )
+        try:
+            with _translated(self._settings, "start producer"):
+                await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
+
+    async def stop(self) -> None:
+        """Flush pending records and disconnect."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> Delivery:
+        """Send one record and return where it was stored once the broker acknowledged it."""
+        if self._producer is None:
+            raise StreamsError("the producer is not started")
+        with _translated(self._settings, f"send to {topic}"):
+            metadata = await self._producer.send_and_wait(topic, value, key=key)
+        return Delivery(int(metadata.partition), int(metadata.offset))
+
+
+class Consumer:
+    """Reads every partition of one topic from its beginning, without a consumer group.
+
+    Only committed records are returned (``isolation_level=read_committed``): records of
+    an aborted or still open transaction are never seen. Iterating waits for new records
+    forever; bound it with ``asyncio.timeout`` or stop after what you expect.
+    """
+
+    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._consumer: Any = None
+
+    async def start(self) -> None:
+        """Connect and position at the start of every partition of the topic."""
+        consumer = aiokafka.AIOKafkaConsumer(
+            self._topic,
+            **self._settings.client_options(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        try:
+            with _translated(self._settings, f"read {self._topic}"):
+                await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def __aiter__(self) -> AsyncIterator[ConsumedRecord]:
+        return self._records()
+
+    async def _records(self) -> AsyncIterator[ConsumedRecord]:
+        if self._consumer is None:
+            raise StreamsError("the consumer is not started")
+        while True:
+            with _translated(self._settings, f"read {self._topic}"):
+                try:
+                    message = await self._consumer.getone()
+                except kafka_errors.ConsumerStoppedError:
+                    return
+            yield ConsumedRecord(
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+                value=message.value,
+                timestamp_ms=message.timestamp,
+            )
+
+
+class Admin:
+    """Creates topics idempotently and describes topics and the cluster."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._client: Any = None
+
+    async def start(self) -> None:
+        """Connect; raises :class:`KafkaUnavailable` if nobody answers."""
+        client = AIOKafkaAdminClient(**self._settings.client_options())
+        try:
+            with _translated(self._settings, "connect admin client"):
+                await client.start()
+        except BaseException:
+            await client.close()
+            raise
+        self._client = client
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _started(self) -> Any:
+        if self._client is None:
+            raise StreamsError("the admin client is not started")
+        return self._client
+
+    async def describe_cluster(self) -> ClusterInfo:
+        """The cluster id, the active controller and the brokers, as the cluster reports them."""
+        with _translated(self._settings, "describe cluster"):
+            cluster = await self._started().describe_cluster()
+        return ClusterInfo(
+            bootstrap=self._settings.bootstrap,
+            cluster_id=cluster.get("cluster_id"),
+            controller_id=int(cluster.get("controller_id", -1)),
+            brokers=tuple(f"{b['host']}:{b['port']}" for b in cluster.get("brokers", ())),
+        )
+
+    async def ensure_topic(self, spec: TopicSpec) -> bool:
+        """Create the topic unless it exists; return whether it was created.
+
+        An existing topic must carry every configuration value in ``spec.config``, or
+        :class:`TopicMismatch` is raised: a log that should be compacted or kept forever
+        must not silently be neither. Its partition count is left as it is (operators
+        may have added partitions to scale out).
+        """
+        new_topic = NewTopic(
+            spec.name, spec.partitions, spec.replication, topic_configs=dict(spec.config)
+        )
+        operation = f"create topic {spec.name}"
+        with _translated(self._settings, operation):
+            response = await self._started().create_topics([new_topic])
+        for _topic, code, *rest in response.topic_errors:
+            if code == 0:
+                return True
+            if code == _TOPIC_ALREADY_EXISTS:
+                await self._check_config(spec)
+                return False
+            error = kafka_errors.for_code(code)
+            detail = (rest[0] if rest else None) or error.description
+            raise KafkaRequestFailed(
+                operation, error.message, detail, retriable=bool(error.retriable)
+            )
+        raise KafkaRequestFailed(operation, "NO_ANSWER", "no result for the topic", retriable=True)
+
+    async def topic_config(self, topic: str) -> dict[str, str]:
+        """Every configuration value of a topic, defaults included."""
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+        operation = f"describe configuration of topic {topic}"
+        with _translated(self._settings, operation):
+            responses = await self._started().describe_configs([resource])
+        result = responses[0].to_object()["resources"][0]
+        if result["error_code"]:
+            error = kafka_errors.for_code(result["error_code"])
+            raise KafkaRequestFailed(
+                operation,
+                error.message,
+                result["error_message"] or error.description,
+                retriable=bool(error.retriable),
+            )
+        return {
+            entry["config_names"]: entry["config_value"]
+            for entry in result["config_entries"]
+            if entry["config_value"] is not None
+        }
+
+    async def _check_config(self, spec: TopicSpec) -> None:
+        actual = await self.topic_config(spec.name)
+        wrong = [
+            f"{key} is {actual.get(key)!r}, expected {value!r}"
+            for key, value in sorted(spec.config.items())
+            if actual.get(key) != value
+        ]
+        if wrong:
+            raise TopicMismatch(spec.name, "; ".join(wrong))
+
+
+# The deadline is the point of a probe, so it is a parameter rather than left to the caller.
+async def probe(target: KafkaSettings | str, timeout: float = 5.0) -> ClusterInfo:  # noqa: ASYNC109
+    """Ask the cluster for its metadata within ``timeout`` seconds.
+
+    Args:
+        target: the settings of the cluster, or just its bootstrap address (plaintext).
+        timeout: seconds for connecting and answering together.
+
+    Raises:
+        KafkaUnavailable: nobody answered in time; the message names the bootstrap address.
+    """
+    settings = target if isinstance(target, KafkaSettings) else KafkaSettings(bootstrap=target)
+    try:
+        async with asyncio.timeout(timeout), Admin(settings) as admin:
+            return await admin.describe_cluster()
+    except TimeoutError as exc:
+        raise KafkaUnavailable(settings.bootstrap, f"no answer within {timeout:g}s") from exc

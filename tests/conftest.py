@@ -1,0 +1,62 @@
+"""Fixtures shared by the whole suite: the real Kafka broker and per-test topic names.
+
+Tests that need Kafka are marked ``@pytest.mark.kafka`` and ask for ``kafka_bootstrap``.
+With ``SYNCLINE_TEST_KAFKA=host:port`` they use that broker; otherwise the session runs
+``deploy/kafka/kafka.sh up`` (a no-op when the local broker already runs) and stops the
+broker at the end only if it was this session that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.kafka import KafkaSettings
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
+
+
+def _kafka_sh(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(KAFKA_SH), command], capture_output=True, text=True, timeout=900, check=False
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The bootstrap address of a running Kafka broker."""
+    given = os.environ.get("SYNCLINE_TEST_KAFKA")
+    if given:
+        yield given
+        return
+    was_running = _kafka_sh("status").returncode == 0
+    up = _kafka_sh("up")
+    if up.returncode != 0:
+        pytest.fail(
+            f"could not start Kafka with {KAFKA_SH} up (or set SYNCLINE_TEST_KAFKA):\n"
+            f"{up.stdout}{up.stderr}",
+            pytrace=False,
+        )
+    yield f"127.0.0.1:{os.environ.get('SYNCLINE_KAFKA_PORT', '19092')}"
+    if not was_running:
+        _kafka_sh("down")
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    """Client settings for the test broker."""
+    return KafkaSettings(bootstrap=kafka_bootstrap, client_id="syncline-tests")
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest) -> str:
+    """A topic name no other test (and no earlier run) uses: the test's name plus a uuid."""
+    test = re.sub(r"[^A-Za-z0-9-]+", "-", request.node.name).strip("-")[:80]
+    return f"test-{test}-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,111 @@
+"""``syncline check`` as a user runs it: a process, its exit code and what it prints."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_check(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "check", "--config", str(config), "--timeout", "10"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.kafka
+def test_a_good_config_with_the_broker_up_is_ok(kafka_bootstrap: str, tmp_path: Path) -> None:
+    config = write(tmp_path / "syncline.yaml", f"kafka:\n  bootstrap: {kafka_bootstrap}\n")
+
+    result = run_check(config)
+
+    assert result.returncode == 0, result.stderr
+    assert f"config ok: {config}" in result.stdout
+    assert f"kafka ok: {kafka_bootstrap}" in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.kafka
+def test_the_example_config_is_ok(kafka_bootstrap: str) -> None:
+    if kafka_bootstrap != "127.0.0.1:19092":
+        pytest.skip("examples/syncline.yaml points at the default local broker")
+
+    result = run_check(REPO / "examples" / "syncline.yaml")
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+
+    result = run_check(missing)
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{missing}: no such file"
+
+
+def test_malformed_yaml_is_reported_with_its_line(tmp_path: Path) -> None:
+    config = write(tmp_path / "broken.yaml", "kafka:\n  bootstrap: [127.0.0.1:19092\n")
+
+    result = run_check(config)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{config}:3:1: not valid YAML: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_type_at_a_nested_path_names_file_line_and_path(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "typo.yaml",
+        "kafka:\n  bootstrap: 127.0.0.1:19092\n  client_id: [not, a, string]\n",
+    )
+
+    result = run_check(config)
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"{config}:3: kafka.client_id: expected a valid string, got ['not', 'a', 'string'] (a list)"
+    )
+
+
+def test_every_problem_gets_its_own_line(tmp_path: Path) -> None:
+    config = write(tmp_path / "two.yaml", "kafka:\n  bootstrap: nowhere\n  colour: blue\n")
+
+    result = run_check(config)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{config}:2: kafka.bootstrap: expected host:port[,host:port...], got 'nowhere'",
+        f"{config}:3: kafka.colour: unknown key (allowed: bootstrap, topic_prefix, client_id, "
+        "security_protocol, sasl, ssl)",
+    ]
+
+
+def test_a_broker_that_is_down_is_named_with_what_to_do(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    config = write(tmp_path / "down.yaml", f"kafka:\n  bootstrap: {address}\n")
+
+    result = run_check(config)
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"syncline: cannot reach Kafka at {address}: no broker accepted a connection; "
+        "is the broker running? To start the local one: deploy/kafka/kafka.sh up"
+    )

@@ -1,0 +1,167 @@
+"""Loading the configuration file: what is accepted, and what each mistake says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.config import Config, load_config
+from daemon.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "syncline.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env or {})
+    assert caught.value.file == str(path)
+    return list(caught.value.problems)
+
+
+def test_the_example_config_loads() -> None:
+    config = load_config(REPO / "examples" / "syncline.yaml", {})
+
+    assert config.kafka.bootstrap == "127.0.0.1:19092"
+    assert config.kafka.topic_prefix == "syncline"
+
+
+def test_defaults_fill_everything_but_the_bootstrap(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "kafka: {bootstrap: 'a:1, b:2'}\n"), {})
+
+    assert config == Config.model_validate(
+        {"kafka": {"bootstrap": "a:1,b:2", "topic_prefix": "syncline", "client_id": "syncline"}}
+    )
+    assert config.kafka.settings().bootstrap == "a:1,b:2"
+    assert config.systems == {}
+
+
+def test_systems_and_entities_are_accepted_as_mappings_for_now(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "kafka: {bootstrap: 'k:9092'}\n"
+        "systems:\n  crm: {connector: rest, base_url: 'http://localhost:8101'}\n"
+        "entities:\n  contact: {match_on: [email]}\n",
+    )
+
+    config = load_config(path, {})
+
+    assert config.systems["crm"]["connector"] == "rest"
+    assert config.entities["contact"] == {"match_on": ["email"]}
+
+
+def test_the_sasl_password_comes_from_the_named_environment_variable(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "kafka:\n"
+        "  bootstrap: k:9093\n"
+        "  security_protocol: SASL_PLAINTEXT\n"
+        "  sasl: {mechanism: SCRAM-SHA-512, username: syncline, password_env: KAFKA_PW}\n",
+    )
+
+    config = load_config(path, {"KAFKA_PW": "s3cret"})
+    settings = config.kafka.settings()
+
+    assert settings.sasl_password is not None
+    assert settings.sasl_password.get_secret_value() == "s3cret"
+    assert settings.client_options()["sasl_plain_password"] == "s3cret"
+    assert "s3cret" not in repr(config)
+    assert "s3cret" not in repr(settings)
+
+
+def test_a_missing_secret_variable_is_named(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "kafka:\n"
+        "  bootstrap: k:9093\n"
+        "  security_protocol: SASL_SSL\n"
+        "  sasl: {username: syncline, password_env: KAFKA_PW}\n",
+    )
+
+    assert problems(path) == [
+        f"{path}:4: kafka.sasl.password_env: environment variable KAFKA_PW is not set "
+        "(it should hold the secret)"
+    ]
+
+
+def test_sasl_must_match_the_security_protocol(tmp_path: Path) -> None:
+    sasl_needed = write(tmp_path, "kafka: {bootstrap: 'k:1', security_protocol: SASL_SSL}\n")
+
+    assert problems(sasl_needed) == [
+        f"{sasl_needed}:1: kafka.sasl: required when security_protocol is SASL_SSL "
+        "(mechanism, username, password_env)"
+    ]
+
+
+def test_tls_files_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not really a certificate", encoding="utf-8")
+    path = write(
+        tmp_path,
+        "kafka:\n  bootstrap: k:9093\n  security_protocol: SSL\n  ssl: {cafile: ca.pem}\n",
+    )
+
+    config = load_config(path, {})
+
+    assert config.kafka.ssl is not None
+    assert config.kafka.ssl.cafile == tmp_path / "ca.pem"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("kafka: {}\n", "{f}:1: kafka.bootstrap: required, but missing"),
+        ("systems: {}\n", "{f}:1: kafka: required, but missing"),
+        ("kafka: 9092\n", "{f}:1: kafka: expected a mapping (key: value), got an integer"),
+        (
+            "kafka: {bootstrap: 9092}\n",
+            "{f}:1: kafka.bootstrap: expected a valid string, got 9092 (an integer)",
+        ),
+        (
+            "kafka:\n  bootstrap: k:1\n  security_protocol: TLS\n",
+            "{f}:3: kafka.security_protocol: expected 'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT' "
+            "or 'SASL_SSL', got 'TLS'",
+        ),
+        (
+            "kafka:\n  bootstrap: k:1\n  topic_prefix: 'my prefix'\n",
+            "{f}:3: kafka.topic_prefix: expected letters, digits, '.', '_' or '-' "
+            "(it starts Kafka topic names), got 'my prefix'",
+        ),
+        (
+            "kafka: {bootstrap: 'k:1'}\nsystems:\n  crm: [rest]\n",
+            "{f}:3: systems.crm: expected a mapping (key: value), got a list",
+        ),
+        (
+            "kafka: {bootstrap: 'k:1'}\nsytems: {}\n",
+            "{f}:2: sytems: unknown key (allowed: kafka, systems, entities)",
+        ),
+        (
+            "- kafka\n",
+            "{f}: expected a mapping at the top level (kafka:, systems:, entities:), got a list",
+        ),
+        ("", "{f}: the file is empty; expected at least a kafka: section"),
+        (
+            "kafka: {bootstrap: [}\n",
+            "{f}:1:21: not valid YAML: expected the node content, but found '}' "
+            "(while parsing a flow node)",
+        ),
+    ],
+)
+def test_each_mistake_is_one_line_naming_file_line_and_path(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, text)
+
+    assert problems(path) == [expected.replace("{f}", str(path))]
+
+
+def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
+    assert problems(tmp_path) == [f"{tmp_path}: is a directory, not a configuration file"]
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe")
+    assert problems(binary) == [f"{binary}: not UTF-8 text (invalid start byte at byte 0)"]
