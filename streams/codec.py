@@ -30,8 +30,15 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 never change or remove one, since the event log keeps old payloads forever."""
 
 
-def encode(event: Event) -> bytes:
-    """The bytes of an event: JSON with sorted keys, ``schema`` included."""
+def encode(event: Event | dict[str, Any]) -> bytes:
+    """The bytes of an event: JSON with sorted keys, ``schema`` included.
+
+    A dict is a payload built by the event class itself without validation (e.g.
+    :meth:`~streams.events.RecordEvent.payload` on the merge's hot path); the same bytes as
+    encoding the validated model.
+    """
+    if isinstance(event, dict):
+        return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
     return orjson.dumps(event.model_dump(by_alias=True, mode="json"),
                         option=orjson.OPT_SORT_KEYS)
 

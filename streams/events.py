@@ -194,31 +194,42 @@ class RecordEvent(Event):
     @classmethod
     def of(cls, state: conflict.RecordState, changed: tuple[str, ...] = ()) -> RecordEvent:
         """The event for a record state."""
+        return cls.model_validate(cls.payload(state, changed))
+
+    @classmethod
+    def payload(cls, state: conflict.RecordState, changed: tuple[str, ...] = ()
+                ) -> dict[str, Any]:
+        """The JSON payload of :meth:`of`, built without validation (the merge's hot path)."""
         latest: dict[str, conflict.HistoryEntry] = {}
         for entry in state.history:
             latest[entry.field] = entry
-        provenance = {}
-        for name, fs in sorted(state.fields.items()):
+        provenance: dict[str, dict[str, Any]] = {}
+        fields: dict[str, Json] = {}
+        for name in sorted(state.fields):
+            fs = state.fields[name]
+            fields[name] = fs.value
             why = latest.get(name)
             if why is not None and why.dot != fs.dot:
                 why = None  # the history no longer holds the change that set this value
-            provenance[name] = FieldProvenance(
-                system=fs.dot.actor, dot=str(fs.dot), source_ts=fs.source_ts,
-                change=why.change.value if why else None,
-                conflict_id=why.conflict_id if why else None)
-        return cls(
-            canonical_id=state.canonical_id,
-            entity=state.entity,
-            version=sum(state.clock.values()),
-            deleted=state.deleted is not None,
-            fields={name: fs.value for name, fs in sorted(state.fields.items())},
-            provenance=provenance,
-            clock=state.clock.to_dict(),
-            links={s: p.external_id for s, p in sorted(state.peers.items())
-                   if p.external_id is not None and p.exists},
-            open_conflicts=len(state.open_conflicts()),
-            changed=list(changed),
-        )
+            provenance[name] = {
+                "system": fs.dot.actor, "dot": str(fs.dot), "source_ts": float(fs.source_ts),
+                "change": why.change.value if why else None,
+                "conflict_id": why.conflict_id if why else None}
+        return {
+            "schema": cls.SCHEMA,
+            "canonical_id": state.canonical_id,
+            "entity": state.entity,
+            "version": sum(state.clock.values()),
+            "deleted": state.deleted is not None,
+            "fields": fields,
+            "provenance": provenance,
+            "clock": state.clock.to_dict(),
+            "links": {s: p.external_id for s, p in sorted(state.peers.items())
+                      if p.external_id is not None and p.exists},
+            "open_conflicts": sum(1 for c in state.conflicts
+                                  if c.status is conflict.ConflictStatus.OPEN),
+            "changed": list(changed),
+        }
 
 
 class CandidateModel(BaseModel):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import conflict
@@ -60,11 +60,14 @@ Catalog = Mapping[str, EntityModel]
 
 
 class Output(NamedTuple):
-    """One record to produce: the topic's role (see :class:`streams.topics.Topics`), key, event."""
+    """One record to produce: the topic's role (see :class:`streams.topics.Topics`), key, event.
+
+    ``event`` is a model, or its payload dict where the model was not worth building.
+    """
 
     role: str
     key: str
-    event: Event
+    event: Event | dict[str, Any]
 
 
 OBSERVATION_TYPES: tuple[type[ObservationEvent], ...] = (Observed, Written, WriteStale,
@@ -140,7 +143,7 @@ class Merger:
         records[cid] = step.state
         outputs: list[Output] = []
         if step.record_changed or step.conflicts or _links_changed(state, step.state):
-            outputs.append(Output("records", cid, RecordEvent.of(step.state, step.changed)))
+            outputs.append(Output("records", cid, RecordEvent.payload(step.state, step.changed)))
         for intent in step.intents:
             event_out = WriteIntent.of(intent)
             outputs.append(Output("intents", event_out.key(), event_out))

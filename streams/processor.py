@@ -35,6 +35,7 @@ import aiokafka
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from streams import codec
 from streams.errors import StreamsError
@@ -111,6 +112,32 @@ class Store(Generic[V]):
         self._dirty.pop(p, None)
 
 
+class CachingPartitioner:
+    """aiokafka's default partitioner (Java's murmur2), remembering each key's partition.
+
+    Keys repeat constantly here (canonical ids, ``system/entity``), and murmur2 in pure Python
+    costs several microseconds a call; the result is the same as the default partitioner's.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._cache: dict[tuple[bytes, int], int] = {}
+        self._limit = limit
+        self._default = DefaultPartitioner()
+
+    def __call__(self, key: bytes | None, all_partitions: list[int],
+                 available: list[int]) -> int:
+        if key is None:
+            return int(self._default(key, all_partitions, available))
+        slot = (key, len(all_partitions))
+        partition = self._cache.get(slot)
+        if partition is None:
+            if len(self._cache) >= self._limit:
+                self._cache.clear()
+            partition = all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
+            self._cache[slot] = partition
+        return partition
+
+
 Handler = Callable[[aiokafka.ConsumerRecord, MutableMapping[str, Any]], list[Output]]
 """Process one consumed record with its partition's state; the outputs to produce."""
 
@@ -140,6 +167,7 @@ class StageRunner:
         handle: Handler,
         topic_of: Callable[[str], str],
         max_batch: int = 1000,
+        compacted: frozenset[str] = frozenset(),
     ) -> None:
         self.settings = settings
         self.group_id = group_id
@@ -149,11 +177,15 @@ class StageRunner:
         self.handle = handle
         self.topic_of = topic_of
         self.max_batch = max_batch
+        # Output roles whose topic is compacted: within one transaction only the last
+        # output per key is produced (readers of a compacted topic want the latest anyway).
+        self.compacted = compacted
         self.stats = Stats()
         self._consumer: Any = None
         self._producers: dict[int, Any] = {}
         self._lock = asyncio.Lock()
         self._assigned: set[int] = set()
+        self._partitioner = CachingPartitioner()
         self.ready = asyncio.Event()  # set once partitions are assigned and restored
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -188,10 +220,10 @@ class StageRunner:
         for tp, records in batch.items():
             by_partition.setdefault(tp.partition, []).append((tp, records))
         async with self._lock:
-            for p, parts in sorted(by_partition.items()):
-                if p not in self._producers:
-                    continue  # revoked while the batch was fetched: the next owner redoes it
-                await self._transaction(p, parts)
+            # Partitions are independent: their transactions run side by side.
+            await asyncio.gather(*(self._transaction(p, parts)
+                                   for p, parts in sorted(by_partition.items())
+                                   if p in self._producers))  # else revoked meanwhile
 
     async def _transaction(self, p: int, parts: list[tuple[TopicPartition, list[Any]]]) -> None:
         producer = self._producers[p]
@@ -201,9 +233,13 @@ class StageRunner:
         with _translated(self.settings, f"transaction of {self.group_id} partition {p}"):
             await producer.begin_transaction()
             try:
+                latest: dict[tuple[str, str], Output] = {}  # compacted roles: last per key
                 for tp, records in parts:
                     for record in records:
                         for out in self.handle(record, state):
+                            if out.role in self.compacted:
+                                latest[(out.role, out.key)] = out
+                                continue
                             if out.role == "dlq":
                                 self.stats.dead_letters += 1
                             pending.append(await producer.send(
@@ -211,6 +247,9 @@ class StageRunner:
                                 key=out.key.encode()))
                         offsets[tp] = record.offset + 1
                         self.stats.consumed += 1
+                for out in latest.values():
+                    pending.append(await producer.send(
+                        self.topic_of(out.role), codec.encode(out.event), key=out.key.encode()))
                 for key, value in self.store.changes(p):
                     pending.append(await producer.send(self.changelog, value,
                                                        key=key.encode(), partition=p))
@@ -236,6 +275,8 @@ class StageRunner:
                     transactional_id=f"{self.group_id}-{p}",
                     enable_idempotence=True,
                     acks="all",
+                    partitioner=self._partitioner,
+                    linger_ms=5,
                 )
                 with _translated(self.settings, f"start transactional producer for {p}"):
                     await producer.start()  # init_transactions: fences a zombie, aborts its txn

@@ -68,7 +68,8 @@ class MergeWorker:
             settings, group_id=f"{topics.prefix}.merge",
             sources=[topics.merge, topics.resolutions],
             changelog=topics.name("records_changelog"), store=self.records,
-            handle=self._merge, topic_of=topics.name, max_batch=max_batch)
+            handle=self._merge, topic_of=topics.name, max_batch=max_batch,
+            compacted=frozenset({"records"}))
 
     def _route(self, record: Any, links: MutableMapping[str, Any]) -> list[Output]:
         try:

@@ -85,6 +85,8 @@ def test_fold_types_convert_both_ways() -> None:
                               conflict.Observed("crm", 1, "c-2", {"email": "z@x"})).intents
     assert WriteIntent.of(intent).to_intent() == intent
     event = RecordEvent.of(step.state, step.changed)
+    # The merge's unvalidated payload is byte for byte the validated event.
+    assert codec.encode(RecordEvent.payload(step.state, step.changed)) == codec.encode(event)
     assert event.open_conflicts == 1
     assert event.links == {"crm": "c-1", "helpdesk": "h-1"}
     assert event.provenance["email"].system == "crm"

@@ -1,0 +1,157 @@
+"""Merge throughput on the local broker: ``python -m benchmarks.merge [--events N]``.
+
+Pre-loads N observations (a realistic mix: contacts created in one system, some linked in a
+second, then edits on both sides) into a fresh deployment's ``observations`` topic, then times
+
+1. a raw aiokafka loop over the same data: consume (read_committed, a consumer group) and
+   produce every record to another topic, committing offsets — the floor any stage pays;
+2. the merge worker draining it: route (links table, canonical ids) and merge (the fold,
+   records/intents/conflicts outputs, the changelog), each exactly once in transactions.
+
+Prints both rates and their ratio. Needs the broker of ``deploy/kafka/kafka.sh up``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import random
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import aiokafka
+
+from streams import codec
+from streams.events import Observed
+from streams.kafka import KafkaSettings, Producer
+from streams.topics import Topics, TopicSettings
+from streams.worker import MergeWorker
+from tests.streams.catalog import CATALOG
+
+
+def observations(n: int, concurrent: float = 0.05, seed: int = 7) -> list[Observed]:
+    """Contacts created in the CRM (a third also found in the helpdesk, linked by email), then
+    edits: each record is mostly edited where it lives, ``concurrent`` of edits come from the
+    other system (a conflict, as the hub has no write outcomes in this stream)."""
+    rng = random.Random(seed)
+    seq = Counter[str]()
+    events: list[Observed] = []
+    records = max(1, n // 5)
+    values: dict[int, dict[str, Any]] = {}
+
+    def read(system: str, r: int) -> None:
+        seq[system] += 1
+        events.append(Observed(system=system, entity="contact", seq=seq[system],
+                               external_id=f"{system[0]}-{r}", observed_at=len(events),
+                               source_ts=len(events), fields=dict(values[r])))
+
+    for r in range(records):
+        values[r] = {"email": f"person{r}@example.com", "name": f"Person {r}", "tags": ["a"]}
+        read("crm", r)
+        if r % 3 == 0:
+            read("helpdesk", r)
+    while len(events) < n:
+        r = rng.randrange(records)
+        if rng.random() < 0.8:
+            values[r]["name"] = f"Person {r} v{len(events)}"
+        else:
+            values[r]["tags"] = sorted({*values[r]["tags"], f"t{len(events) % 11}"})
+        other = r % 3 == 0 and rng.random() < concurrent
+        read("helpdesk" if other else "crm", r)
+    return events
+
+
+async def preload(settings: KafkaSettings, topic: str, events: list[Observed]) -> None:
+    async with Producer(settings) as producer:
+        raw = producer._producer
+        futures = [await raw.send(topic, codec.encode(e), key=e.key().encode())
+                   for e in events]
+        await asyncio.gather(*futures)
+
+
+async def raw_loop(settings: KafkaSettings, source: str, sink: str, n: int) -> float:
+    consumer = aiokafka.AIOKafkaConsumer(
+        source, **settings.client_options(), group_id=f"raw-{uuid.uuid4().hex[:8]}",
+        isolation_level="read_committed", enable_auto_commit=False,
+        auto_offset_reset="earliest", max_poll_records=1000)
+    producer = aiokafka.AIOKafkaProducer(**settings.client_options(), acks="all",
+                                         enable_idempotence=True)
+    await consumer.start()
+    await producer.start()
+    try:
+        done = 0
+        start = time.perf_counter()
+        while done < n:
+            batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+            futures = []
+            for records in batch.values():
+                for record in records:
+                    futures.append(await producer.send(sink, record.value, key=record.key))
+            await asyncio.gather(*futures)
+            await consumer.commit()
+            done += len(futures)
+        return time.perf_counter() - start
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def merge_drain(settings: KafkaSettings, topics: Topics, n: int,
+                      partitions: int) -> tuple[float, MergeWorker]:
+    worker = MergeWorker(settings, topics, CATALOG,
+                         topic_settings=TopicSettings(partitions=partitions))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    await worker.route_stage.ready.wait()
+    start = time.perf_counter()
+    while worker.merge_stage.stats.consumed < n:  # noqa: ASYNC110 - a counter, polled
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    await task
+    return elapsed, worker
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    settings = KafkaSettings(bootstrap=args.bootstrap)
+    topics = Topics(f"bench{uuid.uuid4().hex[:8]}")
+    events = observations(args.events)
+    setup = MergeWorker(settings, topics, CATALOG,
+                        topic_settings=TopicSettings(partitions=args.partitions))
+    await setup.ensure_topics()
+    await preload(settings, topics.observations, events)
+
+    raw_seconds = await raw_loop(settings, topics.observations, f"{topics.prefix}.raw-sink",
+                                 len(events))
+    gc.collect()
+    gc.freeze()
+    merge_seconds, worker = await merge_drain(settings, topics, len(events), args.partitions)
+    raw_rate = len(events) / raw_seconds
+    merge_rate = len(events) / merge_seconds
+    route, merge = worker.route_stage.stats, worker.merge_stage.stats
+    print(f"merge benchmark: {len(events)} observations, {args.partitions} partitions, "
+          f"broker {args.bootstrap}")
+    print(f"raw aiokafka consume->produce loop: {raw_seconds:.2f} s, {raw_rate:,.0f} msg/s")
+    print(f"merge worker (route + merge, exactly once): {merge_seconds:.2f} s, "
+          f"{merge_rate:,.0f} observations/s")
+    print(f"  route: {route.transactions} transactions, {route.produced} records produced; "
+          f"merge: {merge.transactions} transactions, {merge.produced} records produced")
+    print(f"ratio merge/raw: {merge_rate / raw_rate:.2f} (goal: at least 0.5)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
