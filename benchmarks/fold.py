@@ -11,7 +11,6 @@ The rate printed is inputs folded per second on one core.
 from __future__ import annotations
 
 import argparse
-import gc
 import random
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from conflict import (
     fold,
 )
 from conflict.inputs import Input
+from streams.worker import tune_gc
 
 SYSTEMS = ("crm", "helpdesk", "shop")
 FIELDS = [FieldSpec(f"f{i}", FieldType.STRING) for i in range(9)] + [
@@ -145,11 +145,7 @@ def main() -> None:
         return best
 
     default_gc = timed()
-    # The worker's settings (streams.tuning): long-lived objects frozen out of the cyclic
-    # collector, and a larger first-generation threshold. The fold makes no cycles.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    tune_gc()  # what the merge worker does at start-up
     tuned_gc = timed()
 
     print(f"fold benchmark: {len(SPEC.fields)} fields, {len(SYSTEMS)} systems, "

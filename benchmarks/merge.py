@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import random
 import time
@@ -29,7 +28,7 @@ from streams import codec
 from streams.events import Observed
 from streams.kafka import KafkaSettings, Producer
 from streams.topics import Topics, TopicSettings
-from streams.worker import MergeWorker
+from streams.worker import MergeWorker, tune_gc
 from tests.streams.catalog import CATALOG
 
 
@@ -127,8 +126,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
     raw_seconds = await raw_loop(settings, topics.observations, f"{topics.prefix}.raw-sink",
                                  len(events))
-    gc.collect()
-    gc.freeze()
+    tune_gc()
     merge_seconds, worker = await merge_drain(settings, topics, len(events), args.partitions)
     raw_rate = len(events) / raw_seconds
     merge_rate = len(events) / merge_seconds
