@@ -147,7 +147,7 @@ class ClusterInfo:
 
 
 @contextmanager
-def _translated(settings: KafkaSettings, operation: str) -> Iterator[None]:
+def translated(settings: KafkaSettings, operation: str) -> Iterator[None]:
     """Turn aiokafka's errors raised inside the block into :mod:`streams.errors`."""
     try:
         yield
@@ -188,7 +188,7 @@ class Producer:
             **self._settings.client_options(), acks="all", enable_idempotence=True
         )
         try:
-            with _translated(self._settings, "start producer"):
+            with translated(self._settings, "start producer"):
                 await producer.start()
         except BaseException:
             await producer.stop()
@@ -217,7 +217,7 @@ class Producer:
         """Send one record and return where it was stored once the broker acknowledged it."""
         if self._producer is None:
             raise StreamsError("the producer is not started")
-        with _translated(self._settings, f"send to {topic}"):
+        with translated(self._settings, f"send to {topic}"):
             metadata = await self._producer.send_and_wait(topic, value, key=key)
         return Delivery(int(metadata.partition), int(metadata.offset))
 
@@ -246,7 +246,7 @@ class Consumer:
             isolation_level="read_committed",
         )
         try:
-            with _translated(self._settings, f"read {self._topic}"):
+            with translated(self._settings, f"read {self._topic}"):
                 await consumer.start()
         except BaseException:
             await consumer.stop()
@@ -278,7 +278,7 @@ class Consumer:
         if self._consumer is None:
             raise StreamsError("the consumer is not started")
         while True:
-            with _translated(self._settings, f"read {self._topic}"):
+            with translated(self._settings, f"read {self._topic}"):
                 try:
                     message = await self._consumer.getone()
                 except kafka_errors.ConsumerStoppedError:
@@ -304,7 +304,7 @@ class Admin:
         """Connect; raises :class:`KafkaUnavailable` if nobody answers."""
         client = AIOKafkaAdminClient(**self._settings.client_options())
         try:
-            with _translated(self._settings, "connect admin client"):
+            with translated(self._settings, "connect admin client"):
                 await client.start()
         except BaseException:
             await client.close()
@@ -336,7 +336,7 @@ class Admin:
 
     async def describe_cluster(self) -> ClusterInfo:
         """The cluster id, the active controller and the brokers, as the cluster reports them."""
-        with _translated(self._settings, "describe cluster"):
+        with translated(self._settings, "describe cluster"):
             cluster = await self._started().describe_cluster()
         return ClusterInfo(
             bootstrap=self._settings.bootstrap,
@@ -357,7 +357,7 @@ class Admin:
             spec.name, spec.partitions, spec.replication, topic_configs=dict(spec.config)
         )
         operation = f"create topic {spec.name}"
-        with _translated(self._settings, operation):
+        with translated(self._settings, operation):
             response = await self._started().create_topics([new_topic])
         for _topic, code, *rest in response.topic_errors:
             if code == 0:
@@ -376,7 +376,7 @@ class Admin:
         """Every configuration value of a topic, defaults included."""
         resource = ConfigResource(ConfigResourceType.TOPIC, topic)
         operation = f"describe configuration of topic {topic}"
-        with _translated(self._settings, operation):
+        with translated(self._settings, operation):
             responses = await self._started().describe_configs([resource])
         result = responses[0].to_object()["resources"][0]
         if result["error_code"]:
@@ -421,3 +421,38 @@ async def probe(target: KafkaSettings | str, timeout: float = 5.0) -> ClusterInf
             return await admin.describe_cluster()
     except TimeoutError as exc:
         raise KafkaUnavailable(settings.bootstrap, f"no answer within {timeout:g}s") from exc
+
+
+async def read_to_end(settings: KafkaSettings, topic: str) -> list[ConsumedRecord]:
+    """Every committed record of ``topic`` up to its end now, partition by partition.
+
+    Records of one partition come in offset order. Without a consumer group and with
+    ``read_committed``, so records of aborted or open transactions are never returned.
+    """
+    consumer = aiokafka.AIOKafkaConsumer(
+        **settings.client_options(), group_id=None, enable_auto_commit=False,
+        isolation_level="read_committed", auto_offset_reset="earliest")
+    out: list[ConsumedRecord] = []
+    with translated(settings, f"read {topic}"):
+        await consumer.start()
+        try:
+            if topic not in await consumer.topics():
+                return []  # asking for a missing topic's metadata could auto-create it
+            # aiokafka has no public call that loads one topic's partitions without a group.
+            partitions = await consumer._client._wait_on_metadata(topic)
+            tps = [aiokafka.TopicPartition(topic, p) for p in sorted(partitions)]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                while await consumer.position(tp) < ends[tp]:
+                    batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
+                    out.extend(ConsumedRecord(topic=m.topic, partition=m.partition,
+                                              offset=m.offset, key=m.key, value=m.value,
+                                              timestamp_ms=m.timestamp)
+                               for m in batch.get(tp, []))
+        finally:
+            await consumer.stop()
+    return out

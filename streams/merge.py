@@ -5,10 +5,13 @@ whose state lives in a table backed by a changelog topic:
 
 1. **route**, keyed like ``observations`` (``system/entity/external id``): finds the record's
    canonical id in the links table or derives it (:mod:`streams.identity`), links it, and
-   forwards the observation keyed by canonical id. Per-record order is kept: one external id
-   always maps to one canonical id, hence to one partition of the next topic.
-2. **merge**, keyed by canonical id: folds observations and resolutions into the record state
-   (:func:`conflict.fold`) and emits the record event, the write intents and the conflicts.
+   forwards the observation keyed by canonical id to the ``merge`` topic; resolutions (already
+   keyed by canonical id) go the same way. Per-record order is kept: one external id always
+   maps to one canonical id, hence to one partition of the next topic.
+2. **merge**, keyed by canonical id, reads only the ``merge`` topic: folds observations and
+   resolutions into the record state (:func:`conflict.fold`) and emits the record event, the
+   write intents and the conflicts. The ``merge`` topic is therefore the exact, ordered input
+   of the fold: replaying it rebuilds the records table bit for bit (``streams.replay``).
 
 Both stages here are plain classes over mutable mappings, so they are tested without Kafka and
 driven the same way by the Faust agents and by ``syncline replay``.
@@ -163,9 +166,9 @@ REJECTED = (DecodeError, ConflictError, UnknownEntity)
 """Errors that make an input a dead letter (the stream goes on)."""
 
 
-def decode_observation(value: bytes | None) -> ObservationEvent:
-    """An observation from the ``observations`` topic."""
-    return codec.decode(value, OBSERVATION_TYPES)
+def decode_route_input(value: bytes | None) -> ObservationEvent | Resolution:
+    """An input of the route stage: an observation, or a person's resolution."""
+    return codec.decode(value, MERGE_INPUT_TYPES)  # type: ignore[return-value]
 
 
 def decode_merge_input(value: bytes | None) -> AnyObservation | Resolution:

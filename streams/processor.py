@@ -39,7 +39,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from streams import codec
 from streams.errors import StreamsError
-from streams.kafka import KafkaSettings, _translated
+from streams.kafka import KafkaSettings, translated
 from streams.merge import Output
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class StageRunner:
             max_poll_records=self.max_batch,
         )
         self._consumer = consumer
-        with _translated(self.settings, f"start consumer group {self.group_id}"):
+        with translated(self.settings, f"start consumer group {self.group_id}"):
             await consumer.start()
         consumer.subscribe(self.sources, listener=_Listener(self))
         try:
@@ -230,7 +230,7 @@ class StageRunner:
         state = self.store.partition(p)
         offsets: dict[TopicPartition, int] = {}
         pending: list[asyncio.Future[Any]] = []
-        with _translated(self.settings, f"transaction of {self.group_id} partition {p}"):
+        with translated(self.settings, f"transaction of {self.group_id} partition {p}"):
             await producer.begin_transaction()
             try:
                 latest: dict[tuple[str, str], Output] = {}  # compacted roles: last per key
@@ -278,7 +278,7 @@ class StageRunner:
                     partitioner=self._partitioner,
                     linger_ms=5,
                 )
-                with _translated(self.settings, f"start transactional producer for {p}"):
+                with translated(self.settings, f"start transactional producer for {p}"):
                     await producer.start()  # init_transactions: fences a zombie, aborts its txn
                 self._producers[p] = producer
                 await self._restore(p)
@@ -305,7 +305,7 @@ class StageRunner:
         reader = aiokafka.AIOKafkaConsumer(
             **self.settings.client_options(), group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest")
-        with _translated(self.settings, f"restore {self.changelog} partition {p}"):
+        with translated(self.settings, f"restore {self.changelog} partition {p}"):
             await reader.start()
             try:
                 reader.assign([tp])

@@ -1,7 +1,8 @@
 """syncline's topics: their names under the configurable prefix, and how each is created.
 
-``observations`` and ``resolutions`` are the event log, the source of truth: they keep their
-records forever by default. ``records`` and the changelogs are compacted (the latest value per
+``observations`` and ``resolutions`` are the event log, the source of truth, and ``merge`` is
+the same events in the order the fold took them: the three keep their records forever by
+default. ``records`` and the changelogs are compacted (the latest value per
 key is what matters). Every topic that a stage reads next to another is created with the same
 number of partitions, so one key lands on the same partition number everywhere (the stages
 rely on it: a record's state, its inputs and its changelog share a partition).
@@ -74,7 +75,7 @@ class Topics:
         config = {
             "observations": forever,
             "resolutions": forever,
-            "merge": {"retention.ms": str(7 * 24 * 3600 * 1000)},  # a repartition of the log
+            "merge": forever,  # the fold's exact input order: what replay reads
             "intents": {"retention.ms": str(7 * 24 * 3600 * 1000)},
             "records": compact,
             "conflicts": compact,

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 import conflict
+from streams.events import Resolution
 from streams.kafka import Admin, KafkaSettings
 from streams.merge import (
     REJECTED,
@@ -30,7 +31,7 @@ from streams.merge import (
     Router,
     dead_letter,
     decode_merge_input,
-    decode_observation,
+    decode_route_input,
 )
 from streams.processor import StageRunner, Store
 from streams.topics import Topics, TopicSettings
@@ -62,19 +63,23 @@ class MergeWorker:
         self.records: Store[conflict.RecordState] = Store(encode=encode_state,
                                                           decode=decode_state)
         self.route_stage = StageRunner(
-            settings, group_id=f"{topics.prefix}.route", sources=[topics.observations],
+            settings, group_id=f"{topics.prefix}.route",
+            sources=[topics.observations, topics.resolutions],
             changelog=topics.name("links_changelog"), store=self.links, handle=self._route,
             topic_of=topics.name, max_batch=max_batch)
         self.merge_stage = StageRunner(
             settings, group_id=f"{topics.prefix}.merge",
-            sources=[topics.merge, topics.resolutions],
+            sources=[topics.merge],
             changelog=topics.name("records_changelog"), store=self.records,
             handle=self._merge, topic_of=topics.name, max_batch=max_batch,
             compacted=frozenset({"records"}))
 
     def _route(self, record: Any, links: MutableMapping[str, Any]) -> list[Output]:
         try:
-            return [self.router.route(decode_observation(record.value), links)]
+            event = decode_route_input(record.value)
+            if isinstance(event, Resolution):  # already keyed by canonical id
+                return [Output("merge", event.canonical_id, event)]
+            return [self.router.route(event, links)]
         except REJECTED as exc:
             return [dead_letter("route", record.topic, record.partition, record.offset,
                                 record.key, record.value, exc, self.clock())]

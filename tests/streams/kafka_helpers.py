@@ -7,10 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import aiokafka
-from aiokafka import TopicPartition
-
-from streams.kafka import KafkaSettings, Producer
+from streams.kafka import KafkaSettings, Producer, read_to_end
 
 
 async def produce(settings: KafkaSettings, topic: str,
@@ -23,29 +20,7 @@ async def produce(settings: KafkaSettings, topic: str,
 
 async def read_topic(settings: KafkaSettings, topic: str) -> list[Any]:
     """Every committed record of ``topic`` now, partition by partition in offset order."""
-    consumer = aiokafka.AIOKafkaConsumer(
-        **settings.client_options(), group_id=None, enable_auto_commit=False,
-        isolation_level="read_committed", auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[Any] = []
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                out.extend(batch.get(tp, []))
-        return out
-    finally:
-        await consumer.stop()
+    return list(await read_to_end(settings, topic))
 
 
 async def wait_for(check: Callable[[], Any], within: float, what: str,

@@ -25,6 +25,7 @@ from streams import codec
 from streams.events import DeadLetter, Observed, RecordEvent, WriteIntent
 from streams.kafka import KafkaSettings
 from streams.merge import Merger
+from streams.replay import replay
 from streams.topics import Topics, TopicSettings
 from streams.worker import MergeWorker, decode_state
 from tests.streams.catalog import CATALOG
@@ -155,6 +156,11 @@ async def test_events_in_state_and_outputs_out(kafka_settings: KafkaSettings,
         async def dead_letters() -> list[DeadLetter]:
             records = await read_topic(kafka_settings, topics.dlq)
             return [codec.decode(r.value, (DeadLetter,)) for r in records]
+
+        # Replay: the table rebuilt from the log is the live one, bit for bit.
+        rebuilt = await replay(kafka_settings, topics, CATALOG)
+        assert rebuilt.differences == [] and len(rebuilt.rebuilt) == len(expected_states)
+        assert rebuilt.inputs == len(events)
 
         letters = await wait_for(lambda: _at_least(dead_letters, 2), 30, "two dead letters")
         by_error = {letter.error: letter for letter in letters}
