@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+import orjson
 
 from daemon import __version__
 from daemon.config import load_config
 from daemon.errors import ConfigError
 from streams.errors import KafkaUnavailable, StreamsError
+from streams.events import json_schemas
 from streams.kafka import probe
 
 USAGE_ERROR = 2
@@ -102,6 +104,30 @@ def check(obj: CliContext | None, config_path: Path, timeout: float) -> None:
         f"kafka ok: {settings.bootstrap} (cluster {cluster.cluster_id}, "
         f"{brokers} broker{'s' if brokers != 1 else ''})"
     )
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("docs/schemas"), show_default=True,
+              help="Directory to write one <schema name>.v<version>.json file per event into.")
+def schemas(out_dir: Path) -> None:
+    """Write the JSON Schema of every event on syncline's topics (for other teams)."""
+    written = write_schemas(out_dir)
+    for path in written:
+        click.echo(str(path))
+
+
+def write_schemas(out_dir: Path) -> list[Path]:
+    """Write every event's JSON Schema into ``out_dir``; the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for schema, body in sorted(json_schemas().items()):
+        name, _, version = schema.partition("/")
+        path = out_dir / f"{name}.v{version}.json"
+        path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+                         + b"\n")
+        written.append(path)
+    return written
 
 
 def main() -> None:
