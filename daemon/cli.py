@@ -10,19 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 import orjson
 
 from daemon import __version__
-from daemon.config import load_config
+from daemon.config import Config, load_config
 from daemon.errors import ConfigError
+from streams.dlq import letters as dlq_letters
+from streams.dlq import redrive as dlq_redrive_letters
 from streams.errors import KafkaUnavailable, StreamsError
 from streams.events import json_schemas
-from streams.kafka import probe
+from streams.kafka import KafkaSettings, probe
+from streams.topics import Topics
 
 USAGE_ERROR = 2
 """Exit code for a mistake the user can fix: bad config, unreachable broker."""
@@ -44,7 +48,7 @@ class CliContext:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(message, err=True)
     raise SystemExit(USAGE_ERROR)
 
@@ -84,7 +88,6 @@ def check(obj: CliContext | None, config_path: Path, timeout: float) -> None:
         config = load_config(config_path, env)
     except ConfigError as exc:
         _fail(str(exc))
-        return
     click.echo(
         f"config ok: {config_path} ({len(config.systems)} systems, "
         f"{len(config.entities)} entities, topic prefix {config.kafka.topic_prefix!r})"
@@ -95,10 +98,8 @@ def check(obj: CliContext | None, config_path: Path, timeout: float) -> None:
         cluster = asyncio.run(probe(settings, timeout))
     except KafkaUnavailable as exc:
         _fail(f"syncline: {exc}; {_kafka_hint(settings.bootstrap)}")
-        return
     except StreamsError as exc:
         _fail(f"syncline: Kafka at {settings.bootstrap}: {exc}")
-        return
     brokers = len(cluster.brokers)
     click.echo(
         f"kafka ok: {settings.bootstrap} (cluster {cluster.cluster_id}, "
@@ -128,6 +129,80 @@ def write_schemas(out_dir: Path) -> list[Path]:
                          + b"\n")
         written.append(path)
     return written
+
+
+T = TypeVar("T")
+
+
+@cli.group()
+def dlq() -> None:
+    """The dead-letter topic: inputs that could not be processed, with the reason."""
+
+
+def _load_or_fail(obj: CliContext | None, config_path: Path) -> Config:
+    env = obj.env if obj is not None else {}
+    try:
+        return load_config(config_path, env)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _run_kafka(settings: KafkaSettings, work: Coroutine[Any, Any, T]) -> T:
+    _quiet_kafka_client()
+    try:
+        return asyncio.run(work)
+    except KafkaUnavailable as exc:
+        _fail(f"syncline: {exc}; {_kafka_hint(settings.bootstrap)}")
+    except StreamsError as exc:
+        _fail(f"syncline: Kafka at {settings.bootstrap}: {exc}")
+
+
+@dlq.command("list")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="The YAML configuration file.")
+@click.option("--stage", help="Only letters of this stage (route, merge, lane:crm, ...).")
+@click.pass_obj
+def dlq_list(obj: CliContext | None, config_path: Path, stage: str | None) -> None:
+    """List the dead letters: id, stage, where the input came from, and why it failed."""
+    config = _load_or_fail(obj, config_path)
+    settings = config.kafka.settings()
+    found = _run_kafka(settings, dlq_letters(settings, Topics(config.kafka.topic_prefix),
+                                             stage))
+    for item in found:
+        letter = item.letter
+        click.echo(f"{item.id}  {letter.stage}  {letter.topic}[{letter.partition}]@"
+                   f"{letter.offset}  {letter.error}: {letter.reason}")
+    click.echo(f"{len(found)} dead letter{'s' if len(found) != 1 else ''}")
+
+
+@dlq.command("redrive")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="The YAML configuration file.")
+@click.option("--id", "ids", multiple=True, help="A letter id from `dlq list` (repeatable).")
+@click.option("--stage", help="Every letter of this stage.")
+@click.option("--all", "everything", is_flag=True, help="Every letter.")
+@click.pass_obj
+def dlq_redrive(obj: CliContext | None, config_path: Path, ids: tuple[str, ...],
+                stage: str | None, everything: bool) -> None:
+    """Send letters' original bytes back to their original topic (safe to repeat)."""
+    if not (ids or stage or everything):
+        _fail("syncline dlq redrive: say which letters: --id ID (repeatable), --stage STAGE "
+              "or --all")
+    config = _load_or_fail(obj, config_path)
+    settings = config.kafka.settings()
+    topics = Topics(config.kafka.topic_prefix)
+
+    async def work() -> int:
+        found = await dlq_letters(settings, topics, stage)
+        chosen = [item for item in found if everything or stage or item.id in ids]
+        missing = sorted(set(ids) - {item.id for item in found})
+        if missing:
+            _fail(f"syncline dlq redrive: no dead letter {', '.join(missing)} "
+                  "(see `syncline dlq list`)")
+        return await dlq_redrive_letters(settings, chosen)
+
+    sent = _run_kafka(settings, work())
+    click.echo(f"re-drove {sent} dead letter{'s' if sent != 1 else ''}")
 
 
 def main() -> None:
