@@ -1,0 +1,359 @@
+"""The facade connectors use: one system's base URL, auth, rate limit, retries and decoding.
+
+Every request takes a token from the system's :class:`RateLimiter`, goes through
+:func:`retrying` with the system's :class:`RetryPolicy`, carries ``User-Agent`` and
+``X-Origin: syncline`` (so simulated systems can count our writes apart from people's), and
+is logged as one structured line with secrets masked. Failures become
+:mod:`daemon.http.errors`; a body that should be JSON and is not is a
+:class:`MalformedResponse`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+import orjson
+
+from daemon.http.auth import SecretAuth
+from daemon.http.conditional import Precondition
+from daemon.http.errors import (
+    Conflict,
+    HttpError,
+    MalformedResponse,
+    NotFound,
+    PreconditionFailed,
+    RateLimited,
+    Rejected,
+    Unauthorized,
+    Unavailable,
+)
+from daemon.http.headers import retry_after_seconds
+from daemon.http.pagination import Fetched, PageGuard, PaginationStyle, Params, walk
+from daemon.http.ratelimit import RateLimiter
+from daemon.http.redact import SENSITIVE_PARAMS, redact_url, scrub
+from daemon.http.retry import RetryPolicy, retrying
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "syncline/0.1"
+ORIGIN = "syncline"
+
+
+class _HttpxUrlRedaction(logging.Filter):
+    """httpx logs every request's full URL at INFO; a key in the query must not reach a log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: set[str] = set(SENSITIVE_PARAMS)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(arg, self.params) if isinstance(arg, httpx.URL) else arg
+                for arg in record.args
+            )
+        return True
+
+
+_HTTPX_FILTER = _HttpxUrlRedaction()
+logging.getLogger("httpx").addFilter(_HTTPX_FILTER)
+
+
+class HttpClient:
+    """HTTP to one system.
+
+    Args:
+        base_url: e.g. ``http://localhost:8101``; request paths are relative to it.
+        auth: how to authenticate, or ``None``.
+        limiter: the system's rate limiter (shared by everything that talks to the system);
+            by default one that only obeys the server's headers.
+        retry: the default retry policy.
+        timeout: seconds (or an :class:`httpx.Timeout`) per attempt.
+        system: the system's name, for logs.
+        transport: an :class:`httpx.AsyncBaseTransport` (``httpx.MockTransport`` in tests).
+        clock, sleep, rng: time and randomness for the retry loop (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: SecretAuth | None = None,
+        limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | httpx.Timeout = 10.0,
+        system: str = "",
+        user_agent: str = USER_AGENT,
+        origin: str = ORIGIN,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.system = system
+        self.auth = auth
+        self.limiter = limiter or RateLimiter.unlimited(clock=clock, sleep=sleep)
+        self.retry = retry or RetryPolicy()
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._secret_params = auth.secret_params if auth is not None else ()
+        _HTTPX_FILTER.params.update(p.lower() for p in self._secret_params)
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            auth=auth,
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            headers={
+                "User-Agent": user_agent,
+                "X-Origin": origin,
+                "Accept": "application/json",
+                **(headers or {}),
+            },
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpClient(system={self.system!r}, base_url={str(self._client.base_url)!r})"
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._client.aclose()
+
+    # -- the verbs connectors use ---------------------------------------------------------
+
+    async def get_json(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """GET ``path`` and return its decoded JSON body."""
+        return (await self.request("GET", path, params=params, headers=headers)).body
+
+    async def get_versioned(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[Any, Precondition | None]:
+        """GET ``path``; return its body and the precondition a later write should carry."""
+        fetched = await self.request("GET", path, params=params, headers=headers)
+        return fetched.body, Precondition.from_response(fetched.response)
+
+    async def send_json(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        precondition: Precondition | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        """Send ``json`` with ``method``; return the decoded answer (``None`` for no body).
+
+        With ``precondition`` the write is conditional: a 412 raises
+        :class:`PreconditionFailed` and nothing was written. Pass ``retry=RetryPolicy.never()``
+        for a write that must not be repeated after a timeout (the first may have landed).
+        """
+        merged = {**(headers or {}), **(precondition.headers() if precondition else {})}
+        fetched = await self.request(
+            method, path, params=params, json=json, headers=merged, retry=retry
+        )
+        return fetched.body
+
+    def paginate(
+        self,
+        path: str,
+        style: PaginationStyle,
+        *,
+        params: Mapping[str, Any] | None = None,
+        records_at: str | None = None,
+        guard: PageGuard | None = None,
+    ) -> AsyncIterator[Any]:
+        """Every page of the listing at ``path``, as :class:`~daemon.http.pagination.Page`."""
+
+        async def fetch(url: str, page_params: Params) -> Fetched:
+            return await self.request("GET", url, params=page_params)
+
+        return walk(
+            fetch,
+            path,
+            style,
+            params=params,
+            records_at=records_at,
+            guard=guard,
+            secret_params=self._secret_params,
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Fetched:
+        """One request with rate limit and retries; the answer with its JSON body decoded."""
+        content = orjson.dumps(json) if json is not None else None
+        send_headers = dict(headers or {})
+        if content is not None:
+            send_headers.setdefault("Content-Type", "application/json")
+
+        async def attempt() -> Fetched:
+            return await self._attempt(method, path, params, content, send_headers)
+
+        return await retrying(
+            attempt, retry or self.retry, clock=self._clock, sleep=self._sleep, rng=self._rng
+        )
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    def _secrets(self) -> tuple[str, ...]:
+        return self.auth.secret_values() if self.auth is not None else ()
+
+    def _shown(self, url: httpx.URL) -> str:
+        return scrub(redact_url(url, self._secret_params), self._secrets())
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        content: bytes | None,
+        headers: Mapping[str, str],
+    ) -> Fetched:
+        await self.limiter.acquire()
+        request = self._client.build_request(
+            method,
+            path,
+            params=dict(params) if params else None,
+            content=content,
+            headers=headers,
+        )
+        started = self._clock()
+        try:
+            response = await self._client.send(request)
+        except HttpError:
+            raise  # from an OAuth2 token request, already translated
+        except httpx.TimeoutException as exc:
+            self._log(request, None, started, type(exc).__name__)
+            raise Unavailable(
+                f"timed out ({type(exc).__name__})", method=method, url=self._shown(request.url)
+            ) from None
+        except httpx.TransportError as exc:
+            self._log(request, None, started, type(exc).__name__)
+            raise Unavailable(
+                f"connection failed ({type(exc).__name__})",
+                method=method,
+                url=self._shown(request.url),
+                excerpt=scrub(str(exc), self._secrets()),
+            ) from None
+        self.limiter.observe(response.status_code, response.headers)
+        self._log(request, response, started, None)
+        if not response.is_success:
+            raise self._error_for(response)
+        return Fetched(response=response, body=self._decode(response))
+
+    def _log(
+        self,
+        request: httpx.Request,
+        response: httpx.Response | None,
+        started: float,
+        failure: str | None,
+    ) -> None:
+        elapsed_ms = round((self._clock() - started) * 1000, 1)
+        status = response.status_code if response is not None else None
+        url = self._shown(request.url)
+        log.log(
+            logging.DEBUG if response is not None and response.is_success else logging.INFO,
+            "%s %s %s -> %s in %.1f ms",
+            self.system or "http",
+            request.method,
+            url,
+            status or failure,
+            elapsed_ms,
+            extra={
+                "system": self.system,
+                "http_method": request.method,
+                "http_url": url,
+                "http_status": status,
+                "elapsed_ms": elapsed_ms,
+            },
+        )
+
+    def _error_for(self, response: httpx.Response) -> HttpError:
+        status = response.status_code
+        method = response.request.method
+        url = self._shown(response.request.url)
+        excerpt = scrub(response.text[:400], self._secrets())
+        if status == 429:
+            retry_after = retry_after_seconds(response.headers.get("retry-after"), time.time())
+            return RateLimited(
+                "rate limited",
+                method=method,
+                url=url,
+                status=status,
+                excerpt=excerpt,
+                retry_after=retry_after,
+            )
+        kinds: dict[int, tuple[type[HttpError], str]] = {
+            401: (Unauthorized, "credentials refused"),
+            404: (NotFound, "not found"),
+            409: (Conflict, "conflict"),
+            412: (PreconditionFailed, "precondition failed: the record changed; re-read it"),
+        }
+        if status in kinds:
+            kind, reason = kinds[status]
+            return kind(reason, method=method, url=url, status=status, excerpt=excerpt)
+        if status >= 500:
+            return Unavailable(
+                "server error", method=method, url=url, status=status, excerpt=excerpt
+            )
+        return Rejected("request rejected", method=method, url=url, status=status, excerpt=excerpt)
+
+    def _decode(self, response: httpx.Response) -> Any:
+        if response.status_code == 204 or not response.content:
+            return None
+        content_type = response.headers.get("content-type", "")
+        text_start = response.content[:64].lstrip()[:1]
+        if "html" in content_type or text_start == b"<":
+            raise MalformedResponse(
+                f"expected JSON, got HTML ({content_type or 'no content type'})",
+                method=response.request.method,
+                url=self._shown(response.request.url),
+                status=response.status_code,
+                excerpt=scrub(response.text[:200], self._secrets()),
+            )
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedResponse(
+                f"invalid JSON ({exc.msg} at byte {exc.pos})",
+                method=response.request.method,
+                url=self._shown(response.request.url),
+                status=response.status_code,
+                excerpt=scrub(response.text[:200], self._secrets()),
+            ) from None
