@@ -219,9 +219,7 @@ async def test_secrets_never_in_logs_reprs_or_errors(
                 with pytest.raises(HttpError) as caught:
                     await client.get_json(path, params={"q": "1"})
                 texts += [str(caught.value), repr(caught.value), caught.value.excerpt]
-    logged = caplog.text + "\n".join(
-        f"{r.getMessage()} {r.__dict__}" for r in caplog.records
-    )
+    logged = caplog.text + "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "HTTP Request" in logged  # httpx did log the requests, masked
     assert caplog.records
     for text in [*texts, logged]:

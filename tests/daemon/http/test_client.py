@@ -14,7 +14,6 @@ from daemon.http import (
     NotFound,
     Precondition,
     PreconditionFailed,
-    RateLimited,
     Rejected,
     RetryPolicy,
     Unauthorized,
@@ -145,14 +144,25 @@ async def test_timeout_on_a_write_with_retry_never_is_not_repeated(fake_time: Fa
     ("response", "reason"),
     [
         (
-            httpx.Response(200, text="<html><body>Maintenance</body></html>",
-                           headers={"Content-Type": "text/html"}),
+            httpx.Response(
+                200,
+                text="<html><body>Maintenance</body></html>",
+                headers={"Content-Type": "text/html"},
+            ),
             "got HTML",
         ),
-        (httpx.Response(200, text='{"data": [1, 2', headers={"Content-Type": "application/json"}),
-         "invalid JSON"),
-        (httpx.Response(200, text="<!DOCTYPE html>", headers={"Content-Type": "application/json"}),
-         "got HTML"),
+        (
+            httpx.Response(
+                200, text='{"data": [1, 2', headers={"Content-Type": "application/json"}
+            ),
+            "invalid JSON",
+        ),
+        (
+            httpx.Response(
+                200, text="<!DOCTYPE html>", headers={"Content-Type": "application/json"}
+            ),
+            "got HTML",
+        ),
     ],
 )
 async def test_malformed_bodies_are_a_clear_non_retriable_error(
