@@ -238,17 +238,22 @@ class _OAuth2(SecretAuth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         async with self._lock:
             if not self._fresh():
-                self._accept((yield self._token_request()))
+                token_response = yield self._token_request()
+                await token_response.aread()
+                self._accept(token_response)
             assert self._access is not None
             used = self._access
         request.headers["Authorization"] = f"Bearer {used.get_secret_value()}"
         response = yield request
         if response.status_code != 401:
             return
+        await response.aread()
         async with self._lock:
             # Another request may have refreshed while this one was in flight.
             if self._access is used:
-                self._accept((yield self._token_request()))
+                token_response = yield self._token_request()
+                await token_response.aread()
+                self._accept(token_response)
             assert self._access is not None
             request.headers["Authorization"] = f"Bearer {self._access.get_secret_value()}"
         yield request

@@ -89,9 +89,7 @@ async def test_link_header_relative_and_absolute(fake_time: FakeTime) -> None:
             2: '<https://api.example.test/v1/things?page=3>; rel="next"',
             3: '</v1/things?page=1>; rel="first"',
         }
-        return httpx.Response(
-            200, json={"data": [{"id": page}]}, headers={"Link": links[page]}
-        )
+        return httpx.Response(200, json={"data": [{"id": page}]}, headers={"Link": links[page]})
 
     async with mock_client(handler, fake_time) as client:
         pages = await collect(client, "/v1/things", LinkHeader(), records_at="data")
