@@ -35,7 +35,7 @@ from daemon.http.errors import (
     Unavailable,
 )
 from daemon.http.headers import retry_after_seconds
-from daemon.http.pagination import Fetched, PageGuard, PaginationStyle, Params, walk
+from daemon.http.pagination import Fetched, Page, PageGuard, PaginationStyle, Params, walk
 from daemon.http.ratelimit import RateLimiter
 from daemon.http.redact import SENSITIVE_PARAMS, redact_url, scrub
 from daemon.http.retry import RetryPolicy, retrying
@@ -79,6 +79,10 @@ class HttpClient:
         system: the system's name, for logs.
         transport: an :class:`httpx.AsyncBaseTransport` (``httpx.MockTransport`` in tests).
         clock, sleep, rng: time and randomness for the retry loop (injectable for tests).
+        wall: Unix seconds, to read a ``Retry-After`` given as an HTTP date.
+
+    The OAuth2 token requests of ``auth`` go through the same transport but not through
+    the limiter or the retry loop: a failed refresh fails the request that needed it.
     """
 
     def __init__(
@@ -97,10 +101,12 @@ class HttpClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.system = system
         self.auth = auth
-        self.limiter = limiter or RateLimiter.unlimited(clock=clock, sleep=sleep)
+        self.limiter = limiter or RateLimiter.unlimited(clock=clock, sleep=sleep, wall=wall)
+        self._wall = wall
         self.retry = retry or RetryPolicy()
         self._clock = clock
         self._sleep = sleep
@@ -190,7 +196,7 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         records_at: str | None = None,
         guard: PageGuard | None = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[Page]:
         """Every page of the listing at ``path``, as :class:`~daemon.http.pagination.Page`."""
 
         async def fetch(url: str, page_params: Params) -> Fetched:
@@ -310,7 +316,7 @@ class HttpClient:
         url = self._shown(response.request.url)
         excerpt = scrub(response.text[:400], self._secrets())
         if status == 429:
-            retry_after = retry_after_seconds(response.headers.get("retry-after"), time.time())
+            retry_after = retry_after_seconds(response.headers.get("retry-after"), self._wall())
             return RateLimited(
                 "rate limited",
                 method=method,

@@ -60,9 +60,15 @@ class RateLimiter:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def unlimited(cls, **kwargs: object) -> RateLimiter:
+    def unlimited(
+        cls,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall: Callable[[], float] = time.time,
+    ) -> RateLimiter:
         """A limiter that only obeys the server's headers."""
-        return cls(None, **kwargs)  # type: ignore[arg-type]
+        return cls(None, clock=clock, sleep=sleep, wall=wall)
 
     @property
     def blocked_until(self) -> float:

@@ -66,4 +66,5 @@ def mock_client(
         clock=fake_time.clock,
         sleep=fake_time.sleep,
         rng=random.Random(7),
+        wall=fake_time.wall,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from urllib.parse import parse_qs
@@ -225,3 +226,12 @@ async def test_secrets_never_in_logs_reprs_or_errors(
     for text in [*texts, logged]:
         assert SECRET not in text
         assert base64.b64encode(f"agent:{SECRET}".encode()).decode() not in text
+
+
+async def test_concurrent_requests_share_one_token_fetch(fake_time: FakeTime) -> None:
+    server = OAuthServer()
+    auth = client_credentials(fake_time)
+    async with mock_client(server, fake_time, auth=auth) as client:
+        results = await asyncio.gather(*(client.get_json(f"/x/{n}") for n in range(8)))
+    assert results == [{"ok": True}] * 8
+    assert server.issued == 1

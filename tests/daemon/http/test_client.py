@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -207,3 +209,22 @@ async def test_precondition_from_last_modified_sends_if_unmodified_since(
         await client.send_json("PUT", "/things/1", {}, precondition=precondition)
     assert script.requests[1].headers["If-Unmodified-Since"] == modified
     assert "If-Match" not in script.requests[1].headers
+
+
+async def test_429_retry_after_as_http_date(fake_time: FakeTime) -> None:
+    when = datetime.fromtimestamp(fake_time.wall() + 9, tz=UTC)
+    script = Script(
+        httpx.Response(429, headers={"Retry-After": format_datetime(when, usegmt=True)}),
+        httpx.Response(200, json={}),
+    )
+    async with mock_client(script, fake_time) as client:
+        started = fake_time.now
+        await client.get_json("/x")
+    assert 8 <= fake_time.now - started < 10
+
+
+async def test_429_without_retry_after_backs_off(fake_time: FakeTime) -> None:
+    script = Script(httpx.Response(429), httpx.Response(200, json={}))
+    async with mock_client(script, fake_time) as client:
+        await client.get_json("/x")
+    assert len(script.requests) == 2 and len(fake_time.sleeps) == 1

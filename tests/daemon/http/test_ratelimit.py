@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -113,3 +114,15 @@ async def test_never_exceeds_budget_in_any_window(
         for j in range(i, len(stamps)):
             allowed = burst + per_second * (stamps[j] - stamps[i]) + 1e-6
             assert j - i + 1 <= allowed, (i, j, stamps[i], stamps[j])
+
+
+async def test_concurrent_acquirers_are_served_in_turn_within_budget(fake_time: FakeTime) -> None:
+    bucket = limiter(fake_time, per_second=4, burst=2)
+    stamps: list[float] = []
+
+    async def one() -> None:
+        await bucket.acquire()
+        stamps.append(fake_time.now - 1000)
+
+    await asyncio.gather(*(one() for _ in range(6)))
+    assert stamps == pytest.approx([0, 0, 0.25, 0.5, 0.75, 1.0])

@@ -14,6 +14,7 @@ from daemon.http import (
     ApiKeyHeader,
     BasicAuth,
     BearerToken,
+    Conflict,
     Cursor,
     HttpClient,
     MalformedResponse,
@@ -146,3 +147,14 @@ async def test_helpdesk_429_burst_obeys_retry_after(fake_time: FakeTime) -> None
     assert body["users"] == []
     assert stats["requests"]["by_status"]["429"] == 2
     assert fake_time.now - start >= 2  # Retry-After: 1, twice
+
+
+async def test_crm_duplicate_email_is_conflict_not_retried(fake_time: FakeTime) -> None:
+    async with run_crm(token=CRM_TOKEN) as crm:
+        async with client(crm.url, BearerToken(SecretStr(CRM_TOKEN)), fake_time) as http:
+            await http.send_json("POST", "/contacts", {"email": "dup@example.com"})
+            with pytest.raises(Conflict) as caught:
+                await http.send_json("POST", "/contacts", {"email": "DUP@example.com"})
+        stats = await admin(crm.url, "GET", "/stats")
+    assert caught.value.status == 409 and "duplicate" in caught.value.excerpt
+    assert stats["requests"]["total"] == 2
