@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from daemon.http.errors import MalformedResponse, PageTooLarge, PageWalkTooLong
+from daemon.http.errors import MalformedResponse, PageTooLarge, PageWalkTooLong, PaginationError
 from daemon.http.redact import redact_url
 
 Params = dict[str, Any]
@@ -174,7 +174,21 @@ class LinkHeader:
         link = fetched.response.links.get("next", {}).get("url")
         if not link:
             return None
-        return str(fetched.response.url.join(link)), {}
+        here = fetched.response.url
+        following = here.join(link)
+        # Our credentials go with every page: never follow a link to another origin.
+        if (following.scheme, following.host, following.port) != (
+            here.scheme,
+            here.host,
+            here.port,
+        ):
+            raise PaginationError(
+                f"the next-page link points to another origin ({following.scheme}://"
+                f"{following.host}); not following it with our credentials",
+                method="GET",
+                url=redact_url(here),
+            )
+        return str(following), {}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -32,7 +33,7 @@ def redact_url(url: httpx.URL | str, params: Iterable[str] = ()) -> str:
     parsed = httpx.URL(url)
     names = SENSITIVE_PARAMS | {name.lower() for name in params}
     if parsed.password:
-        parsed = parsed.copy_with(password=MASK)
+        parsed = parsed.copy_with(username=parsed.username, password=MASK)
     if parsed.query:
         items = [
             (name, MASK if name.lower() in names else value)
@@ -43,7 +44,8 @@ def redact_url(url: httpx.URL | str, params: Iterable[str] = ()) -> str:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each (non-empty) secret replaced by ``***``."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    """``text`` with each (non-empty) secret, as is or URL-encoded, replaced by ``***``."""
+    forms = {form for s in secrets if s for form in (s, quote(s, safe=""), quote_plus(s))}
+    for secret in sorted(forms, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text

@@ -235,3 +235,13 @@ async def test_concurrent_requests_share_one_token_fetch(fake_time: FakeTime) ->
         results = await asyncio.gather(*(client.get_json(f"/x/{n}") for n in range(8)))
     assert results == [{"ok": True}] * 8
     assert server.issued == 1
+
+
+def test_scrub_masks_plain_and_url_encoded_secrets() -> None:
+    from daemon.http.redact import redact_url, scrub
+
+    secret = "a/b+c d"
+    text = "raw a/b+c d, quoted a%2Fb%2Bc%20d, plus a%2Fb%2Bc+d"
+    assert scrub(text, [secret]) == "raw ***, quoted ***, plus ***"
+    shown = redact_url("https://u:pw@h.test/p?token=x&page=2&mykey=y", ["MyKey"])
+    assert shown == "https://u:***@h.test/p?token=***&page=2&mykey=***"

@@ -227,3 +227,17 @@ async def test_remaining_zero_pauses_until_reset(server: Server, fake_time: Fake
         start = fake_time.now
         await client.get_json("/budget")
     assert fake_time.now - start == pytest.approx(5)
+
+
+async def test_connection_refused_is_unavailable_and_retried(fake_time: FakeTime) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    closed = Server(url=f"http://127.0.0.1:{port}")
+    async with client_for(closed, fake_time, retry=RetryPolicy(attempts=3)) as client:
+        with pytest.raises(Unavailable, match="connection failed") as caught:
+            await client.get_json("/anything")
+    assert caught.value.status is None and caught.value.retriable
+    assert len(fake_time.sleeps) == 2

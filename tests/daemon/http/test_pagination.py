@@ -16,6 +16,7 @@ from daemon.http import (
     PageNumber,
     PageTooLarge,
     PageWalkTooLong,
+    PaginationError,
 )
 from tests.daemon.http.conftest import FakeTime, mock_client
 
@@ -138,3 +139,17 @@ async def test_records_not_a_list_is_malformed(fake_time: FakeTime) -> None:
             await collect(client, "/c", Cursor(), records_at="users")
         with pytest.raises(MalformedResponse, match="at 'data', got dict"):
             await collect(client, "/c", Cursor(), records_at="data")
+
+
+async def test_link_to_another_origin_is_not_followed(fake_time: FakeTime) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        link = '<https://evil.example.test/steal?page=2>; rel="next"'
+        return httpx.Response(200, json=[{"id": 1}], headers={"Link": link})
+
+    async with mock_client(handler, fake_time) as client:
+        with pytest.raises(PaginationError, match="another origin"):
+            await collect(client, "/things", LinkHeader())
+    assert seen == ["https://api.example.test/things"]
