@@ -4,9 +4,12 @@ One root; errors from :mod:`streams` keep their own root (``streams.errors.Strea
 and are reported by the CLI as they are::
 
     DaemonError            root; ``retriable = False``
-    └── ConfigError        the configuration file is missing, unreadable, not YAML, or does
-                           not match the schema; one line per problem, each naming the file,
-                           the line and the path inside the file (``kafka.bootstrap``)
+    ├── ConfigError        the configuration file is missing, unreadable, not YAML, or does
+    │                      not match the schema; one line per problem, each naming the file,
+    │                      the line and the path inside the file (``kafka.bootstrap``)
+    └── HttpError          a request to a system's API failed; its subtree (``Unavailable``,
+                           ``RateLimited``, ``PreconditionFailed`` ...) is drawn in
+                           :mod:`daemon.http.errors`; ``retriable`` says whether to try again
 
 A user's mistake is reported as its message alone (no traceback) with exit code 2.
 """
