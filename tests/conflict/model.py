@@ -1,0 +1,1027 @@
+"""A model of syncline's data flow for one record, to check the fold against DESIGN.md's laws.
+
+The model plays N systems, each a small database that holds one copy of the record; their
+lanes (one sequence of reads and writes per system, an outbox of observations that reach
+the hub late, a queue of write intents); the hub (the real :func:`conflict.fold`, with its
+state committed after every input); and people: users who create, edit and delete the record
+in any system, reviewers who resolve conflicts. Every action is a method of :class:`World`.
+The Hypothesis state machine in ``test_model.py`` calls them in random order; the regression
+tests in ``test_model_regressions.py`` call them by hand, so a schedule reads like a story.
+
+Ground truth
+------------
+The hub sees only observations; the model also knows what really happened:
+
+* Every user edit writes a value nobody else ever writes (``"crm.name.3"``), so a value *is*
+  the id of the edit that made it. An edit of the ``tags`` list appends one such unique tag,
+  so a list's content is the set of edits in it. A user delete has an id too
+  (``"crm.delete.4"``). The *content* of a value is the set of edit ids in it.
+* For every system and field, ``seen`` is the causal past of that field's copy: every id it
+  has held, plus everything the authors of those values had seen. An edit's ``saw`` is its
+  field's ``seen`` when it was made; a user delete saw the ``seen`` of every field its system
+  carries. A person who resolves a conflict saw its two candidates (and their pasts).
+* ``hub_seen`` is every id the hub has been shown: the content of every applied observation.
+
+Invariants
+----------
+Each check raises :class:`InvariantViolation` naming its law, with the schedule so far.
+
+After every input the hub applies (``_apply``):
+
+* **Valid input accepted** -- the fold never rejects an input the model made (every one is
+  a well-formed observation of a real system, or a resolution of a conflict the record has).
+* **Determinism (round trip)** -- ``RecordState.from_dict(s.to_dict()) == s``.
+* **Idempotence** -- folding the input again gives ``applied=False`` and the same state;
+  every replay (lane replay, hub restart) gives ``applied=False`` and the same state.
+* **One write in flight** -- an intent goes only to a lane whose intent queue is empty.
+* **No echo (dots)** -- a write outcome that does not carry the record (``WriteStale``,
+  ``WriteFailed``, a bare ``Written``) takes no dot and changes no canonical value. An
+  observation from system S (a read, or a ``Written`` carrying the record) takes at most
+  one dot, of actor S, and only when it shows the hub something a user of S did that the hub
+  had not been shown: an edit id not in ``hub_seen``, or a user delete (a delete a lane made
+  does not count). So the dots of S never outnumber the user edits, creates and deletes
+  made in S, and the hub's own writes coming back never make a dot.
+* **No silent loss (hub side)** -- (a) every id an observation shows for the first time
+  ends up in the canonical content of its field or in a candidate of a conflict this input
+  recorded; a first-seen user delete ends as the tombstone or a candidate (or finds the
+  record already deleted, or deletes a copy the hub never knew). (b) Every id that leaves
+  the canonical content (replaced, merged away, deleted) was seen by whoever replaced it --
+  the system whose read replaced it (its ``seen``; a delete also removes the fields its
+  system does not carry), or the person whose resolution did (the candidates and their
+  past) -- or is a candidate of a conflict this input recorded. (c) A read never brings a
+  deleted record back without recording a conflict with the delete (users of the model
+  never make a record again after seeing it deleted, so such an update is concurrent).
+* **No false conflict** -- a field conflict whose incoming side is this read's edit is
+  raised only if that edit's author had not seen the current value. (Exempt: owner reverts,
+  which are recorded on purpose; a current value written by a resolution, which is a new
+  write of an old value; and systems whose lane lost a ``Written`` in a crash, where the hub
+  cannot know whether the user saw the write.)
+* **Conflict records tell the truth** -- a conflict recorded open or decided by this input
+  holds the canonical value (or deletion) the fold actually kept.
+
+After every write a lane makes:
+
+* **No silent loss (system side)** -- every id the write removes from the system's copy
+  (overwritten or deleted) is in ``hub_seen``: the hub never overwrites an edit it has not
+  been shown. This is what the lane's stale check guarantees.
+* **Write bound (no echo)** -- ``writes <= (N - 1) * dots + rejected + resolutions``.
+  ``writes`` counts lane writes that changed a system (a create, an update that changed a
+  field, a delete; stale and failed writes, and re-runs that find the values already there,
+  change nothing). ``dots`` is the sum of the hub's clock: every accepted user change and
+  every resolution. ``rejected`` counts the dots whose value was not taken as it stood (the
+  incoming side of a conflict decided ``current``, ``merged`` or held ``open``, an owner's
+  revert, the update or delete that lost a delete conflict): each costs one write back to
+  its own system. A resolution may have to write every system, the chosen side's included
+  (``manual`` had reverted it), hence one more. Why it holds: a write to T follows a
+  canonical change T had not caught up with (at most one write per other system per dot)
+  or a dot of T that was not taken as it stood (one write back). "At most N - 1 writes per
+  edit" is the case without conflicts.
+
+At quiescence (``settle`` stops users, delivers everything, runs every intent without
+failures or crashes, reads every system, and repeats until nothing changes):
+
+* **Convergence** -- canonical deleted (or never seen): no system holds the record; alive:
+  every system holds it, with exactly the canonical value of every field it carries. The
+  hub's view agrees with the systems: every peer exists as its system does, its shadow
+  equals its system's copy, it has no write in flight, and its knowledge covers the dot of
+  every canonical field and of the tombstone. (DESIGN says the knowledge of a system in
+  step "becomes the clock"; the fold only does that for the systems an input touched, and
+  the dots it then misses changed no canonical value, so only coverage is required.)
+* **Determinism (replay)** -- folding every input the hub was given, in order, into a fresh
+  state rebuilds ``to_dict()`` exactly.
+* **No silent loss (final)** -- every user edit, create and delete is in ``hub_seen`` (the hub
+  was shown it, and the per-input checks above then held), or was seen by a later user edit
+  or delete (superseded in its own system by someone who saw it). Exempt: the delete of a
+  copy the hub never saw alive and did not create.
+
+Known bugs
+----------
+``Config.workarounds`` names fold bugs the random schedules step around, so that they keep
+finding new ones; ``KNOWN_BUGS`` lists them and ``test_model_regressions.py`` shows each with
+its smallest schedule. A workaround either emulates the fix (``delete-without-expected``:
+delete intents get the shadow as expected values) or avoids or ignores exactly the bug's
+trigger. Remove a name once its regression test passes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from conflict import (
+    DELETE_FIELD,
+    REVIEW,
+    ConflictError,
+    ConflictRecord,
+    ConflictStatus,
+    Decision,
+    DeletePolicy,
+    Dot,
+    EntitySpec,
+    FieldSpec,
+    FieldType,
+    Input,
+    Latest,
+    Manual,
+    Observed,
+    Owner,
+    Policy,
+    Prefer,
+    RecordState,
+    Resolve,
+    Step,
+    Union,
+    WriteFailed,
+    WriteIntent,
+    WriteOp,
+    WriteStale,
+    Written,
+    fold,
+    same,
+)
+
+Json = Any
+
+RECORD_ID = "r1"
+ENTITY = "contact"
+SYSTEM_NAMES = ("crm", "helpdesk", "hris", "shop")
+STRING_FIELDS = ("name", "email", "phone")
+TAGS = "tags"
+PARTIAL_FIELD = "phone"  # carried by every system but the second one
+HUB_DELETE = "hub"  # ``SystemDb.deleted_by`` when a lane deleted the copy
+
+# Known fold bugs (Config.workarounds): the tests in test_model_regressions.py show each one.
+# Each comment says how the random schedules step around it.
+DELETE_WITHOUT_EXPECTED = "delete-without-expected"  # delete intents get the shadow as expected
+MERGE_TAKES_INCOMING_DOT = "merge-takes-incoming-dot"  # fast-forward over such a merge ignored
+LATE_RESOLUTION = "late-resolution"  # resolutions of conflicts no longer open are dropped
+RECREATE_LINK_MISMATCH = "recreate-link-mismatch"  # a lane reports the old copy deleted first
+DELETE_BEFORE_CREATE_OUTCOME = "delete-before-create-outcome"  # no delete while creating
+KEEP_REVERTS_FIELDS = "keep-reverts-fields"  # what "keep the record" reverts is not checked
+FAILED_AFTER_CRASH = "failed-after-crash"  # a write that landed before a crash does not fail
+PRUNED_RESOLUTION = "pruned-resolution"  # resolutions of pruned conflicts are not refolded
+CAUGHT_UP_WITHOUT_COPY = "caught-up-without-copy"  # no unread copy where the hub sees none
+KNOWN_BUGS = frozenset({DELETE_WITHOUT_EXPECTED, MERGE_TAKES_INCOMING_DOT, LATE_RESOLUTION,
+                        RECREATE_LINK_MISMATCH, DELETE_BEFORE_CREATE_OUTCOME,
+                        KEEP_REVERTS_FIELDS, FAILED_AFTER_CRASH, PRUNED_RESOLUTION,
+                        CAUGHT_UP_WITHOUT_COPY})
+
+
+class InvariantViolation(AssertionError):
+    """A law of DESIGN.md broken by the fold (or by the model's lanes, when switched off)."""
+
+    def __init__(self, invariant: str, message: str, trace: Iterable[str] = ()) -> None:
+        self.invariant = invariant
+        lines = list(trace)
+        schedule = "\n".join(f"  {i:3}. {line}" for i, line in enumerate(lines, 1))
+        super().__init__(f"[{invariant}] {message}\nschedule:\n{schedule}")
+
+
+class ModelError(Exception):
+    """The model was asked to do something its rules do not allow (a bug in the test)."""
+
+
+def content(value: Json) -> frozenset[str]:
+    """The edit ids in a value: a string, a list of tags, or a delete conflict's values."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, list):
+        return frozenset(value)
+    if isinstance(value, Mapping):
+        return frozenset().union(*(content(v) for v in value.values()))
+    return frozenset([value])
+
+
+# -- configuration ---------------------------------------------------------------------------
+POLICY_KINDS = ("default", "latest", "manual", "prefer", "owner")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One simulated deployment: systems, policies, and which lane behaviours are on."""
+
+    n_systems: int = 2
+    default_policy: str = "latest"  # one of POLICY_KINDS but "default"
+    field_policies: tuple[str, ...] = ("default", "default", "default")  # per STRING_FIELDS
+    rotation: int = 0  # picks the prefer order and the owner among the systems
+    delete_policy: DeletePolicy = DeletePolicy.MANUAL
+    tags: bool = True  # whether the record has the ``tags`` list field (policy union)
+    conditional: frozenset[str] = frozenset()  # systems whose API takes If-Match writes
+    returns_record: frozenset[str] = frozenset()  # systems that answer a write with the record
+    stale_check: bool = True  # the lane's check; off only to show that the model catches it
+    closed_conflicts_kept: int = 16
+    # Known fold bugs the random schedules step around, so that they keep looking for new
+    # ones; each has a failing example in test_model_regressions.py. Empty it to see them.
+    workarounds: frozenset[str] = frozenset()
+
+    @property
+    def systems(self) -> tuple[str, ...]:
+        return SYSTEM_NAMES[: self.n_systems]
+
+    def _policy(self, kind: str, carriers: tuple[str, ...]) -> Policy | None:
+        if kind == "default":
+            return None
+        if kind == "latest":
+            return Latest()
+        if kind == "manual":
+            return Manual()
+        r = self.rotation % len(carriers)
+        if kind == "prefer":
+            return Prefer(carriers[r:] + carriers[:r])
+        if kind == "owner":
+            return Owner(carriers[r])
+        raise ModelError(f"unknown policy kind {kind!r}")
+
+    def spec(self) -> EntitySpec:
+        systems = self.systems
+        fields: list[FieldSpec] = []
+        for name, kind in zip(STRING_FIELDS, self.field_policies, strict=True):
+            carriers = systems
+            if name == PARTIAL_FIELD:
+                carriers = tuple(s for i, s in enumerate(systems) if i != 1)
+            fields.append(FieldSpec(
+                name, FieldType.STRING,
+                systems=None if carriers == systems else frozenset(carriers),
+                policy=self._policy(kind, carriers)))
+        if self.tags:
+            fields.append(FieldSpec(TAGS, FieldType.LIST, policy=Union()))
+        default = self._policy(self.default_policy, systems)
+        assert default is not None
+        return EntitySpec.build(ENTITY, systems, fields, default_policy=default,
+                                delete_policy=self.delete_policy,
+                                closed_conflicts_kept=self.closed_conflicts_kept)
+
+
+# -- the pieces ------------------------------------------------------------------------------
+@dataclass
+class SystemDb:
+    """One system's database: its copy of the record (``None``: absent) and its history."""
+
+    name: str
+    fields: tuple[str, ...]  # the fields this system carries
+    record: dict[str, Json] | None = None
+    external_id: str | None = None
+    creates: int = 0
+    version: int = 0  # the native version (an ETag), bumped by every change
+    updated_at: float = 0.0  # the record-level "updated at" the API reports
+    deleted_by: str | None = None  # the user delete id, or HUB_DELETE
+    seen: dict[str, frozenset[str]] = field(default_factory=dict)  # causal past per field
+
+    def seen_all(self) -> frozenset[str]:
+        return frozenset().union(*(self.seen.get(f, frozenset()) for f in self.fields))
+
+
+@dataclass(frozen=True)
+class ReadTruth:
+    """What the model knew about a system when its lane read it."""
+
+    seen: Mapping[str, frozenset[str]]
+    delete_id: str | None  # who deleted the copy, when the read found it deleted
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An observation in a lane's outbox (or a replay of one), with its ground truth."""
+
+    inp: Input
+    truth: ReadTruth | None = None
+    replay: bool = False
+
+
+@dataclass
+class Lane:
+    """A system's connector loop: its sequence counter, outbox and intent queue."""
+
+    seq: int = 0
+    outbox: deque[Pending] = field(default_factory=deque)
+    delivered: list[Pending] = field(default_factory=list)
+    intents: deque[WriteIntent] = field(default_factory=deque)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+@dataclass(frozen=True)
+class UserAction:
+    """An edit, create or delete a person made in a system."""
+
+    id: str
+    system: str
+    field: str | None  # None: a delete
+    at: float
+    external_id: str | None = None  # the copy a delete removed
+
+
+# -- the world -------------------------------------------------------------------------------
+class World:
+    """N systems, their lanes, the hub and the ground truth, for one record."""
+
+    def __init__(self, config: Config, fold_fn: Callable[..., Step] = fold) -> None:
+        self.config = config
+        self.fold = fold_fn
+        self.spec = config.spec()
+        self.systems = self.spec.systems
+        self.n = len(self.systems)
+        self.dbs = {s: SystemDb(s, self.spec.system_fields[s]) for s in self.systems}
+        self.lanes = {s: Lane() for s in self.systems}
+        self.hub = RecordState(RECORD_ID, ENTITY)
+        self.log: list[Input] = []  # every input the hub was given, in order
+        self.now = 0.0
+        self.trace: list[str] = []
+        self._ids = itertools.count(1)
+        # ground truth
+        self.saw: dict[str, frozenset[str]] = {}
+        self.actions: list[UserAction] = []
+        self.hub_seen: set[str] = set()
+        self.seen_alive: set[str] = set()  # external ids the hub was shown a live copy of
+        self.hub_created: set[str] = set()  # external ids of copies the lanes created
+        self.delete_truth: dict[Dot, frozenset[str]] = {}  # per delete dot: what it saw
+        self.conflicts: dict[str, ConflictRecord] = {}  # every conflict, latest version
+        self.pending_resolutions: list[tuple[Resolve, frozenset[str]]] = []
+        self.resolution_truth: dict[str, frozenset[str]] = {}
+        self.writes = 0
+        self.rejected: set[Dot] = set()  # dots whose value was not taken as it stood
+        self.checked_concurrent: set[str] = set()
+        self.crashed: set[str] = set()  # systems whose lane lost a Written in a crash
+        self.landed_before_crash: set[str] = set()  # intents written, then their lane crashed
+        self.quiet = False  # settle: users stop, writes neither fail nor crash
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _tick(self) -> float:
+        self.now += 1.0
+        return self.now
+
+    def _note(self, line: str) -> None:
+        self.trace.append(line)
+
+    def fail(self, invariant: str, message: str) -> InvariantViolation:
+        return InvariantViolation(invariant, message, self.trace)
+
+    def _closure(self, ids: Iterable[str]) -> frozenset[str]:
+        out = set(ids)
+        for i in list(out):
+            out |= self.saw.get(i, frozenset())
+        return frozenset(out)
+
+    def _hold(self, db: SystemDb, name: str, value: Json) -> None:
+        """``db``'s copy of ``name`` now holds ``value``: its causal past grows."""
+        db.seen[name] = db.seen.get(name, frozenset()) | self._closure(content(value))
+
+    def dots(self) -> int:
+        return sum(self.hub.clock.values())
+
+    def never_had_record(self) -> list[str]:
+        """Systems where a user may create the record now (it never had a copy)."""
+        out = [s for s in self.systems if self.dbs[s].external_id is None]
+        if CAUGHT_UP_WITHOUT_COPY in self.config.workarounds:
+            # Not where the hub believes there is no copy and nothing is being created.
+            out = [s for s in out if s not in self.hub.peers or self.lanes[s].intents]
+        return out
+
+    def holding(self) -> list[str]:
+        return [s for s in self.systems if self.dbs[s].record is not None]
+
+    def deletable(self) -> list[str]:
+        """Systems where a user may delete the copy now."""
+        out = self.holding()
+        if DELETE_BEFORE_CREATE_OUTCOME in self.config.workarounds:
+            out = [s for s in out if not (self.lanes[s].intents and
+                                          self.lanes[s].intents[0].op is WriteOp.CREATE)]
+        return out
+
+    def readable(self) -> list[str]:
+        return [s for s in self.systems if self.dbs[s].external_id is not None]
+
+    # -- users -----------------------------------------------------------------------------
+    def create(self, system: str) -> dict[str, Json]:
+        """A user creates the record in a system that never had it (all fields it carries)."""
+        db = self.dbs[system]
+        if db.external_id is not None:
+            raise ModelError(f"{system} already had the record")
+        at = self._tick()
+        db.creates += 1
+        db.external_id = f"{system}-{db.creates}"
+        record: dict[str, Json] = {}
+        for name in db.fields:
+            eid = f"{system}.{name}.{next(self._ids)}"
+            self.saw[eid] = db.seen.get(name, frozenset())
+            record[name] = [eid] if name == TAGS else eid
+            self._hold(db, name, record[name])
+            self.actions.append(UserAction(eid, system, name, at))
+        db.record = record
+        db.deleted_by = None
+        db.version += 1
+        db.updated_at = at
+        self._note(f"user creates the record in {system} as {db.external_id}: {record}")
+        return record
+
+    def edit(self, system: str, name: str) -> str:
+        """A user edits one field: a unique value (for tags: appends a unique tag)."""
+        db = self.dbs[system]
+        if db.record is None or name not in db.fields:
+            raise ModelError(f"{system} cannot edit {name}")
+        at = self._tick()
+        eid = f"{system}.{name}.{next(self._ids)}"
+        self.saw[eid] = db.seen.get(name, frozenset())
+        if name == TAGS:
+            value: Json = [*db.record.get(TAGS, []), eid]
+        else:
+            value = eid
+        db.record = {**db.record, name: value}
+        self._hold(db, name, value)
+        db.version += 1
+        db.updated_at = at
+        self.actions.append(UserAction(eid, system, name, at))
+        self._note(f"user edits {system}.{name} = {value!r}")
+        return eid
+
+    def delete(self, system: str) -> str:
+        """A user deletes the record in a system."""
+        db = self.dbs[system]
+        if db.record is None:
+            raise ModelError(f"{system} holds no record to delete")
+        at = self._tick()
+        did = f"{system}.delete.{next(self._ids)}"
+        self.saw[did] = db.seen_all()
+        db.record = None
+        db.deleted_by = did
+        db.version += 1
+        db.updated_at = at
+        self.actions.append(UserAction(did, system, None, at, db.external_id))
+        self._note(f"user deletes the record in {system} ({did})")
+        return did
+
+    # -- lanes -----------------------------------------------------------------------------
+    def _observe(self, system: str) -> Pending:
+        db = self.dbs[system]
+        seq = self.lanes[system].next_seq()
+        truth = ReadTruth(dict(db.seen), db.deleted_by if db.record is None else None)
+        if db.record is None:
+            obs = Observed(system, seq, db.external_id, deleted=True,
+                           native_version=str(db.version), source_ts=db.updated_at)
+        else:
+            obs = Observed(system, seq, db.external_id, dict(db.record),
+                           native_version=str(db.version), source_ts=db.updated_at)
+        return Pending(obs, truth)
+
+    def read(self, system: str) -> Observed | None:
+        """The lane reads the record (nothing to read where it never existed)."""
+        if self.dbs[system].external_id is None:
+            return None
+        pending = self._observe(system)
+        self.lanes[system].outbox.append(pending)
+        self._note(f"lane {system} reads: {_show(pending.inp)}")
+        assert isinstance(pending.inp, Observed)
+        return pending.inp
+
+    def _lane_decision(self, db: SystemDb, intent: WriteIntent) -> str:
+        """``done`` (already holds it), ``write`` or ``stale``, after re-reading the record."""
+        record = db.record
+        values = intent.values
+        if intent.op is WriteOp.CREATE:
+            if record is None:
+                return "write"
+            # The lane's lookup by match key found a copy.
+            if all(same(record.get(n), v) for n, v in values.items()):
+                return "done"
+            return "stale"
+        if intent.op is WriteOp.DELETE:
+            if record is None or db.external_id != intent.external_id:
+                return "done"
+        elif record is None:
+            return "stale"
+        elif db.external_id != intent.external_id:
+            raise ModelError(f"update of {intent.external_id} but {db.name} holds "
+                             f"{db.external_id}")
+        assert record is not None
+        if intent.op is WriteOp.UPDATE and all(
+                same(record.get(n), v) for n, v in values.items()):
+            return "done"
+        if db.name in self.config.conditional and intent.native_version is not None:
+            return "write" if intent.native_version == str(db.version) else "stale"
+        for n, v in values.items():
+            held = record.get(n)
+            if not same(held, v) and not same(held, intent.expected.get(n)):
+                return "stale"
+        if intent.op is WriteOp.DELETE and intent.expected:
+            for n in db.fields:  # the copy must be exactly what the hub believes it holds
+                if not same(record.get(n), intent.expected.get(n)):
+                    return "stale"
+        return "write"
+
+    def run_intent(self, system: str, outcome: str = "ok") -> str:
+        """The lane executes the intent at the head of its queue.
+
+        ``outcome``: ``ok``; ``fail`` (the API failed after the retry budget: nothing written,
+        WriteFailed); ``crash`` (the lane dies right after the write: the write is in the
+        system, its Written is lost, the intent stays at the head of the queue).
+        Returns what happened: done, written, stale, failed, crashed.
+        """
+        lane = self.lanes[system]
+        db = self.dbs[system]
+        intent = lane.intents[0]
+        if outcome == "fail" and intent.intent_id in self.landed_before_crash and \
+                FAILED_AFTER_CRASH in self.config.workarounds:
+            outcome = "ok"
+        if outcome == "fail" and intent.op is WriteOp.CREATE and db.record is not None and \
+                CAUGHT_UP_WITHOUT_COPY in self.config.workarounds:
+            outcome = "ok"  # the lookup finds the copy and reports it
+        if outcome == "fail":
+            lane.intents.popleft()
+            lane.outbox.append(Pending(WriteFailed(system, lane.next_seq(), intent.intent_id,
+                                                   "model: 503 after retries")))
+            self._note(f"lane {system} fails {_show_intent(intent)}")
+            return "failed"
+        decision = self._lane_decision(db, intent)
+        if decision == "stale" and not self.config.stale_check and db.record is not None:
+            decision = "write"  # the broken lane of a sanity test: writes over anything
+        if decision == "stale":
+            if outcome == "crash":
+                self._note(f"lane {system} crashes before running {_show_intent(intent)}")
+                return "crashed"
+            lane.intents.popleft()
+            lane.outbox.append(self._observe(system))
+            lane.outbox.append(Pending(WriteStale(system, lane.next_seq(), intent.intent_id)))
+            self._note(f"lane {system} finds {_show_intent(intent)} stale: "
+                       f"reads {_show(lane.outbox[-2].inp)}")
+            return "stale"
+        if decision == "write":
+            if intent.op is WriteOp.CREATE and db.record is None and \
+                    db.external_id is not None and \
+                    RECREATE_LINK_MISMATCH in self.config.workarounds:
+                # The lookup saw the old copy deleted: report that before making a new one.
+                lane.outbox.append(self._observe(system))
+            self._write(db, intent)
+        if outcome == "crash":
+            self.crashed.add(system)
+            if decision == "write":
+                self.landed_before_crash.add(intent.intent_id)
+            self._note(f"lane {system} {'writes' if decision == 'write' else 'finds done'} "
+                       f"{_show_intent(intent)} and crashes before reporting it")
+            return "crashed"
+        lane.intents.popleft()
+        ext = intent.external_id if intent.op is WriteOp.DELETE else db.external_id
+        # The version of our own write; after a re-run that found the values already there,
+        # the current version may include edits the hub has not seen, so none is reported.
+        version = str(db.version) if decision == "write" else None
+        if system in self.config.returns_record and db.record is not None:
+            # The API answers the write with the record as it now is.
+            lane.outbox.append(Pending(
+                Written(system, lane.next_seq(), intent.intent_id, external_id=ext,
+                        native_version=str(db.version), source_ts=db.updated_at,
+                        fields=dict(db.record)),
+                ReadTruth(dict(db.seen), None)))
+        else:
+            lane.outbox.append(Pending(Written(system, lane.next_seq(), intent.intent_id,
+                                               external_id=ext, native_version=version)))
+        verb = "writes" if decision == "write" else "finds already done"
+        self._note(f"lane {system} {verb} {_show_intent(intent)}")
+        return "written" if decision == "write" else "done"
+
+    def _write(self, db: SystemDb, intent: WriteIntent) -> None:
+        before = {n: content((db.record or {}).get(n)) for n in db.fields}
+        at = self._tick()
+        if intent.op is WriteOp.DELETE:
+            db.record = None
+            db.deleted_by = HUB_DELETE
+        elif intent.op is WriteOp.CREATE and db.record is None:
+            db.creates += 1
+            db.external_id = f"{db.name}-{db.creates}"
+            self.hub_created.add(db.external_id)
+            db.record = {n: _copy(v) for n, v in intent.values.items()}
+            db.deleted_by = None
+        else:
+            assert db.record is not None
+            db.record = {**db.record, **{n: _copy(v) for n, v in intent.values.items()}}
+        for n, v in intent.values.items():
+            self._hold(db, n, v)
+        db.version += 1
+        db.updated_at = at
+        self.writes += 1
+        # No silent loss, system side: the hub never overwrites what it has not been shown.
+        after = {n: content((db.record or {}).get(n)) for n in db.fields}
+        for n in db.fields:
+            lost = before[n] - after[n] - self.hub_seen
+            if lost:
+                raise self.fail("no silent loss", f"the write {_show_intent(intent)} removed "
+                                f"{sorted(lost)} from {db.name}.{n} before the hub saw it")
+        reviews = self.hub.clock.get(REVIEW)
+        bound = (self.n - 1) * self.dots() + len(self.rejected) + reviews
+        if self.writes > bound:
+            raise self.fail("no echo", f"{self.writes} lane writes exceed (N-1) x {self.dots()} "
+                            f"dots + {len(self.rejected)} rejected dots + {reviews} "
+                            f"resolutions = {bound}")
+
+    def replay(self, system: str, k: int) -> int:
+        """The lane sends the last ``k`` observations the hub already got again."""
+        lane = self.lanes[system]
+        again = lane.delivered[-k:] if k > 0 else []
+        for p in again:
+            lane.outbox.append(Pending(p.inp, p.truth, replay=True))
+        if again:
+            self._note(f"lane {system} replays its last {len(again)} observations")
+        return len(again)
+
+    # -- the hub ---------------------------------------------------------------------------
+    def deliver(self, system: str) -> Step:
+        """The next observation in ``system``'s outbox reaches the hub."""
+        lane = self.lanes[system]
+        p = lane.outbox.popleft()
+        self._note(f"hub gets {'replayed ' if p.replay else ''}{_show(p.inp)}")
+        step = self._apply(p.inp, p.truth, replay=p.replay)
+        if not p.replay:
+            lane.delivered.append(p)
+        return step
+
+    def deliver_all(self) -> bool:
+        """Every outbox drained, round robin over the systems; whether anything arrived."""
+        any_ = False
+        while True:
+            moved = False
+            for s in self.systems:
+                if self.lanes[s].outbox:
+                    self.deliver(s)
+                    moved = any_ = True
+            if not moved:
+                return any_
+
+    def restart_hub(self, k: int) -> None:
+        """The hub restarts from its committed state; the last ``k`` inputs arrive again."""
+        self._note(f"hub restarts; its last {k} inputs are delivered again")
+        self.hub = RecordState.from_dict(self.hub.to_dict())  # from the table's changelog
+        for inp in self.log[-k:] if k > 0 else []:
+            self._apply(inp, None, replay=True)
+
+    def resolve(self, which: int, take_current: bool, *, deliver: bool = True) -> Resolve:
+        """A person resolves an open conflict by taking one of its candidates.
+
+        With ``deliver=False`` the resolution waits on the resolutions topic until
+        :meth:`deliver_resolution`.
+        """
+        open_ = self.hub.open_conflicts()
+        c = open_[which % len(open_)]
+        candidate = c.current if take_current else c.incoming
+        at = self._tick()
+        r = Resolve(f"res{next(self._ids)}", c.conflict_id, "reviewer", at,
+                    take=candidate.system)
+        truth: frozenset[str] = frozenset()
+        for cand in (c.current, c.incoming):
+            truth |= self.delete_truth.get(cand.dot, frozenset()) if cand.deleted else \
+                self._closure(content(cand.value))
+        self.resolution_truth[r.resolution_id] = truth
+        self._note(f"reviewer resolves {c.conflict_id} ({c.field}: "
+                   f"{_show_candidate(c.current)} vs {_show_candidate(c.incoming)}) "
+                   f"taking {candidate.system}")
+        if deliver:
+            self._apply(r, None)
+        else:
+            self.pending_resolutions.append((r, truth))
+        return r
+
+    def deliver_resolution(self, which: int) -> Step | None:
+        r, _ = self.pending_resolutions.pop(which % len(self.pending_resolutions))
+        c = self.hub.conflict(r.conflict_id)
+        if LATE_RESOLUTION in self.config.workarounds and (
+                c is None or c.status is not ConflictStatus.OPEN):
+            self._note(f"resolution {r.resolution_id} of {r.conflict_id} dropped: no longer open")
+            return None
+        self._note(f"hub gets resolution {r.resolution_id} of {r.conflict_id}")
+        return self._apply(r, None)
+
+    def _forgotten(self, inp: Input, state: RecordState) -> bool:
+        """A resolution whose conflict the record no longer keeps (a known bug's trigger)."""
+        return isinstance(inp, Resolve) and state.conflict(inp.conflict_id) is None and \
+            PRUNED_RESOLUTION in self.config.workarounds
+
+    def _apply(self, inp: Input, truth: ReadTruth | None, *, replay: bool = False) -> Step:
+        before = self.hub
+        before_dict = before.to_dict()
+        if replay and self._forgotten(inp, before):
+            self._note(f"    (not replayed: {_show(inp)}, its conflict was pruned)")
+            return Step(before, applied=False)
+        try:
+            step = self.fold(self.spec, before, inp)
+        except ConflictError as exc:  # every input the model makes is valid
+            raise self.fail("valid input accepted", f"the fold rejected {_show(inp)}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+        self.log.append(inp)
+        if replay or not step.applied:
+            if step.applied:
+                raise self.fail("idempotence", f"the replay of {_show(inp)} was applied")
+            if step.state.to_dict() != before_dict or step.intents or step.new_dots:
+                raise self.fail("idempotence", f"{_show(inp)} was not applied but changed "
+                                "the state or emitted intents")
+            self.hub = step.state
+            return step
+        state = step.state
+        self.hub = state
+        # Determinism: the table's changelog form gives the same state back.
+        if RecordState.from_dict(state.to_dict()) != state:
+            raise self.fail("determinism", "from_dict(to_dict()) does not round-trip")
+        # Idempotence: the same input again changes nothing.
+        if not self._forgotten(inp, state):
+            try:
+                again = self.fold(self.spec, state, inp)
+            except ConflictError as exc:
+                raise self.fail("idempotence", f"folding {_show(inp)} twice raised "
+                                f"{type(exc).__name__}: {exc}") from exc
+            if again.applied or again.intents or again.state.to_dict() != state.to_dict():
+                raise self.fail("idempotence", f"folding {_show(inp)} twice changed the state")
+        for c in step.conflicts:
+            if c.conflict_id not in self.conflicts and c.decision is not Decision.INCOMING:
+                self.rejected.add(c.incoming.dot)  # its system gets a write back
+            self.conflicts[c.conflict_id] = c
+        self._check_step(before, step, inp, truth)
+        for intent in step.intents:
+            lane = self.lanes[intent.system]
+            if intent.op is WriteOp.DELETE and not intent.expected and \
+                    DELETE_WITHOUT_EXPECTED in self.config.workarounds:
+                # What a fixed fold would send: the values the hub believes the copy holds.
+                intent = intent._replace(expected=dict(state.peers[intent.system].shadow))
+            if lane.intents:
+                raise self.fail("one write in flight", f"{_show_intent(intent)} issued while "
+                                f"{_show_intent(lane.intents[0])} is still queued")
+            lane.intents.append(intent)
+            self._note(f"    hub plans {_show_intent(intent)}")
+        for c in step.conflicts:
+            self._note(f"    conflict {c.conflict_id} {c.status.value}: "
+                       f"{_show_candidate(c.current)} vs {_show_candidate(c.incoming)} "
+                       f"-> {c.decision.value}")
+        return step
+
+    # -- per-input checks ------------------------------------------------------------------
+    def _check_step(self, before: RecordState, step: Step, inp: Input,
+                    truth: ReadTruth | None) -> None:
+        after = step.state
+        mentioned: set[str] = set()
+        for c in step.conflicts:
+            mentioned |= content(c.current.value) | content(c.incoming.value)
+        if isinstance(inp, Resolve):
+            if len(step.new_dots) != 1 or step.new_dots[0].actor != REVIEW:
+                raise self.fail("no echo", f"resolution took dots {step.new_dots}")
+            seen = self.resolution_truth[inp.resolution_id]
+            if after.deleted is not None and after.deleted != before.deleted:
+                self.delete_truth[after.deleted.dot] = seen
+            resolved = before.conflict(inp.conflict_id)
+            record_level = resolved is not None and resolved.field == DELETE_FIELD
+            if after.deleted is not None and record_level:
+                pass  # deleting the record takes every field with it: nothing to compare
+            elif record_level and KEEP_REVERTS_FIELDS in self.config.workarounds:
+                pass
+            else:
+                self._check_replaced(before, after, inp, mentioned, lambda name: seen)
+            self._check_decisions(step)
+            return
+        if isinstance(inp, Written) and inp.external_id is not None:
+            self.seen_alive.add(inp.external_id)
+        reported = inp.fields if isinstance(inp, Observed | Written) else None
+        deleted = isinstance(inp, Observed) and inp.deleted
+        if reported is None and not deleted:
+            # WriteStale, WriteFailed, or a Written that does not carry the record.
+            if step.new_dots:
+                raise self.fail("no echo", f"{_show(inp)} took dots {step.new_dots}")
+            if _canonical(before) != _canonical(after):
+                raise self.fail("no echo", f"{_show(inp)} changed the canonical record")
+            return
+        assert truth is not None
+        reported = reported or {}
+        system = inp.system
+        carried = self.spec.system_fields[system]
+        # What this read shows the hub for the first time.
+        shown = content(reported)
+        novel = shown - self.hub_seen
+        novel_delete = truth.delete_id if deleted and truth.delete_id not in (
+            None, HUB_DELETE) and truth.delete_id not in self.hub_seen else None
+        if step.new_dots:
+            if len(step.new_dots) != 1 or step.new_dots[0].actor != system:
+                raise self.fail("no echo", f"{_show(inp)} took dots {step.new_dots}")
+            if not novel and novel_delete is None:
+                raise self.fail("no echo", f"{_show(inp)} took dot {step.new_dots[0]} but "
+                                f"shows nothing a user of {system} did that the hub had not "
+                                "seen (an echo of the hub's own write)")
+        # No silent loss (a): what the hub sees for the first time is kept or recorded.
+        now = _canonical(after)
+        for name, value in reported.items():
+            dropped = (content(value) & novel) - now.get(name, frozenset()) - mentioned
+            if dropped:
+                raise self.fail("no silent loss", f"{_show(inp)} showed {sorted(dropped)} in "
+                                f"{name} for the first time; the hub neither kept it nor "
+                                "recorded it in a conflict")
+        if novel_delete is not None:
+            deleting = any(c.incoming.deleted or c.current.deleted for c in step.conflicts)
+            if after.deleted is None and not deleting and before.peers.get(
+                    system) is not None and before.peers[system].exists:
+                raise self.fail("no silent loss", f"{_show(inp)} showed the delete "
+                                f"{novel_delete}; the hub neither deleted the record nor "
+                                "recorded a conflict")
+        if deleted and step.new_dots:
+            self.delete_truth[step.new_dots[0]] = frozenset().union(
+                *(truth.seen.get(n, frozenset()) for n in carried))
+
+        def seen_by(name: str) -> frozenset[str] | None:
+            if deleted and name not in carried:
+                return None  # a delete removes fields its system does not carry
+            return truth.seen.get(name, frozenset())
+
+        self._check_replaced(before, after, inp, mentioned, seen_by)
+        if before.deleted is not None and after.deleted is None and not any(
+                c.field == DELETE_FIELD for c in step.conflicts):
+            # Users here never make a record again after seeing it deleted, so an update
+            # that brings a deleted record back was concurrent with the delete.
+            raise self.fail("no silent loss", f"{_show(inp)} brought the deleted record back "
+                            f"without recording a conflict with the delete {before.deleted.dot}")
+        self._check_decisions(step)
+        self._check_concurrent(step, system, truth)
+        if not deleted and isinstance(inp, Observed) and inp.external_id is not None:
+            self.seen_alive.add(inp.external_id)
+        self.hub_seen |= shown
+        if deleted and truth.delete_id is not None and truth.delete_id != HUB_DELETE:
+            self.hub_seen.add(truth.delete_id)
+
+    def _check_concurrent(self, step: Step, system: str, truth: ReadTruth) -> None:
+        """A conflict is raised only when neither write had seen the other.
+
+        Checked for field conflicts whose incoming side is this read's edit: its author must
+        not have seen the current value. (An owner's revert is recorded as a conflict on
+        purpose; a resolution writes an old value anew, so having seen the value is not
+        having seen that write; and a lane crash that lost a Written leaves the hub unable to
+        tell whether the user saw the write: all three are exempt.)
+        """
+        for c in step.conflicts:
+            if c.field == DELETE_FIELD or c.incoming.system != system or \
+                    c.status is ConflictStatus.SUPERSEDED or c.policy == "owner" or \
+                    c.current.system == REVIEW:  # a resolution is a new write of a value
+                continue
+            if c.conflict_id in self.checked_concurrent:
+                continue
+            self.checked_concurrent.add(c.conflict_id)
+            if system in self.crashed:
+                continue
+            current = content(c.current.value)
+            if current and current <= truth.seen.get(c.field, frozenset()):
+                raise self.fail("no false conflict", f"conflict {c.conflict_id}: {system}'s "
+                                f"{c.incoming.value!r} was made after {system} held "
+                                f"{c.current.value!r}")
+
+    def _check_replaced(self, before: RecordState, after: RecordState, inp: Input,
+                        mentioned: set[str],
+                        seen_by: Callable[[str], frozenset[str] | None]) -> None:
+        """No silent loss (b): whatever leaves the canonical record was seen or recorded."""
+        was, now = _canonical(before), _canonical(after)
+        for name, ids in was.items():
+            lost = ids - now.get(name, frozenset()) - mentioned
+            if not lost:
+                continue
+            if MERGE_TAKES_INCOMING_DOT in self.config.workarounds and isinstance(
+                    inp, Observed) and self._merged_with_dot_of(before, name, inp.system):
+                continue
+            seen = seen_by(name)
+            if seen is None:
+                continue
+            unseen = lost - seen
+            if unseen:
+                how = "deleted" if after.deleted is not None else "replaced"
+                raise self.fail("no silent loss", f"{_show(inp)} {how} {sorted(unseen)} in "
+                                f"canonical {name} without having seen it and without "
+                                "recording a conflict")
+
+    def _merged_with_dot_of(self, state: RecordState, name: str, system: str) -> bool:
+        """Whether canonical ``name`` is a merge that carries a dot of ``system``."""
+        dot = state.fields[name].dot
+        return dot.actor == system and any(
+            c.field == name and c.decision is Decision.MERGED and c.incoming.dot == dot
+            for c in self.conflicts.values())
+
+    def _check_decisions(self, step: Step) -> None:
+        """A conflict recorded open or decided by this input holds what the fold kept."""
+        state = step.state
+        for c in step.conflicts:
+            if c.status not in (ConflictStatus.OPEN, ConflictStatus.AUTO_RESOLVED,
+                                ConflictStatus.RESOLVED):
+                continue
+            if c.field == DELETE_FIELD:
+                if c.deleted != (state.deleted is not None):
+                    raise self.fail("conflict records", f"{c.conflict_id} says deleted="
+                                    f"{c.deleted} but the record's tombstone is "
+                                    f"{state.deleted}")
+                continue
+            fs = state.fields.get(c.field)
+            if fs is None or not same(fs.value, c.value):
+                raise self.fail("conflict records", f"{c.conflict_id} decided {c.value!r} "
+                                f"but canonical {c.field} is {None if fs is None else fs.value!r}")
+
+    # -- quiescence ------------------------------------------------------------------------
+    def settle(self, max_rounds: int = 40) -> None:
+        """Users stop; everything is delivered, every intent runs, every system is read."""
+        self._note("-- settle: users stop; deliver, write and read until nothing changes --")
+        while self.pending_resolutions:
+            self.deliver_resolution(0)
+        for _ in range(max_rounds):
+            busy = self.deliver_all()
+            for s in self.systems:
+                while self.lanes[s].intents:
+                    self.run_intent(s)
+                    busy = True
+                    self.deliver_all()
+            canonical = _canonical(self.hub), self.hub.clock
+            for s in self.readable():
+                self.read(s)
+            self.deliver_all()
+            if busy or any(lane.intents for lane in self.lanes.values()) or \
+                    canonical != (_canonical(self.hub), self.hub.clock):
+                continue
+            break
+        else:
+            raise self.fail("convergence", f"still busy after {max_rounds} rounds of settling")
+        self.check_quiescent()
+
+    def check_quiescent(self) -> None:
+        """Convergence, determinism by replay and the final no-silent-loss rule."""
+        hub = self.hub
+        values = hub.values
+        for s in self.systems:
+            db = self.dbs[s]
+            peer = hub.peers.get(s)
+            if hub.deleted is not None or not hub.fields:
+                if db.record is not None:
+                    raise self.fail("convergence", f"the record is deleted (or was never "
+                                    f"seen) but {s} holds {db.record}")
+            else:
+                if db.record is None:
+                    raise self.fail("convergence", f"the record is alive but {s} has no copy")
+                for n in db.fields:
+                    if not same(db.record.get(n), values.get(n)):
+                        raise self.fail("convergence", f"{s}.{n} = {db.record.get(n)!r}, "
+                                        f"canonical {n} = {values.get(n)!r}")
+            if peer is None:
+                if db.record is not None:
+                    raise self.fail("convergence", f"the hub never heard of {s}'s copy")
+                continue
+            if peer.in_flight is not None:
+                raise self.fail("convergence", f"{s} still has a write in flight")
+            if peer.exists != (db.record is not None):
+                raise self.fail("convergence", f"the hub thinks {s} exists={peer.exists}")
+            if db.record is not None and dict(peer.shadow) != db.record:
+                raise self.fail("convergence", f"shadow of {s} is {dict(peer.shadow)}, "
+                                f"{s} holds {db.record}")
+            current = [fs.dot for fs in hub.fields.values()]
+            if hub.deleted is not None:
+                current.append(hub.deleted.dot)
+            unseen = [str(d) for d in current if not peer.knowledge.covers(d)]
+            if unseen:
+                raise self.fail("convergence", f"{s} holds the canonical record but its "
+                                f"knowledge {peer.knowledge} misses the current dots {unseen}")
+        rebuilt = RecordState(RECORD_ID, ENTITY)
+        for inp in self.log:
+            rebuilt = self.fold(self.spec, rebuilt, inp).state
+        if rebuilt.to_dict() != hub.to_dict():
+            raise self.fail("determinism", "replaying the log does not rebuild the state")
+        superseded = frozenset().union(*self.saw.values()) if self.saw else frozenset()
+        for a in self.actions:
+            if a.field is None and a.external_id not in self.seen_alive and \
+                    a.external_id not in self.hub_created:
+                continue  # the delete of a copy the hub never knew: nothing of it to sync
+            if a.id not in self.hub_seen and a.id not in superseded:
+                raise self.fail("no silent loss", f"{a.id} ({a.system}, at {a.at}) was never "
+                                "shown to the hub and no later user edit saw it")
+
+
+# -- small helpers ---------------------------------------------------------------------------
+def _copy(v: Json) -> Json:
+    return list(v) if isinstance(v, list) else v
+
+
+def _canonical(state: RecordState) -> dict[str, frozenset[str]]:
+    """The canonical content: per field, the edit ids in its value (nothing when deleted)."""
+    if state.deleted is not None:
+        return {}
+    return {name: content(fs.value) for name, fs in state.fields.items()}
+
+
+def _show(inp: Input) -> str:
+    if isinstance(inp, Observed):
+        what = "deleted" if inp.deleted else dict(inp.fields)
+        return f"Observed({inp.system}#{inp.seq} {inp.external_id}: {what})"
+    if isinstance(inp, Written):
+        what = "" if inp.fields is None else f": {dict(inp.fields)}"
+        return f"Written({inp.system}#{inp.seq} {inp.intent_id}{what})"
+    if isinstance(inp, WriteStale):
+        return f"WriteStale({inp.system}#{inp.seq} {inp.intent_id})"
+    if isinstance(inp, WriteFailed):
+        return f"WriteFailed({inp.system}#{inp.seq} {inp.intent_id})"
+    return f"Resolve({inp.resolution_id} of {inp.conflict_id}, take {inp.take})"
+
+
+def _show_intent(intent: WriteIntent) -> str:
+    what = "" if intent.op is WriteOp.DELETE else f" {dict(intent.values)}"
+    expected = f" expecting {dict(intent.expected)}" if intent.expected else ""
+    return f"{intent.intent_id} {intent.op.value}{what}{expected}"
+
+
+def _show_candidate(c: Any) -> str:
+    value = "<delete>" if c.deleted else c.value
+    return f"{c.system}:{value!r}"
