@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import aiokafka
@@ -111,6 +112,131 @@ class Store(Generic[V]):
         self.partitions.pop(p, None)
         self._dirty.pop(p, None)
 
+    def size(self, p: int) -> int:
+        """How many keys partition ``p`` holds."""
+        return len(self.partitions.get(p, {}))
+
+
+class _RocksView(MutableMapping[str, V]):
+    """One partition of a :class:`RocksStore`: uncommitted values in memory, the rest on disk."""
+
+    def __init__(self, store: RocksStore[V], p: int) -> None:
+        self._store = store
+        self._db = store.db(p)
+        self._pending = store.pending.setdefault(p, {})
+
+    def __getitem__(self, key: str) -> V:
+        if key in self._pending:
+            value = self._pending[key]
+            if value is _ABSENT:
+                raise KeyError(key)
+            return value  # type: ignore[no-any-return]
+        raw = self._db.get(key.encode())
+        if raw is None:
+            raise KeyError(key)
+        return self._store.decode(raw)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self._pending[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self._pending[key] = _ABSENT
+
+    def __iter__(self) -> Iterator[str]:
+        on_disk = self._db.keys()  # an Rdict itself is not iterable
+        keys = {k.decode() for k in on_disk} | set(self._pending)
+        return iter(sorted(k for k in keys if self._pending.get(k) is not _ABSENT))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+_ABSENT: Any = object()
+
+
+class RocksStore(Generic[V]):
+    """A stage's state in RocksDB (rocksdict), for more records than fit in memory.
+
+    Values are decoded on every read and encoded once per commit (the changelog needs the
+    bytes anyway). Changes stay in memory until :meth:`changes` takes them for the commit.
+    A partition is wiped and restored from the changelog whenever it is assigned, as with
+    the in-memory store, so the files never need to agree with a committed offset.
+    """
+
+    def __init__(self, directory: Path, encode: Callable[[V], bytes],
+                 decode: Callable[[bytes], V]) -> None:
+        from rocksdict import Rdict  # optional dependency: pip install 'syncline[rocksdb]'
+
+        self._rdict = Rdict
+        self.directory = directory
+        self.encode = encode
+        self.decode = decode
+        self._dbs: dict[int, Any] = {}
+        self.pending: dict[int, dict[str, Any]] = {}
+
+    def db(self, p: int) -> Any:
+        """The RocksDB of partition ``p``."""
+        db = self._dbs.get(p)
+        if db is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            db = self._dbs[p] = self._rdict(str(self.directory / f"partition-{p}"))
+        return db
+
+    def partition(self, p: int) -> _RocksView[V]:
+        """The mutable view of partition ``p``."""
+        return _RocksView(self, p)
+
+    def restore(self, p: int, key: str, value: bytes | None) -> None:
+        """Apply one changelog record while restoring partition ``p``."""
+        db = self.db(p)
+        if value is None:
+            db.delete(key.encode())
+        else:
+            db[key.encode()] = value
+
+    def changes(self, p: int) -> list[tuple[str, bytes | None]]:
+        """The changed entries of partition ``p``, written to disk, as changelog records."""
+        pending = self.pending.get(p)
+        if not pending:
+            return []
+        db = self.db(p)
+        out: list[tuple[str, bytes | None]] = []
+        for key in sorted(pending):
+            value = pending[key]
+            if value is _ABSENT:
+                db.delete(key.encode())
+                out.append((key, None))
+            else:
+                raw = self.encode(value)
+                db[key.encode()] = raw
+                out.append((key, raw))
+        pending.clear()
+        return out
+
+    def drop(self, p: int) -> None:
+        """Forget partition ``p``: close and delete its files."""
+        self.pending.pop(p, None)
+        db = self._dbs.pop(p, None)
+        path = str(self.directory / f"partition-{p}")
+        if db is not None:
+            db.close()
+        if (self.directory / f"partition-{p}").exists():
+            self._rdict.destroy(path)
+
+    def size(self, p: int) -> int:
+        """How many keys partition ``p`` holds."""
+        on_disk = self.db(p).keys()  # an Rdict itself is not iterable
+        return sum(1 for _ in on_disk)
+
+
+AnyStore = Store[Any] | RocksStore[Any]
+
 
 class CachingPartitioner:
     """aiokafka's default partitioner (Java's murmur2), remembering each key's partition.
@@ -163,7 +289,7 @@ class StageRunner:
         group_id: str,
         sources: list[str],
         changelog: str,
-        store: Store[Any],
+        store: AnyStore,
         handle: Handler,
         topic_of: Callable[[str], str],
         max_batch: int = 1000,
@@ -318,7 +444,7 @@ class StageRunner:
                         self.store.restore(p, record.key.decode(), record.value)
                         self.stats.restored += 1
                 log.info("restored %s partition %d: %d keys in %.2fs", self.changelog, p,
-                         len(self.store.partitions.get(p, {})), time.monotonic() - started)
+                         self.store.size(p), time.monotonic() - started)
             finally:
                 await reader.stop()
 

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,7 +34,7 @@ from streams.merge import (
     decode_merge_input,
     decode_route_input,
 )
-from streams.processor import StageRunner, Store
+from streams.processor import AnyStore, RocksStore, StageRunner, Store
 from streams.topics import Topics, TopicSettings
 
 
@@ -52,16 +53,23 @@ class MergeWorker:
 
     def __init__(self, settings: KafkaSettings, topics: Topics, catalog: Catalog, *,
                  topic_settings: TopicSettings | None = None,
-                 clock: Callable[[], float] = time.time, max_batch: int = 1000) -> None:
+                 clock: Callable[[], float] = time.time, max_batch: int = 1000,
+                 state_dir: Path | None = None) -> None:
         self.settings = settings
         self.topics = topics
         self.topic_settings = topic_settings or TopicSettings()
         self.clock = clock
         self.router = Router(catalog)
         self.merger = Merger(catalog)
-        self.links: Store[str] = Store(encode=str.encode, decode=bytes.decode)
-        self.records: Store[conflict.RecordState] = Store(encode=encode_state,
-                                                          decode=decode_state)
+        # In memory by default; in RocksDB under ``state_dir`` for large record counts.
+        self.links: AnyStore
+        self.records: AnyStore
+        if state_dir is None:
+            self.links = Store(encode=str.encode, decode=bytes.decode)
+            self.records = Store(encode=encode_state, decode=decode_state)
+        else:
+            self.links = RocksStore(state_dir / "links", str.encode, bytes.decode)
+            self.records = RocksStore(state_dir / "records", encode_state, decode_state)
         self.route_stage = StageRunner(
             settings, group_id=f"{topics.prefix}.route",
             sources=[topics.observations, topics.resolutions],
@@ -127,7 +135,7 @@ async def _main(args: argparse.Namespace) -> None:
     worker = MergeWorker(KafkaSettings(bootstrap=args.bootstrap), Topics(args.prefix),
                          load_object(args.catalog),
                          topic_settings=TopicSettings(partitions=args.partitions),
-                         max_batch=args.max_batch)
+                         max_batch=args.max_batch, state_dir=args.state_dir)
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -144,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--catalog", required=True, help="module:attribute of a Catalog")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--max-batch", type=int, default=1000)
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="keep the tables in RocksDB under this directory (default: memory)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")

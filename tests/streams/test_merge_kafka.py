@@ -121,11 +121,13 @@ def topics() -> Topics:
     return Topics(f"t{uuid.uuid4().hex[:10]}")
 
 
-async def test_events_in_state_and_outputs_out(kafka_settings: KafkaSettings,
-                                               topics: Topics) -> None:
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+async def test_events_in_state_and_outputs_out(kafka_settings: KafkaSettings, topics: Topics,
+                                               store: str, tmp_path: Path) -> None:
     events = story(records=12, edits_per_record=3)
     worker = MergeWorker(kafka_settings, topics, CATALOG,
-                         topic_settings=TopicSettings(partitions=2), max_batch=7)
+                         topic_settings=TopicSettings(partitions=2), max_batch=7,
+                         state_dir=tmp_path / "state" if store == "rocksdb" else None)
     await worker.ensure_topics()
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -177,13 +179,15 @@ async def _at_least(fetch: Any, n: int) -> Any:
     return items if len(items) >= n else None
 
 
-def start_worker(settings: KafkaSettings, topics: Topics, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(settings: KafkaSettings, topics: Topics, log: Path,
+                 state_dir: Path | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    store = ["--state-dir", str(state_dir)] if state_dir is not None else []
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "streams.worker", "--bootstrap", settings.bootstrap,
              "--prefix", topics.prefix, "--catalog", "tests.streams.catalog:CATALOG",
-             "--partitions", "3", "--max-batch", "25"],
+             "--partitions", "3", "--max-batch", "25", *store],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -232,9 +236,10 @@ async def test_a_second_worker_takes_over_partitions_without_loss(
     await MergeWorker(kafka_settings, topics, CATALOG,
                       topic_settings=TopicSettings(partitions=3)).ensure_topics()
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    workers.append(start_worker(kafka_settings, topics, first_log))
+    # Both keep their tables in RocksDB: what a worker restores must not depend on the store.
+    workers.append(start_worker(kafka_settings, topics, first_log, tmp_path / "first"))
     await produce(kafka_settings, topics.observations, observation_records(events[:half]))
-    workers.append(start_worker(kafka_settings, topics, second_log))
+    workers.append(start_worker(kafka_settings, topics, second_log, tmp_path / "second"))
 
     async def second_owns_partitions() -> bool:
         return "restored" in second_log.read_text()
