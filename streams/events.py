@@ -155,7 +155,12 @@ class WriteIntent(Event):
     @classmethod
     def of(cls, intent: conflict.WriteIntent) -> WriteIntent:
         """The event for an intent of the fold."""
-        return cls.model_validate(intent.to_dict())
+        return cls.model_validate(cls.payload(intent))
+
+    @classmethod
+    def payload(cls, intent: conflict.WriteIntent) -> dict[str, Any]:
+        """The JSON payload of :meth:`of`, built without validation (the merge's hot path)."""
+        return {"schema": cls.SCHEMA, **intent.to_dict()}
 
     def to_intent(self) -> conflict.WriteIntent:
         """The fold's intent."""

@@ -148,8 +148,8 @@ class Merger:
         if step.record_changed or step.conflicts or _links_changed(state, step.state):
             outputs.append(Output("records", cid, RecordEvent.payload(step.state, step.changed)))
         for intent in step.intents:
-            event_out = WriteIntent.of(intent)
-            outputs.append(Output("intents", event_out.key(), event_out))
+            outputs.append(Output("intents", f"{intent.system}/{intent.entity}",
+                                  WriteIntent.payload(intent)))
         for record in step.conflicts:
             outputs.append(Output("conflicts", cid, ConflictEvent.of(record)))
         return outputs

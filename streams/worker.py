@@ -104,12 +104,18 @@ class MergeWorker:
         async with Admin(self.settings) as admin:
             return await self.topics.ensure(admin, self.topic_settings)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run both stages until ``stop`` is set."""
+    async def run(self, stop: asyncio.Event, roles: tuple[str, ...] = ("route", "merge")
+                  ) -> None:
+        """Run the stages named in ``roles`` until ``stop`` is set.
+
+        One process can run both, or each its own (``--role``), to use more cores: the
+        stages share nothing but topics.
+        """
         await self.ensure_topics()
+        stages = {"route": self.route_stage, "merge": self.merge_stage}
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.route_stage.run(stop))
-            group.create_task(self.merge_stage.run(stop))
+            for role in roles:
+                group.create_task(stages[role].run(stop))
 
 
 def tune_gc() -> None:
@@ -141,7 +147,7 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await worker.run(stop)
+    await worker.run(stop, ("route", "merge") if args.role == "all" else (args.role,))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--catalog", required=True, help="module:attribute of a Catalog")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--max-batch", type=int, default=1000)
+    parser.add_argument("--role", choices=("all", "route", "merge"), default="all",
+                        help="which stages this process runs (default: both)")
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="keep the tables in RocksDB under this directory (default: memory)")
     args = parser.parse_args(argv)

@@ -84,6 +84,8 @@ def test_fold_types_convert_both_ways() -> None:
     (intent,) = conflict.fold(spec, conflict.RecordState("c2", "contact"),
                               conflict.Observed("crm", 1, "c-2", {"email": "z@x"})).intents
     assert WriteIntent.of(intent).to_intent() == intent
+    assert codec.encode(WriteIntent.payload(intent)) == codec.encode(WriteIntent.of(intent))
+    assert WriteIntent.of(intent).key() == f"{intent.system}/{intent.entity}"
     event = RecordEvent.of(step.state, step.changed)
     # The merge's unvalidated payload is byte for byte the validated event.
     assert codec.encode(RecordEvent.payload(step.state, step.changed)) == codec.encode(event)

@@ -78,8 +78,8 @@ async def replica(settings: KafkaSettings, topics: Topics,
         event = codec.decode(r.value, (Observed,))
         seen.append((event.system, event.seq))
         for out in merger.apply(event, records):
-            if isinstance(out.event, WriteIntent):
-                intents[out.event.intent_id] += 1
+            if out.role == "intents":
+                intents[codec.decode(codec.encode(out.event), (WriteIntent,)).intent_id] += 1
     return {cid: s.to_dict() for cid, s in records.items()}, intents, seen
 
 
