@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Self, get_args, get_origin
+from typing import Annotated, Any, Literal, Self, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -32,8 +32,10 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from conflict import DeletePolicy, EntitySpec, FieldSpec, FieldType, SpecError, parse_policy
 from daemon.errors import ConfigError
 from streams.kafka import KafkaSettings, SaslMechanism, SecurityProtocol
+from streams.merge import EntityModel
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,200}")
@@ -232,16 +234,114 @@ class KafkaConfig(_Section):
         )
 
 
+def _systems(info: ValidationInfo) -> list[str] | None:
+    """The system names of the file (in order), when the loader put them in the context."""
+    context = info.context if isinstance(info.context, Mapping) else {}
+    systems = context.get("systems")
+    return list(systems) if isinstance(systems, list) else None
+
+
+def _entity_error(message: str, **values: Any) -> PydanticCustomError:
+    return PydanticCustomError("entity_config", message, values)
+
+
+FieldTypeName = Literal["any", "string", "number", "integer", "boolean", "list", "object"]
+
+
+class FieldConfig(_Section):
+    """A canonical field: its type and, per system, its name there (``crm: full_name``)."""
+
+    type: FieldTypeName = "any"
+    names: dict[str, str] = Field(default_factory=dict)  # system -> the field's name there
+
+    @model_validator(mode="before")
+    @classmethod
+    def _system_names(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data  # pydantic says "expected a mapping"
+        options = {k: v for k, v in data.items() if k in ("type",)}
+        names = {k: v for k, v in data.items() if k not in ("type",)}
+        known = _systems(info)
+        for system, name in names.items():
+            if known is not None and system not in known:
+                raise _entity_error(
+                    "{system} is not a system of this file (systems: {known}); a field maps "
+                    "each system to its name there, e.g. crm: full_name, or sets type:",
+                    system=repr(system), known=", ".join(known) or "none")
+            if not isinstance(name, str) or not name:
+                raise _entity_error("expected the field's name in {system} (a string), got "
+                                    "{value}", system=system, value=repr(name))
+        if not names:
+            raise _entity_error("no system carries this field: map it, e.g. crm: full_name")
+        return {**options, "names": names}
+
+
+class EntityConfig(_Section):
+    """One entity (a kind of record): its fields, match keys and conflict policies."""
+
+    match_on: list[str] = Field(default_factory=list)
+    fields: dict[str, FieldConfig] = Field(min_length=1)
+    policy: dict[str, Any] = Field(default_factory=dict)  # default: and per-field overrides
+    delete_policy: Literal["delete_wins", "update_wins", "manual"] = "manual"
+    max_write_attempts: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Self:
+        for key in self.match_on:
+            if key not in self.fields:
+                raise _entity_error("match_on names {key}, which is not one of its fields "
+                                    "({fields})", key=repr(key), fields=", ".join(self.fields))
+        for key, raw in self.policy.items():
+            if key != "default" and key not in self.fields:
+                raise _entity_error("policy names {key}: expected default: or one of its "
+                                    "fields ({fields})", key=repr(key),
+                                    fields=", ".join(self.fields))
+            try:
+                parse_policy(raw)
+            except SpecError as exc:
+                raise _entity_error("policy.{key}: {problem}", key=key,
+                                    problem=str(exc)) from None
+        try:
+            self.spec("entity", _systems(info) or self.systems_in_order([]))
+        except SpecError as exc:
+            raise _entity_error("{problem}", problem=str(exc)) from None
+        return self
+
+    def systems_in_order(self, order: Sequence[str]) -> list[str]:
+        """The systems that carry at least one field, in the file's order of systems."""
+        used = {s for f in self.fields.values() for s in f.names}
+        ordered = [s for s in order if s in used]
+        return ordered + sorted(used - set(ordered))
+
+    def spec(self, name: str, system_order: Sequence[str]) -> EntitySpec:
+        """The fold's spec of this entity."""
+        systems = self.systems_in_order(system_order)
+        default = self.policy.get("default", "latest")
+        fields = [FieldSpec(field_name, FieldType(f.type), frozenset(f.names),
+                            parse_policy(self.policy[field_name])
+                            if field_name in self.policy else None)
+                  for field_name, f in self.fields.items()]
+        return EntitySpec.build(name, systems, fields, default_policy=parse_policy(default),
+                                delete_policy=DeletePolicy(self.delete_policy),
+                                max_write_attempts=self.max_write_attempts)
+
+
 class Config(_Section):
     """The whole file.
 
-    ``systems`` and ``entities`` are accepted as plain mappings for now: each entry must be
-    a mapping, its contents are not checked yet.
+    ``systems`` is accepted as a mapping of names to mappings for now (the connectors'
+    settings come with them); their order is the tie-break order of the ``latest`` policy.
     """
 
     kafka: KafkaConfig
     systems: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    entities: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    entities: dict[str, EntityConfig] = Field(default_factory=dict)
+
+    def catalog(self) -> dict[str, EntityModel]:
+        """What the merge worker needs to know of every entity."""
+        order = list(self.systems)
+        return {name: EntityModel(entity.spec(name, order), tuple(entity.match_on))
+                for name, entity in self.entities.items()}
 
 
 def load_config(path: str | Path, env: Mapping[str, str]) -> Config:
@@ -271,7 +371,9 @@ def load_config(path: str | Path, env: Mapping[str, str]) -> Config:
                 f"got {_kind(data)}"
             ],
         )
-    context = {"env": env, "base_dir": Path(file).parent}
+    systems = data.get("systems")
+    context = {"env": env, "base_dir": Path(file).parent,
+               "systems": list(systems) if isinstance(systems, dict) else []}
     try:
         return Config.model_validate(data, context=context)
     except ValidationError as exc:
@@ -374,6 +476,7 @@ _OURS = frozenset(
         "sasl_missing",
         "sasl_unused",
         "ssl_unused",
+        "entity_config",
     }
 )
 
