@@ -37,9 +37,10 @@ After every input the hub applies (``_apply``):
 * **No echo (dots)** -- a write outcome that does not carry the record (``WriteStale``,
   ``WriteFailed``, a bare ``Written``) takes no dot and changes no canonical value. An
   observation from system S (a read, or a ``Written`` carrying the record) takes at most
-  one dot, of actor S, and only when it shows the hub something a user of S did that the hub
-  had not been shown: an edit id not in ``hub_seen``, or a user delete (a delete a lane made
-  does not count). So the dots of S never outnumber the user edits, creates and deletes
+  one dot of actor S (plus, if it merged values, one of a non-system actor for the merge),
+  and only when it shows the hub something a user of S did that the hub had not been
+  shown: an edit id not in ``hub_seen``, or a user delete (a delete a lane made does not
+  count). So the dots of S never outnumber the user edits, creates and deletes
   made in S, and the hub's own writes coming back never make a dot.
 * **No silent loss (hub side)** -- (a) every id an observation shows for the first time
   ends up in the canonical content of its field or in a candidate of a conflict this input
@@ -48,9 +49,9 @@ After every input the hub applies (``_apply``):
   the canonical content (replaced, merged away, deleted) was seen by whoever replaced it --
   the system whose read replaced it (its ``seen``; a delete also removes the fields its
   system does not carry), or the person whose resolution did (the candidates and their
-  past) -- or is a candidate of a conflict this input recorded. (c) A read never brings a
-  deleted record back without recording a conflict with the delete (users of the model
-  never make a record again after seeing it deleted, so such an update is concurrent).
+  past) -- or is a candidate of a conflict this input recorded. (c) A read brings a deleted
+  record back without recording a conflict with the delete only if its author had seen
+  that delete (a user who deleted the record, then edited the copy the hub made again).
 * **No false conflict** -- a field conflict whose incoming side is this read's edit is
   raised only if that edit's author had not seen the current value. (Exempt: owner reverts,
   which are recorded on purpose; a current value written by a resolution, which is a new
@@ -83,8 +84,8 @@ failures or crashes, reads every system, and repeats until nothing changes):
 * **Convergence** -- canonical deleted (or never seen): no system holds the record; alive:
   every system holds it, with exactly the canonical value of every field it carries. The
   hub's view agrees with the systems: every peer exists as its system does, its shadow
-  equals its system's copy, it has no write in flight, and its knowledge covers the dot of
-  every canonical field and of the tombstone. (DESIGN says the knowledge of a system in
+  equals its system's copy, it has no write in flight, and if it holds the record its
+  knowledge covers the dot of every canonical field. (DESIGN says the knowledge of a system in
   step "becomes the clock"; the fold only does that for the systems an input touched, and
   the dots it then misses changed no canonical value, so only coverage is required.)
 * **Determinism (replay)** -- folding every input the hub was given, in order, into a fresh
@@ -164,10 +165,11 @@ KEEP_REVERTS_FIELDS = "keep-reverts-fields"  # what "keep the record" reverts is
 FAILED_AFTER_CRASH = "failed-after-crash"  # a write that landed before a crash does not fail
 PRUNED_RESOLUTION = "pruned-resolution"  # resolutions of pruned conflicts are not refolded
 CAUGHT_UP_WITHOUT_COPY = "caught-up-without-copy"  # no unread copy where the hub sees none
+DELETE_CONFLICT_OUTLIVED = "delete-conflict-outlived"  # no resolving it after a later delete
 KNOWN_BUGS = frozenset({DELETE_WITHOUT_EXPECTED, MERGE_TAKES_INCOMING_DOT, LATE_RESOLUTION,
                         RECREATE_LINK_MISMATCH, DELETE_BEFORE_CREATE_OUTCOME,
                         KEEP_REVERTS_FIELDS, FAILED_AFTER_CRASH, PRUNED_RESOLUTION,
-                        CAUGHT_UP_WITHOUT_COPY})
+                        CAUGHT_UP_WITHOUT_COPY, DELETE_CONFLICT_OUTLIVED})
 
 
 class InvariantViolation(AssertionError):
@@ -268,6 +270,7 @@ class SystemDb:
     version: int = 0  # the native version (an ETag), bumped by every change
     updated_at: float = 0.0  # the record-level "updated at" the API reports
     deleted_by: str | None = None  # the user delete id, or HUB_DELETE
+    gone: dict[str, str | None] = field(default_factory=dict)  # older copies deleted, unread
     seen: dict[str, frozenset[str]] = field(default_factory=dict)  # causal past per field
 
     def seen_all(self) -> frozenset[str]:
@@ -340,6 +343,7 @@ class World:
         self.seen_alive: set[str] = set()  # external ids the hub was shown a live copy of
         self.hub_created: set[str] = set()  # external ids of copies the lanes created
         self.delete_truth: dict[Dot, frozenset[str]] = {}  # per delete dot: what it saw
+        self.delete_ids: dict[Dot, str] = {}  # per delete dot: the user delete it was
         self.conflicts: dict[str, ConflictRecord] = {}  # every conflict, latest version
         self.pending_resolutions: list[tuple[Resolve, frozenset[str]]] = []
         self.resolution_truth: dict[str, frozenset[str]] = {}
@@ -447,6 +451,8 @@ class World:
         at = self._tick()
         did = f"{system}.delete.{next(self._ids)}"
         self.saw[did] = db.seen_all()
+        for name in db.fields:  # whatever the system holds later comes after this delete
+            db.seen[name] = db.seen.get(name, frozenset()) | {did}
         db.record = None
         db.deleted_by = did
         db.version += 1
@@ -469,9 +475,21 @@ class World:
         return Pending(obs, truth)
 
     def read(self, system: str) -> Observed | None:
-        """The lane reads the record (nothing to read where it never existed)."""
-        if self.dbs[system].external_id is None:
+        """The lane reads the record (nothing to read where it never existed).
+
+        Like a poll of everything changed since its cursor, the read first reports any older
+        copy deleted since the last read (the lane made a new copy after it was deleted).
+        """
+        db = self.dbs[system]
+        if db.external_id is None:
             return None
+        for ext, deleted_by in db.gone.items():
+            seq = self.lanes[system].next_seq()
+            gone = Pending(Observed(system, seq, ext, deleted=True, source_ts=db.updated_at),
+                           ReadTruth(dict(db.seen), deleted_by))
+            self.lanes[system].outbox.append(gone)
+            self._note(f"lane {system} reads: {_show(gone.inp)}")
+        db.gone.clear()
         pending = self._observe(system)
         self.lanes[system].outbox.append(pending)
         self._note(f"lane {system} reads: {_show(pending.inp)}")
@@ -555,7 +573,9 @@ class World:
                     RECREATE_LINK_MISMATCH in self.config.workarounds:
                 # The lookup saw the old copy deleted: report that before making a new one.
                 lane.outbox.append(self._observe(system))
-            self._write(db, intent)
+                self._write(db, intent, reported_gone=True)
+            else:
+                self._write(db, intent)
         if outcome == "crash":
             self.crashed.add(system)
             if decision == "write":
@@ -582,13 +602,15 @@ class World:
         self._note(f"lane {system} {verb} {_show_intent(intent)}")
         return "written" if decision == "write" else "done"
 
-    def _write(self, db: SystemDb, intent: WriteIntent) -> None:
+    def _write(self, db: SystemDb, intent: WriteIntent, *, reported_gone: bool = False) -> None:
         before = {n: content((db.record or {}).get(n)) for n in db.fields}
         at = self._tick()
         if intent.op is WriteOp.DELETE:
             db.record = None
             db.deleted_by = HUB_DELETE
         elif intent.op is WriteOp.CREATE and db.record is None:
+            if db.external_id is not None and not reported_gone:
+                db.gone[db.external_id] = db.deleted_by  # the next read reports it
             db.creates += 1
             db.external_id = f"{db.name}-{db.creates}"
             self.hub_created.add(db.external_id)
@@ -677,14 +699,26 @@ class World:
                    f"{_show_candidate(c.current)} vs {_show_candidate(c.incoming)}) "
                    f"taking {candidate.system}")
         if deliver:
-            self._apply(r, None)
+            if not self._deleted_since(c):
+                self._apply(r, None)
         else:
             self.pending_resolutions.append((r, truth))
         return r
 
+    def _deleted_since(self, c: ConflictRecord) -> bool:
+        """Whether a known bug's trigger is on: a delete conflict, deleted again since."""
+        tomb = self.hub.deleted
+        if DELETE_CONFLICT_OUTLIVED in self.config.workarounds and c.field == DELETE_FIELD \
+                and tomb is not None and tomb.dot not in (c.current.dot, c.incoming.dot):
+            self._note(f"resolution of {c.conflict_id} dropped: deleted again since")
+            return True
+        return False
+
     def deliver_resolution(self, which: int) -> Step | None:
         r, _ = self.pending_resolutions.pop(which % len(self.pending_resolutions))
         c = self.hub.conflict(r.conflict_id)
+        if c is not None and self._deleted_since(c):
+            return None
         if LATE_RESOLUTION in self.config.workarounds and (
                 c is None or c.status is not ConflictStatus.OPEN):
             self._note(f"resolution {r.resolution_id} of {r.conflict_id} dropped: no longer open")
@@ -768,6 +802,10 @@ class World:
                 self.delete_truth[after.deleted.dot] = seen
             resolved = before.conflict(inp.conflict_id)
             record_level = resolved is not None and resolved.field == DELETE_FIELD
+            if resolved is not None and before.deleted is not None and after.deleted is None \
+                    and before.deleted.dot not in (resolved.current.dot, resolved.incoming.dot):
+                raise self.fail("no silent loss", f"{_show(inp)} brought back a record deleted "
+                                f"by {before.deleted.dot}, a delete the reviewer never saw")
             if after.deleted is not None and record_level:
                 pass  # deleting the record takes every field with it: nothing to compare
             elif record_level and KEEP_REVERTS_FIELDS in self.config.workarounds:
@@ -796,13 +834,18 @@ class World:
         novel = shown - self.hub_seen
         novel_delete = truth.delete_id if deleted and truth.delete_id not in (
             None, HUB_DELETE) and truth.delete_id not in self.hub_seen else None
-        if step.new_dots:
-            if len(step.new_dots) != 1 or step.new_dots[0].actor != system:
-                raise self.fail("no echo", f"{_show(inp)} took dots {step.new_dots}")
-            if not novel and novel_delete is None:
-                raise self.fail("no echo", f"{_show(inp)} took dot {step.new_dots[0]} but "
-                                f"shows nothing a user of {system} did that the hub had not "
-                                "seen (an echo of the hub's own write)")
+        own = [d for d in step.new_dots if d.actor == system]
+        merges = [d for d in step.new_dots if d.actor not in self.systems]
+        merged = any(c.decision is Decision.MERGED for c in step.conflicts)
+        if len(own) > 1 or len(merges) > (1 if merged else 0) or \
+                len(own) + len(merges) != len(step.new_dots) or (merges and not own):
+            # One dot for the system's edit; a fold may give a merged value a dot of a
+            # non-system actor of its own (nobody has seen the merge yet).
+            raise self.fail("no echo", f"{_show(inp)} took dots {step.new_dots}")
+        if own and not novel and novel_delete is None:
+            raise self.fail("no echo", f"{_show(inp)} took dot {own[0]} but shows nothing a "
+                            f"user of {system} did that the hub had not seen (an echo of the "
+                            "hub's own write)")
         # No silent loss (a): what the hub sees for the first time is kept or recorded.
         now = _canonical(after)
         for name, value in reported.items():
@@ -818,9 +861,11 @@ class World:
                 raise self.fail("no silent loss", f"{_show(inp)} showed the delete "
                                 f"{novel_delete}; the hub neither deleted the record nor "
                                 "recorded a conflict")
-        if deleted and step.new_dots:
-            self.delete_truth[step.new_dots[0]] = frozenset().union(
+        if deleted and own:
+            self.delete_truth[own[0]] = frozenset().union(
                 *(truth.seen.get(n, frozenset()) for n in carried))
+            if truth.delete_id is not None and truth.delete_id != HUB_DELETE:
+                self.delete_ids[own[0]] = truth.delete_id
 
         def seen_by(name: str) -> frozenset[str] | None:
             if deleted and name not in carried:
@@ -830,10 +875,13 @@ class World:
         self._check_replaced(before, after, inp, mentioned, seen_by)
         if before.deleted is not None and after.deleted is None and not any(
                 c.field == DELETE_FIELD for c in step.conflicts):
-            # Users here never make a record again after seeing it deleted, so an update
-            # that brings a deleted record back was concurrent with the delete.
-            raise self.fail("no silent loss", f"{_show(inp)} brought the deleted record back "
-                            f"without recording a conflict with the delete {before.deleted.dot}")
+            # An update brings a deleted record back without a conflict only if it was made
+            # after its author saw the delete (as on a copy the hub made again later).
+            did = self.delete_ids.get(before.deleted.dot)
+            if did is None or not any(did in truth.seen.get(n, frozenset()) for n in carried):
+                raise self.fail("no silent loss", f"{_show(inp)} brought the deleted record "
+                                f"back without recording a conflict with the delete "
+                                f"{before.deleted.dot}, which {system} had not seen")
         self._check_decisions(step)
         self._check_concurrent(step, system, truth)
         if not deleted and isinstance(inp, Observed) and inp.external_id is not None:
@@ -968,9 +1016,9 @@ class World:
             if db.record is not None and dict(peer.shadow) != db.record:
                 raise self.fail("convergence", f"shadow of {s} is {dict(peer.shadow)}, "
                                 f"{s} holds {db.record}")
+            if db.record is None:
+                continue  # no copy: what it has seen matters only if one comes back
             current = [fs.dot for fs in hub.fields.values()]
-            if hub.deleted is not None:
-                current.append(hub.deleted.dot)
             unseen = [str(d) for d in current if not peer.knowledge.covers(d)]
             if unseen:
                 raise self.fail("convergence", f"{s} holds the canonical record but its "
