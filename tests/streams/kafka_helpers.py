@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import aiokafka
+
 from streams.kafka import KafkaSettings, Producer, read_to_end
 
 
@@ -34,3 +36,13 @@ async def wait_for(check: Callable[[], Any], within: float, what: str,
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {within}s waiting for {what} (last: {last!r:.300})")
+
+
+async def topic_exists(settings: KafkaSettings, topic: str) -> bool:
+    """Whether ``topic`` exists (without creating it, as asking for its metadata could)."""
+    consumer = aiokafka.AIOKafkaConsumer(**settings.client_options(), group_id=None)
+    await consumer.start()
+    try:
+        return topic in await consumer.topics()
+    finally:
+        await consumer.stop()
