@@ -854,7 +854,9 @@ class World:
                 raise self.fail("no silent loss", f"{_show(inp)} showed {sorted(dropped)} in "
                                 f"{name} for the first time; the hub neither kept it nor "
                                 "recorded it in a conflict")
-        if novel_delete is not None:
+        ext = inp.external_id if isinstance(inp, Observed | Written) else None
+        known_copy = ext is not None and (ext in self.seen_alive or ext in self.hub_created)
+        if novel_delete is not None and known_copy:
             deleting = any(c.incoming.deleted or c.current.deleted for c in step.conflicts)
             if after.deleted is None and not deleting and before.peers.get(
                     system) is not None and before.peers[system].exists:

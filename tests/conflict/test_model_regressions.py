@@ -160,12 +160,16 @@ def test_a_create_after_the_old_copy_was_deleted_is_linked() -> None:
     crm and helpdesk both create the contact. The hub reads crm first and plans a create
     for helpdesk (it has not seen helpdesk's copy yet). Then it gets helpdesk's read and
     links ``helpdesk-1``. A helpdesk user deletes ``helpdesk-1``; the lane runs the create,
-    its lookup by match key finds nothing and it makes ``helpdesk-2``. The fold rejects
-    ``Written(external_id="helpdesk-2")`` with LinkMismatch: the outcome goes to the
-    dead-letter topic, the write stays in flight for ever and helpdesk is never planned
-    again (no convergence). The same happens to the later read of ``helpdesk-1`` deleted.
+    its lookup by match key finds nothing and it makes ``helpdesk-2``. The fold of HEAD
+    rejects ``Written(external_id="helpdesk-2")`` with LinkMismatch: the outcome goes to
+    the dead-letter topic, the write stays in flight for ever and helpdesk is never planned
+    again (no convergence). The same happens to the next poll, which reports
+    ``helpdesk-1`` deleted. A fold that takes the create's outcome as the new link must
+    still take that poll as helpdesk's delete of the record the hub had seen alive -- not
+    drop it as "a copy no longer linked" (that loses the delete: no silent loss; and a step
+    reported ``applied=False`` must not change the state: idempotence).
     Fix: a create's outcome is authoritative for the link; a copy reported deleted under
-    the old id is the old copy's delete.
+    the old id is that system's delete.
     """
     w = world()
     w.create("crm")
@@ -176,7 +180,9 @@ def test_a_create_after_the_old_copy_was_deleted_is_linked() -> None:
     w.deliver("helpdesk")  # links helpdesk-1
     w.delete("helpdesk")
     w.run_intent("helpdesk")  # creates helpdesk-2
-    with breaks("valid input accepted"):
+    with breaks("valid input accepted", "no silent loss", "idempotence"):
+        w.deliver("helpdesk")  # Written(helpdesk-2)
+        w.read("helpdesk")  # reports helpdesk-1 deleted, then helpdesk-2
         w.deliver("helpdesk")
 
 
@@ -234,6 +240,37 @@ def test_a_write_that_landed_before_a_crash_is_no_edit_when_the_rerun_fails() ->
     w.deliver("crm")
     w.run_intent("helpdesk", "fail")
     w.deliver("helpdesk")  # WriteFailed; hub plans the newer name
+    w.read("helpdesk")
+    with breaks("no echo"):
+        w.deliver("helpdesk")
+
+
+@pytest.mark.xfail(strict=True, raises=InvariantViolation,
+                   reason="a write that landed, then failed twice, comes back as an edit")
+def test_a_write_that_landed_is_no_edit_even_after_a_second_failed_write() -> None:
+    """Every failed write may have landed, not only the last one.
+
+    crm creates the contact; the hub plans a create for helpdesk. The helpdesk lane makes
+    ``helpdesk-1`` and crashes before reporting it; the re-run fails (``WriteFailed``).
+    Meanwhile a crm user changes the name, so the hub plans a second create with the new
+    name, and that one fails too, without writing anything. The next read of helpdesk shows
+    the first create's values -- the hub's own write -- and the fold takes them as a
+    helpdesk edit with a new dot: no echo breaks. (A fold that remembers only the values of
+    the latest failed write per field has the same hole.)
+    Fix: keep every value a failed write may have landed until a read settles it.
+    """
+    w = world(tags=False)
+    w.create("crm")
+    w.read("crm")
+    w.deliver("crm")  # hub plans r1/helpdesk#1 create
+    w.run_intent("helpdesk", "crash")  # helpdesk-1 made, Written lost
+    w.run_intent("helpdesk", "fail")
+    w.edit("crm", "name")
+    w.read("crm")
+    w.deliver("crm")
+    w.deliver("helpdesk")  # WriteFailed: hub plans r1/helpdesk#2 with the new name
+    w.run_intent("helpdesk", "fail")
+    w.deliver("helpdesk")  # WriteFailed again
     w.read("helpdesk")
     with breaks("no echo"):
         w.deliver("helpdesk")
