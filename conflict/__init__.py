@@ -19,6 +19,7 @@ from conflict.fold import Step, fold
 from conflict.inputs import Input, Observation, Observed, Resolve, WriteFailed, WriteStale, Written
 from conflict.policy import decide, same
 from conflict.spec import (
+    MERGE,
     REVIEW,
     Custom,
     DeletePolicy,
@@ -54,6 +55,7 @@ from conflict.state import (
 
 __all__ = [
     "DELETE_FIELD",
+    "MERGE",
     "REVIEW",
     "Candidate",
     "Change",

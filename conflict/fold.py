@@ -35,7 +35,7 @@ from conflict.errors import (
 )
 from conflict.inputs import Input, Observed, Resolve, WriteFailed, WriteStale, Written
 from conflict.policy import decide, same
-from conflict.spec import REVIEW, DeletePolicy, EntitySpec, Owner
+from conflict.spec import MERGE, REVIEW, DeletePolicy, EntitySpec, Owner
 from conflict.state import (
     DELETE_FIELD,
     Candidate,
@@ -87,7 +87,7 @@ class _Fold:
     """The working copy of one record while one input is applied."""
 
     __slots__ = ("changed", "clock", "conflicts", "deleted", "fields", "history", "intents",
-                 "new_conflicts", "new_dots", "peers", "spec", "state")
+                 "merge_dot", "new_conflicts", "new_dots", "peers", "spec", "state")
 
     def __init__(self, spec: EntitySpec, state: RecordState) -> None:
         if state.entity != spec.name:
@@ -105,6 +105,7 @@ class _Fold:
         self.new_conflicts: dict[str, ConflictRecord] = {}
         self.changed: list[str] = []
         self.new_dots: list[Dot] = []
+        self.merge_dot: Dot | None = None
 
     # -- entry points --------------------------------------------------------------------
     def observed(self, obs: Observed) -> Step:
@@ -114,6 +115,13 @@ class _Fold:
         if peer is not None and obs.seq <= peer.last_seq:
             return self._noop()
         peer = peer.copy() if peer is not None else PeerState()
+        if obs.deleted and obs.external_id is not None and peer.external_id is not None and \
+                obs.external_id != peer.external_id:
+            # The delete of a copy the record is no longer linked to (the hub made a new
+            # copy since): nothing to fold.
+            peer.last_seq = obs.seq
+            self.peers[system] = peer
+            return self._step(applied=False)
         self._link(peer, system, obs.external_id)
         peer.last_seq = obs.seq
         if obs.native_version is not None:
@@ -143,7 +151,12 @@ class _Fold:
             peer.exists = False
             peer.shadow = {}
         else:
-            self._link(peer, system, w.external_id or intent.external_id)
+            if intent.op is WriteOp.CREATE:
+                # The hub's own create is authoritative for the link: if the copy it knew
+                # was deleted meanwhile, the new one replaces it.
+                peer.external_id = w.external_id or peer.external_id
+            else:
+                self._link(peer, system, w.external_id or intent.external_id)
             peer.exists = True
             peer.shadow = {**peer.shadow, **intent.values}
         self.peers[system] = peer
@@ -158,6 +171,9 @@ class _Fold:
         peer = self._outcome_peer(system, outcome.seq, outcome.intent_id)
         if peer is None:
             return self._noop()
+        if isinstance(outcome, WriteFailed) and peer.in_flight is not None and \
+                peer.in_flight.op is not WriteOp.DELETE:
+            peer.landed = {**peer.landed, **peer.in_flight.values}
         peer.in_flight = None
         peer.failures += 1
         self.peers[system] = peer
@@ -167,24 +183,27 @@ class _Fold:
     def resolve(self, r: Resolve) -> Step:
         conflict = self.state.conflict(r.conflict_id)
         if conflict is None:
+            if self._pruned(r.conflict_id):
+                return self._noop()  # a replay: the conflict was closed and since dropped
             raise UnknownConflict(f"record {self.state.canonical_id} has no conflict "
                                   f"{r.conflict_id!r}")
         if conflict.resolution is not None and conflict.resolution.resolution_id == \
                 r.resolution_id:
             return self._noop()
         value, delete = self._chosen(conflict, r)
-        self.clock, dot = self.clock.increment(REVIEW)
-        self.new_dots.append(dot)
+        if conflict.status is not ConflictStatus.OPEN:
+            # Decided already: by its policy, by a person, or by a later write that saw the
+            # canonical value (superseded). A late decision must not undo what came after.
+            return self._noop()
         cid = conflict.conflict_id
+        self.clock, dot = self.clock.increment(REVIEW)  # the decision is a write of its own
+        self.new_dots.append(dot)
         if conflict.field != DELETE_FIELD:
             self._set(conflict.field, value, dot, r.at, Change.RESOLVED, cid)
         elif delete:
             self._delete(dot, r.at, cid)
-        else:
-            self._restore(dot, r.at, cid)
-            if isinstance(value, Mapping):
-                for name in sorted(value):
-                    self._set(name, value[name], dot, r.at, Change.RESOLVED, cid)
+        # Keeping the record after a delete conflict changes no field: an open delete
+        # conflict keeps the record alive, with every field as later edits left it.
         info = ResolutionInfo(r.resolution_id, r.by, r.at, value, delete, r.note)
         self._replace_conflict(conflict.with_status(
             ConflictStatus.RESOLVED, decision=Decision.CHOSEN, value=value, deleted=delete,
@@ -192,9 +211,23 @@ class _Fold:
         self._plan(None, retry_stalled=True, everyone=True)
         return self._step()
 
+    def _pruned(self, conflict_id: str) -> bool:
+        """Whether ``conflict_id`` names a conflict this record could have had (and dropped).
+
+        A conflict id ends with the dot of its incoming write; the record's clock covers every
+        dot it accepted, so an id whose dot it covers was one of its conflicts, since pruned.
+        """
+        prefix, _, dot_text = conflict_id.rpartition("/")
+        if not prefix.startswith(f"{self.state.canonical_id}/"):
+            return False
+        try:
+            return self.clock.covers(Dot.parse(dot_text))
+        except ValueError:
+            return False
+
     # -- checks --------------------------------------------------------------------------
     def _check_system(self, system: str) -> None:
-        if system not in self.spec.rank or system == REVIEW:
+        if system not in self.spec.rank or system in (REVIEW, MERGE):
             raise UnknownSystem(f"entity {self.spec.name!r} has no system {system!r} "
                                 f"(systems: {', '.join(self.spec.systems)})")
 
@@ -257,6 +290,7 @@ class _Fold:
         flight = peer.in_flight
         pending = flight.values if flight is not None and flight.op is not WriteOp.DELETE \
             else _NO_VALUES
+        landed = peer.landed
         edits: list[tuple[str, Json]] = []
         news = False  # anything the shadow did not hold yet (edits, or our own write)
         for name, value in reported.items():
@@ -267,9 +301,13 @@ class _Fold:
             news = True
             if name in pending and same(pending[name], value):
                 continue  # our own write, seen before its outcome was observed
+            if name in landed and same(landed[name], value):
+                continue  # our own write that was reported failed, yet landed
             # Values equal to the shadow were checked when they first arrived.
             self._check_field(system, name, value)
             edits.append((name, value))
+        if landed:  # this read settles whether those writes landed
+            peer.landed = {k: v for k, v in landed.items() if k not in reported}
         if not news and peer.exists:
             return False
         if pending and all(n in reported and same(reported[n], v) for n, v in pending.items()):
@@ -322,7 +360,13 @@ class _Fold:
         if decision is Decision.INCOMING:
             self._set(name, value, dot, source_ts, Change.CONFLICT_WON, cid)
         elif decision is Decision.MERGED:
-            self._set(name, decided, dot, max(source_ts, current.source_ts), Change.MERGED, cid)
+            # Neither side has seen the merged value, the incoming one included: it gets a
+            # dot of its own (one per input), which no system's knowledge covers yet.
+            if self.merge_dot is None:
+                self.clock, self.merge_dot = self.clock.increment(MERGE)
+                self.new_dots.append(self.merge_dot)
+            self._set(name, decided, self.merge_dot, max(source_ts, current.source_ts),
+                      Change.MERGED, cid)
 
     def _update_beats_delete(self, system: str, knowledge: VClock,
                              edits: list[tuple[str, Json]], dot: Dot, source_ts: float) -> bool:
@@ -488,9 +532,15 @@ class _Fold:
             expected: dict[str, Json] = {}
             if self.deleted is not None:
                 if peer is None or not peer.exists:
-                    self._caught_up(system, peer)
+                    if peer is not None and peer.external_id is not None:
+                        self._caught_up(system, peer)  # its copy is gone, as it should be
+                    # A system with no known copy has seen nothing: it may hold one the hub
+                    # has not read yet, and an edit there is concurrent with the delete.
                     continue
+                # What the hub believes the copy holds: a lane that finds anything else
+                # (an edit the hub has not seen) reports the delete stale, deletes nothing.
                 op, values = WriteOp.DELETE, {}
+                expected = dict(peer.shadow)
             elif peer is None or not peer.exists:
                 values = {n: fields[n].value for n in spec.system_fields[system] if n in fields}
                 if not values:

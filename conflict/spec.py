@@ -18,6 +18,11 @@ from conflict.errors import SpecError
 REVIEW = "review"
 """The actor of a person's resolution."""
 
+MERGE = "merge"
+"""The actor of a value a policy made from both sides of a conflict (union, max, min, custom):
+a write nobody has seen yet, so every system, the two whose edits were merged included, is
+behind it until it is written there."""
+
 
 class FieldType(enum.Enum):
     """The JSON type a field's values must have (``null`` is always allowed)."""
@@ -206,8 +211,10 @@ class EntitySpec:
         if len(self.systems) < 1 or len(set(self.systems)) != len(self.systems):
             raise SpecError(f"entity {self.name!r}: systems must be a non-empty list "
                             "without repeats")
-        if REVIEW in self.systems:
-            raise SpecError(f"entity {self.name!r}: {REVIEW!r} is reserved for resolutions")
+        for reserved in (REVIEW, MERGE):
+            if reserved in self.systems:
+                raise SpecError(f"entity {self.name!r}: {reserved!r} is a reserved actor, "
+                                "not a system name")
         if not self.fields:
             raise SpecError(f"entity {self.name!r}: no fields")
         known = set(self.systems)
@@ -229,7 +236,7 @@ class EntitySpec:
                 _TYPE_CHECKS[self.fields[n].type] for n in names}
             for s, names in per_system.items()})
         # A person's decision ranks before every system when timestamps tie.
-        object.__setattr__(self, "rank", {REVIEW: -1, **{s: i for i, s in
+        object.__setattr__(self, "rank", {REVIEW: -2, MERGE: -1, **{s: i for i, s in
                                                            enumerate(self.systems)}})
 
     def _check_policy(self, policy: Policy, f: FieldSpec) -> None:
