@@ -173,7 +173,10 @@ class _Fold:
             return self._noop()
         if isinstance(outcome, WriteFailed) and peer.in_flight is not None and \
                 peer.in_flight.op is not WriteOp.DELETE:
-            peer.landed = {**peer.landed, **peer.in_flight.values}
+            landed = dict(peer.landed)
+            for name, value in peer.in_flight.values.items():
+                landed[name] = (*landed.get(name, ()), value)
+            peer.landed = landed
         peer.in_flight = None
         peer.failures += 1
         self.peers[system] = peer
@@ -301,7 +304,7 @@ class _Fold:
             news = True
             if name in pending and same(pending[name], value):
                 continue  # our own write, seen before its outcome was observed
-            if name in landed and same(landed[name], value):
+            if name in landed and any(same(v, value) for v in landed[name]):
                 continue  # our own write that was reported failed, yet landed
             # Values equal to the shadow were checked when they first arrived.
             self._check_field(system, name, value)
@@ -467,6 +470,9 @@ class _Fold:
             self.changed.append(name)
 
     def _delete(self, dot: Dot, source_ts: float, conflict_id: str | None) -> None:
+        # A delete conflict still open is decided by this delete: resolving it later must
+        # not bring back, or keep, what this delete removed.
+        self._supersede_open(DELETE_FIELD, dot)
         self.deleted = Tombstone(dot, source_ts)
         self.history.append(HistoryEntry(DELETE_FIELD, True, dot, source_ts, Change.DELETED,
                                          conflict_id))

@@ -124,9 +124,10 @@ class PeerState:
     in_flight: WriteIntent | None = None
     intents_issued: int = 0
     failures: int = 0  # consecutive failed or stale writes
-    # Values of writes reported failed that may have landed all the same (a lane that
-    # crashed after writing, then failed on the re-run): not edits if a read shows them.
-    landed: Mapping[str, Json] = field(default_factory=dict)
+    # Per field, the values of writes reported failed that may have landed all the same (a
+    # lane that crashed after writing, then failed on the re-run): not edits if a read shows
+    # one of them. A read of the field settles it.
+    landed: Mapping[str, tuple[Json, ...]] = field(default_factory=dict)
 
     def copy(self) -> PeerState:
         """A shallow copy (the mappings inside are never mutated)."""
@@ -146,7 +147,7 @@ class PeerState:
             "in_flight": None if self.in_flight is None else self.in_flight.to_dict(),
             "intents_issued": self.intents_issued,
             "failures": self.failures,
-            "landed": {k: self.landed[k] for k in sorted(self.landed)},
+            "landed": {k: list(self.landed[k]) for k in sorted(self.landed)},
         }
 
     @classmethod
@@ -163,7 +164,7 @@ class PeerState:
             in_flight=None if flight is None else WriteIntent.from_dict(flight),
             intents_issued=d["intents_issued"],
             failures=d["failures"],
-            landed=dict(d.get("landed", {})),
+            landed={k: tuple(v) for k, v in d.get("landed", {}).items()},
         )
 
 
