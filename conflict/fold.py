@@ -48,6 +48,7 @@ from conflict.state import (
     Json,
     PeerState,
     RecordState,
+    ReplacedCopy,
     ResolutionInfo,
     Tombstone,
     WriteIntent,
@@ -115,13 +116,18 @@ class _Fold:
         if peer is not None and obs.seq <= peer.last_seq:
             return self._noop()
         peer = peer.copy() if peer is not None else PeerState()
-        if obs.deleted and obs.external_id is not None and peer.external_id is not None and \
-                obs.external_id != peer.external_id:
-            # The delete of a copy the record is no longer linked to (the hub made a new
-            # copy since): nothing to fold.
+        old = peer.replaced
+        if obs.deleted and old is not None and obs.external_id == old.external_id:
+            # The delete of the copy a create of the hub replaced: this system's user deleted
+            # the record, as of what that copy held.
             peer.last_seq = obs.seq
+            peer.replaced = None
             self.peers[system] = peer
-            return self._step(applied=False)
+            ghost = PeerState(old.external_id, True, old.knowledge, old.shadow)
+            self._read_delete(system, ghost, obs.source_ts)
+            peer.knowledge = peer.knowledge.join(ghost.knowledge)
+            self._plan(system, retry_stalled=True)
+            return self._step()
         self._link(peer, system, obs.external_id)
         peer.last_seq = obs.seq
         if obs.native_version is not None:
@@ -144,6 +150,7 @@ class _Fold:
         assert intent is not None
         peer.in_flight = None
         peer.failures = 0
+        known_before = peer.knowledge
         peer.knowledge = peer.knowledge.join(intent.clock)
         if w.native_version is not None:
             peer.native_version = w.native_version
@@ -152,9 +159,13 @@ class _Fold:
             peer.shadow = {}
         else:
             if intent.op is WriteOp.CREATE:
-                # The hub's own create is authoritative for the link: if the copy it knew
-                # was deleted meanwhile, the new one replaces it.
-                peer.external_id = w.external_id or peer.external_id
+                # The hub's own create is authoritative for the link: if the copy it knew was
+                # deleted meanwhile (the lane's lookup found nothing), the new one replaces it.
+                new_id = w.external_id or peer.external_id
+                if peer.exists and peer.external_id is not None and new_id != peer.external_id:
+                    peer.replaced = ReplacedCopy(peer.external_id, known_before, peer.shadow)
+                    peer.shadow = {}
+                peer.external_id = new_id
             else:
                 self._link(peer, system, w.external_id or intent.external_id)
             peer.exists = True

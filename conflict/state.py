@@ -111,6 +111,29 @@ def intent_number(intent_id: str) -> int:
     return int(n) if n.isdigit() else -1
 
 
+class ReplacedCopy(NamedTuple):
+    """A system's copy that a create of the hub replaced in the link, as the hub knew it.
+
+    The lane's lookup before creating found no copy (a user had just deleted it), so the hub
+    made a new one; when the old copy's delete is then read, it is folded as that system's
+    delete, as of what the old copy held.
+    """
+
+    external_id: str
+    knowledge: VClock
+    shadow: Mapping[str, Json]
+
+    def to_dict(self) -> dict[str, Json]:
+        """Stable serialised form."""
+        return {"external_id": self.external_id, "knowledge": self.knowledge.to_dict(),
+                "shadow": {k: self.shadow[k] for k in sorted(self.shadow)}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Json]) -> ReplacedCopy:
+        """Inverse of :meth:`to_dict`."""
+        return cls(d["external_id"], VClock(d["knowledge"]), dict(d["shadow"]))
+
+
 @dataclass(slots=True)
 class PeerState:
     """What the hub knows about one system's copy of the record."""
@@ -128,12 +151,13 @@ class PeerState:
     # lane that crashed after writing, then failed on the re-run): not edits if a read shows
     # one of them. A read of the field settles it.
     landed: Mapping[str, tuple[Json, ...]] = field(default_factory=dict)
+    replaced: ReplacedCopy | None = None
 
     def copy(self) -> PeerState:
         """A shallow copy (the mappings inside are never mutated)."""
         return PeerState(self.external_id, self.exists, self.knowledge, self.shadow,
                          self.native_version, self.last_seq, self.in_flight,
-                         self.intents_issued, self.failures, self.landed)
+                         self.intents_issued, self.failures, self.landed, self.replaced)
 
     def to_dict(self) -> dict[str, Json]:
         """Stable serialised form."""
@@ -148,6 +172,7 @@ class PeerState:
             "intents_issued": self.intents_issued,
             "failures": self.failures,
             "landed": {k: list(self.landed[k]) for k in sorted(self.landed)},
+            "replaced": None if self.replaced is None else self.replaced.to_dict(),
         }
 
     @classmethod
@@ -165,6 +190,8 @@ class PeerState:
             intents_issued=d["intents_issued"],
             failures=d["failures"],
             landed={k: tuple(v) for k, v in d.get("landed", {}).items()},
+            replaced=None if d.get("replaced") is None else ReplacedCopy.from_dict(
+                d["replaced"]),
         )
 
 
