@@ -143,6 +143,8 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"merge stage alone (fold, outputs, changelog; exactly once): {merge_seconds:.2f} s, "
           f"{merge_rate:,.0f} observations/s, {merge.transactions} transactions, "
           f"{merge.produced} records produced")
+    print(f"  merge stage: {merge.handling_seconds:.2f} s in its own code, "
+          f"{merge.committing_seconds:.2f} s sending and committing, the rest waiting to fetch")
     print(f"ratio merge/raw: {merge_rate / raw_rate:.2f} (goal: at least 0.5); "
           f"route/raw: {route_rate / raw_rate:.2f}")
 

@@ -277,6 +277,8 @@ class Stats:
     transactions: int = 0
     dead_letters: int = 0
     restored: int = 0
+    handling_seconds: float = 0.0  # in the stage's own code (decode, fold, encode)
+    committing_seconds: float = 0.0  # sending, and waiting for the commit
 
 
 class StageRunner:
@@ -312,6 +314,7 @@ class StageRunner:
         self._lock = asyncio.Lock()
         self._assigned: set[int] = set()
         self._partitioner = CachingPartitioner()
+        self._topic_partitions: dict[str, list[int]] = {}  # learnt once per process
         self.ready = asyncio.Event()  # set once partitions are assigned and restored
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -355,41 +358,74 @@ class StageRunner:
         producer = self._producers[p]
         state = self.store.partition(p)
         offsets: dict[TopicPartition, int] = {}
-        pending: list[asyncio.Future[Any]] = []
+        # (topic, key, value, partition or None for the key's partition), in output order.
+        records: list[tuple[str, bytes, bytes | None, int | None]] = []
         with translated(self.settings, f"transaction of {self.group_id} partition {p}"):
             await producer.begin_transaction()
             try:
+                started = time.perf_counter()
                 latest: dict[tuple[str, str], Output] = {}  # compacted roles: last per key
-                for tp, records in parts:
-                    for record in records:
+                for tp, consumed in parts:
+                    for record in consumed:
                         for out in self.handle(record, state):
                             if out.role in self.compacted:
                                 latest[(out.role, out.key)] = out
                                 continue
                             if out.role == "dlq":
                                 self.stats.dead_letters += 1
-                            pending.append(await producer.send(
-                                self.topic_of(out.role), codec.encode(out.event),
-                                key=out.key.encode()))
+                            records.append((self.topic_of(out.role), out.key.encode(),
+                                            codec.encode(out.event), None))
                         offsets[tp] = record.offset + 1
                         self.stats.consumed += 1
                 for out in latest.values():
-                    pending.append(await producer.send(
-                        self.topic_of(out.role), codec.encode(out.event), key=out.key.encode()))
+                    records.append((self.topic_of(out.role), out.key.encode(),
+                                    codec.encode(out.event), None))
                 for key, value in self.store.changes(p):
-                    pending.append(await producer.send(self.changelog, value,
-                                                       key=key.encode(), partition=p))
+                    records.append((self.changelog, key.encode(), value, p))
+                handled = time.perf_counter()
+                self.stats.handling_seconds += handled - started
+                sent = await self._send_batches(producer, records)
                 await producer.send_offsets_to_transaction(offsets, self.group_id)
                 await producer.commit_transaction()
-                await asyncio.gather(*pending)  # all done by now; surfaces any error
+                await asyncio.gather(*sent)  # all done by now; surfaces any error
+                self.stats.committing_seconds += time.perf_counter() - handled
             except BaseException:
                 # The in-memory state may hold changes that were never committed: this worker
                 # must restart from the changelog. Abort so the next owner need not wait.
                 with contextlib.suppress(Exception):
                     await producer.abort_transaction()
                 raise
-        self.stats.produced += len(pending)
+        self.stats.produced += len(records)
         self.stats.transactions += 1
+
+    async def _send_batches(self, producer: Any,
+                            records: list[tuple[str, bytes, bytes | None, int | None]],
+                            ) -> list[asyncio.Future[Any]]:
+        """Send records grouped into one batch per topic partition (order kept within each).
+
+        aiokafka's ``send`` costs ~25 µs a record (a future, the partitioner, the accumulator);
+        appending to a batch builder costs a fraction of that.
+        """
+        groups: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+        for topic, key, value, partition in records:
+            if partition is None:
+                known = self._topic_partitions.get(topic)
+                if known is None:
+                    known = self._topic_partitions[topic] = sorted(
+                        await producer.partitions_for(topic))
+                partition = self._partitioner(key, known, known)
+            groups.setdefault((topic, partition), []).append((key, value))
+        futures = []
+        for (topic, partition), items in groups.items():
+            batch = producer.create_batch()
+            for key, value in items:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise StreamsError(f"a record for {topic} is larger than a batch")
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     # -- rebalancing ---------------------------------------------------------------------
     async def assigned(self, tps: set[TopicPartition]) -> None:
