@@ -99,9 +99,8 @@ Known bugs
 ----------
 ``Config.workarounds`` names fold bugs the random schedules step around, so that they keep
 finding new ones; ``KNOWN_BUGS`` lists them and ``test_model_regressions.py`` shows each with
-its smallest schedule. A workaround either emulates the fix (``delete-without-expected``:
-delete intents get the shadow as expected values) or avoids or ignores exactly the bug's
-trigger. Remove a name once its regression test passes.
+its smallest schedule. A workaround avoids exactly the bug's trigger. Remove a name once its
+regression test passes.
 """
 
 from __future__ import annotations
@@ -156,20 +155,9 @@ HUB_DELETE = "hub"  # ``SystemDb.deleted_by`` when a lane deleted the copy
 
 # Known fold bugs (Config.workarounds): the tests in test_model_regressions.py show each one.
 # Each comment says how the random schedules step around it.
-DELETE_WITHOUT_EXPECTED = "delete-without-expected"  # delete intents get the shadow as expected
-MERGE_TAKES_INCOMING_DOT = "merge-takes-incoming-dot"  # fast-forward over such a merge ignored
-LATE_RESOLUTION = "late-resolution"  # resolutions of conflicts no longer open are dropped
-RECREATE_LINK_MISMATCH = "recreate-link-mismatch"  # a lane reports the old copy deleted first
-DELETE_BEFORE_CREATE_OUTCOME = "delete-before-create-outcome"  # no delete while creating
-KEEP_REVERTS_FIELDS = "keep-reverts-fields"  # what "keep the record" reverts is not checked
-FAILED_AFTER_CRASH = "failed-after-crash"  # a write that landed before a crash does not fail
-PRUNED_RESOLUTION = "pruned-resolution"  # resolutions of pruned conflicts are not refolded
-CAUGHT_UP_WITHOUT_COPY = "caught-up-without-copy"  # no unread copy where the hub sees none
-DELETE_CONFLICT_OUTLIVED = "delete-conflict-outlived"  # no resolving it after a later delete
-KNOWN_BUGS = frozenset({DELETE_WITHOUT_EXPECTED, MERGE_TAKES_INCOMING_DOT, LATE_RESOLUTION,
-                        RECREATE_LINK_MISMATCH, DELETE_BEFORE_CREATE_OUTCOME,
-                        KEEP_REVERTS_FIELDS, FAILED_AFTER_CRASH, PRUNED_RESOLUTION,
-                        CAUGHT_UP_WITHOUT_COPY, DELETE_CONFLICT_OUTLIVED})
+DELETE_BEFORE_CREATE_OUTCOME = "delete-before-create-outcome"  # no delete racing a create
+OLD_COPY_DELETE_ECHO = "old-copy-delete-echo"  # polls skip old copies a lane itself deleted
+KNOWN_BUGS = frozenset({DELETE_BEFORE_CREATE_OUTCOME, OLD_COPY_DELETE_ECHO})
 
 
 class InvariantViolation(AssertionError):
@@ -213,6 +201,9 @@ class Config:
     tags: bool = True  # whether the record has the ``tags`` list field (policy union)
     conditional: frozenset[str] = frozenset()  # systems whose API takes If-Match writes
     returns_record: frozenset[str] = frozenset()  # systems that answer a write with the record
+    # Whether a lane's lookup before a create also sees a copy deleted since its last read
+    # (and reports that delete first); if not, its next read does.
+    lookup_sees_deleted: bool = False
     stale_check: bool = True  # the lane's check; off only to show that the model catches it
     closed_conflicts_kept: int = 16
     # Known fold bugs the random schedules step around, so that they keep looking for new
@@ -271,6 +262,7 @@ class SystemDb:
     updated_at: float = 0.0  # the record-level "updated at" the API reports
     deleted_by: str | None = None  # the user delete id, or HUB_DELETE
     gone: dict[str, str | None] = field(default_factory=dict)  # older copies deleted, unread
+    delete_read: bool = False  # whether a read has reported the current copy deleted
     seen: dict[str, frozenset[str]] = field(default_factory=dict)  # causal past per field
 
     def seen_all(self) -> frozenset[str]:
@@ -351,7 +343,6 @@ class World:
         self.rejected: set[Dot] = set()  # dots whose value was not taken as it stood
         self.checked_concurrent: set[str] = set()
         self.crashed: set[str] = set()  # systems whose lane lost a Written in a crash
-        self.landed_before_crash: set[str] = set()  # intents written, then their lane crashed
         self.quiet = False  # settle: users stop, writes neither fail nor crash
 
     # -- helpers ---------------------------------------------------------------------------
@@ -380,11 +371,7 @@ class World:
 
     def never_had_record(self) -> list[str]:
         """Systems where a user may create the record now (it never had a copy)."""
-        out = [s for s in self.systems if self.dbs[s].external_id is None]
-        if CAUGHT_UP_WITHOUT_COPY in self.config.workarounds:
-            # Not where the hub believes there is no copy and nothing is being created.
-            out = [s for s in out if s not in self.hub.peers or self.lanes[s].intents]
-        return out
+        return [s for s in self.systems if self.dbs[s].external_id is None]
 
     def holding(self) -> list[str]:
         return [s for s in self.systems if self.dbs[s].record is not None]
@@ -393,8 +380,10 @@ class World:
         """Systems where a user may delete the copy now."""
         out = self.holding()
         if DELETE_BEFORE_CREATE_OUTCOME in self.config.workarounds:
-            out = [s for s in out if not (self.lanes[s].intents and
-                                          self.lanes[s].intents[0].op is WriteOp.CREATE)]
+            # Not a copy the hub may still be creating, or may create again over: only one
+            # it has been shown alive, with no create of the lane in the way.
+            out = [s for s in out if self.dbs[s].external_id in self.seen_alive and not (
+                self.lanes[s].intents and self.lanes[s].intents[0].op is WriteOp.CREATE)]
         return out
 
     def readable(self) -> list[str]:
@@ -455,6 +444,7 @@ class World:
             db.seen[name] = db.seen.get(name, frozenset()) | {did}
         db.record = None
         db.deleted_by = did
+        db.delete_read = False
         db.version += 1
         db.updated_at = at
         self.actions.append(UserAction(did, system, None, at, db.external_id))
@@ -467,6 +457,7 @@ class World:
         seq = self.lanes[system].next_seq()
         truth = ReadTruth(dict(db.seen), db.deleted_by if db.record is None else None)
         if db.record is None:
+            db.delete_read = True
             obs = Observed(system, seq, db.external_id, deleted=True,
                            native_version=str(db.version), source_ts=db.updated_at)
         else:
@@ -542,12 +533,6 @@ class World:
         lane = self.lanes[system]
         db = self.dbs[system]
         intent = lane.intents[0]
-        if outcome == "fail" and intent.intent_id in self.landed_before_crash and \
-                FAILED_AFTER_CRASH in self.config.workarounds:
-            outcome = "ok"
-        if outcome == "fail" and intent.op is WriteOp.CREATE and db.record is not None and \
-                CAUGHT_UP_WITHOUT_COPY in self.config.workarounds:
-            outcome = "ok"  # the lookup finds the copy and reports it
         if outcome == "fail":
             lane.intents.popleft()
             lane.outbox.append(Pending(WriteFailed(system, lane.next_seq(), intent.intent_id,
@@ -569,8 +554,7 @@ class World:
             return "stale"
         if decision == "write":
             if intent.op is WriteOp.CREATE and db.record is None and \
-                    db.external_id is not None and \
-                    RECREATE_LINK_MISMATCH in self.config.workarounds:
+                    db.external_id is not None and self.config.lookup_sees_deleted:
                 # The lookup saw the old copy deleted: report that before making a new one.
                 lane.outbox.append(self._observe(system))
                 self._write(db, intent, reported_gone=True)
@@ -578,16 +562,18 @@ class World:
                 self._write(db, intent)
         if outcome == "crash":
             self.crashed.add(system)
-            if decision == "write":
-                self.landed_before_crash.add(intent.intent_id)
             self._note(f"lane {system} {'writes' if decision == 'write' else 'finds done'} "
                        f"{_show_intent(intent)} and crashes before reporting it")
             return "crashed"
         lane.intents.popleft()
         ext = intent.external_id if intent.op is WriteOp.DELETE else db.external_id
-        # The version of our own write; after a re-run that found the values already there,
-        # the current version may include edits the hub has not seen, so none is reported.
-        version = str(db.version) if decision == "write" else None
+        # Only a version that is exactly our write is reported: a create's, or a conditional
+        # (If-Match) write's. After an unconditional write, or a re-run that found the values
+        # already there, the record's version may include edits the hub has not seen, and a
+        # later If-Match on it would overwrite them.
+        conditional = system in self.config.conditional and intent.native_version is not None
+        ours = decision == "write" and (intent.op is WriteOp.CREATE or conditional)
+        version = str(db.version) if ours else None
         if system in self.config.returns_record and db.record is not None:
             # The API answers the write with the record as it now is.
             lane.outbox.append(Pending(
@@ -608,8 +594,11 @@ class World:
         if intent.op is WriteOp.DELETE:
             db.record = None
             db.deleted_by = HUB_DELETE
+            db.delete_read = False
         elif intent.op is WriteOp.CREATE and db.record is None:
-            if db.external_id is not None and not reported_gone:
+            if db.external_id is not None and not reported_gone and not db.delete_read and not (
+                    db.deleted_by == HUB_DELETE and
+                    OLD_COPY_DELETE_ECHO in self.config.workarounds):
                 db.gone[db.external_id] = db.deleted_by  # the next read reports it
             db.creates += 1
             db.external_id = f"{db.name}-{db.creates}"
@@ -699,44 +688,19 @@ class World:
                    f"{_show_candidate(c.current)} vs {_show_candidate(c.incoming)}) "
                    f"taking {candidate.system}")
         if deliver:
-            if not self._deleted_since(c):
-                self._apply(r, None)
+            self._apply(r, None)
         else:
             self.pending_resolutions.append((r, truth))
         return r
 
-    def _deleted_since(self, c: ConflictRecord) -> bool:
-        """Whether a known bug's trigger is on: a delete conflict, deleted again since."""
-        tomb = self.hub.deleted
-        if DELETE_CONFLICT_OUTLIVED in self.config.workarounds and c.field == DELETE_FIELD \
-                and tomb is not None and tomb.dot not in (c.current.dot, c.incoming.dot):
-            self._note(f"resolution of {c.conflict_id} dropped: deleted again since")
-            return True
-        return False
-
     def deliver_resolution(self, which: int) -> Step | None:
         r, _ = self.pending_resolutions.pop(which % len(self.pending_resolutions))
-        c = self.hub.conflict(r.conflict_id)
-        if c is not None and self._deleted_since(c):
-            return None
-        if LATE_RESOLUTION in self.config.workarounds and (
-                c is None or c.status is not ConflictStatus.OPEN):
-            self._note(f"resolution {r.resolution_id} of {r.conflict_id} dropped: no longer open")
-            return None
         self._note(f"hub gets resolution {r.resolution_id} of {r.conflict_id}")
         return self._apply(r, None)
-
-    def _forgotten(self, inp: Input, state: RecordState) -> bool:
-        """A resolution whose conflict the record no longer keeps (a known bug's trigger)."""
-        return isinstance(inp, Resolve) and state.conflict(inp.conflict_id) is None and \
-            PRUNED_RESOLUTION in self.config.workarounds
 
     def _apply(self, inp: Input, truth: ReadTruth | None, *, replay: bool = False) -> Step:
         before = self.hub
         before_dict = before.to_dict()
-        if replay and self._forgotten(inp, before):
-            self._note(f"    (not replayed: {_show(inp)}, its conflict was pruned)")
-            return Step(before, applied=False)
         try:
             step = self.fold(self.spec, before, inp)
         except ConflictError as exc:  # every input the model makes is valid
@@ -757,14 +721,13 @@ class World:
         if RecordState.from_dict(state.to_dict()) != state:
             raise self.fail("determinism", "from_dict(to_dict()) does not round-trip")
         # Idempotence: the same input again changes nothing.
-        if not self._forgotten(inp, state):
-            try:
-                again = self.fold(self.spec, state, inp)
-            except ConflictError as exc:
-                raise self.fail("idempotence", f"folding {_show(inp)} twice raised "
-                                f"{type(exc).__name__}: {exc}") from exc
-            if again.applied or again.intents or again.state.to_dict() != state.to_dict():
-                raise self.fail("idempotence", f"folding {_show(inp)} twice changed the state")
+        try:
+            again = self.fold(self.spec, state, inp)
+        except ConflictError as exc:
+            raise self.fail("idempotence", f"folding {_show(inp)} twice raised "
+                            f"{type(exc).__name__}: {exc}") from exc
+        if again.applied or again.intents or again.state.to_dict() != state.to_dict():
+            raise self.fail("idempotence", f"folding {_show(inp)} twice changed the state")
         for c in step.conflicts:
             if c.conflict_id not in self.conflicts and c.decision is not Decision.INCOMING:
                 self.rejected.add(c.incoming.dot)  # its system gets a write back
@@ -772,10 +735,6 @@ class World:
         self._check_step(before, step, inp, truth)
         for intent in step.intents:
             lane = self.lanes[intent.system]
-            if intent.op is WriteOp.DELETE and not intent.expected and \
-                    DELETE_WITHOUT_EXPECTED in self.config.workarounds:
-                # What a fixed fold would send: the values the hub believes the copy holds.
-                intent = intent._replace(expected=dict(state.peers[intent.system].shadow))
             if lane.intents:
                 raise self.fail("one write in flight", f"{_show_intent(intent)} issued while "
                                 f"{_show_intent(lane.intents[0])} is still queued")
@@ -806,11 +765,8 @@ class World:
                     and before.deleted.dot not in (resolved.current.dot, resolved.incoming.dot):
                 raise self.fail("no silent loss", f"{_show(inp)} brought back a record deleted "
                                 f"by {before.deleted.dot}, a delete the reviewer never saw")
-            if after.deleted is not None and record_level:
-                pass  # deleting the record takes every field with it: nothing to compare
-            elif record_level and KEEP_REVERTS_FIELDS in self.config.workarounds:
-                pass
-            else:
+            if not (after.deleted is not None and record_level):
+                # (Deleting the record takes every field with it: nothing to compare.)
                 self._check_replaced(before, after, inp, mentioned, lambda name: seen)
             self._check_decisions(step)
             return
@@ -926,9 +882,6 @@ class World:
             lost = ids - now.get(name, frozenset()) - mentioned
             if not lost:
                 continue
-            if MERGE_TAKES_INCOMING_DOT in self.config.workarounds and isinstance(
-                    inp, Observed) and self._merged_with_dot_of(before, name, inp.system):
-                continue
             seen = seen_by(name)
             if seen is None:
                 continue
@@ -938,13 +891,6 @@ class World:
                 raise self.fail("no silent loss", f"{_show(inp)} {how} {sorted(unseen)} in "
                                 f"canonical {name} without having seen it and without "
                                 "recording a conflict")
-
-    def _merged_with_dot_of(self, state: RecordState, name: str, system: str) -> bool:
-        """Whether canonical ``name`` is a merge that carries a dot of ``system``."""
-        dot = state.fields[name].dot
-        return dot.actor == system and any(
-            c.field == name and c.decision is Decision.MERGED and c.incoming.dot == dot
-            for c in self.conflicts.values())
 
     def _check_decisions(self, step: Step) -> None:
         """A conflict recorded open or decided by this input holds what the fold kept."""

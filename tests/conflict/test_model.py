@@ -97,20 +97,21 @@ class SyncMachine(RuleBasedStateMachine):
         conditional=st.frozensets(INDEX),
         returns_record=st.frozensets(INDEX),
         kept=st.sampled_from([1, 16]),
+        lookup_sees_deleted=st.booleans(),
         creators=st.frozensets(INDEX, min_size=1),
     )
     @_tracked
     def start(self, n: int, default_policy: str, field_policies: tuple[str, ...],
               rotation: int, delete_policy: DeletePolicy, deletes: bool, tags: bool,
               conditional: frozenset[int], returns_record: frozenset[int], kept: int,
-              creators: frozenset[int]) -> None:
+              lookup_sees_deleted: bool, creators: frozenset[int]) -> None:
         systems = Config(n_systems=n).systems
         config = Config(n_systems=n, default_policy=default_policy,
                         field_policies=field_policies, rotation=rotation,
                         delete_policy=delete_policy, tags=tags,
                         conditional=frozenset(systems[i % n] for i in conditional),
                         returns_record=frozenset(systems[i % n] for i in returns_record),
-                        closed_conflicts_kept=kept,
+                        closed_conflicts_kept=kept, lookup_sees_deleted=lookup_sees_deleted,
                         stale_check=self.stale_check, workarounds=KNOWN_BUGS)
         self.world = World(config, self.fold_fn)
         self.deletes = deletes
