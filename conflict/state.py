@@ -404,8 +404,8 @@ class RecordState:
             "peers": {s: p.to_dict() for s, p in sorted(self.peers.items())},
             "deleted": None if self.deleted is None else {
                 "dot": str(self.deleted.dot), "source_ts": self.deleted.source_ts},
-            "conflicts": [c.to_dict() for c in self.conflicts],
-            "history": [h.to_dict() for h in self.history],
+            "conflicts": [_serialised(c) for c in self.conflicts],
+            "history": [_serialised(h) for h in self.history],
         }
 
     @classmethod
@@ -426,3 +426,26 @@ class RecordState:
             conflicts=tuple(ConflictRecord.from_dict(c) for c in d["conflicts"]),
             history=tuple(HistoryEntry.from_dict(h) for h in d["history"]),
         )
+
+
+_SERIALISED: dict[int, tuple[Any, dict[str, Json]]] = {}
+_SERIALISED_LIMIT = 200_000
+
+
+def _serialised(item: HistoryEntry | ConflictRecord) -> dict[str, Json]:
+    """``item.to_dict()``, computed once per object.
+
+    History entries and conflict records are immutable and shared by every later state of
+    their record, so a state's serialised form (written to the changelog after every change)
+    mostly repeats what was built before. The cache holds the object itself next to its id,
+    so an id is never reused while its entry is cached. Callers must not mutate the result.
+    """
+    key = id(item)
+    hit = _SERIALISED.get(key)
+    if hit is not None and hit[0] is item:
+        return hit[1]
+    if len(_SERIALISED) >= _SERIALISED_LIMIT:
+        _SERIALISED.clear()
+    data = item.to_dict()
+    _SERIALISED[key] = (item, data)
+    return data
