@@ -158,7 +158,8 @@ HUB_DELETE = "hub"  # ``SystemDb.deleted_by`` when a lane deleted the copy
 # Each comment says how the random schedules step around it.
 DELETE_BEFORE_CREATE_OUTCOME = "delete-before-create-outcome"  # no delete racing a create
 OLD_COPY_DELETE_ECHO = "old-copy-delete-echo"  # polls skip old copies a lane reported deleted
-KNOWN_BUGS = frozenset({DELETE_BEFORE_CREATE_OUTCOME, OLD_COPY_DELETE_ECHO})
+FAILED_CREATE_LANDED = "failed-create-landed"  # a create that landed before a crash won't fail
+KNOWN_BUGS = frozenset({DELETE_BEFORE_CREATE_OUTCOME, OLD_COPY_DELETE_ECHO, FAILED_CREATE_LANDED})
 
 
 class InvariantViolation(AssertionError):
@@ -345,6 +346,7 @@ class World:
         self.rejected: set[Dot] = set()  # dots whose value was not taken as it stood
         self.checked_concurrent: set[str] = set()
         self.crashed: set[str] = set()  # systems whose lane lost a Written in a crash
+        self.landed_before_crash: set[str] = set()  # intents written, then their lane crashed
         self.quiet = False  # settle: users stop, writes neither fail nor crash
 
     # -- helpers ---------------------------------------------------------------------------
@@ -535,6 +537,10 @@ class World:
         lane = self.lanes[system]
         db = self.dbs[system]
         intent = lane.intents[0]
+        if outcome == "fail" and intent.op is WriteOp.CREATE and \
+                intent.intent_id in self.landed_before_crash and \
+                FAILED_CREATE_LANDED in self.config.workarounds:
+            outcome = "ok"
         if outcome == "fail":
             lane.intents.popleft()
             lane.outbox.append(Pending(WriteFailed(system, lane.next_seq(), intent.intent_id,
@@ -564,6 +570,8 @@ class World:
                 self._write(db, intent)
         if outcome == "crash":
             self.crashed.add(system)
+            if decision == "write":
+                self.landed_before_crash.add(intent.intent_id)
             self._note(f"lane {system} {'writes' if decision == 'write' else 'finds done'} "
                        f"{_show_intent(intent)} and crashes before reporting it")
             return "crashed"

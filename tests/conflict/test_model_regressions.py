@@ -380,6 +380,43 @@ def test_the_echo_of_deleting_an_old_copy_changes_nothing() -> None:
         w.deliver("helpdesk")
 
 
+@pytest.mark.xfail(strict=True, raises=InvariantViolation,
+                   reason="a system whose create was reported failed is caught up with a delete")
+def test_a_create_reported_failed_may_have_landed_before_a_delete() -> None:
+    """A system whose create may have landed holds a copy: it has not seen a later delete.
+
+    crm and helpdesk share the record. A crm user deletes it while a helpdesk user edits
+    the name: the record stays alive (manual) and the hub plans a create for crm. The crm
+    lane makes ``crm-2`` and crashes before reporting it; the re-run fails (``WriteFailed``).
+    Before that outcome arrives, the helpdesk user deletes the record: tombstone
+    ``helpdesk:2``. The fold then takes crm -- "no copy", its old one deleted -- as caught up
+    with the deleted record: knowledge becomes the clock and no delete is planned, although
+    the failed create may have landed (the fold even keeps its values as possibly landed).
+    A crm user edits ``crm-2``; its next read is taken as made after helpdesk's delete and
+    brings the record back without a conflict. No silent loss breaks.
+    Fix: a system with values that may have landed is not caught up with a delete; plan a
+    delete expecting those values (the lane reports it stale, or deletes the copy).
+    """
+    w = synced(world(tags=False))
+    w.delete("crm")
+    w.read("crm")
+    w.deliver("crm")  # tombstone crm:2; hub plans r1/helpdesk#2 delete
+    w.edit("helpdesk", "name")
+    w.run_intent("helpdesk")  # stale: the edit
+    w.deliver("helpdesk")
+    w.deliver("helpdesk")  # concurrent update: alive again, hub plans a create for crm
+    w.run_intent("crm", "crash")  # crm-2 made, Written lost
+    w.run_intent("crm", "fail")
+    w.delete("helpdesk")
+    w.read("helpdesk")
+    w.deliver("helpdesk")  # tombstone helpdesk:2
+    w.deliver("crm")  # WriteFailed: crm "caught up" with the deleted record
+    w.edit("crm", "name")
+    w.read("crm")
+    with breaks("no silent loss"):
+        w.deliver("crm")
+
+
 def test_a_delete_conflict_under_delete_wins_still_deletes() -> None:
     """A sanity check of the model on a path that works: delete_wins after a concurrent edit."""
     w = synced(world(delete_policy=DeletePolicy.DELETE_WINS))
