@@ -117,6 +117,14 @@ class _Fold:
             return self._noop()
         peer = peer.copy() if peer is not None else PeerState()
         old = peer.replaced
+        if obs.deleted and obs.external_id is not None and peer.external_id is not None and \
+                obs.external_id != peer.external_id and (old is None or
+                                                         obs.external_id != old.external_id):
+            # Another copy than the linked one, seen deleted: one the hub deleted itself (or
+            # replaced and already folded). Nothing to fold but the sequence number.
+            peer.last_seq = obs.seq
+            self.peers[system] = peer
+            return self._step()
         if obs.deleted and old is not None and obs.external_id == old.external_id:
             # The delete of the copy a create of the hub replaced: this system's user deleted
             # the record, as of what that copy held.
@@ -549,10 +557,11 @@ class _Fold:
             expected: dict[str, Json] = {}
             if self.deleted is not None:
                 if peer is None or not peer.exists:
-                    if peer is not None and peer.external_id is not None:
+                    if peer is not None and peer.external_id is not None and not peer.landed:
                         self._caught_up(system, peer)  # its copy is gone, as it should be
                     # A system with no known copy has seen nothing: it may hold one the hub
-                    # has not read yet, and an edit there is concurrent with the delete.
+                    # has not read yet (or one a create reported failed made all the same),
+                    # and an edit there is concurrent with the delete.
                     continue
                 # What the hub believes the copy holds: a lane that finds anything else
                 # (an edit the hub has not seen) reports the delete stale, deletes nothing.

@@ -159,7 +159,7 @@ HUB_DELETE = "hub"  # ``SystemDb.deleted_by`` when a lane deleted the copy
 DELETE_BEFORE_CREATE_OUTCOME = "delete-before-create-outcome"  # no delete racing a create
 OLD_COPY_DELETE_ECHO = "old-copy-delete-echo"  # polls skip old copies a lane reported deleted
 FAILED_CREATE_LANDED = "failed-create-landed"  # a create that landed before a crash won't fail
-KNOWN_BUGS = frozenset({DELETE_BEFORE_CREATE_OUTCOME, OLD_COPY_DELETE_ECHO, FAILED_CREATE_LANDED})
+KNOWN_BUGS = frozenset({DELETE_BEFORE_CREATE_OUTCOME})
 
 
 class InvariantViolation(AssertionError):

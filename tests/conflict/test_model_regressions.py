@@ -348,8 +348,6 @@ def test_a_later_delete_decides_an_open_delete_conflict() -> None:
     assert w.hub.deleted is not None
 
 
-@pytest.mark.xfail(strict=True, raises=InvariantViolation,
-                   reason="the poll of an old copy the hub deleted raises LinkMismatch")
 def test_the_echo_of_deleting_an_old_copy_changes_nothing() -> None:
     """The hub's own delete of a copy it has since replaced is an echo, not an error.
 
@@ -380,8 +378,6 @@ def test_the_echo_of_deleting_an_old_copy_changes_nothing() -> None:
         w.deliver("helpdesk")
 
 
-@pytest.mark.xfail(strict=True, raises=InvariantViolation,
-                   reason="a system whose create was reported failed is caught up with a delete")
 def test_a_create_reported_failed_may_have_landed_before_a_delete() -> None:
     """A system whose create may have landed holds a copy: it has not seen a later delete.
 
