@@ -421,6 +421,12 @@ class _Fold:
         peer.shadow = {}
         if not was_live:
             return False  # the delete of a copy already gone (or never seen)
+        flight = peer.in_flight
+        if flight is not None and flight.op is WriteOp.DELETE:
+            # Our own delete, seen before its outcome (a lane that crashed after deleting):
+            # the copy now reflects what the delete was planned on.
+            peer.knowledge = peer.knowledge.join(flight.clock)
+            return True
         if self.deleted is not None:
             return True  # our own delete, or the same delete made twice: nothing new
         knowledge = peer.knowledge
