@@ -45,7 +45,8 @@ After every input the hub applies (``_apply``):
 * **No silent loss (hub side)** -- (a) every id an observation shows for the first time
   ends up in the canonical content of its field or in a candidate of a conflict this input
   recorded; a first-seen user delete ends as the tombstone or a candidate (or finds the
-  record already deleted, or deletes a copy the hub never knew). (b) Every id that leaves
+  record already deleted, or deletes a copy the hub never knew, or meets a delete the hub
+  has in flight to that system: the same delete twice). (b) Every id that leaves
   the canonical content (replaced, merged away, deleted) was seen by whoever replaced it --
   the system whose read replaced it (its ``seen``; a delete also removes the fields its
   system does not carry), or the person whose resolution did (the candidates and their
@@ -159,12 +160,8 @@ HUB_DELETE = "hub"  # ``SystemDb.deleted_by`` when a lane deleted the copy
 DELETE_BEFORE_CREATE_OUTCOME = "delete-before-create-outcome"  # no delete racing a create
 OLD_COPY_DELETE_ECHO = "old-copy-delete-echo"  # polls skip old copies a lane reported deleted
 FAILED_CREATE_LANDED = "failed-create-landed"  # a create that landed before a crash won't fail
-# OLD_COPY_DELETE_ECHO: the fold now ignores the poll of an old copy (its regression passes),
-# but a user delete that a lane's delete intent found "already done" is then never shown to
-# the hub as that user's delete, which this model's no-silent-loss accounting still counts as
-# lost; until the model credits an "already done" delete to the user who made it, the random
-# schedules keep skipping such polls.
-KNOWN_BUGS = frozenset({DELETE_BEFORE_CREATE_OUTCOME, OLD_COPY_DELETE_ECHO})
+FAILED_DELETE_LANDED = "failed-delete-landed"  # a delete that landed before a crash won't fail
+KNOWN_BUGS = frozenset({DELETE_BEFORE_CREATE_OUTCOME, FAILED_DELETE_LANDED})
 
 
 class InvariantViolation(AssertionError):
@@ -542,9 +539,10 @@ class World:
         lane = self.lanes[system]
         db = self.dbs[system]
         intent = lane.intents[0]
-        if outcome == "fail" and intent.op is WriteOp.CREATE and \
-                intent.intent_id in self.landed_before_crash and \
-                FAILED_CREATE_LANDED in self.config.workarounds:
+        if outcome == "fail" and intent.intent_id in self.landed_before_crash and (
+                (intent.op is WriteOp.CREATE and FAILED_CREATE_LANDED in self.config.workarounds)
+                or (intent.op is WriteOp.DELETE and
+                    FAILED_DELETE_LANDED in self.config.workarounds)):
             outcome = "ok"
         if outcome == "fail":
             lane.intents.popleft()
@@ -831,7 +829,11 @@ class World:
                                 "recorded it in a conflict")
         ext = inp.external_id if isinstance(inp, Observed | Written) else None
         known_copy = ext is not None and (ext in self.seen_alive or ext in self.hub_created)
-        if novel_delete is not None and known_copy:
+        peer_before = before.peers.get(system)
+        deleting_too = peer_before is not None and peer_before.in_flight is not None and \
+            peer_before.in_flight.op is WriteOp.DELETE  # the same delete twice
+        if novel_delete is not None and known_copy and not deleting_too and \
+                novel_delete not in self.same_delete:
             deleting = any(c.incoming.deleted or c.current.deleted for c in step.conflicts)
             if after.deleted is None and not deleting and before.peers.get(
                     system) is not None and before.peers[system].exists:

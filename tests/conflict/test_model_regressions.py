@@ -413,6 +413,65 @@ def test_a_create_reported_failed_may_have_landed_before_a_delete() -> None:
         w.deliver("crm")
 
 
+def test_a_delete_that_landed_before_a_crash_is_no_delete_of_the_system() -> None:
+    """A read that shows the hub's own delete in flight is an echo, whatever came since.
+
+    crm, helpdesk and hris share the record. A hris user edits the name while a crm user
+    deletes the record; the hub takes the delete first and plans deletes for helpdesk and
+    hris. The helpdesk lane deletes ``helpdesk-1`` and crashes before reporting it. Then
+    hris's edit arrives: concurrent with the delete, so the record is alive again (manual).
+    The next read of helpdesk shows the copy deleted; the fold has a delete in flight to
+    helpdesk but only recognises in-flight updates and creates in a read, so it takes this
+    as helpdesk deleting the record -- a new dot ``helpdesk:1`` for the hub's own write (and
+    a delete conflict that nobody made). No echo breaks.
+    Fixed in fbf2c83: a read that shows the copy deleted while a delete to it is in flight
+    is that write landing, like a read that shows the values of an update in flight.
+    """
+    w = synced(world(n_systems=3, tags=False))
+    w.edit("hris", "name")
+    w.delete("crm")
+    w.read("crm")
+    w.deliver("crm")  # tombstone; hub plans deletes for helpdesk and hris
+    w.run_intent("helpdesk", "crash")  # helpdesk-1 deleted, Written lost
+    w.read("hris")
+    w.deliver("hris")  # concurrent update: the record is alive again
+    w.read("helpdesk")
+    step = w.deliver("helpdesk")
+    assert not step.new_dots
+    w.settle()
+    assert w.hub.deleted is None and w.dbs["helpdesk"].record is not None
+
+
+@pytest.mark.xfail(strict=True, raises=InvariantViolation,
+                   reason="a delete reported failed may have landed: its echo is taken as an edit")
+def test_a_delete_that_landed_is_no_delete_of_the_system_when_the_rerun_fails() -> None:
+    """A delete reported failed may still have landed; when it shows, it is not an edit.
+
+    As above -- crm, helpdesk and hris share the record; a hris user edits the name while a
+    crm user deletes it; the helpdesk lane deletes ``helpdesk-1`` and crashes -- but now
+    the re-run fails (``WriteFailed``), after hris's concurrent edit brought the record
+    back. The fold clears the delete in flight and plans an update for helpdesk; the lane
+    finds the copy deleted, reports it stale and reads it deleted. The fold keeps "possibly
+    landed" values only for updates and creates, not for a delete, so it takes the read as
+    helpdesk deleting the record: a new dot for the hub's own write. No echo breaks.
+    Fix: a delete reported failed may have landed too: until a read settles it, a copy seen
+    deleted is that delete's echo.
+    """
+    w = synced(world(n_systems=3, tags=False))
+    w.edit("hris", "name")
+    w.delete("crm")
+    w.read("crm")
+    w.deliver("crm")  # tombstone; hub plans deletes for helpdesk and hris
+    w.run_intent("helpdesk", "crash")  # helpdesk-1 deleted, Written lost
+    w.run_intent("helpdesk", "fail")
+    w.read("hris")
+    w.deliver("hris")  # concurrent update: the record is alive again
+    w.deliver("helpdesk")  # WriteFailed: hub plans an update for helpdesk
+    w.run_intent("helpdesk")  # stale: the copy is gone
+    with breaks("no echo"):
+        w.deliver("helpdesk")
+
+
 def test_a_delete_conflict_under_delete_wins_still_deletes() -> None:
     """A sanity check of the model on a path that works: delete_wins after a concurrent edit."""
     w = synced(world(delete_policy=DeletePolicy.DELETE_WINS))
