@@ -190,13 +190,10 @@ class _Fold:
         peer = self._outcome_peer(system, outcome.seq, outcome.intent_id)
         if peer is None:
             return self._noop()
-        flight = peer.in_flight
-        if isinstance(outcome, WriteFailed) and flight is not None:
+        if isinstance(outcome, WriteFailed) and peer.in_flight is not None and \
+                peer.in_flight.op is not WriteOp.DELETE:
             landed = dict(peer.landed)
-            if flight.op is WriteOp.DELETE:
-                # Under DELETE_FIELD: the clock the delete was planned on.
-                landed[DELETE_FIELD] = (*landed.get(DELETE_FIELD, ()), flight.clock.to_dict())
-            for name, value in flight.values.items():
+            for name, value in peer.in_flight.values.items():
                 landed[name] = (*landed.get(name, ()), value)
             peer.landed = landed
         peer.in_flight = None
@@ -331,9 +328,8 @@ class _Fold:
             # Values equal to the shadow were checked when they first arrived.
             self._check_field(system, name, value)
             edits.append((name, value))
-        if landed:  # this read settles whether those writes landed (a live copy: no delete)
-            peer.landed = {k: v for k, v in landed.items()
-                           if k not in reported and k != DELETE_FIELD}
+        if landed:  # this read settles whether those writes landed
+            peer.landed = {k: v for k, v in landed.items() if k not in reported}
         if not news and peer.exists:
             return False
         if pending and all(n in reported and same(reported[n], v) for n, v in pending.items()):
@@ -430,13 +426,6 @@ class _Fold:
             # Our own delete, seen before its outcome (a lane that crashed after deleting):
             # the copy now reflects what the delete was planned on.
             peer.knowledge = peer.knowledge.join(flight.clock)
-            return True
-        failed = peer.landed.get(DELETE_FIELD)
-        if failed:
-            # Our own delete, reported failed, that landed all the same.
-            for clock in failed:
-                peer.knowledge = peer.knowledge.join(VClock(clock))
-            peer.landed = {k: v for k, v in peer.landed.items() if k != DELETE_FIELD}
             return True
         if self.deleted is not None:
             return True  # our own delete, or the same delete made twice: nothing new
