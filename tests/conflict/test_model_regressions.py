@@ -454,8 +454,9 @@ def test_a_delete_that_landed_is_no_delete_of_the_system_when_the_rerun_fails() 
     finds the copy deleted, reports it stale and reads it deleted. The fold keeps "possibly
     landed" values only for updates and creates, not for a delete, so it takes the read as
     helpdesk deleting the record: a new dot for the hub's own write. No echo breaks.
-    Fix: a delete reported failed may have landed too: until a read settles it, a copy seen
-    deleted is that delete's echo.
+    Not simply fixed: taking such a read as the echo (3e910df, reverted in aa39257) loses a
+    user's delete made in the same window; telling them apart needs the lane (the native
+    version, or the system's delete log, saying who deleted the copy).
     """
     w = synced(world(n_systems=3, tags=False))
     w.edit("hris", "name")
