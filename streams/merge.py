@@ -73,9 +73,9 @@ class Output(NamedTuple):
     event: Event | dict[str, Any]
 
 
-OBSERVATION_TYPES: tuple[type[ObservationEvent], ...] = (Observed, Written, WriteStale,
-                                                         WriteFailed)
-MERGE_INPUT_TYPES: tuple[type[Event], ...] = (*OBSERVATION_TYPES, Resolution)
+MERGE_INPUT_TYPES: tuple[type[Event], ...] = (Observed, Written, WriteStale, WriteFailed,
+                                               Resolution)
+"""What the route and merge stages read: the observations, and people's resolutions."""
 
 
 def dead_letter(stage: str, topic: str, partition: int, offset: int, key: bytes | None,

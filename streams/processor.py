@@ -494,9 +494,3 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.runner.assigned(set(assigned))
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise a :class:`StreamsError` unless ``condition``."""
-    if not condition:
-        raise StreamsError(message)
