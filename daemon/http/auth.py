@@ -10,6 +10,7 @@ once more when the API answers 401; a second 401 is the caller's :class:`Unautho
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import time
@@ -111,7 +112,7 @@ class BasicAuth(SecretAuth):
         return f"BasicAuth(username={self.username!r}, password=***)"
 
 
-class _OAuth2(SecretAuth):
+class _OAuth2(SecretAuth, abc.ABC):
     """Shared by the OAuth2 flows: a bearer token from a token endpoint, refreshed in time."""
 
     requires_response_body = True
@@ -142,8 +143,9 @@ class _OAuth2(SecretAuth):
         #: How many times a token was fetched (for tests and status).
         self.refreshes = 0
 
+    @abc.abstractmethod
     def _grant(self) -> dict[str, str]:
-        raise NotImplementedError
+        """The form fields of this flow's token request (without client credentials)."""
 
     def _accept_extra(self, body: dict[str, Any]) -> None:
         """Keep whatever else the token response carries (a rotated refresh token)."""
