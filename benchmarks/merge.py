@@ -26,7 +26,7 @@ import aiokafka
 
 from streams import codec
 from streams.events import Observed
-from streams.kafka import KafkaSettings, Producer
+from streams.kafka import KafkaSettings
 from streams.topics import Topics, TopicSettings
 from streams.worker import MergeWorker, tune_gc
 from tests.streams.catalog import CATALOG
@@ -65,11 +65,16 @@ def observations(n: int, concurrent: float = 0.05, seed: int = 7) -> list[Observ
 
 
 async def preload(settings: KafkaSettings, topic: str, events: list[Observed]) -> None:
-    async with Producer(settings) as producer:
-        raw = producer._producer
-        futures = [await raw.send(topic, codec.encode(e), key=e.key().encode())
+    # Without waiting for each acknowledgement (Producer.send does): a bulk load.
+    producer = aiokafka.AIOKafkaProducer(**settings.client_options(), acks="all",
+                                         enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, codec.encode(e), key=e.key().encode())
                    for e in events]
         await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
 
 
 async def raw_loop(settings: KafkaSettings, source: str, sink: str, n: int) -> float:

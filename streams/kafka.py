@@ -171,151 +171,45 @@ def _describe(exc: BaseException) -> str:
     return text.removeprefix(f"{name}: ") if text != name else name
 
 
-class Producer:
-    """Sends records and waits until every in-sync replica has them (``acks=all``).
-
-    Idempotent, so a retry inside the client never writes a record twice. Use as
-    ``async with Producer(settings) as producer``.
-    """
-
-    def __init__(self, settings: KafkaSettings) -> None:
-        self._settings = settings
-        self._producer: Any = None
-
-    async def start(self) -> None:
-        """Connect to the cluster; raises :class:`KafkaUnavailable` if nobody answers."""
-        producer = aiokafka.AIOKafkaProducer(
-            **self._settings.client_options(), acks="all", enable_idempotence=True
-        )
-        try:
-            with translated(self._settings, "start producer"):
-                await producer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        self._producer = producer
-
-    async def stop(self) -> None:
-        """Flush pending records and disconnect."""
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def send(self, topic: str, key: bytes, value: bytes) -> Delivery:
-        """Send one record and return where it was stored once the broker acknowledged it."""
-        if self._producer is None:
-            raise StreamsError("the producer is not started")
-        with translated(self._settings, f"send to {topic}"):
-            metadata = await self._producer.send_and_wait(topic, value, key=key)
-        return Delivery(int(metadata.partition), int(metadata.offset))
+def _consumed(message: Any) -> ConsumedRecord:
+    return ConsumedRecord(topic=message.topic, partition=message.partition,
+                          offset=message.offset, key=message.key, value=message.value,
+                          timestamp_ms=message.timestamp)
 
 
-class Consumer:
-    """Reads every partition of one topic from its beginning, without a consumer group.
+class _Client:
+    """What the wrappers share: start (errors translated, nothing left half open), stop, and
+    use as ``async with``. Subclasses say how to make, start and close their aiokafka client."""
 
-    Only committed records are returned (``isolation_level=read_committed``): records of
-    an aborted or still open transaction are never seen. Iterating waits for new records
-    forever; bound it with ``asyncio.timeout`` or stop after what you expect.
-    """
-
-    def __init__(self, settings: KafkaSettings, topic: str) -> None:
-        self._settings = settings
-        self._topic = topic
-        self._consumer: Any = None
-
-    async def start(self) -> None:
-        """Connect and position at the start of every partition of the topic."""
-        consumer = aiokafka.AIOKafkaConsumer(
-            self._topic,
-            **self._settings.client_options(),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
-        try:
-            with translated(self._settings, f"read {self._topic}"):
-                await consumer.start()
-        except BaseException:
-            await consumer.stop()
-            raise
-        self._consumer = consumer
-
-    async def stop(self) -> None:
-        """Disconnect."""
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    def __aiter__(self) -> AsyncIterator[ConsumedRecord]:
-        return self._records()
-
-    async def _records(self) -> AsyncIterator[ConsumedRecord]:
-        if self._consumer is None:
-            raise StreamsError("the consumer is not started")
-        while True:
-            with translated(self._settings, f"read {self._topic}"):
-                try:
-                    message = await self._consumer.getone()
-                except kafka_errors.ConsumerStoppedError:
-                    return
-            yield ConsumedRecord(
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-                value=message.value,
-                timestamp_ms=message.timestamp,
-            )
-
-
-class Admin:
-    """Creates topics idempotently and describes topics and the cluster."""
+    _operation = "connect"
+    _not_started = "the client is not started"
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
         self._client: Any = None
 
+    def _make(self) -> Any:
+        raise NotImplementedError  # pragma: no cover - every subclass makes its client
+
+    async def _close(self, client: Any) -> None:
+        await client.stop()
+
     async def start(self) -> None:
         """Connect; raises :class:`KafkaUnavailable` if nobody answers."""
-        client = AIOKafkaAdminClient(**self._settings.client_options())
+        client = self._make()
         try:
-            with translated(self._settings, "connect admin client"):
+            with translated(self._settings, self._operation):
                 await client.start()
         except BaseException:
-            await client.close()
+            await self._close(client)
             raise
         self._client = client
 
     async def stop(self) -> None:
-        """Disconnect."""
+        """Flush what is pending and disconnect."""
         client, self._client = self._client, None
         if client is not None:
-            await client.close()
+            await self._close(client)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -331,8 +225,83 @@ class Admin:
 
     def _started(self) -> Any:
         if self._client is None:
-            raise StreamsError("the admin client is not started")
+            raise StreamsError(self._not_started)
         return self._client
+
+
+class Producer(_Client):
+    """Sends records and waits until every in-sync replica has them (``acks=all``).
+
+    Idempotent, so a retry inside the client never writes a record twice. Use as
+    ``async with Producer(settings) as producer``.
+    """
+
+    _operation = "start producer"
+    _not_started = "the producer is not started"
+
+    def _make(self) -> Any:
+        return aiokafka.AIOKafkaProducer(
+            **self._settings.client_options(), acks="all", enable_idempotence=True
+        )
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> Delivery:
+        """Send one record and return where it was stored once the broker acknowledged it."""
+        producer = self._started()
+        with translated(self._settings, f"send to {topic}"):
+            metadata = await producer.send_and_wait(topic, value, key=key)
+        return Delivery(int(metadata.partition), int(metadata.offset))
+
+
+class Consumer(_Client):
+    """Reads every partition of one topic from its beginning, without a consumer group.
+
+    Only committed records are returned (``isolation_level=read_committed``): records of
+    an aborted or still open transaction are never seen. Iterating waits for new records
+    forever; bound it with ``asyncio.timeout`` or stop after what you expect.
+    """
+
+    _not_started = "the consumer is not started"
+
+    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+        super().__init__(settings)
+        self._topic = topic
+        self._operation = f"read {topic}"
+
+    def _make(self) -> Any:
+        return aiokafka.AIOKafkaConsumer(
+            self._topic,
+            **self._settings.client_options(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+
+    def __aiter__(self) -> AsyncIterator[ConsumedRecord]:
+        return self._records()
+
+    async def _records(self) -> AsyncIterator[ConsumedRecord]:
+        consumer = self._started()
+        while True:
+            with translated(self._settings, f"read {self._topic}"):
+                try:
+                    message = await consumer.getone()
+                except kafka_errors.ConsumerStoppedError:
+                    return
+            yield _consumed(message)
+
+
+class Admin(_Client):
+    """Creates topics idempotently and describes topics and the cluster."""
+
+    _operation = "connect admin client"
+    _not_started = "the admin client is not started"
+
+    def _make(self) -> Any:
+        return AIOKafkaAdminClient(**self._settings.client_options())
+
+    async def _close(self, client: Any) -> None:
+        await client.close()
 
     async def describe_cluster(self) -> ClusterInfo:
         """The cluster id, the active controller and the brokers, as the cluster reports them."""
@@ -449,10 +418,7 @@ async def read_to_end(settings: KafkaSettings, topic: str) -> list[ConsumedRecor
             for tp in tps:
                 while await consumer.position(tp) < ends[tp]:
                     batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
-                    out.extend(ConsumedRecord(topic=m.topic, partition=m.partition,
-                                              offset=m.offset, key=m.key, value=m.value,
-                                              timestamp_ms=m.timestamp)
-                               for m in batch.get(tp, []))
+                    out.extend(_consumed(m) for m in batch.get(tp, []))
         finally:
             await consumer.stop()
     return out
