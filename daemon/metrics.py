@@ -1,0 +1,133 @@
+"""The daemon's Prometheus metrics, all in one place.
+
+Every metric lives on the :class:`~prometheus_client.CollectorRegistry` of one
+:class:`Metrics` object (never on the process-wide default registry), so a test, or a process
+that runs two workers, can hold several side by side. Names carry the ``syncline_`` namespace:
+``observations`` is exported as ``syncline_observations_total``.
+
+Label values that form a closed set (an observation's kind, a write's outcome, a webhook's
+outcome) have a ``Literal`` type and a counting method that takes it, so a typo is a mypy error
+rather than a new time series.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+NAMESPACE: Final = "syncline"
+
+ObservationKind = Literal["observed", "deleted", "written", "stale", "failed"]
+WriteOp = Literal["create", "update", "delete"]
+WriteOutcome = Literal["written", "stale", "failed", "done"]
+WebhookOutcome = Literal[
+    "accepted", "bad_signature", "stale_timestamp", "malformed", "unknown_system", "trigger_failed"
+]
+
+WEBHOOK_OUTCOMES: Final[tuple[WebhookOutcome, ...]] = (
+    "accepted",
+    "bad_signature",
+    "stale_timestamp",
+    "malformed",
+    "unknown_system",
+    "trigger_failed",
+)
+
+# A poll is one walk over every page since the cursor: from milliseconds to a minute or so.
+POLL_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The daemon's metrics on a registry of their own.
+
+    Args:
+        process: also export the ``process_*`` metrics (CPU, memory, open files) of this
+            process; off in tests that only look at syncline's own metrics.
+
+    Attributes:
+        registry: the registry every metric below is registered on.
+        observations: ``observations_total{system,entity,kind}``, what the lanes reported.
+        writes: ``writes_total{system,entity,op,outcome}``, what the lanes' writes came to.
+        echoes_suppressed: ``echoes_suppressed_total{system,entity}``, reads skipped because
+            the lane saw nothing new.
+        http_requests: ``http_requests_total{system,status}``, answers from systems' APIs
+            (``status`` is the HTTP status, or ``error`` when no answer came).
+        lane_poll_seconds: ``lane_poll_seconds{system,entity}``, how long one poll took.
+        lane_behind: ``lane_behind{system,entity}``, intents that failed past their budget.
+        lane_cursor_lag_seconds: ``lane_cursor_lag_seconds{system,entity}``, how far the
+            durable cursor is behind now.
+        webhooks: ``webhooks_total{system,outcome}``, webhook deliveries received.
+        merge_inputs: ``merge_inputs_total{stage}``, events the merge stages consumed.
+        dead_letters: ``dead_letters_total{stage}``, events sent to the dead-letter topic.
+    """
+
+    def __init__(self, *, process: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.observations = Counter(
+            "observations", "Observations the lanes reported, by kind.",
+            ["system", "entity", "kind"], namespace=NAMESPACE, registry=registry,
+        )
+        self.writes = Counter(
+            "writes", "Writes the lanes made to systems, by operation and outcome.",
+            ["system", "entity", "op", "outcome"], namespace=NAMESPACE, registry=registry,
+        )
+        self.echoes_suppressed = Counter(
+            "echoes_suppressed", "Reads skipped because the lane saw nothing new.",
+            ["system", "entity"], namespace=NAMESPACE, registry=registry,
+        )
+        self.http_requests = Counter(
+            "http_requests", "Requests to systems' APIs, by answer status.",
+            ["system", "status"], namespace=NAMESPACE, registry=registry,
+        )
+        self.lane_poll_seconds = Histogram(
+            "lane_poll_seconds", "How long one poll of a system (every page) took.",
+            ["system", "entity"], buckets=POLL_BUCKETS, namespace=NAMESPACE, registry=registry,
+        )
+        self.lane_behind = Gauge(
+            "lane_behind", "Intents that failed past their retry budget; the record is behind.",
+            ["system", "entity"], namespace=NAMESPACE, registry=registry,
+        )
+        self.lane_cursor_lag_seconds = Gauge(
+            "lane_cursor_lag_seconds", "How far the lane's durable cursor is behind now.",
+            ["system", "entity"], namespace=NAMESPACE, registry=registry,
+        )
+        self.webhooks = Counter(
+            "webhooks", "Webhook deliveries received, by outcome.",
+            ["system", "outcome"], namespace=NAMESPACE, registry=registry,
+        )
+        self.merge_inputs = Counter(
+            "merge_inputs", "Events consumed by the merge stages.",
+            ["stage"], namespace=NAMESPACE, registry=registry,
+        )
+        self.dead_letters = Counter(
+            "dead_letters", "Events sent to the dead-letter topic, by the stage that gave up.",
+            ["stage"], namespace=NAMESPACE, registry=registry,
+        )
+        if process:
+            ProcessCollector(registry=registry)
+
+    def count_observation(self, system: str, entity: str, kind: ObservationKind) -> None:
+        """Count one observation a lane reported."""
+        self.observations.labels(system, entity, kind).inc()
+
+    def count_write(self, system: str, entity: str, op: WriteOp, outcome: WriteOutcome) -> None:
+        """Count one write a lane made (or found already done)."""
+        self.writes.labels(system, entity, op, outcome).inc()
+
+    def count_webhook(self, system: str, outcome: WebhookOutcome) -> None:
+        """Count one webhook delivery received."""
+        self.webhooks.labels(system, outcome).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The registry in Prometheus text format, and its ``Content-Type``."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
