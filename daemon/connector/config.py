@@ -1,0 +1,389 @@
+"""The ``systems:`` part of the configuration file: how to reach each system's API.
+
+A system names its connector (``rest``, the generic declarative one), its base URL, how to
+authenticate (secrets only through environment variables), its rate limit and retry budget,
+its webhooks, and per entity how the API shapes that entity: paths, id and updated-at fields,
+how to ask for changes since a time, pagination, envelopes, write methods, key lookup and how
+deletes are seen. Everything a new API needs is written here; no code.
+
+Example (the simulated CRM)::
+
+    crm:
+      connector: rest
+      base_url: http://127.0.0.1:8101
+      auth: {type: bearer, token_env: CRM_TOKEN}
+      entities:
+        contact:
+          path: /contacts
+          records_at: data
+          since: {param: updated_after, format: iso_ms}
+          pagination: {style: cursor, next: next_cursor, size_param: limit, size: 100}
+          version: version
+          conditional: etag
+          lookup: {path: /contacts/search, params: {email: "{email}"}, records_at: data}
+          deletes: {feed: {path: /contacts/deleted, since_param: since, records_at: data}}
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from daemon.configbase import EnvName, Section, config_error, secret
+from daemon.http import (
+    ApiKeyHeader,
+    ApiKeyQuery,
+    BasicAuth,
+    BearerToken,
+    Cursor,
+    LinkHeader,
+    OAuth2ClientCredentials,
+    OAuth2RefreshToken,
+    OffsetLimit,
+    PageNumber,
+    RateLimiter,
+    RetryPolicy,
+)
+from daemon.http.auth import SecretAuth
+from daemon.http.pagination import PaginationStyle
+
+TimeFormat = Literal["iso", "iso_ms", "unix", "unix_ms"]
+"""How a time is written in a query: ``2024-05-01T12:34:56Z``, ``…56.789Z``, Unix seconds, ms."""
+
+
+# -- auth ---------------------------------------------------------------------------------
+class BearerAuthConfig(Section):
+    """``Authorization: Bearer <token>``."""
+
+    type: Literal["bearer"]
+    token_env: EnvName
+    _token: SecretStr = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> Self:
+        self._token = secret(info, self.token_env)
+        return self
+
+    def build(self) -> SecretAuth:
+        return BearerToken(self._token)
+
+
+class ApiKeyAuthConfig(Section):
+    """An API key in a header (default ``X-API-Key``) or, with ``query:``, a query parameter."""
+
+    type: Literal["api_key"]
+    key_env: EnvName
+    header: str = "X-API-Key"
+    query: str | None = None
+    _key: SecretStr = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> Self:
+        self._key = secret(info, self.key_env)
+        return self
+
+    def build(self) -> SecretAuth:
+        if self.query is not None:
+            return ApiKeyQuery(self._key, self.query)
+        return ApiKeyHeader(self._key, self.header)
+
+
+class BasicAuthConfig(Section):
+    """HTTP basic auth; the password from ``password_env``."""
+
+    type: Literal["basic"]
+    username: str = Field(min_length=1)
+    password_env: EnvName
+    _password: SecretStr = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> Self:
+        self._password = secret(info, self.password_env)
+        return self
+
+    def build(self) -> SecretAuth:
+        return BasicAuth(self.username, self._password)
+
+
+class OAuth2ClientCredentialsConfig(Section):
+    """OAuth2 client credentials: a token from ``token_url``, refreshed before it expires."""
+
+    type: Literal["oauth2_client_credentials"]
+    token_url: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret_env: EnvName
+    scope: str | None = None
+    _client_secret: SecretStr = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> Self:
+        self._client_secret = secret(info, self.client_secret_env)
+        return self
+
+    def build(self) -> SecretAuth:
+        return OAuth2ClientCredentials(self.token_url, self.client_id, self._client_secret,
+                                       scope=self.scope)
+
+
+class OAuth2RefreshTokenConfig(Section):
+    """OAuth2 refresh token: access tokens from ``token_url``; a rotated refresh token is kept."""
+
+    type: Literal["oauth2_refresh_token"]
+    token_url: str = Field(min_length=1)
+    refresh_token_env: EnvName
+    client_id: str | None = None
+    client_secret_env: EnvName | None = None
+    scope: str | None = None
+    _refresh: SecretStr = PrivateAttr()
+    _client_secret: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> Self:
+        self._refresh = secret(info, self.refresh_token_env)
+        if self.client_secret_env is not None:
+            self._client_secret = secret(info, self.client_secret_env)
+        return self
+
+    def build(self) -> SecretAuth:
+        return OAuth2RefreshToken(self.token_url, self._refresh, client_id=self.client_id,
+                                  client_secret=self._client_secret, scope=self.scope)
+
+
+AuthConfig = Annotated[
+    BearerAuthConfig | ApiKeyAuthConfig | BasicAuthConfig | OAuth2ClientCredentialsConfig
+    | OAuth2RefreshTokenConfig,
+    Field(discriminator="type"),
+]
+
+
+# -- the shared machinery ------------------------------------------------------------------
+class RateLimitConfig(Section):
+    """A token bucket: ``per_second`` requests on average, at most ``burst`` back to back."""
+
+    per_second: float = Field(gt=0)
+    burst: int | None = Field(default=None, ge=1)
+
+    def build(self) -> RateLimiter:
+        return RateLimiter(self.per_second, self.burst)
+
+
+class RetryConfig(Section):
+    """Retries of timeouts, connection errors, 5xx and 429, with jittered backoff."""
+
+    attempts: int = Field(5, ge=1)
+    total_seconds: float = Field(60.0, gt=0)
+    base_seconds: float = Field(0.2, gt=0)
+    max_delay_seconds: float = Field(20.0, gt=0)
+
+    def build(self) -> RetryPolicy:
+        return RetryPolicy(attempts=self.attempts, total_seconds=self.total_seconds,
+                           base_seconds=self.base_seconds,
+                           max_delay_seconds=self.max_delay_seconds)
+
+
+class PaginationConfig(Section):
+    """How a listing is paged: ``page`` numbers, ``offset``/limit, a ``cursor`` token, ``link``.
+
+    ``next`` is where the next cursor (or next page number) sits in the body.
+    """
+
+    style: Literal["page", "offset", "cursor", "link"]
+    param: str | None = None
+    next: str | None = None
+    size_param: str | None = None
+    size: int | None = Field(default=None, ge=1)
+    start: int = 1
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.style == "cursor" and not self.next:
+            raise config_error("a cursor style needs next: (where the next cursor is in the "
+                               "body, e.g. next_cursor)")
+        return self
+
+    def build(self) -> PaginationStyle:
+        if self.style == "page":
+            return PageNumber(param=self.param or "page", size_param=self.size_param,
+                              size=self.size, start=self.start, next_path=self.next)
+        if self.style == "offset":
+            return OffsetLimit(offset_param=self.param or "offset",
+                               limit_param=self.size_param or "limit", limit=self.size or 100)
+        if self.style == "cursor":
+            assert self.next is not None
+            return Cursor(param=self.param or "cursor", next_path=self.next,
+                          size_param=self.size_param, size=self.size)
+        return LinkHeader(size_param=self.size_param, size=self.size)
+
+
+class SinceConfig(Section):
+    """How to ask for records changed since a time.
+
+    ``param`` is the query parameter; ``template`` (default ``{since}``) builds its value, so a
+    filter expression works too (``template: "updated_at>={since}"``). ``overlap_seconds``
+    steps back from the newest time seen, for an API whose filter is exclusive (``>``) or
+    whose clock is coarse; records seen again are recognised and not reported twice.
+    """
+
+    param: str = Field(min_length=1)
+    format: TimeFormat = "iso"
+    template: str = "{since}"
+    overlap_seconds: float = Field(0.0, ge=0)
+
+    @field_validator("template")
+    @classmethod
+    def _has_since(cls, value: str) -> str:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name}
+        if names != {"since"}:
+            raise config_error("expected a template with {{since}} and nothing else in braces, "
+                               "got {value}", value=repr(value))
+        return value
+
+
+class LookupConfig(Section):
+    """Finding a record by its match key, before creating it (so a retry never duplicates).
+
+    ``params`` values are templates over the system's own field names: ``{email}``.
+    """
+
+    path: str = Field(min_length=1)
+    params: dict[str, str] = Field(min_length=1)
+    records_at: str | None = None
+
+    def fields(self) -> set[str]:
+        """The system's field names the templates use."""
+        return {name for template in self.params.values()
+                for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+class DeleteFeedConfig(Section):
+    """An API that lists deleted records: ids and when, since a time, paged."""
+
+    path: str = Field(min_length=1)
+    since_param: str = Field(min_length=1)
+    since_format: TimeFormat = "iso"
+    records_at: str | None = None
+    id: str = "id"
+    at: str = "deleted_at"
+    pagination: PaginationConfig | None = None
+
+
+class DeletesConfig(Section):
+    """How deletes are seen.
+
+    ``feed`` for an API that reports them; ``tombstone`` names a field that marks a record as
+    deleted in listings; without either, a periodic sweep over all records (at most every
+    ``reconcile_every_seconds``) finds ids that disappeared, and confirms each with a read.
+    """
+
+    feed: DeleteFeedConfig | None = None
+    tombstone: str | None = None
+    reconcile_every_seconds: float = Field(300.0, gt=0)
+
+
+class WriteConfig(Section):
+    """One write operation: its method, and optionally its own path (``{id}`` is the id)."""
+
+    method: Literal["POST", "PUT", "PATCH", "DELETE"]
+    path: str | None = None
+
+
+class EntityEndpointConfig(Section):
+    """How one system's API shapes one entity.
+
+    Attributes:
+        path: the collection (``/contacts``); one record is at ``item_path`` (default
+            ``{path}/{id}``).
+        id: the id field; ``updated``: the updated-at field (ISO-8601 or Unix seconds);
+            ``version``: a field holding a version number, if any.
+        records_at: where the records are in a list response (``data``; none = a bare list).
+        envelope: the key that wraps one record, in answers and in writes (``user``).
+        conditional: ``etag`` when updates and deletes honour ``If-Match``.
+        not_found: the statuses that mean a record does not exist.
+    """
+
+    path: str = Field(min_length=1)
+    item_path: str | None = None
+    id: str = "id"
+    updated: str = "updated_at"
+    version: str | None = None
+    records_at: str | None = None
+    envelope: str | None = None
+    since: SinceConfig | None = None
+    pagination: PaginationConfig | None = None
+    create: WriteConfig = WriteConfig(method="POST")
+    update: WriteConfig = WriteConfig(method="PATCH")
+    delete: WriteConfig = WriteConfig(method="DELETE")
+    conditional: Literal["etag", "none"] = "none"
+    lookup: LookupConfig | None = None
+    deletes: DeletesConfig = DeletesConfig()
+    not_found: list[int] = Field(default_factory=lambda: [404], min_length=1)
+    poll_every_seconds: float = Field(5.0, gt=0)
+    webhook_event: str | None = Field(
+        default=None, description="the event-name prefix of this entity's webhooks (contact)")
+
+    @model_validator(mode="after")
+    def _writes_fit(self) -> Self:
+        if self.update.method not in ("PUT", "PATCH", "POST"):
+            raise config_error("update.method: expected PUT, PATCH or POST, got {method}",
+                               method=self.update.method)
+        if self.create.method not in ("POST", "PUT"):
+            raise config_error("create.method: expected POST or PUT, got {method}",
+                               method=self.create.method)
+        return self
+
+    def item(self, external_id: str) -> str:
+        """The path of one record."""
+        template = self.item_path or f"{self.path.rstrip('/')}/{{id}}"
+        return template.replace("{id}", external_id)
+
+
+class WebhookConfig(Section):
+    """Webhooks the system sends: signed with a shared secret, naming a record to read."""
+
+    secret_env: EnvName
+    signature_header: str = "X-Signature"
+    timestamp_header: str = "X-Timestamp"
+    tolerance_seconds: float = Field(300.0, gt=0)
+    id_at: str = "id"
+    event_at: str = "event"
+    _secret: SecretStr = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> Self:
+        self._secret = secret(info, self.secret_env)
+        return self
+
+    @property
+    def secret(self) -> SecretStr:
+        """The shared secret, as read from the environment at load time."""
+        return self._secret
+
+
+class SystemConfig(Section):
+    """One system: its connector and how to reach its API."""
+
+    connector: Literal["rest"] = "rest"
+    base_url: str = Field(min_length=1)
+    auth: AuthConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+    retry: RetryConfig = RetryConfig()
+    timeout_seconds: float = Field(10.0, gt=0)
+    webhooks: WebhookConfig | None = None
+    entities: dict[str, EntityEndpointConfig] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise config_error("expected an http:// or https:// URL, got {value}",
+                               value=repr(value))
+        return value.rstrip("/")

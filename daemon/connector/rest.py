@@ -1,0 +1,320 @@
+"""The generic declarative REST connector: one entity of one system, described by config.
+
+:class:`RestEntity` turns an :class:`~daemon.connector.config.EntityEndpointConfig` into the
+operations a lane needs — list changes since a time (every page), read one record, create,
+update (conditionally where the API allows), delete, look a record up by its match key, and
+list deletes where the API reports them — over the shared :class:`~daemon.http.HttpClient`
+(auth, rate limit, retries, pagination). It decides nothing about syncing: that is the lane's.
+
+Records come back as :class:`RemoteRecord` in the system's own shape (envelope removed), with
+the id, the updated-at time and the native version found. A record in a listing that lacks its
+id or has an unreadable updated-at is a :class:`BadRecord`, reported next to the good ones so
+one broken record never hides the rest of its page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from daemon.connector.config import EntityEndpointConfig, SystemConfig, TimeFormat
+from daemon.errors import DaemonError
+from daemon.http import (
+    HttpClient,
+    HttpError,
+    MalformedResponse,
+    NotFound,
+    Precondition,
+    RetryPolicy,
+)
+from daemon.http.pagination import Fetched, PaginationStyle, Params, path_get
+
+
+class ConnectorError(DaemonError):
+    """The API answered in a shape the configuration does not describe."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRecord:
+    """One record as the system holds it.
+
+    Attributes:
+        id: its external id (as a string, whatever the API's type).
+        data: the record in the system's shape, without an envelope.
+        updated: its updated-at time, seconds since the epoch, when it has one.
+        version: its native version (the ``version`` field, else the ETag), when known.
+        precondition: what a conditional write of this record should carry.
+    """
+
+    id: str
+    data: dict[str, Any] = field(repr=False)
+    updated: float | None = None
+    version: str | None = None
+    precondition: Precondition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """A record in a listing that cannot be observed, and why."""
+
+    reason: str
+    raw: Any = field(repr=False)
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """One page of changes: its records in the system's order."""
+
+    number: int
+    url: str
+    records: list[RemoteRecord | BadRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A delete the system reported: which record, and when."""
+
+    id: str
+    at: float | None
+
+
+def parse_time(value: Any) -> float | None:
+    """A time from an API as seconds since the epoch: ISO-8601, or Unix seconds (or ms)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+        return number / 1000.0 if number > 1e11 else number
+    if isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            try:
+                return parse_time(float(value))
+            except ValueError:
+                return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    return None
+
+
+def format_time(seconds: float, style: TimeFormat) -> str:
+    """``seconds`` as a query value, rounded down so that an inclusive filter includes it."""
+    if style == "unix":
+        return str(math.floor(seconds))
+    if style == "unix_ms":
+        return str(math.floor(seconds * 1000))
+    moment = datetime.fromtimestamp(math.floor(seconds * 1000) / 1000, UTC)
+    if style == "iso_ms":
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text_id(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | str) and str(value):
+        return str(value)
+    return None
+
+
+class RestEntity:
+    """One entity of one system over HTTP, as the configuration describes it."""
+
+    def __init__(self, client: HttpClient, system: str, entity: str,
+                 config: EntityEndpointConfig) -> None:
+        self.client = client
+        self.system = system
+        self.entity = entity
+        self.config = config
+        self._paging: PaginationStyle = (config.pagination.build() if config.pagination
+                                         else SinglePage())
+
+    # -- capabilities --------------------------------------------------------------------
+    @property
+    def conditional(self) -> bool:
+        """Updates and deletes can be made conditional on the version read (If-Match)."""
+        return self.config.conditional == "etag"
+
+    @property
+    def can_look_up(self) -> bool:
+        """Records can be found by their match key."""
+        return self.config.lookup is not None
+
+    @property
+    def delete_feed(self) -> bool:
+        """The API lists deleted records."""
+        return self.config.deletes.feed is not None
+
+    # -- reading -------------------------------------------------------------------------
+    def record(self, raw: Any, precondition: Precondition | None = None
+               ) -> RemoteRecord | BadRecord:
+        """A record of this entity from the API's JSON (without envelope)."""
+        if not isinstance(raw, dict):
+            return BadRecord(f"expected a record (a JSON object), got {type(raw).__name__}", raw)
+        external_id = _text_id(path_get(raw, self.config.id))
+        if external_id is None:
+            return BadRecord(f"the record has no id at {self.config.id!r}", raw)
+        updated_raw = path_get(raw, self.config.updated)
+        updated = parse_time(updated_raw)
+        if updated is None:
+            return BadRecord(f"record {external_id}: no readable updated-at at "
+                             f"{self.config.updated!r} (got {updated_raw!r})", raw, external_id)
+        version: str | None = None
+        if self.config.version is not None:
+            found = path_get(raw, self.config.version)
+            version = None if found is None else str(found)
+        if version is None and precondition is not None and precondition.etag is not None:
+            version = precondition.etag
+        return RemoteRecord(external_id, raw, updated, version, precondition)
+
+    def _one(self, body: Any, precondition: Precondition | None = None) -> RemoteRecord:
+        raw = body.get(self.config.envelope) if (
+            self.config.envelope and isinstance(body, dict)) else body
+        found = self.record(raw, precondition)
+        if isinstance(found, BadRecord):
+            raise ConnectorError(f"{self.system} {self.entity}: {found.reason}")
+        return found
+
+    async def changes(self, since: float | None) -> AsyncIterator[ChangePage]:
+        """Every page of the records changed at or after ``since`` (all records for None)."""
+        params: dict[str, Any] = {}
+        if since is not None and self.config.since is not None:
+            filter_ = self.config.since
+            moment = max(0.0, since - filter_.overlap_seconds)
+            params[filter_.param] = filter_.template.format(
+                since=format_time(moment, filter_.format))
+        async for page in self.client.paginate(self.config.path, self._paging, params=params,
+                                               records_at=self.config.records_at):
+            yield ChangePage(page.number, page.url, [self.record(raw) for raw in page.records])
+
+    async def fetch(self, external_id: str) -> RemoteRecord | None:
+        """The record now, or ``None`` when the system says it does not exist."""
+        try:
+            body, precondition = await self.client.get_versioned(self.config.item(external_id))
+        except HttpError as exc:
+            if self._is_not_found(exc):
+                return None
+            raise
+        return self._one(body, precondition)
+
+    async def lookup(self, values: Mapping[str, Any]) -> list[RemoteRecord]:
+        """The records whose match key holds ``values`` (the system's field names)."""
+        lookup = self.config.lookup
+        if lookup is None:
+            return []
+        params = {name: template.format_map(_Blank(values))
+                  for name, template in lookup.params.items()}
+        body = await self.client.get_json(lookup.path, params=params)
+        found = path_get(body, lookup.records_at)
+        if not isinstance(found, list):
+            raise MalformedResponse(f"expected a list of records at {lookup.records_at!r}",
+                                    method="GET", url=lookup.path)
+        records = [self.record(raw) for raw in found]
+        return [r for r in records if isinstance(r, RemoteRecord)]
+
+    async def deletions(self, since: float | None) -> AsyncIterator[list[Deletion]]:
+        """Pages of the deletes the API reports at or after ``since``."""
+        feed = self.config.deletes.feed
+        if feed is None:
+            return
+        params: dict[str, Any] = {}
+        if since is not None:
+            params[feed.since_param] = format_time(since, feed.since_format)
+        style = feed.pagination.build() if feed.pagination else self._paging
+        async for page in self.client.paginate(feed.path, style, params=params,
+                                               records_at=feed.records_at):
+            found = []
+            for raw in page.records:
+                external_id = _text_id(path_get(raw, feed.id)) if isinstance(raw, dict) else None
+                if external_id is not None:
+                    found.append(Deletion(external_id, parse_time(path_get(raw, feed.at))))
+            yield found
+
+    # -- writing -------------------------------------------------------------------------
+    def _body(self, data: Mapping[str, Any]) -> Any:
+        return {self.config.envelope: dict(data)} if self.config.envelope else dict(data)
+
+    async def create(self, data: Mapping[str, Any]) -> RemoteRecord | None:
+        """Create a record; it as the API returned it (re-read when the answer has no body).
+
+        Sent once, never repeated by the retry loop: a timeout may hide a create that
+        happened, and only a lookup can tell (the lane does that).
+        """
+        write = self.config.create
+        fetched = await self.client.request(write.method, write.path or self.config.path,
+                                            json=self._body(data), retry=RetryPolicy.never())
+        if fetched.body is not None:
+            return self._one(fetched.body, Precondition.from_response(fetched.response))
+        location = fetched.response.headers.get("location")
+        if location:
+            body, precondition = await self.client.get_versioned(location)
+            return self._one(body, precondition)
+        return None
+
+    async def update(self, external_id: str, data: Mapping[str, Any],
+                     precondition: Precondition | None) -> RemoteRecord | None:
+        """Change the fields in ``data``; the record after the write.
+
+        Raises :class:`~daemon.http.PreconditionFailed` when ``precondition`` no longer holds
+        (nothing was written), :class:`~daemon.http.NotFound` when the record is gone.
+        """
+        write = self.config.update
+        path = (write.path.replace("{id}", external_id) if write.path
+                else self.config.item(external_id))
+        headers = precondition.headers() if precondition is not None and self.conditional else {}
+        fetched = await self.client.request(write.method, path, json=self._body(data),
+                                            headers=headers)
+        if fetched.body is not None:
+            return self._one(fetched.body, Precondition.from_response(fetched.response))
+        return await self.fetch(external_id)
+
+    async def delete(self, external_id: str, precondition: Precondition | None) -> None:
+        """Delete the record; one already gone is fine."""
+        write = self.config.delete
+        path = (write.path.replace("{id}", external_id) if write.path
+                else self.config.item(external_id))
+        headers = precondition.headers() if precondition is not None and self.conditional else {}
+        try:
+            await self.client.request(write.method, path, headers=headers)
+        except HttpError as exc:
+            if not self._is_not_found(exc):
+                raise
+
+    def _is_not_found(self, exc: HttpError) -> bool:
+        return isinstance(exc, NotFound) or exc.status in self.config.not_found
+
+
+class SinglePage:
+    """A listing that is not paged: one answer holds every record."""
+
+    def first(self, params: Params) -> Params:
+        return dict(params)
+
+    def next(self, url: str, params: Params, fetched: Fetched, records: list[Any]
+             ) -> tuple[str, Params] | None:
+        return None
+
+
+class _Blank(dict[str, Any]):
+    """Template values: a field the record lacks is an empty string."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def build_client(name: str, config: SystemConfig) -> HttpClient:
+    """The HTTP client of one system: its base URL, auth, rate limit, retries and timeout."""
+    return HttpClient(
+        config.base_url,
+        auth=config.auth.build() if config.auth is not None else None,
+        limiter=config.rate_limit.build() if config.rate_limit is not None else None,
+        retry=config.retry.build(),
+        timeout=config.timeout_seconds,
+        system=name,
+    )
