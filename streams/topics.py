@@ -2,10 +2,11 @@
 
 ``observations`` and ``resolutions`` are the event log, the source of truth, and ``merge`` is
 the same events in the order the fold took them: the three keep their records forever by
-default. ``records`` and the changelogs are compacted (the latest value per
-key is what matters). Every topic that a stage reads next to another is created with the same
-number of partitions, so one key lands on the same partition number everywhere (the stages
-rely on it: a record's state, its inputs and its changelog share a partition).
+default. ``records``, the changelogs and ``lanes`` (each lane's durable state) are compacted
+(the latest value per key is what matters). Every topic that a stage reads next to another
+is created with the same number of partitions, so one key lands on the same partition number
+everywhere (the stages rely on it: a record's state, its inputs and its changelog share a
+partition).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from streams.kafka import Admin, TopicSpec
 
 ROLES = ("observations", "merge", "resolutions", "intents", "records", "conflicts", "dlq",
-         "links_changelog", "records_changelog")
+         "links_changelog", "records_changelog", "lanes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class Topics:
             "dlq": {"retention.ms": str(settings.dlq_retention_ms)},
             "links_changelog": compact,
             "records_changelog": compact,
+            "lanes": compact,  # each lane's cursor, sequence number and known records
         }
         return [TopicSpec(self.name(role), partitions=settings.partitions,
                           replication=settings.replication, config=config[role])

@@ -1,0 +1,595 @@
+"""The lane: one system and entity, every read of it and every write to it, in one sequence.
+
+Because one loop owns all I/O with the system, the order of its observations is the order of
+what happened there (DESIGN.md, "Data flow"). The loop, round after round:
+
+1. **polls** for records changed since its cursor (every page), reports each record whose
+   mapped values it has not reported before, and advances the cursor only with the commit
+   of what it reported;
+2. reads the records that **webhooks** named;
+3. finds **deletes**: from the API's delete feed, or by a periodic sweep over all records
+   that confirms each missing one with a read (a record that merely fell out of a filter
+   still answers, so it is not a delete);
+4. **executes intents** for its system — unless the last contact with the system failed:
+   then intents wait in Kafka until the system answers again, so a system that is down
+   never loses or stalls anything but itself.
+
+Writing never overwrites an edit the hub has not seen: the lane reads the record, compares
+each field with the intent's expected and intended values — a field holding the intended
+value is done (a retried intent), one holding anything else makes the write ``stale`` and
+nothing is written; the read is reported first, so the edit reaches the fold — and writes
+conditionally on the version it read where the API allows (a 412 means: read and decide
+again). A create first looks the record up by its match key, so a crash between a create and
+its commit never makes a duplicate.
+
+Everything the lane reports is committed with its state in one Kafka transaction
+(:class:`streams.lanelog.LaneLog`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from conflict.state import Json
+from daemon.connector.rest import BadRecord, ConnectorError, RemoteRecord, RestEntity
+from daemon.errors import DaemonError
+from daemon.http import HttpError, PreconditionFailed
+from daemon.metrics import Metrics
+from streams import codec
+from streams.errors import DecodeError
+from streams.events import (
+    DeadLetter,
+    Event,
+    Observed,
+    WriteFailed,
+    WriteIntent,
+    WriteStale,
+    Written,
+)
+from streams.kafka import ConsumedRecord
+from streams.lanelog import LaneLog
+
+log = logging.getLogger(__name__)
+
+PRECONDITION_ROUNDS = 3
+"""How often a write that lost a race (412) is read and decided again before it is failed."""
+
+RETRIABLE_ROUNDS = 3
+"""How many rounds an intent may fail with a retriable error while the system otherwise
+answers, before it is reported failed (a record the system cannot take, not an outage)."""
+
+
+class Reading(Protocol):
+    """A system's record in canonical fields (see :mod:`daemon.mapping`)."""
+
+    @property
+    def values(self) -> dict[str, Json]: ...
+
+    @property
+    def problems(self) -> dict[str, str]: ...
+
+
+class FieldMapping(Protocol):
+    """Translates one entity's records between a system's shape and canonical fields."""
+
+    def to_canonical(self, record: Mapping[str, Any]) -> Reading: ...
+
+    def to_system(self, values: Mapping[str, Json]) -> dict[str, Any]: ...
+
+
+def fingerprint(values: Mapping[str, Json], version: str | None) -> str:
+    """What the lane remembers of a record it reported: a hash of its values and version."""
+    data = orjson.dumps([values, version], option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+class _Outage(Exception):
+    """The system stopped answering in the middle of a round; intents wait for it."""
+
+
+@dataclass
+class _Round:
+    """What one transaction of the lane will publish."""
+
+    events: list[Event] = field(default_factory=list)
+    index: dict[str, str | None] = field(default_factory=dict)
+    letters: list[DeadLetter] = field(default_factory=list)
+    letter_keys: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.index or self.letters)
+
+
+class Lane:
+    """The loop of one system and entity.
+
+    Args:
+        connector: the entity's API.
+        mapping: the entity's field mapping for this system.
+        log: the lane's Kafka side.
+        match_on: the entity's match keys (canonical names), for lookups before a create.
+        max_write_attempts: the fold's budget per intent; a failure at the last attempt also
+            goes to the dead-letter topic.
+        clock: seconds since the epoch.
+    """
+
+    def __init__(self, connector: RestEntity, mapping: FieldMapping, lane_log: LaneLog, *,
+                 match_on: tuple[str, ...] = (), max_write_attempts: int = 5,
+                 metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.connector = connector
+        self.mapping = mapping
+        self.log = lane_log
+        self.system = connector.system
+        self.entity = connector.entity
+        self.name = f"{self.system}/{self.entity}"
+        self.match_on = match_on
+        self.max_write_attempts = max_write_attempts
+        self.metrics = metrics
+        self.clock = clock
+        config = connector.config
+        self.poll_every = config.poll_every_seconds
+        self.sweep_every = config.deletes.reconcile_every_seconds
+        self.healthy = False
+        self.polls = 0  # complete polls, for status and tests
+        self._next_poll = 0.0
+        self._triggers: dict[str, bool] = {}
+        self._wake = asyncio.Event()
+        self._failures: dict[str, int] = {}  # intent id -> rounds failed while the system answered
+
+    # -- inputs from outside -------------------------------------------------------------
+    def request_read(self, external_id: str, deleted_hint: bool = False) -> None:
+        """Read this record soon (a webhook named it)."""
+        self._triggers[external_id] = self._triggers.get(external_id, False) or deleted_hint
+        self._wake.set()
+
+    def poll_soon(self) -> None:
+        """Poll at the next opportunity."""
+        self._next_poll = 0.0
+        self._wake.set()
+
+    # -- the loop ------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run rounds until ``stop`` is set."""
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                await self.round()
+                backoff = 1.0
+            except HttpError as exc:
+                self._unhealthy(exc)
+                await self._sleep(stop, backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            wait = max(0.0, min(self._next_poll - time.monotonic(), 0.5))
+            if self._triggers:
+                wait = 0.0
+            await self._idle(stop, wait)
+
+    async def round(self) -> None:
+        """One round: poll if due, read triggered records, find deletes, execute intents."""
+        if time.monotonic() >= self._next_poll:
+            await self.poll()
+            self._next_poll = time.monotonic() + self.poll_every
+        if self._triggers:
+            await self._read_triggered()
+        await self._deletes()
+        if self.healthy:
+            await self.execute_intents(timeout_ms=0)
+
+    async def _idle(self, stop: asyncio.Event, wait: float) -> None:
+        """Wait for intents (the usual thing to wait for), a trigger, or the next poll."""
+        if not self.healthy or wait <= 0:
+            await self._sleep(stop, wait)
+            return
+        await self.execute_intents(timeout_ms=int(wait * 1000))
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self._wake.clear()
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _unhealthy(self, exc: HttpError) -> None:
+        if self.healthy or exc.retriable:
+            log.warning("lane %s: %s is not answering: %s", self.name, self.system, exc)
+        self.healthy = False
+
+    # -- reading -------------------------------------------------------------------------
+    async def poll(self) -> int:
+        """Report every record changed since the cursor; how many were reported.
+
+        Each page is committed as it is read; the cursor moves once the walk is complete.
+        A record seen twice in one walk moved while it was walked, which can shift a paged
+        listing under the walk, so the walk is repeated (records already reported are not
+        reported again).
+        """
+        started = time.monotonic()
+        reported = 0
+        for _ in range(3):
+            since = self.log.head.cursor
+            newest = since
+            seen: set[str] = set()
+            moved = False
+            async for page in self.connector.changes(since):
+                work = _Round()
+                for record in page.records:
+                    if isinstance(record, BadRecord):
+                        self._bad_record(work, record, page.url)
+                        continue
+                    moved = moved or record.id in seen
+                    seen.add(record.id)
+                    if record.updated is not None:
+                        newest = record.updated if newest is None else max(newest, record.updated)
+                    reported += self._observe(work, record)
+                if work:
+                    await self._commit(work)
+                self.healthy = True
+            self.healthy = True
+            if not moved:
+                break
+            log.info("lane %s: records moved during the walk; walking again", self.name)
+        if newest != self.log.head.cursor:
+            self.log.head.cursor = newest
+            await self._commit(_Round())
+        self.polls += 1
+        if self.metrics is not None:
+            self.metrics.lane_poll_seconds.labels(self.system, self.entity).observe(
+                time.monotonic() - started)
+            if newest is not None:
+                self.metrics.lane_cursor_lag_seconds.labels(self.system, self.entity).set(
+                    max(0.0, self.clock() - newest))
+        return reported
+
+    def _observe(self, work: _Round, record: RemoteRecord, *, force: bool = False) -> int:
+        """Report ``record`` unless the lane reported exactly this before; 1 if reported."""
+        reading = self.mapping.to_canonical(record.data)
+        print_ = fingerprint(reading.values, record.version)
+        known = work.index.get(record.id, self.log.index.get(record.id))
+        for name, problem in sorted(reading.problems.items()):
+            self._letter(work, f"{self.name}/{record.id}", "BadValue",
+                         f"{self.system} {self.entity} {record.id}: field {name}: {problem}",
+                         record.data)
+        if known == print_ and not force:
+            if self.metrics is not None:
+                self.metrics.echoes_suppressed.labels(self.system, self.entity).inc()
+            return 0
+        work.events.append(Observed(
+            system=self.system, entity=self.entity, seq=self.log.next_seq(),
+            external_id=record.id, observed_at=self.clock(), fields=reading.values,
+            native_version=record.version,
+            source_ts=record.updated if record.updated is not None else self.clock()))
+        work.index[record.id] = print_
+        self._count("observed")
+        return 1
+
+    def _observe_deleted(self, work: _Round, external_id: str, at: float | None) -> None:
+        work.events.append(Observed(
+            system=self.system, entity=self.entity, seq=self.log.next_seq(),
+            external_id=external_id, observed_at=self.clock(), deleted=True,
+            source_ts=at if at is not None else self.clock()))
+        work.index[external_id] = None
+        self._count("deleted")
+
+    async def _read_triggered(self) -> None:
+        triggers, self._triggers = self._triggers, {}
+        work = _Round()
+        for external_id in sorted(triggers):
+            record = await self.connector.fetch(external_id)
+            if record is None:
+                if external_id in self.log.index or external_id in work.index:
+                    self._observe_deleted(work, external_id, None)
+            else:
+                self._observe(work, record)
+        if work:
+            await self._commit(work)
+
+    async def _deletes(self) -> None:
+        if self.connector.delete_feed:
+            await self._read_delete_feed()
+        elif self.connector.config.deletes.tombstone is None:
+            swept = self.log.head.swept_at
+            if swept is None or self.clock() - swept >= self.sweep_every:
+                await self.sweep()
+
+    async def _read_delete_feed(self) -> None:
+        head = self.log.head
+        newest = head.deletes_cursor
+        async for page in self.connector.deletions(head.deletes_cursor):
+            work = _Round()
+            for deletion in page:
+                if deletion.at is not None:
+                    newest = deletion.at if newest is None else max(newest, deletion.at)
+                if deletion.id in self.log.index:
+                    self._observe_deleted(work, deletion.id, deletion.at)
+            if work:
+                await self._commit(work)
+        if newest != head.deletes_cursor:
+            head.deletes_cursor = newest
+            await self._commit(_Round())
+
+    async def sweep(self) -> int:
+        """Walk every record: report changes a poll missed and records that disappeared.
+
+        A record the lane knows that is not in the listing is read once more: only a "not
+        found" makes it a delete. Returns how many deletes were found.
+        """
+        work = _Round()
+        present: set[str] = set()
+        async for page in self.connector.changes(None):
+            for record in page.records:
+                if isinstance(record, RemoteRecord):
+                    present.add(record.id)
+                    self._observe(work, record)
+                elif record.id is not None:
+                    present.add(record.id)  # unreadable, but there: not a delete
+        deleted = 0
+        for external_id in sorted(set(self.log.index) - present):
+            if work.index.get(external_id, "") is None:
+                continue
+            still = await self.connector.fetch(external_id)
+            if still is None:
+                self._observe_deleted(work, external_id, None)
+                deleted += 1
+            else:
+                self._observe(work, still)
+        self.log.head.swept_at = self.clock()
+        await self._commit(work)
+        return deleted
+
+    # -- writing -------------------------------------------------------------------------
+    async def execute_intents(self, timeout_ms: int = 0, max_records: int = 50) -> int:
+        """Execute the intents waiting for this lane; how many were executed."""
+        records = await self.log.intents(timeout_ms, max_records)
+        if not records:
+            return 0
+        work = _Round()
+        done = 0
+        next_offset = records[0].offset
+        try:
+            for record in records:
+                await self._intent(work, record)
+                next_offset = record.offset + 1
+                done += 1
+        except _Outage:
+            self.log.rewind_intents(next_offset)
+        self.log.head.intents_offset = next_offset
+        await self._commit(work)
+        return done
+
+    async def _intent(self, work: _Round, record: ConsumedRecord) -> None:
+        try:
+            intent = codec.decode(record.value, (WriteIntent,))
+        except DecodeError as exc:
+            self._letter(work, record.key.decode() if record.key else self.name,
+                         type(exc).__name__, str(exc), None, record)
+            return
+        if intent.system != self.system or intent.entity != self.entity:
+            return  # another lane's intent in the same partition
+        try:
+            outcome = await self.execute(intent)
+        except HttpError as exc:
+            if exc.retriable and self._failures.get(intent.intent_id, 0) < RETRIABLE_ROUNDS:
+                self._failures[intent.intent_id] = self._failures.get(intent.intent_id, 0) + 1
+                self._unhealthy(exc)
+                raise _Outage from exc
+            outcome = _Round([self._failed(intent, str(exc), work, record)])
+        except (DaemonError, ValueError) as exc:
+            outcome = _Round([self._failed(intent, str(exc), work, record)])
+        self._failures.pop(intent.intent_id, None)
+        work.events.extend(outcome.events)
+        work.index.update(outcome.index)
+        work.letters.extend(outcome.letters)
+        work.letter_keys.extend(outcome.letter_keys)
+        for event in outcome.events:
+            if isinstance(event, Written):
+                self._count_write(intent, "written")
+            elif isinstance(event, WriteStale):
+                self._count_write(intent, "stale")
+
+    def _failed(self, intent: WriteIntent, reason: str, work: _Round,
+                record: ConsumedRecord) -> WriteFailed:
+        log.warning("lane %s: %s of %s failed (attempt %d of %d): %s", self.name, intent.op,
+                    intent.external_id or intent.canonical_id, intent.attempt,
+                    self.max_write_attempts, reason)
+        self._count_write(intent, "failed")
+        if intent.attempt >= self.max_write_attempts:
+            self._letter(work, record.key.decode() if record.key else self.name, "WriteFailed",
+                         f"{intent.op} of {intent.canonical_id} in {self.system} failed after "
+                         f"{intent.attempt} attempts: {reason}", None, record,
+                         attempts=intent.attempt)
+            if self.metrics is not None:
+                self.metrics.lane_behind.labels(self.system, self.entity).inc()
+        return WriteFailed(system=self.system, entity=self.entity, seq=self.log.next_seq(),
+                           external_id=intent.external_id, canonical_id=intent.canonical_id,
+                           observed_at=self.clock(), intent_id=intent.intent_id,
+                           reason=reason[:500], attempts=intent.attempt)
+
+    async def execute(self, intent: WriteIntent) -> _Round:
+        """Carry out one intent; the observations that say what happened, to commit.
+
+        Raises :class:`~daemon.http.HttpError` when the system did not answer usefully.
+        """
+        work = _Round()
+        if intent.op == "create":
+            await self._create(work, intent)
+            return work
+        if intent.external_id is None:
+            raise ConnectorError(f"an {intent.op} intent without an external id")
+        for _ in range(PRECONDITION_ROUNDS):
+            current = await self.connector.fetch(intent.external_id)
+            if current is None:
+                if intent.op == "delete":
+                    self._written(work, intent, None, intent.external_id)
+                else:
+                    self._observe_deleted(work, intent.external_id, None)
+                    self._stale(work, intent, [])
+                return work
+            reading = self.mapping.to_canonical(current.data)
+            try:
+                if intent.op == "delete":
+                    changed = sorted(f for f, v in intent.expected.items()
+                                     if reading.values.get(f) != v)
+                    if changed:
+                        self._stale_after_read(work, intent, current, changed)
+                        return work
+                    await self.connector.delete(intent.external_id, current.precondition)
+                    self._written(work, intent, None, intent.external_id)
+                    return work
+                todo: dict[str, Json] = {}
+                changed = []
+                for name, value in intent.values.items():
+                    held = reading.values.get(name)
+                    if held == value:
+                        continue  # done already (a retried intent)
+                    if held == intent.expected.get(name):
+                        todo[name] = value
+                    else:
+                        changed.append(name)
+                if changed:
+                    self._stale_after_read(work, intent, current, sorted(changed))
+                    return work
+                if not todo:
+                    self._written(work, intent, current, current.id)
+                    return work
+                after = await self.connector.update(intent.external_id,
+                                                    self.mapping.to_system(todo),
+                                                    current.precondition)
+            except PreconditionFailed:
+                continue  # changed between our read and our write: read and decide again
+            if after is None:
+                self._observe_deleted(work, intent.external_id, None)
+                self._stale(work, intent, [])
+            else:
+                self._written(work, intent, after, after.id)
+            return work
+        raise ConnectorError(f"{self.system} kept changing record {intent.external_id} "
+                             f"during {PRECONDITION_ROUNDS} conditional writes")
+
+    async def _create(self, work: _Round, intent: WriteIntent) -> None:
+        body = self.mapping.to_system(intent.values)
+        found = await self._look_up(body)
+        if found is not None:
+            self._adopt(work, intent, found)
+            return
+        try:
+            created = await self.connector.create(body)
+        except HttpError as exc:
+            # A timeout may hide a create that happened; a duplicate-key answer means the
+            # record exists. Either way a lookup tells.
+            if self.connector.can_look_up and (exc.retriable or exc.status in (409, 422)):
+                found = await self._look_up(body)
+                if found is not None:
+                    self._adopt(work, intent, found)
+                    return
+            raise
+        if created is None:
+            found = await self._look_up(body)
+            if found is None:
+                raise ConnectorError(f"{self.system} answered a create without the record "
+                                     "or its location, and no lookup finds it")
+            created = found
+        self._written(work, intent, created, created.id)
+
+    async def _look_up(self, body: Mapping[str, Any]) -> RemoteRecord | None:
+        if not self.connector.can_look_up:
+            return None
+        lookup = self.connector.config.lookup
+        assert lookup is not None
+        if not all(body.get(name) not in (None, "") for name in lookup.fields()):
+            return None  # no match key to look up by
+        found = await self.connector.lookup(body)
+        return found[0] if found else None
+
+    def _adopt(self, work: _Round, intent: WriteIntent, found: RemoteRecord) -> None:
+        """A record with the intent's match key exists already: ours, or a person's."""
+        reading = self.mapping.to_canonical(found.data)
+        changed = sorted(name for name, value in intent.values.items()
+                         if reading.values.get(name) != value)
+        if not changed:
+            self._written(work, intent, found, found.id)  # our own create, made before
+        else:
+            self._stale_after_read(work, intent, found, changed)
+
+    def _stale_after_read(self, work: _Round, intent: WriteIntent, current: RemoteRecord,
+                          changed: list[str]) -> None:
+        self._observe(work, current, force=True)  # the edit the hub has not seen, first
+        self._stale(work, intent, changed)
+
+    def _stale(self, work: _Round, intent: WriteIntent, changed: list[str]) -> None:
+        work.events.append(WriteStale(
+            system=self.system, entity=self.entity, seq=self.log.next_seq(),
+            external_id=intent.external_id, canonical_id=intent.canonical_id,
+            observed_at=self.clock(), intent_id=intent.intent_id, fields_changed=changed))
+
+    def _written(self, work: _Round, intent: WriteIntent, record: RemoteRecord | None,
+                 external_id: str) -> None:
+        fields: dict[str, Json] | None = None
+        version = None
+        source_ts = self.clock()
+        if record is not None:
+            reading = self.mapping.to_canonical(record.data)
+            fields = reading.values
+            version = record.version
+            source_ts = record.updated if record.updated is not None else source_ts
+            work.index[external_id] = fingerprint(fields, version)
+        else:
+            work.index[external_id] = None
+        work.events.append(Written(
+            system=self.system, entity=self.entity, seq=self.log.next_seq(),
+            external_id=external_id, canonical_id=intent.canonical_id,
+            observed_at=self.clock(), intent_id=intent.intent_id,
+            native_version=version, source_ts=source_ts, fields=fields))
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    async def _commit(self, work: _Round) -> None:
+        await self.log.commit(work.events, index=work.index, dead_letters=work.letters,
+                              dead_letter_keys=work.letter_keys)
+
+    def _bad_record(self, work: _Round, record: BadRecord, url: str) -> None:
+        log.warning("lane %s: skipped a record from %s: %s", self.name, url, record.reason)
+        self._letter(work, f"{self.name}/{record.id or ''}", "BadRecord", record.reason,
+                     record.raw)
+
+    def _letter(self, work: _Round, key: str, error: str, reason: str, raw: Any,
+                source: ConsumedRecord | None = None, attempts: int = 1) -> None:
+        if source is not None:
+            topic, partition, offset = source.topic, source.partition, source.offset
+            value = source.value
+            key_bytes = source.key
+        else:
+            # Read from the system's API, not from a topic: there is nothing to re-drive.
+            topic, partition, offset = f"api:{self.system}", -1, -1
+            value = orjson.dumps(raw, default=str) if raw is not None else None
+            key_bytes = key.encode()
+        log.warning("lane %s: dead letter: %s", self.name, reason)
+        work.letters.append(DeadLetter(
+            stage=f"lane:{self.system}", topic=topic, partition=partition, offset=offset,
+            key_b64=base64.b64encode(key_bytes).decode() if key_bytes is not None else None,
+            value_b64=base64.b64encode(value).decode() if value is not None else None,
+            error=error, reason=reason, attempts=attempts, at=self.clock()))
+        work.letter_keys.append(key)
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(f"lane:{self.system}").inc()
+
+    def _count(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.observations.labels(self.system, self.entity, kind).inc()
+
+    def _count_write(self, intent: WriteIntent, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.writes.labels(self.system, self.entity, intent.op, outcome).inc()

@@ -1,0 +1,218 @@
+"""A lane's durable side on Kafka: its observations, its state, and the intents it executes.
+
+A lane (one system and entity; the loop lives in ``daemon/lane.py``) commits, in **one Kafka
+transaction**: the observations it made, its new state, and how far it got in the ``intents``
+topic. So the cursor never moves past observations Kafka has not acknowledged, the sequence
+number never goes backwards (it is restored from the last commit), and an intent whose outcome
+was not committed is executed again after a crash (the lane's stale check makes that safe).
+
+The state is kept in the compacted ``lanes`` topic, all of one lane in one partition:
+
+- ``system/entity``: the :class:`LaneHead` (sequence number, cursors, intents offset);
+- ``system/entity/<external id>``: a fingerprint of what the lane last reported for that
+  record (a tombstone once it reported the record deleted). It lets a poll skip records it
+  already reported, and a sweep find records that disappeared.
+
+The transactional id is derived from the lane, so a second process starting the same lane
+fences the first: one active lane per system and entity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiokafka
+import orjson
+from aiokafka import TopicPartition
+from aiokafka.partitioner import murmur2
+
+from streams import codec
+from streams.errors import StreamsError
+from streams.events import DeadLetter, Event
+from streams.kafka import ConsumedRecord, KafkaSettings, translated
+from streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LaneHead:
+    """Where a lane is.
+
+    Attributes:
+        seq: the last sequence number used.
+        cursor: the newest updated-at time (seconds) of a complete walk of changes.
+        deletes_cursor: the same for the delete feed.
+        intents_offset: the next offset of the ``intents`` partition to execute.
+        swept_at: when the last sweep over all records ended (seconds since the epoch).
+    """
+
+    seq: int = 0
+    cursor: float | None = None
+    deletes_cursor: float | None = None
+    intents_offset: int | None = None
+    swept_at: float | None = None
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (Java's murmur2)."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+class LaneLog:
+    """The Kafka side of one lane. ``start`` restores; ``commit`` makes progress durable."""
+
+    def __init__(self, settings: KafkaSettings, topics: Topics, system: str, entity: str
+                 ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.system = system
+        self.entity = entity
+        self.name = f"{system}/{entity}"
+        self.head = LaneHead()
+        self.index: dict[str, str] = {}  # external id -> fingerprint last reported
+        self._producer: Any = None
+        self._consumer: Any = None
+        self._intents_tp: TopicPartition | None = None
+        self._state_partition = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Fence any other process running this lane, restore the state, find the intents."""
+        producer = aiokafka.AIOKafkaProducer(
+            **self.settings.client_options(),
+            transactional_id=f"{self.topics.prefix}.lane.{self.system}.{self.entity}",
+            enable_idempotence=True, acks="all", linger_ms=2)
+        with translated(self.settings, f"start the producer of lane {self.name}"):
+            await producer.start()  # init_transactions: fences a zombie, aborts its txn
+        self._producer = producer
+        try:
+            lanes = self.topics.name("lanes")
+            self._state_partition = partition_of(
+                self.name, len(await producer.partitions_for(lanes)))
+            await self._restore(lanes)
+            consumer = aiokafka.AIOKafkaConsumer(
+                **self.settings.client_options(), group_id=None, enable_auto_commit=False,
+                isolation_level="read_committed", auto_offset_reset="earliest")
+            with translated(self.settings, f"start the intents reader of lane {self.name}"):
+                await consumer.start()
+            self._consumer = consumer
+            intents = self.topics.intents
+            count = len(await producer.partitions_for(intents))
+            tp = self._intents_tp = TopicPartition(intents, partition_of(self.name, count))
+            consumer.assign([tp])
+            if self.head.intents_offset is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, self.head.intents_offset)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Disconnect (an open transaction is aborted by the broker or the next owner)."""
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        if consumer is not None:
+            await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+
+    async def _restore(self, lanes: str) -> None:
+        tp = TopicPartition(lanes, self._state_partition)
+        reader = aiokafka.AIOKafkaConsumer(
+            **self.settings.client_options(), group_id=None, enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset="earliest")
+        prefix = self.name + "/"
+        with translated(self.settings, f"restore lane {self.name}"):
+            await reader.start()
+            try:
+                reader.assign([tp])
+                await reader.seek_to_beginning(tp)
+                end = (await reader.end_offsets([tp]))[tp]
+                while await reader.position(tp) < end:
+                    batch = await reader.getmany(tp, timeout_ms=500, max_records=5000)
+                    for record in batch.get(tp, []):
+                        key = record.key.decode()
+                        if key == self.name and record.value is not None:
+                            self.head = LaneHead(**orjson.loads(record.value))
+                        elif key.startswith(prefix):
+                            external_id = key[len(prefix):]
+                            if record.value is None:
+                                self.index.pop(external_id, None)
+                            else:
+                                self.index[external_id] = record.value.decode()
+            finally:
+                await reader.stop()
+        log.info("lane %s restored: seq %d, cursor %s, %d known records, intents from %s",
+                 self.name, self.head.seq, self.head.cursor, len(self.index),
+                 self.head.intents_offset)
+
+    # -- the lane's inputs ----------------------------------------------------------------
+    async def intents(self, timeout_ms: int, max_records: int = 50) -> list[ConsumedRecord]:
+        """The next intents of this lane's partition (other lanes' are skipped by the caller).
+
+        Waits up to ``timeout_ms`` when none is there.
+        """
+        consumer, tp = self._consumer, self._intents_tp
+        if consumer is None or tp is None:
+            raise StreamsError(f"lane {self.name} is not started")
+        with translated(self.settings, f"read intents of lane {self.name}"):
+            batch = await consumer.getmany(tp, timeout_ms=timeout_ms, max_records=max_records)
+        return [ConsumedRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+                for r in batch.get(tp, [])]
+
+    def rewind_intents(self, offset: int) -> None:
+        """Read the intents again from ``offset`` (an intent that must wait is not skipped)."""
+        if self._consumer is not None and self._intents_tp is not None:
+            self._consumer.seek(self._intents_tp, offset)
+
+    def next_seq(self) -> int:
+        """A new sequence number (durable with the next commit)."""
+        self.head.seq += 1
+        return self.head.seq
+
+    # -- progress --------------------------------------------------------------------------
+    async def commit(self, observations: Sequence[Event], *,
+                     index: dict[str, str | None] | None = None,
+                     dead_letters: Sequence[DeadLetter] = (),
+                     dead_letter_keys: Sequence[str] = ()) -> None:
+        """Publish ``observations`` with the lane's head and index changes, atomically.
+
+        ``index`` maps external ids to their new fingerprint (``None``: forget it).
+        ``dead_letters[i]`` is sent with key ``dead_letter_keys[i]`` (or ``system/entity``).
+        """
+        producer = self._producer
+        if producer is None:
+            raise StreamsError(f"lane {self.name} is not started")
+        lanes = self.topics.name("lanes")
+        with translated(self.settings, f"commit lane {self.name}"):
+            await producer.begin_transaction()
+            try:
+                for event in observations:
+                    key = event.key() if hasattr(event, "key") else self.name
+                    await producer.send(self.topics.observations, codec.encode(event),
+                                        key=key.encode())
+                for i, letter in enumerate(dead_letters):
+                    key = dead_letter_keys[i] if i < len(dead_letter_keys) else self.name
+                    await producer.send(self.topics.dlq, codec.encode(letter), key=key.encode())
+                for external_id, fingerprint in sorted((index or {}).items()):
+                    value = fingerprint.encode() if fingerprint is not None else None
+                    await producer.send(lanes, value, key=f"{self.name}/{external_id}".encode(),
+                                        partition=self._state_partition)
+                await producer.send(lanes, orjson.dumps(asdict(self.head)),
+                                    key=self.name.encode(), partition=self._state_partition)
+                await producer.commit_transaction()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.abort_transaction()
+                raise
+        for external_id, fingerprint in (index or {}).items():
+            if fingerprint is None:
+                self.index.pop(external_id, None)
+            else:
+                self.index[external_id] = fingerprint
