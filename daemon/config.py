@@ -34,6 +34,15 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from conflict import DeletePolicy, EntitySpec, FieldSpec, FieldType, SpecError, parse_policy
 from daemon.errors import ConfigError
+from daemon.mapping import (
+    MAPPING_ERROR,
+    EntityMapping,
+    FieldMapper,
+    SystemField,
+    Transform,
+    overlapping_paths,
+    parse_transforms,
+)
 from streams.kafka import KafkaSettings, SaslMechanism, SecurityProtocol
 from streams.merge import EntityModel
 
@@ -249,31 +258,90 @@ FieldTypeName = Literal["any", "string", "number", "integer", "boolean", "list",
 
 
 class FieldConfig(_Section):
-    """A canonical field: its type and, per system, its name there (``crm: full_name``)."""
+    """A canonical field: its type and, per system, where and how it lives there.
+
+    Every key but ``type:`` and ``transform:`` names a system; its value is a dotted path
+    (``crm: address.city``) or a :class:`daemon.mapping.SystemField` mapping
+    (``helpdesk: {path: state, map: {open: new}}``). ``transform:`` here applies in every
+    system, before the system's own.
+    """
+
+    # Extra keys are the systems, validated as SystemField; errors keep the file's path
+    # (fields.email.crm.transform), which a nested "systems:" key would not.
+    model_config = ConfigDict(frozen=True, extra="allow")
+    __pydantic_extra__: dict[str, SystemField] = Field(init=False)
 
     type: FieldTypeName = "any"
-    names: dict[str, str] = Field(default_factory=dict)  # system -> the field's name there
+    transform: tuple[Transform, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
     def _system_names(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, Mapping):
             return data  # pydantic says "expected a mapping"
-        options = {k: v for k, v in data.items() if k in ("type",)}
-        names = {k: v for k, v in data.items() if k not in ("type",)}
+        if "ref" in data:
+            raise _entity_error("ref: (a reference to another record) is not supported yet")
+        systems = [k for k in data if k not in cls.model_fields]
         known = _systems(info)
-        for system, name in names.items():
+        for system in systems:
             if known is not None and system not in known:
                 raise _entity_error(
                     "{system} is not a system of this file (systems: {known}); a field maps "
-                    "each system to its name there, e.g. crm: full_name, or sets type:",
-                    system=repr(system), known=", ".join(known) or "none")
-            if not isinstance(name, str) or not name:
-                raise _entity_error("expected the field's name in {system} (a string), got "
-                                    "{value}", system=system, value=repr(name))
-        if not names:
+                    "each system to its path there, e.g. crm: full_name, or sets type: or "
+                    "transform:", system=repr(system), known=", ".join(known) or "none")
+        if not systems:
             raise _entity_error("no system carries this field: map it, e.g. crm: full_name")
-        return {**options, "names": names}
+        return data
+
+    @field_validator("transform", mode="before")
+    @classmethod
+    def _transforms(cls, value: Any) -> Any:
+        return parse_transforms(value)
+
+    @model_validator(mode="after")
+    def _fits_the_type(self) -> Self:
+        if self.type == "any":
+            return self
+        spec = FieldSpec("field", FieldType(self.type))
+        for system, mapping in self.systems.items():
+            canonical = (
+                [_CANONICAL_OF_CAST[mapping.cast.canonical]] if mapping.cast else
+                [""] if mapping.date else
+                list((mapping.map or {}).values()))
+            for value in canonical:
+                if not spec.accepts(value):
+                    raise _entity_error(
+                        "{system}: gives {kind} values, but the field's type is {type}",
+                        system=system, kind=_kind(value).removeprefix("a ").removeprefix(
+                            "an "), type=self.type)
+            transforms = [*self.transform, *mapping.transform]
+            if "sort" in transforms and self.type != "list":
+                raise _entity_error("{system}: transform sort needs a list field, not {type}",
+                                    system=system, type=self.type)
+            if set(transforms) - {"sort"} and self.type not in ("string", "list"):
+                raise _entity_error("{system}: transform {names} needs a string field (or a "
+                                    "list of strings), not {type}", system=system,
+                                    names=", ".join(transforms), type=self.type)
+        return self
+
+    @property
+    def systems(self) -> dict[str, SystemField]:
+        """System -> where and how the field lives there."""
+        return dict(self.model_extra or {})
+
+    @property
+    def names(self) -> dict[str, str]:
+        """System -> the field's (dotted) path there."""
+        return {system: mapping.path for system, mapping in self.systems.items()}
+
+    def mapper(self, name: str, system: str) -> FieldMapper:
+        """The field compiled for ``system`` (which must carry it)."""
+        return FieldMapper.compile(name, self.type, self.systems[system], self.transform)
+
+
+# A value of each canonical cast type, to check it against the field's type.
+_CANONICAL_OF_CAST: dict[str, Any] = {"string": "", "integer": 0, "number": 0.5,
+                                      "boolean": False}
 
 
 class EntityConfig(_Section):
@@ -305,7 +373,18 @@ class EntityConfig(_Section):
             self.spec("entity", _systems(info) or self.systems_in_order([]))
         except SpecError as exc:
             raise _entity_error("{problem}", problem=str(exc)) from None
+        for system in self.systems_in_order([]):
+            clash = overlapping_paths(self._mappers(system))
+            if clash:
+                raise _entity_error("{system}: {clash}", system=system, clash=clash)
         return self
+
+    def _mappers(self, system: str) -> list[FieldMapper]:
+        return [f.mapper(name, system) for name, f in self.fields.items() if system in f.names]
+
+    def mapping(self, name: str, system: str) -> EntityMapping:
+        """How the entity ``name`` reads from and writes to ``system``; build it once."""
+        return EntityMapping(name, system, self._mappers(system))
 
     def systems_in_order(self, order: Sequence[str]) -> list[str]:
         """The systems that carry at least one field, in the file's order of systems."""
@@ -477,6 +556,7 @@ _OURS = frozenset(
         "sasl_unused",
         "ssl_unused",
         "entity_config",
+        MAPPING_ERROR,
     }
 )
 
@@ -510,12 +590,19 @@ def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
     """The keys the schema accepts at ``loc``, for "unknown key" messages."""
     model: Any = Config
     for part in loc:
+        if get_origin(model) is dict:  # a key of a mapping (entities.contact)
+            model = get_args(model)[1]
+            continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return []
         field = model.model_fields.get(str(part))
-        if field is None:
+        if field is not None:
+            dict_of = get_origin(field.annotation) is dict
+            model = field.annotation if dict_of else _model_in(field.annotation)
+        elif model is FieldConfig:  # every other key of a field is a system
+            model = SystemField
+        else:
             return []
-        model = _model_in(field.annotation)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return list(model.model_fields)
     return []
