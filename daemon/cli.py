@@ -21,7 +21,9 @@ import orjson
 
 from daemon import __version__
 from daemon.config import Config, load_config
-from daemon.errors import ConfigError
+from daemon.connector.rest import RestEntity, build_client
+from daemon.errors import ConfigError, DaemonError
+from daemon.worker import ROLES, Worker
 from streams.dlq import letters as dlq_letters
 from streams.dlq import redrive as dlq_redrive_letters
 from streams.errors import KafkaUnavailable, StreamsError
@@ -29,7 +31,7 @@ from streams.events import json_schemas
 from streams.kafka import KafkaSettings, probe
 from streams.replay import replay as replay_log
 from streams.topics import Topics
-from streams.worker import MergeWorker, tune_gc
+from streams.worker import tune_gc
 
 USAGE_ERROR = 2
 """Exit code for a mistake the user can fix: bad config, unreachable broker."""
@@ -85,7 +87,7 @@ def cli() -> None:
 )
 @click.pass_obj
 def check(obj: CliContext | None, config_path: Path, timeout: float) -> None:
-    """Validate the configuration file and reach Kafka."""
+    """Validate the configuration file, then reach Kafka and every system's API."""
     env = obj.env if obj is not None else {}
     try:
         config = load_config(config_path, env)
@@ -108,6 +110,30 @@ def check(obj: CliContext | None, config_path: Path, timeout: float) -> None:
         f"kafka ok: {settings.bootstrap} (cluster {cluster.cluster_id}, "
         f"{brokers} broker{'s' if brokers != 1 else ''})"
     )
+    failed = asyncio.run(_check_apis(config))
+    if failed:
+        _fail(f"syncline: {failed} of the systems' APIs could not be reached (above)")
+
+
+async def _check_apis(config: Config) -> int:
+    """Read the first page of every entity of every system; how many failed."""
+    failed = 0
+    for name, system in config.systems.items():
+        async with build_client(name, system) as client:
+            for entity, endpoint in system.entities.items():
+                rest = RestEntity(client, name, entity, endpoint)
+                try:
+                    pages = rest.changes(None)
+                    page = await anext(pages, None)
+                    await pages.aclose()
+                except DaemonError as exc:
+                    click.echo(f"api FAILED: {name} {entity}: {exc}", err=True)
+                    failed += 1
+                    continue
+                count = len(page.records) if page is not None else 0
+                click.echo(f"api ok: {name} {entity} ({system.base_url}{endpoint.path}: "
+                           f"{count} record{'s' if count != 1 else ''} on the first page)")
+    return failed
 
 
 @cli.command()
@@ -137,28 +163,44 @@ def write_schemas(out_dir: Path) -> list[Path]:
 T = TypeVar("T")
 
 
+def _listen_address(value: str) -> tuple[str, int]:
+    host, colon, port = value.rpartition(":")
+    if not (colon and host and port.isdigit() and 0 <= int(port) < 65536):
+        raise click.BadParameter(f"expected HOST:PORT (e.g. 127.0.0.1:8080), got {value!r}")
+    return host, int(port)
+
+
 @cli.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
               help="The YAML configuration file.")
-@click.option("--role", type=click.Choice(["all", "route", "merge"]), default="all",
-              show_default=True, help="Which stages this process runs (scale out by role).")
+@click.option("--role", "roles", type=click.Choice(["all", "route", "merge", "lanes"]),
+              multiple=True, default=("all",), show_default=True,
+              help="Which parts this process runs (repeatable; scale out by role).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the tables in RocksDB under this directory instead of in memory.")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True,
+              help="HOST:PORT of the web server (health, metrics, webhooks).")
 @click.pass_obj
-def run(obj: CliContext | None, config_path: Path, role: str, state_dir: Path | None) -> None:
-    """Run the merge worker until SIGTERM or SIGINT.
+def run(obj: CliContext | None, config_path: Path, roles: tuple[str, ...],
+        state_dir: Path | None, listen: str) -> None:
+    """Run the worker until SIGTERM or SIGINT.
 
-    It routes the systems' observations to canonical records and folds them, exactly once,
-    emitting record events, write intents and conflicts. (The lanes that read from and write
-    to the systems come with the connectors.)
+    The lanes read every system and write the merged records back; the merge stages route
+    the systems' observations to canonical records and fold them, exactly once, emitting
+    record events, write intents and conflicts. The web server serves /health, /ready,
+    /metrics and the webhook receivers.
     """
     config = _load_or_fail(obj, config_path)
+    try:
+        host, port = _listen_address(listen)
+    except click.BadParameter as exc:
+        _fail(f"syncline run: --listen: {exc.message}")
     settings = config.kafka.settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
                         "%(message)s")
     _quiet_kafka_client()
-    worker = MergeWorker(settings, Topics(config.kafka.topic_prefix), config.catalog(),
-                         state_dir=state_dir)
+    chosen = ROLES if "all" in roles else tuple(r for r in ROLES if r in roles)
+    worker = Worker(config, roles=chosen, state_dir=state_dir, host=host, port=port)
 
     async def serve() -> None:
         tune_gc()
@@ -166,9 +208,12 @@ def run(obj: CliContext | None, config_path: Path, role: str, state_dir: Path | 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await worker.run(stop, ("route", "merge") if role == "all" else (role,))
+        await worker.run(stop)
 
-    _run_kafka(settings, serve())
+    try:
+        _run_kafka(settings, serve())
+    except DaemonError as exc:
+        _fail(f"syncline: {exc}")
 
 
 @cli.command()

@@ -33,6 +33,15 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from conflict import DeletePolicy, EntitySpec, FieldSpec, FieldType, SpecError, parse_policy
+from daemon.configbase import (
+    CONFIG_ERROR,
+    EnvName,
+    Section,
+    config_error,
+    existing_file,
+    secret,
+)
+from daemon.connector.config import SystemConfig
 from daemon.errors import ConfigError
 from daemon.mapping import (
     MAPPING_ERROR,
@@ -46,67 +55,20 @@ from daemon.mapping import (
 from streams.kafka import KafkaSettings, SaslMechanism, SecurityProtocol
 from streams.merge import EntityModel
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,200}")
-
-
-def _env_name(value: str) -> str:
-    if not _ENV_NAME.fullmatch(value):
-        raise PydanticCustomError(
-            "env_name",
-            "expected the name of an environment variable (letters, digits, _), got {value}",
-            {"value": repr(value)},
-        )
-    return value
 
 
 def _topic_prefix(value: str) -> str:
     if not _TOPIC_PREFIX.fullmatch(value):
-        raise PydanticCustomError(
-            "topic_prefix",
-            "expected letters, digits, '.', '_' or '-' (it starts Kafka topic names), got {value}",
-            {"value": repr(value)},
-        )
+        raise config_error("expected letters, digits, '.', '_' or '-' (it starts Kafka topic "
+                           "names), got {value}", value=repr(value))
     return value
 
 
-EnvName = Annotated[str, AfterValidator(_env_name)]
-"""The name of an environment variable that holds a secret."""
-
 TopicPrefix = Annotated[str, AfterValidator(_topic_prefix)]
-
-
-def _environment(info: ValidationInfo) -> Mapping[str, str]:
-    context = info.context if isinstance(info.context, Mapping) else {}
-    env = context.get("env", {})
-    return env if isinstance(env, Mapping) else {}
-
-
-def _secret(info: ValidationInfo, name: str) -> SecretStr:
-    value = _environment(info).get(name)
-    if value is None:
-        raise PydanticCustomError(
-            "env_missing",
-            "environment variable {name} is not set (it should hold the secret)",
-            {"name": name},
-        )
-    return SecretStr(value)
-
-
-def _existing_file(info: ValidationInfo, path: Path | None) -> Path | None:
-    """Resolve ``path`` against the config file's directory and require that it exists."""
-    if path is None:
-        return None
-    context = info.context if isinstance(info.context, Mapping) else {}
-    base = context.get("base_dir")
-    full = path if path.is_absolute() or not isinstance(base, Path) else base / path
-    if not full.is_file():
-        raise PydanticCustomError("file_missing", "no such file: {path}", {"path": str(full)})
-    return full
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+_Section = Section
+_secret = secret
+_existing_file = existing_file
 
 
 class SaslConfig(_Section):
@@ -408,13 +370,35 @@ class EntityConfig(_Section):
 class Config(_Section):
     """The whole file.
 
-    ``systems`` is accepted as a mapping of names to mappings for now (the connectors'
-    settings come with them); their order is the tie-break order of the ``latest`` policy.
+    The order of ``systems`` is the tie-break order of the ``latest`` policy. A system that
+    describes entities gets a lane for each; it must then describe every entity that maps
+    fields to it. A system that describes none has no lane (its observations come from
+    elsewhere).
     """
 
     kafka: KafkaConfig
-    systems: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    systems: dict[str, SystemConfig] = Field(default_factory=dict)
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
+
+    def cross_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """What no single section can see: systems' entities against the entities."""
+        problems: list[tuple[tuple[str, ...], str]] = []
+        for name, system in self.systems.items():
+            for entity in system.entities:
+                if entity not in self.entities:
+                    problems.append((("systems", name, "entities", entity),
+                                     f"{entity!r} is not one of the entities: "
+                                     f"({', '.join(self.entities) or 'none'})"))
+            if not system.entities:
+                continue
+            for entity_name, entity_config in self.entities.items():
+                mapped = any(name in f.names for f in entity_config.fields.values())
+                if mapped and entity_name not in system.entities:
+                    problems.append((("systems", name, "entities"),
+                                     f"entities.{entity_name} maps fields to {name}, but "
+                                     f"{name} does not describe {entity_name}: add "
+                                     f"{entity_name}: (its path, records_at, since, ...)"))
+        return problems
 
     def catalog(self) -> dict[str, EntityModel]:
         """What the merge worker needs to know of every entity."""
@@ -454,11 +438,21 @@ def load_config(path: str | Path, env: Mapping[str, str]) -> Config:
     context = {"env": env, "base_dir": Path(file).parent,
                "systems": list(systems) if isinstance(systems, dict) else []}
     try:
-        return Config.model_validate(data, context=context)
+        config = Config.model_validate(data, context=context)
     except ValidationError as exc:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         problems = [_problem(file, root, error) for error in exc.errors()]
         raise ConfigError(file, problems) from None
+    cross = config.cross_problems()
+    if cross:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        lines = []
+        for loc, message in cross:
+            line = _line(root, loc)
+            lines.append(f"{file}:{line}: {_dotted(loc)}: {message}" if line
+                         else f"{file}: {_dotted(loc)}: {message}")
+        raise ConfigError(file, lines)
+    return config
 
 
 def _read(file: str) -> str:
@@ -547,6 +541,7 @@ def _explain(error: ErrorDetails) -> str:
 # Error types raised by the validators in this module (PydanticCustomError).
 _OURS = frozenset(
     {
+        CONFIG_ERROR,
         "env_missing",
         "env_name",
         "file_missing",

@@ -15,7 +15,7 @@ one broken record never hides the rest of its page.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -181,7 +181,7 @@ class RestEntity:
             raise ConnectorError(f"{self.system} {self.entity}: {found.reason}")
         return found
 
-    async def changes(self, since: float | None) -> AsyncIterator[ChangePage]:
+    async def changes(self, since: float | None) -> AsyncGenerator[ChangePage, None]:
         """Every page of the records changed at or after ``since`` (all records for None)."""
         params: dict[str, Any] = {}
         if since is not None and self.config.since is not None:

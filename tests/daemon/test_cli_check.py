@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+
+from daemon.sandbox import run_crm, run_helpdesk
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,14 +45,53 @@ def test_a_good_config_with_the_broker_up_is_ok(kafka_bootstrap: str, tmp_path: 
     assert result.stderr == ""
 
 
+EXAMPLE_ENV = {"CRM_TOKEN": "example-crm-token", "CRM_WEBHOOK_SECRET": "example-secret",
+               "HELPDESK_API_KEY": "example-helpdesk-key"}
+
+
+async def check_example(kafka_bootstrap: str, tmp_path: Path, *, helpdesk_down: bool = False
+                        ) -> tuple[int, str, str]:
+    """``syncline check`` of the example config, pointed at running simulated systems."""
+    async with run_crm(token=EXAMPLE_ENV["CRM_TOKEN"]) as crm, run_helpdesk(
+            api_key=EXAMPLE_ENV["HELPDESK_API_KEY"], rate_limit=None) as helpdesk:
+        if helpdesk_down:
+            async with httpx.AsyncClient(base_url=helpdesk.url) as admin:
+                await admin.post("/_admin/faults", json={"down": True})
+        text = (REPO / "examples" / "syncline.yaml").read_text()
+        text = (text.replace("http://127.0.0.1:8101", crm.url)
+                .replace("http://127.0.0.1:8102", helpdesk.url)
+                .replace("127.0.0.1:19092", kafka_bootstrap))
+        config = write(tmp_path / "syncline.yaml", text)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "check", "--config", str(config), cwd=REPO,
+            env={**os.environ, **EXAMPLE_ENV}, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
 @pytest.mark.kafka
-def test_the_example_config_is_ok(kafka_bootstrap: str) -> None:
-    if kafka_bootstrap != "127.0.0.1:19092":
-        pytest.skip("examples/syncline.yaml points at the default local broker")
+async def test_the_example_config_reaches_kafka_and_every_api(kafka_bootstrap: str,
+                                                              tmp_path: Path) -> None:
+    code, out, err = await check_example(kafka_bootstrap, tmp_path)
 
-    result = run_check(REPO / "examples" / "syncline.yaml")
+    assert code == 0, err
+    assert "api ok: crm contact (" in out
+    assert "api ok: helpdesk contact (" in out
+    assert "example-crm-token" not in out + err
 
-    assert result.returncode == 0, result.stderr
+
+@pytest.mark.kafka
+async def test_an_api_that_does_not_answer_fails_the_check(kafka_bootstrap: str,
+                                                           tmp_path: Path) -> None:
+    code, out, err = await check_example(kafka_bootstrap, tmp_path, helpdesk_down=True)
+
+    assert code == 2
+    assert "api ok: crm contact" in out
+    assert "api FAILED: helpdesk contact: GET " in err
+    assert "503" in err
+    assert "1 of the systems' APIs could not be reached" in err
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 CONFIG = """\
 kafka: {{bootstrap: '{bootstrap}', topic_prefix: {prefix}}}
-systems: {{crm: {{}}, helpdesk: {{}}}}
+systems: {{crm: {{base_url: 'http://127.0.0.1:9'}}, helpdesk: {{base_url: 'http://127.0.0.1:9'}}}}
 entities:
   contact:
     match_on: [email]

@@ -26,10 +26,16 @@ def problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
 
 
 def test_the_example_config_loads() -> None:
-    config = load_config(REPO / "examples" / "syncline.yaml", {})
+    env = {"CRM_TOKEN": "tok-3141", "CRM_WEBHOOK_SECRET": "sec-2718",
+           "HELPDESK_API_KEY": "key-1414"}
+    config = load_config(REPO / "examples" / "syncline.yaml", env)
 
     assert config.kafka.bootstrap == "127.0.0.1:19092"
     assert config.kafka.topic_prefix == "syncline"
+    assert list(config.systems) == ["crm", "helpdesk"]
+    assert config.catalog()["contact"].match_on == ("email",)
+    shown = repr(config) + str(config) + config.model_dump_json()
+    assert all(secret not in shown for secret in env.values())
 
 
 def test_defaults_fill_everything_but_the_bootstrap(tmp_path: Path) -> None:
@@ -42,17 +48,19 @@ def test_defaults_fill_everything_but_the_bootstrap(tmp_path: Path) -> None:
     assert config.systems == {}
 
 
-def test_systems_are_accepted_as_mappings_for_now(tmp_path: Path) -> None:
+def test_a_system_without_entities_has_no_lane_but_is_a_system(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "kafka: {bootstrap: 'k:9092'}\n"
-        "systems:\n  crm: {connector: rest, base_url: 'http://localhost:8101'}\n"
+        "systems:\n  crm: {connector: rest, base_url: 'http://localhost:8101/'}\n"
         "entities:\n  contact: {match_on: [email], fields: {email: {crm: email}}}\n",
     )
 
     config = load_config(path, {})
 
-    assert config.systems["crm"]["connector"] == "rest"
+    assert config.systems["crm"].connector == "rest"
+    assert config.systems["crm"].base_url == "http://localhost:8101"
+    assert config.systems["crm"].entities == {}
     # Entities are checked for real: tests/daemon/test_config_entities.py.
     assert config.entities["contact"].match_on == ["email"]
 

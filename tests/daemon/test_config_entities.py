@@ -13,8 +13,8 @@ from daemon.errors import ConfigError
 GOOD = """\
 kafka: {bootstrap: 127.0.0.1:19092}
 systems:
-  helpdesk: {}
-  crm: {}
+  helpdesk: {base_url: 'http://127.0.0.1:8102'}
+  crm: {base_url: 'http://127.0.0.1:8101'}
 entities:
   contact:
     match_on: [email]

@@ -12,8 +12,8 @@ from daemon.errors import ConfigError
 GOOD = """\
 kafka: {bootstrap: 127.0.0.1:19092}
 systems:
-  crm: {}
-  helpdesk: {}
+  crm: {base_url: 'http://127.0.0.1:8101'}
+  helpdesk: {base_url: 'http://127.0.0.1:8102'}
 entities:
   contact:
     fields:
@@ -122,7 +122,7 @@ def test_a_wrong_mapping_names_the_file_the_line_and_the_path(
 def test_the_email_field_of_the_design_sketch_loads(tmp_path: Path) -> None:
     path = write(tmp_path, """\
 kafka: {bootstrap: 127.0.0.1:19092}
-systems: {crm: {}, helpdesk: {}}
+systems: {crm: {base_url: 'http://h:1'}, helpdesk: {base_url: 'http://h:2'}}
 entities:
   contact:
     match_on: [email]
