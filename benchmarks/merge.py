@@ -104,17 +104,18 @@ async def raw_loop(settings: KafkaSettings, source: str, sink: str, n: int) -> f
         await consumer.stop()
 
 
-async def drain(settings: KafkaSettings, topics: Topics, n: int, partitions: int,
+async def drain(settings: KafkaSettings, topics: Topics, n: int, args: argparse.Namespace,
                 role: str) -> tuple[float, MergeWorker]:
-    """Run one stage alone until it has consumed ``n`` records; the seconds it took."""
+    """Run one stage alone until it has committed ``n`` inputs; the seconds it took."""
     worker = MergeWorker(settings, topics, CATALOG,
-                         topic_settings=TopicSettings(partitions=partitions))
+                         topic_settings=TopicSettings(partitions=args.partitions),
+                         **({} if args.max_batch is None else {"max_batch": args.max_batch}))
     stage = worker.route_stage if role == "route" else worker.merge_stage
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, (role,)))
     await stage.ready.wait()
     start = time.perf_counter()
-    while stage.stats.consumed < n:  # noqa: ASYNC110 - a counter, polled
+    while stage.stats.committed < n:  # noqa: ASYNC110 - a counter, polled
         await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - start
     stop.set()
@@ -134,8 +135,8 @@ async def main_async(args: argparse.Namespace) -> None:
     raw_seconds = await raw_loop(settings, topics.observations, f"{topics.prefix}.raw-sink",
                                  len(events))
     tune_gc()
-    route_seconds, router = await drain(settings, topics, len(events), args.partitions, "route")
-    merge_seconds, merger = await drain(settings, topics, len(events), args.partitions, "merge")
+    route_seconds, router = await drain(settings, topics, len(events), args, "route")
+    merge_seconds, merger = await drain(settings, topics, len(events), args, "merge")
     raw_rate = len(events) / raw_seconds
     route_rate = len(events) / route_seconds
     merge_rate = len(events) / merge_seconds
@@ -159,6 +160,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--max-batch", type=int, default=None,
+                        help="inputs per transaction, at most (default: the worker's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(main_async(args))

@@ -20,8 +20,9 @@ driven the same way by the Faust agents and by ``syncline replay``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -65,12 +66,19 @@ Catalog = Mapping[str, EntityModel]
 class Output(NamedTuple):
     """One record to produce: the topic's role (see :class:`streams.topics.Topics`), key, event.
 
-    ``event`` is a model, or its payload dict where the model was not worth building.
+    ``event`` is a model, or its payload dict where the model was not worth building, or a
+    function that builds that dict: the record event, of which a transaction produces only
+    the last per record (its topic is compacted), is built only if it is produced.
     """
 
     role: str
     key: str
-    event: Event | dict[str, Any]
+    event: Event | dict[str, Any] | Callable[[], dict[str, Any]]
+
+    def encoded(self) -> bytes:
+        """The event's bytes; a deferred payload is built now."""
+        event = self.event
+        return codec.encode(event() if callable(event) else event)
 
 
 MERGE_INPUT_TYPES: tuple[type[Event], ...] = (Observed, Written, WriteStale, WriteFailed,
@@ -146,7 +154,8 @@ class Merger:
         records[cid] = step.state
         outputs: list[Output] = []
         if step.record_changed or step.conflicts or _links_changed(state, step.state):
-            outputs.append(Output("records", cid, RecordEvent.payload(step.state, step.changed)))
+            outputs.append(Output("records", cid,
+                                  partial(RecordEvent.payload, step.state, step.changed)))
         for intent in step.intents:
             outputs.append(Output("intents", f"{intent.system}/{intent.entity}",
                                   WriteIntent.payload(intent)))

@@ -27,10 +27,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import aiokafka
 from aiokafka import TopicPartition
@@ -38,7 +39,6 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from streams import codec
 from streams.errors import StreamsError
 from streams.kafka import KafkaSettings, translated
 from streams.merge import Output
@@ -46,6 +46,9 @@ from streams.merge import Output
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
+
+BATCH_BYTES = 512 * 1024
+"""The largest batch a stage's producer sends (under the broker's default limit of 1 MiB)."""
 
 
 class _Tracked(MutableMapping[str, V]):
@@ -272,13 +275,84 @@ Handler = Callable[[aiokafka.ConsumerRecord, MutableMapping[str, Any]], list[Out
 class Stats:
     """Counters a runner keeps (read by /metrics and the benchmarks)."""
 
-    consumed: int = 0
+    consumed: int = 0  # inputs handled (their transaction may still be committing)
+    committed: int = 0  # inputs whose transaction committed
     produced: int = 0
     transactions: int = 0
     dead_letters: int = 0
     restored: int = 0
     handling_seconds: float = 0.0  # in the stage's own code (decode, fold, encode)
-    committing_seconds: float = 0.0  # sending, and waiting for the commit
+    committing_seconds: float = 0.0  # sending and committing (overlaps handling)
+
+
+Batch = list[tuple[TopicPartition, list[Any]]]
+"""Consumed records of one partition number, by source topic partition, in offset order."""
+
+ProducerRecord = tuple[str, bytes, bytes | None, int | None]
+"""(topic, key, value, partition or None for the key's partition)."""
+
+
+class _Handled(NamedTuple):
+    """A batch handled in memory, waiting for its transaction."""
+
+    records: list[ProducerRecord]  # outputs, then the changelog, in order
+    offsets: dict[TopicPartition, int]
+    inputs: int
+    dead_letters: int
+
+
+@dataclass(eq=False)
+class _Owned:
+    """A partition number this runner owns, and the task that handles and commits it.
+
+    The task handles batch N+1 while batch N's transaction commits (the broker's round
+    trips, ~8 ms a transaction, would otherwise leave the core idle), but starts N+1's
+    transaction only once N's committed: one transactional producer has one transaction
+    open at a time, and every transaction still holds its batch's outputs, changelog and
+    offsets together. Records that arrive meanwhile wait in ``pending``, so batches grow
+    with the load, up to ``max_batch``.
+    """
+
+    producer: Any
+    pending: deque[tuple[TopicPartition, list[Any]]] = field(default_factory=deque)
+    count: int = 0  # records in ``pending``
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    paused: bool = False  # the consumer stopped fetching this partition: enough is pending
+    driver: asyncio.Task[None] | None = None
+    committing: asyncio.Task[None] | None = None
+
+    def add(self, tp: TopicPartition, records: list[Any]) -> None:
+        self.pending.append((tp, records))
+        self.count += len(records)
+        self.arrived.set()
+
+    def take(self, limit: int) -> Batch:
+        """Up to ``limit`` pending records, oldest first."""
+        batch: Batch = []
+        n = 0
+        while self.pending and n < limit:
+            tp, records = self.pending[0]
+            room = limit - n
+            if len(records) <= room:
+                self.pending.popleft()
+            else:
+                self.pending[0] = (tp, records[room:])
+                records = records[:room]
+            batch.append((tp, records))
+            n += len(records)
+        self.count -= n
+        if not self.pending:
+            self.arrived.clear()
+        return batch
+
+    def failure(self) -> BaseException | None:
+        """The error that stopped this partition's handling or commit, if any."""
+        for task in (self.driver, self.committing):
+            if task is not None and task.done() and not task.cancelled():
+                error = task.exception()
+                if error is not None:
+                    return error
+        return None
 
 
 class StageRunner:
@@ -304,15 +378,14 @@ class StageRunner:
         self.store = store
         self.handle = handle
         self.topic_of = topic_of
-        self.max_batch = max_batch
+        self.max_batch = max_batch  # inputs per transaction, at most
         # Output roles whose topic is compacted: within one transaction only the last
         # output per key is produced (readers of a compacted topic want the latest anyway).
         self.compacted = compacted
         self.stats = Stats()
         self._consumer: Any = None
-        self._producers: dict[int, Any] = {}
-        self._lock = asyncio.Lock()
-        self._assigned: set[int] = set()
+        self._owned: dict[int, _Owned] = {}
+        self._lock = asyncio.Lock()  # rebalances and shutdown, one at a time
         self._partitioner = CachingPartitioner()
         self._topic_partitions: dict[str, list[int]] = {}  # learnt once per process
         self.ready = asyncio.Event()  # set once partitions are assigned and restored
@@ -336,70 +409,99 @@ class StageRunner:
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+                for owned in self._owned.values():
+                    error = owned.failure()
+                    if error is not None:
+                        raise error
                 if batch:
-                    await self._process(batch)
+                    async with self._lock:  # records may come while a rebalance restores
+                        self._dispatch(batch)
         finally:
             async with self._lock:
-                await self._close_producers(set(self._producers))
+                await self._release(set(self._owned))
             await consumer.stop()
             self._consumer = None
 
-    async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        by_partition: dict[int, list[tuple[TopicPartition, list[Any]]]] = {}
+    def _dispatch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Hand consumed records to their partitions' tasks."""
         for tp, records in batch.items():
-            by_partition.setdefault(tp.partition, []).append((tp, records))
-        async with self._lock:
-            # Partitions are independent: their transactions run side by side.
-            await asyncio.gather(*(self._transaction(p, parts)
-                                   for p, parts in sorted(by_partition.items())
-                                   if p in self._producers))  # else revoked meanwhile
+            owned = self._owned.get(tp.partition)
+            if owned is None:
+                continue  # revoked meanwhile
+            owned.add(tp, records)
+            if owned.count >= 2 * self.max_batch and not owned.paused:
+                self._consumer.pause(*self._sources_of(tp.partition))
+                owned.paused = True
 
-    async def _transaction(self, p: int, parts: list[tuple[TopicPartition, list[Any]]]) -> None:
-        producer = self._producers[p]
+    def _sources_of(self, p: int) -> list[TopicPartition]:
+        return [TopicPartition(topic, p) for topic in self.sources
+                if TopicPartition(topic, p) in self._consumer.assignment()]
+
+    async def _drive(self, p: int, owned: _Owned) -> None:
+        """Handle partition ``p``'s records and commit them, batch after batch."""
+        while True:
+            await owned.arrived.wait()
+            batch = owned.take(self.max_batch)
+            if owned.paused and owned.count < self.max_batch and self._consumer is not None:
+                self._consumer.resume(*self._sources_of(p))
+                owned.paused = False
+            handled = self._handle(p, batch)
+            if owned.committing is not None:
+                # Shielded: a revoke cancels this task, never a transaction half-way.
+                await asyncio.shield(owned.committing)
+            owned.committing = asyncio.create_task(self._commit(p, owned.producer, handled))
+
+    def _handle(self, p: int, batch: Batch) -> _Handled:
+        """Run the stage over a batch: the records to produce, the changelog, the offsets."""
+        started = time.perf_counter()
         state = self.store.partition(p)
         offsets: dict[TopicPartition, int] = {}
-        # (topic, key, value, partition or None for the key's partition), in output order.
-        records: list[tuple[str, bytes, bytes | None, int | None]] = []
+        records: list[ProducerRecord] = []
+        latest: dict[tuple[str, str], Output] = {}  # compacted roles: last per key
+        inputs = dead_letters = 0
+        for tp, consumed in batch:
+            for record in consumed:
+                for out in self.handle(record, state):
+                    if out.role in self.compacted:
+                        latest[(out.role, out.key)] = out
+                        continue
+                    if out.role == "dlq":
+                        dead_letters += 1
+                    records.append((self.topic_of(out.role), out.key.encode(),
+                                    out.encoded(), None))
+            offsets[tp] = consumed[-1].offset + 1
+            inputs += len(consumed)
+        for out in latest.values():
+            records.append((self.topic_of(out.role), out.key.encode(), out.encoded(), None))
+        for key, value in self.store.changes(p):
+            records.append((self.changelog, key.encode(), value, p))
+        self.stats.consumed += inputs
+        self.stats.handling_seconds += time.perf_counter() - started
+        return _Handled(records, offsets, inputs, dead_letters)
+
+    async def _commit(self, p: int, producer: Any, handled: _Handled) -> None:
+        """One transaction: a handled batch's records, and its offsets."""
+        started = time.perf_counter()
         with translated(self.settings, f"transaction of {self.group_id} partition {p}"):
             await producer.begin_transaction()
             try:
-                started = time.perf_counter()
-                latest: dict[tuple[str, str], Output] = {}  # compacted roles: last per key
-                for tp, consumed in parts:
-                    for record in consumed:
-                        for out in self.handle(record, state):
-                            if out.role in self.compacted:
-                                latest[(out.role, out.key)] = out
-                                continue
-                            if out.role == "dlq":
-                                self.stats.dead_letters += 1
-                            records.append((self.topic_of(out.role), out.key.encode(),
-                                            codec.encode(out.event), None))
-                        offsets[tp] = record.offset + 1
-                        self.stats.consumed += 1
-                for out in latest.values():
-                    records.append((self.topic_of(out.role), out.key.encode(),
-                                    codec.encode(out.event), None))
-                for key, value in self.store.changes(p):
-                    records.append((self.changelog, key.encode(), value, p))
-                handled = time.perf_counter()
-                self.stats.handling_seconds += handled - started
-                sent = await self._send_batches(producer, records)
-                await producer.send_offsets_to_transaction(offsets, self.group_id)
+                sent = await self._send_batches(producer, handled.records)
+                await producer.send_offsets_to_transaction(handled.offsets, self.group_id)
                 await producer.commit_transaction()
                 await asyncio.gather(*sent)  # all done by now; surfaces any error
-                self.stats.committing_seconds += time.perf_counter() - handled
             except BaseException:
                 # The in-memory state may hold changes that were never committed: this worker
                 # must restart from the changelog. Abort so the next owner need not wait.
                 with contextlib.suppress(Exception):
                     await producer.abort_transaction()
                 raise
-        self.stats.produced += len(records)
+        self.stats.committing_seconds += time.perf_counter() - started
+        self.stats.committed += handled.inputs
+        self.stats.dead_letters += handled.dead_letters
+        self.stats.produced += len(handled.records)
         self.stats.transactions += 1
 
-    async def _send_batches(self, producer: Any,
-                            records: list[tuple[str, bytes, bytes | None, int | None]],
+    async def _send_batches(self, producer: Any, records: list[ProducerRecord],
                             ) -> list[asyncio.Future[Any]]:
         """Send records grouped into one batch per topic partition (order kept within each).
 
@@ -431,7 +533,7 @@ class StageRunner:
     async def assigned(self, tps: set[TopicPartition]) -> None:
         """New partitions: fence their previous owner, restore their state."""
         async with self._lock:
-            for p in sorted({tp.partition for tp in tps} - set(self._producers)):
+            for p in sorted({tp.partition for tp in tps} - set(self._owned)):
                 producer = aiokafka.AIOKafkaProducer(
                     **self.settings.client_options(),
                     transactional_id=f"{self.group_id}-{p}",
@@ -439,26 +541,42 @@ class StageRunner:
                     acks="all",
                     partitioner=self._partitioner,
                     linger_ms=5,
+                    # A transaction sends ~1 MB of changelog to a partition; the sender has
+                    # one batch per partition in flight, so 16 KB batches (the default) cost
+                    # a round trip each: ~60 per transaction.
+                    max_batch_size=BATCH_BYTES,
                 )
                 with translated(self.settings, f"start transactional producer for {p}"):
                     await producer.start()  # init_transactions: fences a zombie, aborts its txn
-                self._producers[p] = producer
+                owned = self._owned[p] = _Owned(producer)
                 await self._restore(p)
-            self._assigned = {tp.partition for tp in tps} | self._assigned
+                owned.driver = asyncio.create_task(self._drive(p, owned))
         self.ready.set()
 
     async def revoked(self, tps: set[TopicPartition]) -> None:
-        """Partitions taken away: stop their producers and forget their state."""
+        """Partitions taken away: finish their transactions, stop their producers and forget
+        their state."""
         async with self._lock:
-            await self._close_producers({tp.partition for tp in tps})
+            await self._release({tp.partition for tp in tps})
 
-    async def _close_producers(self, partitions: set[int]) -> None:
+    async def _release(self, partitions: set[int]) -> None:
+        """Give up partitions: a transaction under way completes; records handled or pending
+        but not committed are dropped with the state, to be consumed again by the next owner
+        (from the committed offsets, with the state from the changelog)."""
         for p in sorted(partitions):
-            producer = self._producers.pop(p, None)
-            if producer is not None:
-                await producer.stop()
+            owned = self._owned.pop(p, None)
+            if owned is not None:
+                for task in (owned.driver, owned.committing):
+                    if task is None:
+                        continue
+                    if task is owned.driver:
+                        task.cancel()
+                    await asyncio.wait([task])
+                    if not task.cancelled() and task.exception() is not None:
+                        log.warning("%s partition %d failed while released: %r",
+                                    self.group_id, p, task.exception())
+                await owned.producer.stop()
             self.store.drop(p)
-            self._assigned.discard(p)
 
     async def _restore(self, p: int) -> None:
         """Read partition ``p`` of the changelog from its start to its end."""
