@@ -1,5 +1,5 @@
 # The project's commands (see README.md):
-#   make demo   bring up Kafka and run the current main job
+#   make demo   set up, start Kafka and run `syncline demo`
 #   make test   run the whole test suite, integration tests against a real Kafka broker
 # Kafka is left running between runs (it starts in seconds when warm); `make kafka-down`
 # stops it.
@@ -42,6 +42,6 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## demo: for now, bring Kafka up and check the example configuration against it
-demo: setup kafka-up
-	$(BIN)/syncline check --config examples/syncline.yaml
+## demo: Kafka, a simulated CRM and helpdesk, a worker, and a short story (syncline demo)
+demo: setup
+	$(BIN)/syncline demo

@@ -62,6 +62,8 @@ def _quiet_kafka_client() -> None:
     # aiokafka logs every refused connection at ERROR; with no logging configured Python
     # would print those to stderr next to the one line the command reports itself.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # httpx logs every request at INFO; daemon.http logs what matters (failures) itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @click.group()
@@ -309,6 +311,33 @@ def dlq_redrive(obj: CliContext | None, config_path: Path, ids: tuple[str, ...],
 
     sent = _run_kafka(settings, work())
     click.echo(f"re-drove {sent} dead letter{'s' if sent != 1 else ''}")
+
+
+@cli.command()
+@click.option("--keep-running", is_flag=True,
+              help="Leave the systems and the worker running after the story (Ctrl-C stops).")
+@click.option("--crm-port", default=8101, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--helpdesk-port", default=8102, show_default=True,
+              type=click.IntRange(1, 65535))
+@click.option("--worker-port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--dir", "directory", default=Path("syncline-demo"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where the demo writes its config and the conflict-review report.")
+@click.pass_obj
+def demo(obj: CliContext | None, keep_running: bool, crm_port: int, helpdesk_port: int,
+         worker_port: int, directory: Path) -> None:
+    """Everything local: Kafka, a simulated CRM and helpdesk, a worker, and a short story.
+
+    Creates, edits and deletes flow both ways; two conflicts happen, one decided by policy
+    and one held for review. Ends with a summary and the conflict-review report.
+    """
+    from daemon import demo as demo_module
+
+    env = obj.env if obj is not None else {}
+    kafka_port = int(env.get("SYNCLINE_KAFKA_PORT", "19092"))
+    code = demo_module.main(demo_module.Ports(crm_port, helpdesk_port, worker_port, kafka_port),
+                            keep_running, directory, env)
+    raise SystemExit(code)
 
 
 def main() -> None:

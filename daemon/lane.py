@@ -179,10 +179,10 @@ class Lane:
         """One round: poll if due, read triggered records, find deletes, execute intents."""
         if time.monotonic() >= self._next_poll:
             await self.poll()
+            await self._deletes()
             self._next_poll = time.monotonic() + self.poll_every
         if self._triggers:
             await self._read_triggered()
-        await self._deletes()
         if self.healthy:
             await self.execute_intents(timeout_ms=0)
 

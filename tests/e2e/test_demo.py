@@ -1,0 +1,74 @@
+"""``syncline demo`` as a user runs it: a process, what it prints and its exit code."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def demo(tmp_path: Path, *extra: str, env: dict[str, str] | None = None,
+         ports: tuple[int, int, int] | None = None) -> subprocess.CompletedProcess[str]:
+    crm, helpdesk, worker = ports or (free_port(), free_port(), free_port())
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "demo", "--crm-port", str(crm), "--helpdesk-port",
+         str(helpdesk), "--worker-port", str(worker), "--dir", str(tmp_path / "demo"), *extra],
+        capture_output=True, text=True, timeout=240, check=False, cwd=REPO,
+        env=env if env is not None else dict(os.environ))
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_the_demo_tells_its_story_and_ends_with_a_summary(kafka_bootstrap: str,
+                                                          tmp_path: Path) -> None:
+    port = kafka_bootstrap.rpartition(":")[2]
+    result = demo(tmp_path, env={**os.environ, "SYNCLINE_KAFKA_PORT": port})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for line in ("✓ 4 contacts in both systems; Ann linked, not duplicated",
+                 "✓ Ann's tags merged on both sides (union): customer, vip",
+                 "✓ the CRM has Bob's new phone",
+                 "✓ Cy is gone from the helpdesk too",
+                 "✓ a conflict on phone, decided by 'latest'",
+                 "✓ both systems hold the winning phone",
+                 "✓ an open conflict on Ann's name, waiting for review",
+                 "records in sync:    3 of 3 (CRM) / 3 (helpdesk)",
+                 "conflicts:          3 recorded, 1 open for review"):
+        assert line in out, out
+    report = tmp_path / "demo" / "conflicts.md"
+    assert f"conflict-review report: {report}" in out
+    assert "Ann Archer-Smith" in report.read_text()
+
+
+def test_a_taken_port_is_one_clear_line_and_exit_code_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = int(taken.getsockname()[1])
+        result = demo(tmp_path, ports=(port, free_port(), free_port()))
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"demo: port {port} (for the crm) is taken on 127.0.0.1; stop what uses it, or "
+        "choose another with --crm-port")
+
+
+def test_without_java_the_demo_says_so(tmp_path: Path) -> None:
+    result = demo(tmp_path, env={"PATH": str(tmp_path), "HOME": str(tmp_path)})
+
+    assert result.returncode == 2
+    assert "java is not installed" in result.stderr
+    assert "Traceback" not in result.stderr
