@@ -87,6 +87,18 @@ class WriteIntent(NamedTuple):
             "attempt": self.attempt,
         }
 
+    def to_compact(self) -> list[Json]:
+        """:meth:`to_dict` without the names (see :meth:`RecordState.to_compact`)."""
+        return [self.intent_id, self.canonical_id, self.entity, self.system, self.op.value,
+                self.external_id, dict(self.values), dict(self.expected), self.native_version,
+                self.clock.to_dict(), self.attempt]
+
+    @classmethod
+    def from_compact(cls, c: list[Json]) -> WriteIntent:
+        """Inverse of :meth:`to_compact`."""
+        return cls(c[0], c[1], c[2], c[3], WriteOp(c[4]), c[5], dict(c[6]), dict(c[7]), c[8],
+                   VClock(c[9]), c[10])
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Json]) -> WriteIntent:
         """Inverse of :meth:`to_dict`."""
@@ -133,6 +145,15 @@ class ReplacedCopy(NamedTuple):
         """Inverse of :meth:`to_dict`."""
         return cls(d["external_id"], VClock(d["knowledge"]), dict(d["shadow"]))
 
+    def to_compact(self) -> list[Json]:
+        """:meth:`to_dict` without the names (see :meth:`RecordState.to_compact`)."""
+        return [self.external_id, self.knowledge.to_dict(), dict(self.shadow)]
+
+    @classmethod
+    def from_compact(cls, c: list[Json]) -> ReplacedCopy:
+        """Inverse of :meth:`to_compact`."""
+        return cls(c[0], VClock(c[1]), dict(c[2]))
+
 
 @dataclass(slots=True)
 class PeerState:
@@ -175,6 +196,25 @@ class PeerState:
             "replaced": None if self.replaced is None else self.replaced.to_dict(),
         }
 
+    def to_compact(self) -> list[Json]:
+        """:meth:`to_dict` without the names (see :meth:`RecordState.to_compact`)."""
+        return [
+            self.external_id, self.exists, self.knowledge.to_dict(), dict(self.shadow),
+            self.native_version, self.last_seq,
+            None if self.in_flight is None else _compacted(self.in_flight),
+            self.intents_issued, self.failures,
+            {k: list(v) for k, v in self.landed.items()},
+            None if self.replaced is None else _compacted(self.replaced),
+        ]
+
+    @classmethod
+    def from_compact(cls, c: list[Json]) -> PeerState:
+        """Inverse of :meth:`to_compact`."""
+        return cls(c[0], c[1], VClock(c[2]), dict(c[3]), c[4], c[5],
+                   None if c[6] is None else WriteIntent.from_compact(c[6]), c[7], c[8],
+                   {k: tuple(v) for k, v in c[9].items()},
+                   None if c[10] is None else ReplacedCopy.from_compact(c[10]))
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Json]) -> PeerState:
         """Inverse of :meth:`to_dict`."""
@@ -213,6 +253,15 @@ class Candidate(NamedTuple):
     def from_dict(cls, d: Mapping[str, Json]) -> Candidate:
         """Inverse of :meth:`to_dict`."""
         return cls(d["value"], d["system"], Dot.parse(d["dot"]), d["source_ts"], d["deleted"])
+
+    def to_compact(self) -> list[Json]:
+        """:meth:`to_dict` without the names (see :meth:`RecordState.to_compact`)."""
+        return [self.value, self.system, str(self.dot), self.source_ts, self.deleted]
+
+    @classmethod
+    def from_compact(cls, c: list[Json]) -> Candidate:
+        """Inverse of :meth:`to_compact`."""
+        return cls(c[0], c[1], Dot.parse(c[2]), c[3], c[4])
 
 
 class ConflictStatus(enum.Enum):
@@ -253,6 +302,15 @@ class ResolutionInfo(NamedTuple):
     def from_dict(cls, d: Mapping[str, Json]) -> ResolutionInfo:
         """Inverse of :meth:`to_dict`."""
         return cls(d["resolution_id"], d["by"], d["at"], d["value"], d["deleted"], d["note"])
+
+    def to_compact(self) -> list[Json]:
+        """:meth:`to_dict` without the names (see :meth:`RecordState.to_compact`)."""
+        return [self.resolution_id, self.by, self.at, self.value, self.deleted, self.note]
+
+    @classmethod
+    def from_compact(cls, c: list[Json]) -> ResolutionInfo:
+        """Inverse of :meth:`to_compact`."""
+        return cls(c[0], c[1], c[2], c[3], c[4], c[5])
 
 
 DELETE_FIELD = "_deleted"
@@ -300,6 +358,23 @@ class ConflictRecord:
             "resolution": None if self.resolution is None else self.resolution.to_dict(),
             "superseded_by": None if self.superseded_by is None else str(self.superseded_by),
         }
+
+    def to_compact(self) -> list[Json]:
+        """:meth:`to_dict` without the names (see :meth:`RecordState.to_compact`)."""
+        return [self.conflict_id, self.canonical_id, self.entity, self.field,
+                self.current.to_compact(), self.incoming.to_compact(), self.policy,
+                self.decision.value, self.value, self.deleted, self.status.value,
+                None if self.resolution is None else self.resolution.to_compact(),
+                None if self.superseded_by is None else str(self.superseded_by)]
+
+    @classmethod
+    def from_compact(cls, c: list[Json]) -> ConflictRecord:
+        """Inverse of :meth:`to_compact`."""
+        return cls(c[0], c[1], c[2], c[3], Candidate.from_compact(c[4]),
+                   Candidate.from_compact(c[5]), c[6], Decision(c[7]), c[8], c[9],
+                   ConflictStatus(c[10]),
+                   None if c[11] is None else ResolutionInfo.from_compact(c[11]),
+                   None if c[12] is None else Dot.parse(c[12]))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Json]) -> ConflictRecord:
@@ -356,6 +431,16 @@ class HistoryEntry(NamedTuple):
         return cls(d["field"], d["value"], Dot.parse(d["dot"]), d["source_ts"],
                    Change(d["change"]), d["conflict_id"])
 
+    def to_compact(self) -> list[Json]:
+        """:meth:`to_dict` without the names (see :meth:`RecordState.to_compact`)."""
+        return [self.field, self.value, str(self.dot), self.source_ts, self.change.value,
+                self.conflict_id]
+
+    @classmethod
+    def from_compact(cls, c: list[Json]) -> HistoryEntry:
+        """Inverse of :meth:`to_compact`."""
+        return cls(c[0], c[1], Dot.parse(c[2]), c[3], Change(c[4]), c[5])
+
 
 @dataclass(slots=True)
 class RecordState:
@@ -408,6 +493,40 @@ class RecordState:
             "history": [_serialised(h) for h in self.history],
         }
 
+    def to_compact(self) -> list[Json]:
+        """:meth:`to_dict` as nested lists in a fixed order, without the names: the form the
+        merge writes to its changelog after every change (half the bytes, less work).
+
+        Starts with its version, :data:`COMPACT_VERSION`; mappings whose order could vary
+        are plain dicts (serialise with sorted keys), everything else is in a fixed order.
+        ``RecordState.from_compact(s.to_compact()) == s``.
+        """
+        deleted = self.deleted
+        return [
+            COMPACT_VERSION, self.canonical_id, self.entity, self.clock.to_dict(),
+            [[name, fs.value, str(fs.dot), fs.source_ts]
+             for name, fs in sorted(self.fields.items())],
+            [[s, *p.to_compact()] for s, p in sorted(self.peers.items())],
+            None if deleted is None else [str(deleted.dot), deleted.source_ts],
+            [_compacted(c) for c in self.conflicts],
+            [_compacted(h) for h in self.history],
+        ]
+
+    @classmethod
+    def from_compact(cls, c: list[Json]) -> RecordState:
+        """Inverse of :meth:`to_compact`; raises ``ValueError`` for another version."""
+        if not c or c[0] != COMPACT_VERSION:
+            raise ValueError(f"not a version {COMPACT_VERSION} compact record state")
+        deleted = c[6]
+        return cls(
+            c[1], c[2], VClock(c[3]),
+            {f[0]: FieldState(f[1], Dot.parse(f[2]), f[3]) for f in c[4]},
+            {p[0]: PeerState.from_compact(p[1:]) for p in c[5]},
+            None if deleted is None else Tombstone(Dot.parse(deleted[0]), deleted[1]),
+            tuple(ConflictRecord.from_compact(x) for x in c[7]),
+            tuple(HistoryEntry.from_compact(h) for h in c[8]),
+        )
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Json]) -> RecordState:
         """Inverse of :meth:`to_dict`."""
@@ -428,7 +547,11 @@ class RecordState:
         )
 
 
+COMPACT_VERSION = 1
+"""The first element of :meth:`RecordState.to_compact`."""
+
 _SERIALISED: dict[int, tuple[Any, dict[str, Json]]] = {}
+_COMPACTED: dict[int, tuple[Any, list[Json]]] = {}
 _SERIALISED_LIMIT = 200_000
 
 
@@ -448,4 +571,17 @@ def _serialised(item: HistoryEntry | ConflictRecord) -> dict[str, Json]:
         _SERIALISED.clear()
     data = item.to_dict()
     _SERIALISED[key] = (item, data)
+    return data
+
+
+def _compacted(item: HistoryEntry | ConflictRecord | WriteIntent | ReplacedCopy) -> list[Json]:
+    """``item.to_compact()``, computed once per (immutable) object, as :func:`_serialised`."""
+    key = id(item)
+    hit = _COMPACTED.get(key)
+    if hit is not None and hit[0] is item:
+        return hit[1]
+    if len(_COMPACTED) >= _SERIALISED_LIMIT:
+        _COMPACTED.clear()
+    data = item.to_compact()
+    _COMPACTED[key] = (item, data)
     return data

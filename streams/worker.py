@@ -39,13 +39,18 @@ from streams.topics import Topics, TopicSettings
 
 
 def encode_state(state: conflict.RecordState) -> bytes:
-    """A record state as changelog bytes."""
-    return orjson.dumps(state.to_dict(), option=orjson.OPT_SORT_KEYS)
+    """A record state as changelog bytes: its compact form (a JSON array, sorted keys in the
+    dicts it holds), so the same state always gives the same bytes."""
+    return orjson.dumps(state.to_compact(), option=orjson.OPT_SORT_KEYS)
 
 
 def decode_state(data: bytes) -> conflict.RecordState:
-    """Changelog bytes as a record state."""
-    return conflict.RecordState.from_dict(orjson.loads(data))
+    """Changelog bytes as a record state: the compact form, or the ``to_dict`` form (a JSON
+    object) that changelogs written before the compact one hold."""
+    payload = orjson.loads(data)
+    if isinstance(payload, list):
+        return conflict.RecordState.from_compact(payload)
+    return conflict.RecordState.from_dict(payload)
 
 
 class MergeWorker:
