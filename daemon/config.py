@@ -367,6 +367,23 @@ class EntityConfig(_Section):
                                 max_write_attempts=self.max_write_attempts)
 
 
+class ReviewConfig(_Section):
+    """The review page on the worker's web server, protected by a token."""
+
+    token_env: EnvName
+    _token: SecretStr = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> Self:
+        self._token = secret(info, self.token_env)
+        return self
+
+    @property
+    def token(self) -> SecretStr:
+        """The token a reviewer presents (``Authorization: Bearer`` or ``?token=``)."""
+        return self._token
+
+
 class Config(_Section):
     """The whole file.
 
@@ -379,6 +396,7 @@ class Config(_Section):
     kafka: KafkaConfig
     systems: dict[str, SystemConfig] = Field(default_factory=dict)
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
+    review: ReviewConfig | None = None
 
     def cross_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """What no single section can see: systems' entities against the entities."""

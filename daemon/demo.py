@@ -48,6 +48,7 @@ EXAMPLE = REPO / "examples" / "syncline.yaml"
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
 
 ENV = {"CRM_TOKEN": "demo-crm-token", "CRM_WEBHOOK_SECRET": "demo-webhook-secret",
+       "SYNCLINE_REVIEW_TOKEN": "demo-review-token",
        "HELPDESK_API_KEY": "demo-helpdesk-key"}
 """The demo's secrets: the simulated systems accept these, and the config names them."""
 

@@ -46,6 +46,7 @@ def test_a_good_config_with_the_broker_up_is_ok(kafka_bootstrap: str, tmp_path: 
 
 
 EXAMPLE_ENV = {"CRM_TOKEN": "example-crm-token", "CRM_WEBHOOK_SECRET": "example-secret",
+               "SYNCLINE_REVIEW_TOKEN": "example-review-token",
                "HELPDESK_API_KEY": "example-helpdesk-key"}
 
 

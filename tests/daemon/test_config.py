@@ -27,6 +27,7 @@ def problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
 
 def test_the_example_config_loads() -> None:
     env = {"CRM_TOKEN": "tok-3141", "CRM_WEBHOOK_SECRET": "sec-2718",
+           "SYNCLINE_REVIEW_TOKEN": "rev-1732",
            "HELPDESK_API_KEY": "key-1414"}
     config = load_config(REPO / "examples" / "syncline.yaml", env)
 
@@ -147,7 +148,7 @@ def test_tls_files_are_relative_to_the_config_file(tmp_path: Path) -> None:
         ),
         (
             "kafka: {bootstrap: 'k:1'}\nsytems: {}\n",
-            "{f}:2: sytems: unknown key (allowed: kafka, systems, entities)",
+            "{f}:2: sytems: unknown key (allowed: kafka, systems, entities, review)",
         ),
         (
             "- kafka\n",

@@ -34,6 +34,7 @@ from streams.topics import Topics
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "syncline.yaml"
 ENV = {"CRM_TOKEN": "e2e-crm-token", "CRM_WEBHOOK_SECRET": "e2e-webhook-secret",
+       "SYNCLINE_REVIEW_TOKEN": "e2e-review-token",
        "HELPDESK_API_KEY": "e2e-helpdesk-key"}
 RESOURCE = {"crm": "contacts", "helpdesk": "users"}
 

@@ -13,6 +13,7 @@ from daemon.connector.rest import RestEntity, build_client
 EXAMPLE = Path(__file__).parents[3] / "examples" / "syncline.yaml"
 
 ENV = {"CRM_TOKEN": "test-crm-token", "CRM_WEBHOOK_SECRET": "test-webhook-secret",
+       "SYNCLINE_REVIEW_TOKEN": "test-review-token",
        "HELPDESK_API_KEY": "test-helpdesk-key"}
 
 
