@@ -145,6 +145,7 @@ class Lane:
         self._triggers: dict[str, bool] = {}
         self._wake = asyncio.Event()
         self._failures: dict[str, int] = {}  # intent id -> rounds failed while the system answered
+        self._last_error: str | None = None  # the last error reported as a dead letter
 
     # -- inputs from outside -------------------------------------------------------------
     def request_read(self, external_id: str, deleted_hint: bool = False) -> None:
@@ -165,8 +166,14 @@ class Lane:
             try:
                 await self.round()
                 backoff = 1.0
-            except HttpError as exc:
-                self._unhealthy(exc)
+                self._last_error = None
+            except DaemonError as exc:
+                # The system answered badly (down, an HTML page, a page too big): nothing
+                # moved past what was observed; report it once, wait, and try again.
+                if isinstance(exc, HttpError):
+                    self._unhealthy(exc)
+                if not exc.retriable:
+                    await self._report(exc)
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -203,6 +210,17 @@ class Lane:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    async def _report(self, exc: DaemonError) -> None:
+        """A dead letter for an error that is not the system being away (once per error)."""
+        reason = f"{self.system} {self.entity}: {exc}"
+        if reason == self._last_error:
+            return
+        self._last_error = reason
+        log.error("lane %s: %s", self.name, exc)
+        work = _Round()
+        self._letter(work, self.name, type(exc).__name__, reason, None)
+        await self._commit(work)
 
     def _unhealthy(self, exc: HttpError) -> None:
         if self.healthy or exc.retriable:
@@ -289,7 +307,12 @@ class Lane:
         triggers, self._triggers = self._triggers, {}
         work = _Round()
         for external_id in sorted(triggers):
-            record = await self.connector.fetch(external_id)
+            try:
+                record = await self.connector.fetch(external_id)
+            except ConnectorError as exc:  # this record is broken; the others are not
+                self._letter(work, f"{self.name}/{external_id}", type(exc).__name__, str(exc),
+                             None)
+                continue
             if record is None:
                 if external_id in self.log.index or external_id in work.index:
                     self._observe_deleted(work, external_id, None)
@@ -562,8 +585,8 @@ class Lane:
 
     def _bad_record(self, work: _Round, record: BadRecord, url: str) -> None:
         log.warning("lane %s: skipped a record from %s: %s", self.name, url, record.reason)
-        self._letter(work, f"{self.name}/{record.id or ''}", "BadRecord", record.reason,
-                     record.raw)
+        self._letter(work, f"{self.name}/{record.id or ''}", "BadRecord",
+                     f"{self.system} {self.entity}: {record.reason} (from {url})", record.raw)
 
     def _letter(self, work: _Round, key: str, error: str, reason: str, raw: Any,
                 source: ConsumedRecord | None = None, attempts: int = 1) -> None:

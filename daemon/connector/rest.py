@@ -27,6 +27,7 @@ from daemon.http import (
     HttpError,
     MalformedResponse,
     NotFound,
+    PageGuard,
     Precondition,
     RetryPolicy,
 )
@@ -134,6 +135,7 @@ class RestEntity:
         self.config = config
         self._paging: PaginationStyle = (config.pagination.build() if config.pagination
                                          else SinglePage())
+        self._guard = PageGuard(max_records_per_page=config.max_page_records)
 
     # -- capabilities --------------------------------------------------------------------
     @property
@@ -190,7 +192,8 @@ class RestEntity:
             params[filter_.param] = filter_.template.format(
                 since=format_time(moment, filter_.format))
         async for page in self.client.paginate(self.config.path, self._paging, params=params,
-                                               records_at=self.config.records_at):
+                                               records_at=self.config.records_at,
+                                               guard=self._guard):
             yield ChangePage(page.number, page.url, [self.record(raw) for raw in page.records])
 
     async def fetch(self, external_id: str) -> RemoteRecord | None:

@@ -1,0 +1,201 @@
+"""An API nobody here has seen, synced by config alone — and its bad answers.
+
+A small HTTP server written in this test (not one of the simulated systems): people under
+``/v1/people`` with offset paging, an ``items`` envelope, Unix ``modified`` times, a nested
+``contact.mail`` path and a status enumeration. The lane is configured for it from YAML only,
+and the server can be made to misbehave: records without an id or a modified time, a value
+of the wrong type, an HTML page instead of JSON, a gigantic page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from daemon.config import EntityConfig
+from daemon.connector.config import SystemConfig
+from daemon.connector.rest import RestEntity, build_client
+from daemon.http import MalformedResponse, PageTooLarge
+from daemon.lane import Lane
+from streams import codec
+from streams.events import DeadLetter, Observed
+from streams.kafka import Admin, KafkaSettings
+from streams.lanelog import LaneLog
+from streams.topics import Topics, TopicSettings
+from tests.streams.kafka_helpers import read_topic, wait_for
+
+pytestmark = [pytest.mark.kafka]
+
+SYSTEM = """
+base_url: {url}
+auth: {{type: api_key, key_env: PEOPLE_KEY, query: key}}
+entities:
+  contact:
+    path: /v1/people
+    records_at: items
+    id: pid
+    updated: modified
+    since: {{param: changed_since, format: unix}}
+    pagination: {{style: offset, param: offset, size_param: limit, size: 2}}
+    update: {{method: PUT}}
+    max_page_records: 50
+"""
+
+ENTITY = """
+match_on: [email]
+fields:
+  email: {people: {path: contact.mail, transform: email}, type: string}
+  name: {people: full, type: string}
+  age: {people: {path: age, cast: integer}, type: integer}
+  status: {people: {path: state, map: {A: active, I: inactive}}, type: string}
+"""
+
+
+class PeopleApi:
+    """The server's records and its mood."""
+
+    def __init__(self) -> None:
+        self.people: list[dict[str, Any]] = []
+        self.html = False
+        self.pad = 0  # extra junk records per page, to make a page gigantic
+
+    async def list(self, request: web.Request) -> web.Response:
+        if request.query.get("key") != "k-123":
+            return web.json_response({"error": "no key"}, status=401)
+        if self.html:
+            return web.Response(text="<html><body>Down for maintenance</body></html>",
+                                content_type="text/html")
+        since = float(request.query.get("changed_since", "0"))
+        offset, limit = int(request.query["offset"]), int(request.query["limit"])
+        chosen = [p for p in self.people if float(p.get("modified") or 0) >= since
+                  or "modified" not in p]
+        page = chosen[offset:offset + limit] + [{"junk": i} for i in range(self.pad)]
+        return web.json_response({"items": page, "total": len(chosen)})
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[PeopleApi, str]]:
+    people = PeopleApi()
+    app = web.Application()
+    app.router.add_get("/v1/people", people.list)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield people, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def topics(kafka_settings: KafkaSettings) -> Topics:
+    topics = Topics(f"bad{uuid.uuid4().hex[:10]}")
+    async with Admin(kafka_settings) as admin:
+        await topics.ensure(admin, TopicSettings(partitions=2))
+    return topics
+
+
+async def make_lane(settings: KafkaSettings, topics: Topics, url: str) -> Lane:
+    system = SystemConfig.model_validate(yaml.safe_load(SYSTEM.format(url=url)),
+                                         context={"env": {"PEOPLE_KEY": "k-123"}})
+    entity = EntityConfig.model_validate(yaml.safe_load(ENTITY),
+                                         context={"systems": ["people"]})
+    lane_log = LaneLog(settings, topics, "people", "contact")
+    await lane_log.start()
+    connector = RestEntity(build_client("people", system), "people", "contact",
+                           system.entities["contact"])
+    return Lane(connector, entity.mapping("contact", "people"), lane_log)
+
+
+async def letters(settings: KafkaSettings, topics: Topics) -> list[DeadLetter]:
+    return [codec.decode(r.value, (DeadLetter,)) for r in await read_topic(settings,
+                                                                          topics.dlq)]
+
+
+async def test_a_system_nobody_has_seen_is_read_by_config_alone_and_bad_records_are_letters(
+        kafka_settings: KafkaSettings, topics: Topics, api: tuple[PeopleApi, str]) -> None:
+    people, url = api
+    people.people = [
+        {"pid": 1, "full": "Ann", "contact": {"mail": "ANN@x.org"}, "age": "41", "state": "A",
+         "modified": 100},
+        {"full": "No Id", "modified": 101},  # no id: cannot be observed
+        {"pid": 3, "full": "Cy", "contact": {"mail": "cy@x.org"}, "age": "old", "state": "I",
+         "modified": 102},  # age of the wrong type: the rest of Cy is still observed
+        {"pid": 4, "full": "No Time", "contact": {"mail": "d@x.org"}},  # no modified time
+        {"pid": 5, "full": "Eve", "contact": {"mail": "eve@x.org"}, "state": "A",
+         "modified": 103},
+    ]
+    lane = await make_lane(kafka_settings, topics, url)
+    try:
+        assert await lane.poll() == 3
+        assert lane.log.head.cursor == 103
+    finally:
+        await lane.log.stop()
+        await lane.connector.client.aclose()
+    seen = [codec.decode(r.value) for r in await read_topic(kafka_settings,
+                                                            topics.observations)]
+    assert [(o.external_id, o.fields) for o in seen if isinstance(o, Observed)] == [
+        ("1", {"email": "ann@x.org", "name": "Ann", "age": 41, "status": "active"}),
+        ("3", {"email": "cy@x.org", "name": "Cy", "status": "inactive"}),
+        ("5", {"email": "eve@x.org", "name": "Eve", "status": "active"})]
+    reasons = sorted(letter.reason for letter in await letters(kafka_settings, topics))
+    assert len(reasons) == 3
+    for expected in ("people contact 3: field age: expected an integer (or its text), got 'old'",
+                     "people contact: the record has no id at 'pid' (from /v1/people?",
+                     "people contact: record 4: no readable updated-at at 'modified'"):
+        assert any(expected in reason for reason in reasons), (expected, reasons)
+
+
+async def test_an_html_page_or_a_gigantic_page_is_a_letter_and_the_cursor_stays(
+        kafka_settings: KafkaSettings, topics: Topics, api: tuple[PeopleApi, str]) -> None:
+    people, url = api
+    people.people = [{"pid": i, "full": f"P{i}", "contact": {"mail": f"p{i}@x.org"},
+                      "modified": 100 + i} for i in range(5)]
+    lane = await make_lane(kafka_settings, topics, url)
+    try:
+        await lane.poll()
+        assert lane.log.head.cursor == 104
+        people.people.append({"pid": 9, "full": "Late", "contact": {"mail": "l@x.org"},
+                              "modified": 200})
+        people.html = True
+        with pytest.raises(MalformedResponse):
+            await lane.poll()
+        assert lane.log.head.cursor == 104  # nothing observed, nothing skipped
+        people.html = False
+        people.pad = 60
+        with pytest.raises(PageTooLarge):
+            await lane.poll()
+        assert lane.log.head.cursor == 104
+
+        # The running lane reports each error once as a dead letter and goes on.
+        stop = asyncio.Event()
+        running = asyncio.create_task(lane.run(stop))
+
+        async def lettered() -> list[DeadLetter]:
+            return [x for x in await letters(kafka_settings, topics)
+                    if x.error == "PageTooLarge"]
+
+        [letter] = await wait_for(lettered, 20, "a dead letter for the gigantic page")
+        assert letter.stage == "lane:people" and "more than 50" in letter.reason
+        people.pad = 0
+        await wait_for(lambda: _cursor(lane, 200), 20, "the lane to go on")
+        stop.set()
+        await running
+    finally:
+        await lane.log.stop()
+        await lane.connector.client.aclose()
+    seen = [codec.decode(r.value) for r in await read_topic(kafka_settings,
+                                                            topics.observations)]
+    assert [o.external_id for o in seen] == ["0", "1", "2", "3", "4", "9"]
+    assert len([x for x in await letters(kafka_settings, topics)
+                if x.error == "PageTooLarge"]) == 1
+
+
+async def _cursor(lane: Lane, value: float) -> bool:
+    return lane.log.head.cursor == value
