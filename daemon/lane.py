@@ -42,7 +42,7 @@ import orjson
 from conflict.state import Json
 from daemon.connector.rest import BadRecord, ConnectorError, RemoteRecord, RestEntity
 from daemon.errors import DaemonError
-from daemon.http import HttpError, PreconditionFailed
+from daemon.http import HttpError, MalformedResponse, PreconditionFailed
 from daemon.metrics import Metrics
 from streams import codec
 from streams.errors import DecodeError
@@ -410,7 +410,11 @@ class Lane:
                 self._failures[intent.intent_id] = self._failures.get(intent.intent_id, 0) + 1
                 self._unhealthy(exc)
                 raise _Outage from exc
-            outcome = _Round([self._failed(intent, str(exc), work, record)])
+            # A retriable error or a garbled answer may hide a delete that happened.
+            if intent.op == "delete" and (exc.retriable or isinstance(exc, MalformedResponse)):
+                outcome = await self._settle_delete(intent, exc, work, record)
+            else:
+                outcome = _Round([self._failed(intent, str(exc), work, record)])
         except (DaemonError, ValueError) as exc:
             outcome = _Round([self._failed(intent, str(exc), work, record)])
         self._failures.pop(intent.intent_id, None)
@@ -423,6 +427,27 @@ class Lane:
                 self._count_write(intent, "written")
             elif isinstance(event, WriteStale):
                 self._count_write(intent, "stale")
+
+    async def _settle_delete(self, intent: WriteIntent, exc: HttpError, work: _Round,
+                             record: ConsumedRecord) -> _Round:
+        """A delete that kept failing may still have landed: only a read can say.
+
+        The lane never reports a delete failed when it landed (the fold could not tell its
+        echo from a person's delete, docs/DECISIONS.md): the copy is read once more, and
+        while that read fails too the intent waits like in an outage.
+        """
+        assert intent.external_id is not None
+        try:
+            still = await self.connector.fetch(intent.external_id)
+        except HttpError as again:
+            self._unhealthy(again)
+            raise _Outage from again
+        outcome = _Round()
+        if still is None:
+            self._written(outcome, intent, None, intent.external_id)
+        else:
+            outcome.events.append(self._failed(intent, str(exc), work, record))
+        return outcome
 
     def _failed(self, intent: WriteIntent, reason: str, work: _Round,
                 record: ConsumedRecord) -> WriteFailed:

@@ -45,7 +45,14 @@ from hypothesis.stateful import (
 
 from conflict import DeletePolicy, EntitySpec, Input, Observed, RecordState, Step
 from conflict import fold as conflict_fold
-from tests.conflict.model import KNOWN_BUGS, POLICY_KINDS, Config, InvariantViolation, World
+from tests.conflict.model import (
+    KNOWN_BUGS,
+    LANE_CONTRACT,
+    POLICY_KINDS,
+    Config,
+    InvariantViolation,
+    World,
+)
 
 EXAMPLES = int(os.environ.get("SYNCLINE_HYPOTHESIS_EXAMPLES", "4000"))
 STEPS = 50
@@ -112,7 +119,8 @@ class SyncMachine(RuleBasedStateMachine):
                         conditional=frozenset(systems[i % n] for i in conditional),
                         returns_record=frozenset(systems[i % n] for i in returns_record),
                         closed_conflicts_kept=kept, lookup_sees_deleted=lookup_sees_deleted,
-                        stale_check=self.stale_check, workarounds=KNOWN_BUGS)
+                        stale_check=self.stale_check,
+                        workarounds=KNOWN_BUGS | LANE_CONTRACT)
         self.world = World(config, self.fold_fn)
         self.deletes = deletes
         for s in sorted({self.world.systems[i % n] for i in creators}):

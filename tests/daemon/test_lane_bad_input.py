@@ -22,13 +22,13 @@ from daemon.config import EntityConfig
 from daemon.connector.config import SystemConfig
 from daemon.connector.rest import RestEntity, build_client
 from daemon.http import MalformedResponse, PageTooLarge
-from daemon.lane import Lane
+from daemon.lane import RETRIABLE_ROUNDS, Lane
 from streams import codec
-from streams.events import DeadLetter, Observed
+from streams.events import DeadLetter, Observed, WriteIntent
 from streams.kafka import Admin, KafkaSettings
 from streams.lanelog import LaneLog
 from streams.topics import Topics, TopicSettings
-from tests.streams.kafka_helpers import read_topic, wait_for
+from tests.streams.kafka_helpers import produce, read_topic, wait_for
 
 pytestmark = [pytest.mark.kafka]
 
@@ -45,6 +45,7 @@ entities:
     pagination: {{style: offset, param: offset, size_param: limit, size: 2}}
     update: {{method: PUT}}
     max_page_records: 50
+retry: {{attempts: 2, base_seconds: 0.01}}
 """
 
 ENTITY = """
@@ -64,6 +65,20 @@ class PeopleApi:
         self.people: list[dict[str, Any]] = []
         self.html = False
         self.pad = 0  # extra junk records per page, to make a page gigantic
+        self.delete_does_nothing = False
+
+    async def one(self, request: web.Request) -> web.Response:
+        for person in self.people:
+            if str(person.get("pid")) == request.match_info["pid"]:
+                return web.json_response(person)
+        return web.json_response({"error": "not found"}, status=404)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """Deletes, then fails to say so: every answer a 502."""
+        if not self.delete_does_nothing:
+            self.people = [p for p in self.people
+                           if str(p.get("pid")) != request.match_info["pid"]]
+        return web.json_response({"error": "bad gateway"}, status=502)
 
     async def list(self, request: web.Request) -> web.Response:
         if request.query.get("key") != "k-123":
@@ -84,6 +99,8 @@ async def api() -> AsyncIterator[tuple[PeopleApi, str]]:
     people = PeopleApi()
     app = web.Application()
     app.router.add_get("/v1/people", people.list)
+    app.router.add_get("/v1/people/{pid}", people.one)
+    app.router.add_delete("/v1/people/{pid}", people.delete)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -195,6 +212,64 @@ async def test_an_html_page_or_a_gigantic_page_is_a_letter_and_the_cursor_stays(
     assert [o.external_id for o in seen] == ["0", "1", "2", "3", "4", "9"]
     assert len([x for x in await letters(kafka_settings, topics)
                 if x.error == "PageTooLarge"]) == 1
+
+
+async def test_a_delete_that_landed_is_reported_written_even_when_every_answer_failed(
+        kafka_settings: KafkaSettings, topics: Topics, api: tuple[PeopleApi, str]) -> None:
+    people, url = api
+    people.people = [{"pid": 7, "full": "Gus", "contact": {"mail": "gus@x.org"},
+                      "modified": 100}]
+    intent = WriteIntent(intent_id="i-1", canonical_id="c-1", entity="contact",
+                         system="people", op="delete", external_id="7",
+                         values={}, expected={"name": "Gus", "email": "gus@x.org"},
+                         native_version=None, clock={}, attempt=1)
+    await produce(kafka_settings, topics.intents, [(intent.key().encode(),
+                                                     codec.encode(intent))])
+    lane = await make_lane(kafka_settings, topics, url)
+    try:
+        # The first round's delete lands but its answer fails: the intent waits (it is not
+        # reported failed); the next round reads the copy gone and reports it written.
+        await lane.poll()
+        assert await lane.execute_intents(timeout_ms=5000) == 0
+        assert not lane.healthy and people.people == []
+        await lane.poll()
+        assert await lane.execute_intents(timeout_ms=5000) == 1
+    finally:
+        await lane.log.stop()
+        await lane.connector.client.aclose()
+    outcomes = [codec.decode(r.value) for r in await read_topic(kafka_settings,
+                                                                topics.observations)]
+    assert [type(o).__name__ for o in outcomes][-1] == "Written"  # not WriteFailed
+    assert people.people == []
+
+
+async def test_a_delete_whose_every_answer_fails_is_settled_by_a_read(
+        kafka_settings: KafkaSettings, topics: Topics, api: tuple[PeopleApi, str]) -> None:
+    """After its rounds, a failing delete is read once more: gone is written, else failed."""
+    people, url = api
+    people.people = [{"pid": 8, "full": "Hal", "contact": {"mail": "hal@x.org"},
+                      "modified": 100}]
+    people.delete_does_nothing = True  # every DELETE: 502, and the record stays
+    intent = WriteIntent(intent_id="i-2", canonical_id="c-2", entity="contact",
+                         system="people", op="delete", external_id="8",
+                         values={}, expected={"name": "Hal", "email": "hal@x.org"},
+                         native_version=None, clock={}, attempt=1)
+    await produce(kafka_settings, topics.intents, [(intent.key().encode(),
+                                                     codec.encode(intent))])
+    lane = await make_lane(kafka_settings, topics, url)
+    try:
+        for _ in range(RETRIABLE_ROUNDS):
+            await lane.poll()
+            assert await lane.execute_intents(timeout_ms=5000) == 0  # waits
+        await lane.poll()
+        assert await lane.execute_intents(timeout_ms=5000) == 1
+    finally:
+        await lane.log.stop()
+        await lane.connector.client.aclose()
+    outcomes = [codec.decode(r.value) for r in await read_topic(kafka_settings,
+                                                                topics.observations)]
+    assert type(outcomes[-1]).__name__ == "WriteFailed"  # the copy is there: it did fail
+    assert [p["pid"] for p in people.people] == [8]
 
 
 async def _cursor(lane: Lane, value: float) -> bool:
