@@ -23,6 +23,7 @@ from daemon import __version__
 from daemon.config import Config, load_config
 from daemon.connector.rest import RestEntity, build_client
 from daemon.errors import ConfigError, DaemonError
+from daemon.review.cli import register as register_review
 from daemon.worker import ROLES, Worker
 from streams.dlq import letters as dlq_letters
 from streams.dlq import redrive as dlq_redrive_letters
@@ -338,6 +339,9 @@ def demo(obj: CliContext | None, keep_running: bool, crm_port: int, helpdesk_por
     code = demo_module.main(demo_module.Ports(crm_port, helpdesk_port, worker_port, kafka_port),
                             keep_running, directory, env)
     raise SystemExit(code)
+
+
+register_review(cli)  # conflicts list|show|resolve, report, record
 
 
 def main() -> None:

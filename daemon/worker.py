@@ -19,6 +19,7 @@ from daemon.config import Config
 from daemon.connector.rest import RestEntity, build_client
 from daemon.lane import Lane
 from daemon.metrics import Metrics
+from daemon.review.page import mount as mount_review
 from daemon.web import WebhookSpec, WebServer
 from streams.lanelog import LaneLog
 from streams.topics import Topics
@@ -75,6 +76,7 @@ class Worker:
             self.web = WebServer(host=self.host, port=self.port, metrics=self.metrics,
                                  ready=self._waiting_for, webhooks=self._webhooks() or None,
                                  on_trigger=self._trigger)
+            mount_review(self.web, config)
             await stack.enter_async_context(self.web)
             log.info("worker listening on %s: roles %s, lanes %s", self.web.url,
                      ", ".join(self.roles), ", ".join(self.lanes) or "none")
