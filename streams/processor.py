@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 V = TypeVar("V")
 
+DEPTH = 2
+"""Handled batches a partition may have waiting for their transactions."""
+
 BATCH_BYTES = 512 * 1024
 """The largest batch a stage's producer sends (under the broker's default limit of 1 MiB)."""
 
@@ -303,14 +306,15 @@ class _Handled(NamedTuple):
 
 @dataclass(eq=False)
 class _Owned:
-    """A partition number this runner owns, and the task that handles and commits it.
+    """A partition number this runner owns, and its two tasks: one handles batches, the
+    other commits them.
 
-    The task handles batch N+1 while batch N's transaction commits (the broker's round
-    trips, ~8 ms a transaction, would otherwise leave the core idle), but starts N+1's
-    transaction only once N's committed: one transactional producer has one transaction
-    open at a time, and every transaction still holds its batch's outputs, changelog and
-    offsets together. Records that arrive meanwhile wait in ``pending``, so batches grow
-    with the load, up to ``max_batch``.
+    Batches N+1 and N+2 are handled while batch N's transaction commits (the broker's round
+    trips, several milliseconds a transaction, would otherwise leave the core idle), but
+    N+1's transaction starts only once N's committed: one transactional producer has one
+    transaction open at a time, and every transaction still holds its batch's outputs,
+    changelog and offsets together. Records that arrive meanwhile wait in ``pending``, so
+    batches grow with the load, up to ``max_batch``.
     """
 
     producer: Any
@@ -318,8 +322,11 @@ class _Owned:
     count: int = 0  # records in ``pending``
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     paused: bool = False  # the consumer stopped fetching this partition: enough is pending
-    driver: asyncio.Task[None] | None = None
-    committing: asyncio.Task[None] | None = None
+    handled: asyncio.Queue[_Handled] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=DEPTH))  # waiting for a transaction
+    driver: asyncio.Task[None] | None = None  # handles
+    committer: asyncio.Task[None] | None = None  # commits, one transaction after the other
+    committing: asyncio.Task[None] | None = None  # the transaction under way
 
     def add(self, tp: TopicPartition, records: list[Any]) -> None:
         self.pending.append((tp, records))
@@ -347,7 +354,7 @@ class _Owned:
 
     def failure(self) -> BaseException | None:
         """The error that stopped this partition's handling or commit, if any."""
-        for task in (self.driver, self.committing):
+        for task in (self.driver, self.committer, self.committing):
             if task is not None and task.done() and not task.cancelled():
                 error = task.exception()
                 if error is not None:
@@ -445,20 +452,24 @@ class StageRunner:
             if owned.paused and owned.count < self.max_batch and self._consumer is not None:
                 self._consumer.resume(*self._sources_of(p))
                 owned.paused = False
-            handled = self._handle(p, batch)
-            if owned.committing is not None:
-                # Shielded: a revoke cancels this task, never a transaction half-way.
-                await asyncio.shield(owned.committing)
+            await owned.handled.put(self._handle(p, batch))
+
+    async def _commit_all(self, p: int, owned: _Owned) -> None:
+        """Commit partition ``p``'s handled batches, one transaction after the other."""
+        while True:
+            handled = await owned.handled.get()
             owned.committing = asyncio.create_task(self._commit(p, owned.producer, handled))
+            # Shielded: a revoke cancels this task, never a transaction half-way.
+            await asyncio.shield(owned.committing)
 
     def _handle(self, p: int, batch: Batch) -> _Handled:
         """Run the stage over a batch: the records to produce, the changelog, the offsets."""
-        started = time.perf_counter()
         state = self.store.partition(p)
         offsets: dict[TopicPartition, int] = {}
         records: list[ProducerRecord] = []
         latest: dict[tuple[str, str], Output] = {}  # compacted roles: last per key
         inputs = dead_letters = 0
+        started = time.perf_counter()
         for tp, consumed in batch:
             for record in consumed:
                 for out in self.handle(record, state):
@@ -551,6 +562,7 @@ class StageRunner:
                 owned = self._owned[p] = _Owned(producer)
                 await self._restore(p)
                 owned.driver = asyncio.create_task(self._drive(p, owned))
+                owned.committer = asyncio.create_task(self._commit_all(p, owned))
         self.ready.set()
 
     async def revoked(self, tps: set[TopicPartition]) -> None:
@@ -566,10 +578,10 @@ class StageRunner:
         for p in sorted(partitions):
             owned = self._owned.pop(p, None)
             if owned is not None:
-                for task in (owned.driver, owned.committing):
+                for task in (owned.driver, owned.committer, owned.committing):
                     if task is None:
                         continue
-                    if task is owned.driver:
+                    if task is not owned.committing:
                         task.cancel()
                     await asyncio.wait([task])
                     if not task.cancelled() and task.exception() is not None:
