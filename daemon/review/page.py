@@ -159,10 +159,10 @@ async def _authenticate(request: web.Request,
         # carries it from now on.
         query = [(k, v) for k, v in request.query.items() if k != "token"]
         target = request.rel_url.with_query(query)
-        response = web.HTTPSeeOther(str(target))
-        response.set_cookie(COOKIE, given, httponly=True, samesite="Strict",
+        redirect = web.HTTPSeeOther(str(target))
+        redirect.set_cookie(COOKIE, given, httponly=True, samesite="Strict",
                             path=str(request.app.router["page"].url_for()))
-        return response
+        raise redirect
     return await handler(request)
 
 
