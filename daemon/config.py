@@ -241,8 +241,6 @@ class FieldConfig(_Section):
     def _system_names(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, Mapping):
             return data  # pydantic says "expected a mapping"
-        if "ref" in data:
-            raise _entity_error("ref: (a reference to another record) is not supported yet")
         systems = [k for k in data if k not in cls.model_fields]
         known = _systems(info)
         for system in systems:
@@ -416,6 +414,23 @@ class Config(_Section):
                                      f"entities.{entity_name} maps fields to {name}, but "
                                      f"{name} does not describe {entity_name}: add "
                                      f"{entity_name}: (its path, records_at, since, ...)"))
+        for entity_name, entity_config in self.entities.items():
+            for field_name, field_config in entity_config.fields.items():
+                for system_name, mapping in field_config.systems.items():
+                    if mapping.ref is None:
+                        continue
+                    loc = ("entities", entity_name, "fields", field_name, system_name, "ref")
+                    if mapping.ref not in self.entities:
+                        problems.append((loc, f"{mapping.ref!r} is not one of the entities: "
+                                         f"({', '.join(self.entities)})"))
+                    elif field_config.type not in ("any", "string"):
+                        problems.append((loc, "a reference holds a canonical id: the field's "
+                                         f"type must be string, not {field_config.type}"))
+                    elif (system_name in self.systems and self.systems[system_name].entities
+                          and mapping.ref not in self.systems[system_name].entities):
+                        problems.append((loc, f"{system_name} does not describe "
+                                         f"{mapping.ref} (systems.{system_name}.entities), so "
+                                         "its ids cannot be looked up"))
         return problems
 
     def catalog(self) -> dict[str, EntityModel]:

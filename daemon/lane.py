@@ -33,7 +33,7 @@ import base64
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,6 +57,7 @@ from streams.events import (
 )
 from streams.kafka import ConsumedRecord
 from streams.lanelog import LaneLog
+from streams.links import LinksView
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,11 @@ class FieldMapping(Protocol):
     def to_system(self, values: Mapping[str, Json]) -> dict[str, Any]: ...
 
 
+Resolve = Callable[[str, str, str], Awaitable[str | None]]
+"""``resolve(entity, system, external_id)``: the canonical id a record not linked yet will get
+(read from the system and derived like the hub derives it), or ``None`` if it does not exist."""
+
+
 def fingerprint(values: Mapping[str, Json], version: str | None) -> str:
     """What the lane remembers of a record it reported: a hash of its values and version."""
     data = orjson.dumps([values, version], option=orjson.OPT_SORT_KEYS)
@@ -104,9 +110,27 @@ class _Round:
     index: dict[str, str | None] = field(default_factory=dict)
     letters: list[DeadLetter] = field(default_factory=list)
     letter_keys: list[str] = field(default_factory=list)
+    parked: dict[str, bytes | None] = field(default_factory=dict)  # intent id -> intent
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.index or self.letters)
+        return bool(self.events or self.index or self.letters or self.parked)
+
+    def merge(self, other: _Round) -> None:
+        self.events.extend(other.events)
+        self.index.update(other.index)
+        self.letters.extend(other.letters)
+        self.letter_keys.extend(other.letter_keys)
+        self.parked.update(other.parked)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    values: dict[str, Json]
+    problems: dict[str, str]
+
+
+class _WaitForLink(DaemonError):
+    """A reference to a record not linked in the system yet: the write waits for it."""
 
 
 class Lane:
@@ -124,7 +148,8 @@ class Lane:
 
     def __init__(self, connector: RestEntity, mapping: FieldMapping, lane_log: LaneLog, *,
                  match_on: tuple[str, ...] = (), max_write_attempts: int = 5,
-                 metrics: Metrics | None = None,
+                 metrics: Metrics | None = None, links: LinksView | None = None,
+                 resolve: Resolve | None = None, ref_wait: float = 600.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.connector = connector
         self.mapping = mapping
@@ -135,7 +160,13 @@ class Lane:
         self.match_on = match_on
         self.max_write_attempts = max_write_attempts
         self.metrics = metrics
+        self.links = links
+        self.resolve = resolve
+        self.ref_wait = ref_wait
         self.clock = clock
+        # Intents waiting for a referenced record to be linked here: id -> (bytes, since).
+        self.parked: dict[str, tuple[bytes, float]] = {
+            intent_id: (raw, clock()) for intent_id, raw in lane_log.parked.items()}
         config = connector.config
         self.poll_every = config.poll_every_seconds
         self.sweep_every = config.deletes.reconcile_every_seconds
@@ -191,6 +222,7 @@ class Lane:
         if self._triggers:
             await self._read_triggered()
         if self.healthy:
+            await self._retry_parked()
             await self.execute_intents(timeout_ms=0)
 
     async def _idle(self, stop: asyncio.Event, wait: float) -> None:
@@ -253,7 +285,7 @@ class Lane:
                     seen.add(record.id)
                     if record.updated is not None:
                         newest = record.updated if newest is None else max(newest, record.updated)
-                    reported += self._observe(work, record)
+                    reported += await self._observe(work, record)
                 if work:
                     await self._commit(work)
                 self.healthy = True
@@ -273,9 +305,10 @@ class Lane:
                     max(0.0, self.clock() - newest))
         return reported
 
-    def _observe(self, work: _Round, record: RemoteRecord, *, force: bool = False) -> int:
+    async def _observe(self, work: _Round, record: RemoteRecord, *, force: bool = False
+                       ) -> int:
         """Report ``record`` unless the lane reported exactly this before; 1 if reported."""
-        reading = self.mapping.to_canonical(record.data)
+        reading = await self._read(record)
         print_ = fingerprint(reading.values, record.version)
         known = work.index.get(record.id, self.log.index.get(record.id))
         for name, problem in sorted(reading.problems.items()):
@@ -317,7 +350,7 @@ class Lane:
                 if external_id in self.log.index or external_id in work.index:
                     self._observe_deleted(work, external_id, None)
             else:
-                self._observe(work, record)
+                await self._observe(work, record)
         if work:
             await self._commit(work)
 
@@ -357,7 +390,7 @@ class Lane:
             for record in page.records:
                 if isinstance(record, RemoteRecord):
                     present.add(record.id)
-                    self._observe(work, record)
+                    await self._observe(work, record)
                 elif record.id is not None:
                     present.add(record.id)  # unreadable, but there: not a delete
         deleted = 0
@@ -369,7 +402,7 @@ class Lane:
                 self._observe_deleted(work, external_id, None)
                 deleted += 1
             else:
-                self._observe(work, still)
+                await self._observe(work, still)
         self.log.head.swept_at = self.clock()
         await self._commit(work)
         return deleted
@@ -405,6 +438,12 @@ class Lane:
             return  # another lane's intent in the same partition
         try:
             outcome = await self.execute(intent)
+        except _WaitForLink as wait:
+            log.info("lane %s: %s waits: %s", self.name, intent.intent_id, wait)
+            assert record.value is not None
+            self.parked[intent.intent_id] = (record.value, self.clock())
+            work.parked[intent.intent_id] = record.value
+            return
         except HttpError as exc:
             if exc.retriable and self._failures.get(intent.intent_id, 0) < RETRIABLE_ROUNDS:
                 self._failures[intent.intent_id] = self._failures.get(intent.intent_id, 0) + 1
@@ -418,10 +457,7 @@ class Lane:
         except (DaemonError, ValueError) as exc:
             outcome = _Round([self._failed(intent, str(exc), work, record)])
         self._failures.pop(intent.intent_id, None)
-        work.events.extend(outcome.events)
-        work.index.update(outcome.index)
-        work.letters.extend(outcome.letters)
-        work.letter_keys.extend(outcome.letter_keys)
+        work.merge(outcome)
         for event in outcome.events:
             if isinstance(event, Written):
                 self._count_write(intent, "written")
@@ -444,10 +480,20 @@ class Lane:
             raise _Outage from again
         outcome = _Round()
         if still is None:
-            self._written(outcome, intent, None, intent.external_id)
+            await self._written(outcome, intent, None, intent.external_id)
         else:
             outcome.events.append(self._failed(intent, str(exc), work, record))
         return outcome
+
+    def _failed_plain(self, intent: WriteIntent, reason: str) -> WriteFailed:
+        """A failure of a parked intent (no consumed record to dead-letter it with)."""
+        log.warning("lane %s: %s of %s failed: %s", self.name, intent.op, intent.canonical_id,
+                    reason)
+        self._count_write(intent, "failed")
+        return WriteFailed(system=self.system, entity=self.entity, seq=self.log.next_seq(),
+                           external_id=intent.external_id, canonical_id=intent.canonical_id,
+                           observed_at=self.clock(), intent_id=intent.intent_id,
+                           reason=reason[:500], attempts=intent.attempt)
 
     def _failed(self, intent: WriteIntent, reason: str, work: _Round,
                 record: ConsumedRecord) -> WriteFailed:
@@ -482,21 +528,21 @@ class Lane:
             current = await self.connector.fetch(intent.external_id)
             if current is None:
                 if intent.op == "delete":
-                    self._written(work, intent, None, intent.external_id)
+                    await self._written(work, intent, None, intent.external_id)
                 else:
                     self._observe_deleted(work, intent.external_id, None)
                     self._stale(work, intent, [])
                 return work
-            reading = self.mapping.to_canonical(current.data)
+            reading = await self._read(current)
             try:
                 if intent.op == "delete":
                     changed = sorted(f for f, v in intent.expected.items()
                                      if reading.values.get(f) != v)
                     if changed:
-                        self._stale_after_read(work, intent, current, changed)
+                        await self._stale_after_read(work, intent, current, changed)
                         return work
                     await self.connector.delete(intent.external_id, current.precondition)
-                    self._written(work, intent, None, intent.external_id)
+                    await self._written(work, intent, None, intent.external_id)
                     return work
                 todo: dict[str, Json] = {}
                 changed = []
@@ -509,13 +555,13 @@ class Lane:
                     else:
                         changed.append(name)
                 if changed:
-                    self._stale_after_read(work, intent, current, sorted(changed))
+                    await self._stale_after_read(work, intent, current, sorted(changed))
                     return work
                 if not todo:
-                    self._written(work, intent, current, current.id)
+                    await self._written(work, intent, current, current.id)
                     return work
                 after = await self.connector.update(intent.external_id,
-                                                    self.mapping.to_system(todo),
+                                                    self._system_values(todo),
                                                     current.precondition)
             except PreconditionFailed:
                 continue  # changed between our read and our write: read and decide again
@@ -523,16 +569,16 @@ class Lane:
                 self._observe_deleted(work, intent.external_id, None)
                 self._stale(work, intent, [])
             else:
-                self._written(work, intent, after, after.id)
+                await self._written(work, intent, after, after.id)
             return work
         raise ConnectorError(f"{self.system} kept changing record {intent.external_id} "
                              f"during {PRECONDITION_ROUNDS} conditional writes")
 
     async def _create(self, work: _Round, intent: WriteIntent) -> None:
-        body = self.mapping.to_system(intent.values)
+        body = self._system_values(intent.values)
         found = await self._look_up(body)
         if found is not None:
-            self._adopt(work, intent, found)
+            await self._adopt(work, intent, found)
             return
         try:
             created = await self.connector.create(body)
@@ -542,7 +588,7 @@ class Lane:
             if self.connector.can_look_up and (exc.retriable or exc.status in (409, 422)):
                 found = await self._look_up(body)
                 if found is not None:
-                    self._adopt(work, intent, found)
+                    await self._adopt(work, intent, found)
                     return
             raise
         if created is None:
@@ -551,7 +597,7 @@ class Lane:
                 raise ConnectorError(f"{self.system} answered a create without the record "
                                      "or its location, and no lookup finds it")
             created = found
-        self._written(work, intent, created, created.id)
+        await self._written(work, intent, created, created.id)
 
     async def _look_up(self, body: Mapping[str, Any]) -> RemoteRecord | None:
         if not self.connector.can_look_up:
@@ -563,19 +609,19 @@ class Lane:
         found = await self.connector.lookup(body)
         return found[0] if found else None
 
-    def _adopt(self, work: _Round, intent: WriteIntent, found: RemoteRecord) -> None:
+    async def _adopt(self, work: _Round, intent: WriteIntent, found: RemoteRecord) -> None:
         """A record with the intent's match key exists already: ours, or a person's."""
-        reading = self.mapping.to_canonical(found.data)
+        reading = await self._read(found)
         changed = sorted(name for name, value in intent.values.items()
                          if reading.values.get(name) != value)
         if not changed:
-            self._written(work, intent, found, found.id)  # our own create, made before
+            await self._written(work, intent, found, found.id)  # our own create, made before
         else:
-            self._stale_after_read(work, intent, found, changed)
+            await self._stale_after_read(work, intent, found, changed)
 
-    def _stale_after_read(self, work: _Round, intent: WriteIntent, current: RemoteRecord,
-                          changed: list[str]) -> None:
-        self._observe(work, current, force=True)  # the edit the hub has not seen, first
+    async def _stale_after_read(self, work: _Round, intent: WriteIntent,
+                                current: RemoteRecord, changed: list[str]) -> None:
+        await self._observe(work, current, force=True)  # the edit the hub has not seen, first
         self._stale(work, intent, changed)
 
     def _stale(self, work: _Round, intent: WriteIntent, changed: list[str]) -> None:
@@ -584,13 +630,13 @@ class Lane:
             external_id=intent.external_id, canonical_id=intent.canonical_id,
             observed_at=self.clock(), intent_id=intent.intent_id, fields_changed=changed))
 
-    def _written(self, work: _Round, intent: WriteIntent, record: RemoteRecord | None,
-                 external_id: str) -> None:
+    async def _written(self, work: _Round, intent: WriteIntent, record: RemoteRecord | None,
+                       external_id: str) -> None:
         fields: dict[str, Json] | None = None
         version = None
         source_ts = self.clock()
         if record is not None:
-            reading = self.mapping.to_canonical(record.data)
+            reading = await self._read(record)
             fields = reading.values
             version = record.version
             source_ts = record.updated if record.updated is not None else source_ts
@@ -603,10 +649,89 @@ class Lane:
             observed_at=self.clock(), intent_id=intent.intent_id,
             native_version=version, source_ts=source_ts, fields=fields))
 
+    # -- references ----------------------------------------------------------------------
+    async def _read(self, record: RemoteRecord) -> Reading:
+        """``record`` in canonical fields, its references as canonical ids.
+
+        A reference is translated through the links view; one not linked yet is the id the
+        hub will give that record (``resolve`` reads it here and derives it); one that
+        cannot be translated is a problem of that field.
+        """
+        reading = self.mapping.to_canonical(record.data)
+        refs = getattr(self.mapping, "refs", {})
+        if not refs:
+            return reading
+        values, problems = dict(reading.values), dict(reading.problems)
+        for name, entity in refs.items():
+            external_id = values.get(name)
+            if external_id is None:
+                continue
+            cid = self.links.canonical(entity, self.system, str(external_id)) if (
+                self.links is not None) else None
+            if cid is None and self.resolve is not None:
+                cid = await self.resolve(entity, self.system, str(external_id))
+            if cid is None:
+                del values[name]
+                problems[name] = (f"refers to {entity} {external_id}, which {self.system} "
+                                  "does not have")
+            else:
+                values[name] = cid
+        return _Reading(values, problems)
+
+    def _system_values(self, values: Mapping[str, Json]) -> dict[str, Any]:
+        """``values`` in the system's shape, references as the system's ids.
+
+        Raises :class:`_WaitForLink` when a referenced record is not linked in the system.
+        """
+        refs = getattr(self.mapping, "refs", {})
+        translated = dict(values)
+        for name, entity in refs.items():
+            cid = translated.get(name)
+            if cid is None:
+                continue
+            external_id = self.links.external(str(cid), self.system) if (
+                self.links is not None) else None
+            if external_id is None:
+                raise _WaitForLink(f"{name} refers to {entity} {cid}, not yet linked in "
+                                   f"{self.system}")
+            translated[name] = external_id
+        return self.mapping.to_system(translated)
+
+    async def _retry_parked(self) -> None:
+        """Run the intents that waited for a link, now that links changed (or time is up)."""
+        if not self.parked:
+            return
+        if self.links is not None and not self.links.changed.is_set() and all(
+                self.clock() - since < self.ref_wait for _, since in self.parked.values()):
+            return
+        if self.links is not None:
+            self.links.changed.clear()
+        work = _Round()
+        for intent_id, (raw, since) in sorted(self.parked.items()):
+            intent = codec.decode(raw, (WriteIntent,))
+            try:
+                outcome = await self.execute(intent)
+            except _WaitForLink as wait:
+                if self.clock() - since < self.ref_wait:
+                    continue
+                outcome = _Round([self._failed_plain(intent, f"waited {self.ref_wait:.0f} s: "
+                                                     f"{wait}")])
+            except (DaemonError, ValueError) as exc:
+                if isinstance(exc, HttpError) and exc.retriable:
+                    raise
+                outcome = _Round([self._failed_plain(intent, str(exc))])
+            work.merge(outcome)
+            work.parked[intent_id] = None
+        if work:
+            await self._commit(work)
+            for intent_id, value in work.parked.items():
+                if value is None:
+                    self.parked.pop(intent_id, None)
+
     # -- bookkeeping ---------------------------------------------------------------------
     async def _commit(self, work: _Round) -> None:
         await self.log.commit(work.events, index=work.index, dead_letters=work.letters,
-                              dead_letter_keys=work.letter_keys)
+                              dead_letter_keys=work.letter_keys, parked=work.parked)
 
     def _bad_record(self, work: _Round, record: BadRecord, url: str) -> None:
         log.warning("lane %s: skipped a record from %s: %s", self.name, url, record.reason)

@@ -143,6 +143,7 @@ class SystemField(_Frozen):
     cast: Cast | None = None
     date: str | None = None
     direction: Direction = "both"
+    ref: str | None = None  # the field holds the id of a record of this entity
 
     @model_validator(mode="before")
     @classmethod
@@ -152,8 +153,6 @@ class SystemField(_Frozen):
         if not isinstance(data, Mapping):
             raise _error("expected the field's path there (a string such as address.city) "
                          "or a mapping with path:, got {value}", value=_shown(data))
-        if "ref" in data:
-            raise _error("ref: (a reference to another record) is not supported yet")
         return data
 
     @field_validator("path")
@@ -197,6 +196,10 @@ class SystemField(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.ref is not None and (self.map is not None or self.date is not None
+                                     or self.transform):
+            raise _error("a ref: field holds another record's id: no map:, date: or "
+                         "transform: (cast: is allowed, for ids that are numbers)")
         if self.cast is not None and self.date is not None:
             raise _error("cast: and date: cannot both be set (date: unix and unix_ms also "
                          "read numbers written as text)")
@@ -555,6 +558,7 @@ class FieldMapper:
     readable: bool
     writable: bool
     one_way: str | None  # why the field goes one way only, if it does
+    ref: str | None = None  # the entity whose records' ids the field holds
 
     @classmethod
     def compile(cls, name: str, field_type: FieldType | str, mapping: SystemField | str,
@@ -586,7 +590,7 @@ class FieldMapper:
         elif mapping.direction == "write":
             one_way = "direction: write"
         return cls(name, tuple(mapping.path.split(".")), FieldType(field_type), tuple(steps),
-                   readable, writable, one_way)
+                   readable, writable, one_way, mapping.ref)
 
     def read(self, value: Json) -> Json:
         """The canonical value of the system's ``value`` (raises ``_Unfit``)."""
@@ -652,6 +656,10 @@ class EntityMapping:
         self.writable = frozenset(n for n, f in self.fields.items() if f.writable)
         self.one_way: dict[str, str] = {
             n: f.one_way for n, f in self.fields.items() if f.one_way is not None}
+        # Reference fields: their values are the system's ids of another entity's records
+        # here, canonical ids in the hub; the lane translates between the two.
+        self.refs: dict[str, str] = {
+            n: f.ref for n, f in self.fields.items() if f.ref is not None}
         clash = overlapping_paths(self.fields.values())
         if clash:
             raise ValueError(clash)

@@ -21,7 +21,9 @@ from daemon.lane import Lane
 from daemon.metrics import Metrics
 from daemon.review.page import mount as mount_review
 from daemon.web import WebhookSpec, WebServer
+from streams.identity import canonical_id
 from streams.lanelog import LaneLog
+from streams.links import LinksView
 from streams.topics import Topics
 from streams.worker import MergeWorker
 
@@ -49,6 +51,7 @@ class Worker:
     metrics: Metrics = field(default_factory=Metrics)
     lanes: dict[str, Lane] = field(default_factory=dict)
     web: WebServer | None = None
+    links: LinksView | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
     def lane_specs(self) -> list[tuple[str, str]]:
@@ -70,6 +73,7 @@ class Worker:
         await merge.ensure_topics()
         async with contextlib.AsyncExitStack() as stack:
             if "lanes" in self.roles:
+                self.links = LinksView(settings, topics)
                 for system, entity in self.lane_specs():
                     self.lanes[f"{system}/{entity}"] = await self._lane(
                         stack, topics, system, entity)
@@ -85,6 +89,8 @@ class Worker:
                 stages = tuple(r for r in self.roles if r in ("route", "merge"))
                 if stages:
                     group.create_task(merge.run(stop, stages))
+                if self.links is not None:
+                    group.create_task(self.links.run(stop))
                 for lane in self.lanes.values():
                     group.create_task(lane.run(stop))
 
@@ -103,7 +109,24 @@ class Worker:
         await lane_log.start()
         stack.push_async_callback(lane_log.stop)
         return Lane(connector, mapping, lane_log, match_on=tuple(entity_config.match_on),
-                    max_write_attempts=entity_config.max_write_attempts, metrics=self.metrics)
+                    max_write_attempts=entity_config.max_write_attempts, metrics=self.metrics,
+                    links=self.links, resolve=self._resolve)
+
+    async def _resolve(self, entity: str, system: str, external_id: str) -> str | None:
+        """The canonical id the hub gives ``system``'s record ``external_id`` of ``entity``.
+
+        For a reference to a record the hub has not linked yet: read it through that
+        entity's lane and derive its id as the route stage does (DESIGN.md, "Identity").
+        """
+        lane = self.lanes.get(f"{system}/{entity}")
+        if lane is None:
+            return None
+        record = await lane.connector.fetch(external_id)
+        if record is None:
+            return None
+        values = lane.mapping.to_canonical(record.data).values
+        return canonical_id(entity, tuple(self.config.entities[entity].match_on), values,
+                            system, external_id)
 
     def _webhooks(self) -> dict[str, WebhookSpec]:
         specs = {}

@@ -12,6 +12,8 @@ The state is kept in the compacted ``lanes`` topic, all of one lane in one parti
 - ``system/entity/<external id>``: a fingerprint of what the lane last reported for that
   record (a tombstone once it reported the record deleted). It lets a poll skip records it
   already reported, and a sweep find records that disappeared.
+- ``system/entity#parked/<intent id>``: an intent waiting until a record it refers to is
+  linked in the system (a tombstone once it ran).
 
 The transactional id is derived from the lane, so a second process starting the same lane
 fences the first: one active lane per system and entity.
@@ -75,6 +77,7 @@ class LaneLog:
         self.name = f"{system}/{entity}"
         self.head = LaneHead()
         self.index: dict[str, str] = {}  # external id -> fingerprint last reported
+        self.parked: dict[str, bytes] = {}  # intent id -> an intent waiting for a link
         self._producer: Any = None
         self._consumer: Any = None
         self._intents_tp: TopicPartition | None = None
@@ -128,6 +131,7 @@ class LaneLog:
             **self.settings.client_options(), group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest")
         prefix = self.name + "/"
+        parked = self.name + "#parked/"
         with translated(self.settings, f"restore lane {self.name}"):
             await reader.start()
             try:
@@ -140,6 +144,11 @@ class LaneLog:
                         key = record.key.decode()
                         if key == self.name and record.value is not None:
                             self.head = LaneHead(**orjson.loads(record.value))
+                        elif key.startswith(parked):
+                            if record.value is None:
+                                self.parked.pop(key[len(parked):], None)
+                            else:
+                                self.parked[key[len(parked):]] = record.value
                         elif key.startswith(prefix):
                             external_id = key[len(prefix):]
                             if record.value is None:
@@ -180,7 +189,8 @@ class LaneLog:
     async def commit(self, observations: Sequence[Event], *,
                      index: dict[str, str | None] | None = None,
                      dead_letters: Sequence[DeadLetter] = (),
-                     dead_letter_keys: Sequence[str] = ()) -> None:
+                     dead_letter_keys: Sequence[str] = (),
+                     parked: dict[str, bytes | None] | None = None) -> None:
         """Publish ``observations`` with the lane's head and index changes, atomically.
 
         ``index`` maps external ids to their new fingerprint (``None``: forget it).
@@ -204,6 +214,9 @@ class LaneLog:
                     value = fingerprint.encode() if fingerprint is not None else None
                     await producer.send(lanes, value, key=f"{self.name}/{external_id}".encode(),
                                         partition=self._state_partition)
+                for intent_id, raw in sorted((parked or {}).items()):
+                    await producer.send(lanes, raw, key=f"{self.name}#parked/{intent_id}".encode(),
+                                        partition=self._state_partition)
                 await producer.send(lanes, orjson.dumps(asdict(self.head)),
                                     key=self.name.encode(), partition=self._state_partition)
                 await producer.commit_transaction()
@@ -211,6 +224,11 @@ class LaneLog:
                 with contextlib.suppress(Exception):
                     await producer.abort_transaction()
                 raise
+        for intent_id, raw in (parked or {}).items():
+            if raw is None:
+                self.parked.pop(intent_id, None)
+            else:
+                self.parked[intent_id] = raw
         for external_id, fingerprint in (index or {}).items():
             if fingerprint is None:
                 self.index.pop(external_id, None)

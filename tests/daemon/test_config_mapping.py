@@ -89,7 +89,7 @@ def test_a_field_maps_to_a_path_or_to_a_mapping_per_system(tmp_path: Path) -> No
      ":16: entities.contact.fields.score.crm.direction: ", "expected 'both', 'read' or 'write'"),
     (("{path: score, direction: read}", "{path: score, tranform: lower}"),
      ":16: entities.contact.fields.score.crm.tranform: ",
-     "unknown key (allowed: path, transform, map, write_default, cast, date, direction)"),
+     "unknown key (allowed: path, transform, map, write_default, cast, date, direction, ref)"),
     (("{path: score, direction: read}", "{path: 'a..b'}"),
      ":16: entities.contact.fields.score.crm.path: ", "expected a dotted path"),
     (("{path: score, direction: read}", "{direction: read}"),
@@ -99,10 +99,9 @@ def test_a_field_maps_to_a_path_or_to_a_mapping_per_system(tmp_path: Path) -> No
      "expected the field's path there (a string such as address.city) or a mapping with "
      "path:, got 42"),
     (("{path: score, direction: read}", "{path: score, ref: company}"),
-     ":16: entities.contact.fields.score.crm: ", "ref: (a reference to another record) is "
-     "not supported yet"),
+     ":16: entities.contact.fields.score.crm.ref: ", "'company' is not one of the entities"),
     (("score: {crm:", "score: {ref: company, crm:"),
-     ":16: entities.contact.fields.score: ", "not supported yet"),
+     ":16: entities.contact.fields.score: ", "'ref' is not a system of this file"),
     (("{path: score, direction: read}", "email"),
      ":6: entities.contact: ", "crm: fields email and score would both be written at email"),
     (("type: list}", "type: string}"),

@@ -69,7 +69,8 @@ class Stack:
         assert self.config is not None
         return Topics(self.config.kafka.topic_prefix)
 
-    def write_config(self, prefix: str) -> None:
+    def write_config(self, prefix: str,
+                     customize: Callable[[dict[str, Any]], None] | None = None) -> None:
         data = yaml.safe_load(EXAMPLE.read_text())
         data["kafka"]["bootstrap"] = self.kafka.bootstrap
         data["kafka"]["topic_prefix"] = prefix
@@ -85,6 +86,8 @@ class Stack:
             for name in self.systems:
                 if name not in field_config:
                     field_config[name] = field_config[kind(name)]
+        if customize is not None:
+            customize(data)
         self.config_path = self.tmp / "syncline.yaml"
         self.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
         self.config = load_config(self.config_path, ENV)
@@ -238,7 +241,8 @@ async def eventually(check: Callable[[], Awaitable[Any]], within: float,
 
 
 @contextlib.asynccontextmanager
-async def stack(tmp: Path, kafka: KafkaSettings, systems: tuple[str, ...] = ("crm", "helpdesk")
+async def stack(tmp: Path, kafka: KafkaSettings, systems: tuple[str, ...] = ("crm", "helpdesk"),
+                customize: Callable[[dict[str, Any]], None] | None = None
                 ) -> AsyncIterator[Stack]:
     """Systems up, config written; the daemon is started by the test (``await s.start()``)."""
     s = Stack(tmp, kafka, worker_port=free_port())
@@ -255,7 +259,7 @@ async def stack(tmp: Path, kafka: KafkaSettings, systems: tuple[str, ...] = ("cr
             s.systems[name] = running
             s.admins[name] = await exits.enter_async_context(
                 httpx.AsyncClient(base_url=running.url, timeout=10))
-        s.write_config(f"e2e{uuid.uuid4().hex[:10]}")
+        s.write_config(f"e2e{uuid.uuid4().hex[:10]}", customize)
         try:
             yield s
         finally:

@@ -1,0 +1,92 @@
+"""Which record is which in every system: a view of the links of the canonical records.
+
+Reference fields (a contact's company, a ticket's requester) hold another record's id, which
+differs in every system; the hub holds canonical ids. Lanes translate with this view: system
+A's external id → canonical id when reading, canonical id → system B's external id when
+writing (and a write waits while the referenced record is not linked in B yet).
+
+The view follows the ``records`` topic (compacted, read_committed) from its beginning, for
+as long as it runs: each :class:`~streams.events.RecordEvent` carries the record's links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aiokafka
+
+from streams import codec
+from streams.errors import DecodeError
+from streams.events import RecordEvent
+from streams.kafka import KafkaSettings, translated
+from streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class LinksView:
+    """External ids by canonical id and back, for every entity and system."""
+
+    def __init__(self, settings: KafkaSettings, topics: Topics) -> None:
+        self.settings = settings
+        self.topics = topics
+        self._external: dict[tuple[str, str], str] = {}  # (canonical id, system) -> ext id
+        self._canonical: dict[tuple[str, str, str], str] = {}  # (entity, system, ext) -> cid
+        self._links: dict[str, dict[str, str]] = {}  # canonical id -> its links now
+        self.caught_up = asyncio.Event()
+        self.changed = asyncio.Event()  # set whenever a link appears; waiters clear it
+
+    def canonical(self, entity: str, system: str, external_id: str) -> str | None:
+        """The canonical id of ``system``'s record ``external_id`` of ``entity``, if linked."""
+        return self._canonical.get((entity, system, external_id))
+
+    def external(self, canonical_id: str, system: str) -> str | None:
+        """``system``'s id of the record ``canonical_id``, if it is linked there."""
+        return self._external.get((canonical_id, system))
+
+    def apply(self, event: RecordEvent) -> None:
+        """Take the links of one record event."""
+        before = self._links.get(event.canonical_id, {})
+        if before == event.links:
+            return
+        for system, external_id in before.items():
+            if event.links.get(system) != external_id:
+                self._external.pop((event.canonical_id, system), None)
+                self._canonical.pop((event.entity, system, external_id), None)
+        for system, external_id in event.links.items():
+            self._external[(event.canonical_id, system)] = external_id
+            self._canonical[(event.entity, system, external_id)] = event.canonical_id
+        self._links[event.canonical_id] = dict(event.links)
+        self.changed.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the records topic until ``stop`` is set."""
+        consumer: Any = aiokafka.AIOKafkaConsumer(
+            self.topics.records, **self.settings.client_options(), group_id=None,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            isolation_level="read_committed")
+        with translated(self.settings, f"follow {self.topics.records}"):
+            await consumer.start()
+        try:
+            partitions = consumer.assignment()
+            while not partitions:
+                await asyncio.sleep(0.05)
+                partitions = consumer.assignment()
+            ends = await consumer.end_offsets(list(partitions))
+            while not stop.is_set():
+                with translated(self.settings, f"follow {self.topics.records}"):
+                    batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                for records in batch.values():
+                    for record in records:
+                        with contextlib.suppress(DecodeError):  # the merge's DLQ has it
+                            self.apply(codec.decode(record.value, (RecordEvent,)))
+                if not self.caught_up.is_set():
+                    positions = [await consumer.position(tp) for tp in ends]
+                    if all(at >= end for at, end in zip(positions, ends.values(), strict=True)):
+                        log.info("links view caught up: %d records", len(self._links))
+                        self.caught_up.set()
+        finally:
+            await consumer.stop()
