@@ -37,6 +37,11 @@ from streams.merge import (
 from streams.processor import AnyStore, RocksStore, StageRunner, Store
 from streams.topics import Topics, TopicSettings
 
+MAX_BATCH = 2000
+"""Inputs per partition and transaction, at most. Batches are this large only with a
+backlog; the larger they are, the more of a record's changes one changelog write and one
+record event cover (docs/BENCHMARKS.md)."""
+
 
 def encode_state(state: conflict.RecordState) -> bytes:
     """A record state as changelog bytes: its compact form (a JSON array, sorted keys in the
@@ -58,7 +63,7 @@ class MergeWorker:
 
     def __init__(self, settings: KafkaSettings, topics: Topics, catalog: Catalog, *,
                  topic_settings: TopicSettings | None = None,
-                 clock: Callable[[], float] = time.time, max_batch: int = 1000,
+                 clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
                  state_dir: Path | None = None) -> None:
         self.settings = settings
         self.topics = topics
@@ -162,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default="syncline")
     parser.add_argument("--catalog", required=True, help="module:attribute of a Catalog")
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--max-batch", type=int, default=1000)
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH,
+                        help="inputs per partition and transaction, at most")
     parser.add_argument("--role", choices=("all", "route", "merge"), default="all",
                         help="which stages this process runs (default: both)")
     parser.add_argument("--state-dir", type=Path, default=None,
