@@ -377,6 +377,7 @@ class StageRunner:
         topic_of: Callable[[str], str],
         max_batch: int = 1000,
         compacted: frozenset[str] = frozenset(),
+        output_roles: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self.group_id = group_id
@@ -389,6 +390,10 @@ class StageRunner:
         # Output roles whose topic is compacted: within one transaction only the last
         # output per key is produced (readers of a compacted topic want the latest anyway).
         self.compacted = compacted
+        # The topics a new producer learns at once (the changelog's, and these roles'): its
+        # first send to a topic it has no metadata for waits ~100 ms per topic, in the first
+        # transaction after every assignment.
+        self.output_roles = output_roles
         self.stats = Stats()
         self._consumer: Any = None
         self._owned: dict[int, _Owned] = {}
@@ -559,6 +564,11 @@ class StageRunner:
                 )
                 with translated(self.settings, f"start transactional producer for {p}"):
                     await producer.start()  # init_transactions: fences a zombie, aborts its txn
+                    topics = [self.changelog, *map(self.topic_of, self.output_roles)]
+                    await producer.client.set_topics(topics)  # one metadata request
+                    for topic in topics:
+                        self._topic_partitions[topic] = sorted(
+                            await producer.partitions_for(topic))
                 owned = self._owned[p] = _Owned(producer)
                 await self._restore(p)
                 owned.driver = asyncio.create_task(self._drive(p, owned))

@@ -84,13 +84,14 @@ class MergeWorker:
             settings, group_id=f"{topics.prefix}.route",
             sources=[topics.observations, topics.resolutions],
             changelog=topics.name("links_changelog"), store=self.links, handle=self._route,
-            topic_of=topics.name, max_batch=max_batch)
+            topic_of=topics.name, max_batch=max_batch, output_roles=("merge", "dlq"))
         self.merge_stage = StageRunner(
             settings, group_id=f"{topics.prefix}.merge",
             sources=[topics.merge],
             changelog=topics.name("records_changelog"), store=self.records,
             handle=self._merge, topic_of=topics.name, max_batch=max_batch,
-            compacted=frozenset({"records"}))
+            compacted=frozenset({"records"}),
+            output_roles=("records", "intents", "conflicts", "dlq"))
 
     def _route(self, record: Any, links: MutableMapping[str, Any]) -> list[Output]:
         try:
