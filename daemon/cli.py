@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+import httpx
 import orjson
 
 from daemon import __version__
@@ -312,6 +313,37 @@ def dlq_redrive(obj: CliContext | None, config_path: Path, ids: tuple[str, ...],
 
     sent = _run_kafka(settings, work())
     click.echo(f"re-drove {sent} dead letter{'s' if sent != 1 else ''}")
+
+
+@cli.command()
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True,
+              help="The worker's web server.")
+def status(url: str) -> None:
+    """Per system and entity: healthy or not, how far behind, writes given up on.
+
+    Exit code 0 when every lane is healthy and nothing is behind, 1 otherwise.
+    """
+    try:
+        answer = httpx.get(f"{url.rstrip('/')}/status", timeout=5)
+        answer.raise_for_status()
+        body = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        _fail(f"syncline status: no worker answers at {url} ({exc}); is `syncline run` up?")
+    lanes = body.get("lanes", {})
+    click.echo(f"roles: {', '.join(body.get('roles', []))}; {len(lanes)} lanes")
+    trouble = False
+    for name, lane in sorted(lanes.items()):
+        lag = lane.get("cursor_lag_seconds")
+        state = "ok" if lane["healthy"] else "NOT ANSWERING"
+        behind = lane.get("behind", 0)
+        trouble = trouble or not lane["healthy"] or behind > 0
+        click.echo(f"  {name:<24} {state:<14} seq {lane['seq']:<6} "
+                   f"cursor lag {'-' if lag is None else f'{lag:.0f} s':<8} "
+                   f"records {lane['known_records']:<6} behind {behind:<3} "
+                   f"waiting for links {lane['waiting_for_links']}")
+        if lane.get("last_error"):
+            click.echo(f"      last error: {lane['last_error']}")
+    raise SystemExit(1 if trouble else 0)
 
 
 @cli.command()

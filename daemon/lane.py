@@ -177,6 +177,19 @@ class Lane:
         self._wake = asyncio.Event()
         self._failures: dict[str, int] = {}  # intent id -> rounds failed while the system answered
         self._last_error: str | None = None  # the last error reported as a dead letter
+        self.behind = 0  # intents given up on since start (dead letters): records behind
+
+    def status(self) -> dict[str, Any]:
+        """Where the lane is, for ``/status`` and ``syncline status``."""
+        head = self.log.head
+        return {
+            "system": self.system, "entity": self.entity, "healthy": self.healthy,
+            "polls": self.polls, "seq": head.seq, "cursor": head.cursor,
+            "cursor_lag_seconds": (round(self.clock() - head.cursor, 1)
+                                   if head.cursor is not None else None),
+            "known_records": len(self.log.index), "waiting_for_links": len(self.parked),
+            "behind": self.behind, "last_error": self._last_error,
+        }
 
     # -- inputs from outside -------------------------------------------------------------
     def request_read(self, external_id: str, deleted_hint: bool = False) -> None:
@@ -506,6 +519,7 @@ class Lane:
                          f"{intent.op} of {intent.canonical_id} in {self.system} failed after "
                          f"{intent.attempt} attempts: {reason}", None, record,
                          attempts=intent.attempt)
+            self.behind += 1
             if self.metrics is not None:
                 self.metrics.lane_behind.labels(self.system, self.entity).inc()
         return WriteFailed(system=self.system, entity=self.entity, seq=self.log.next_seq(),
@@ -622,12 +636,13 @@ class Lane:
     async def _stale_after_read(self, work: _Round, intent: WriteIntent,
                                 current: RemoteRecord, changed: list[str]) -> None:
         await self._observe(work, current, force=True)  # the edit the hub has not seen, first
-        self._stale(work, intent, changed)
+        self._stale(work, intent, changed, current.id)
 
-    def _stale(self, work: _Round, intent: WriteIntent, changed: list[str]) -> None:
+    def _stale(self, work: _Round, intent: WriteIntent, changed: list[str],
+               external_id: str | None = None) -> None:
         work.events.append(WriteStale(
             system=self.system, entity=self.entity, seq=self.log.next_seq(),
-            external_id=intent.external_id, canonical_id=intent.canonical_id,
+            external_id=external_id or intent.external_id, canonical_id=intent.canonical_id,
             observed_at=self.clock(), intent_id=intent.intent_id, fields_changed=changed))
 
     async def _written(self, work: _Round, intent: WriteIntent, record: RemoteRecord | None,

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiohttp import web as aiohttp_web
+
 from daemon.config import Config
 from daemon.connector.rest import RestEntity, build_client
 from daemon.lane import Lane
@@ -80,6 +82,7 @@ class Worker:
             self.web = WebServer(host=self.host, port=self.port, metrics=self.metrics,
                                  ready=self._waiting_for, webhooks=self._webhooks() or None,
                                  on_trigger=self._trigger)
+            self.web.add_routes([aiohttp_web.get("/status", self._status)])
             mount_review(self.web, config)
             await stack.enter_async_context(self.web)
             log.info("worker listening on %s: roles %s, lanes %s", self.web.url,
@@ -147,6 +150,15 @@ class Worker:
         lane = self.lanes.get(f"{system}/{entity}")
         if lane is not None:
             lane.request_read(external_id, deleted_hint)
+
+    async def _status(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
+        """``GET /status``: the roles and every lane's state (``syncline status`` shows it)."""
+        return aiohttp_web.json_response({
+            "roles": list(self.roles),
+            "lanes": {name: lane.status() for name, lane in self.lanes.items()},
+            "links_view": None if self.links is None else {
+                "caught_up": self.links.caught_up.is_set()},
+        })
 
     def _waiting_for(self) -> list[str]:
         return [f"lane {name}" for name, lane in self.lanes.items() if lane.polls == 0]

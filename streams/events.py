@@ -8,7 +8,7 @@ pure types of :mod:`conflict` live here, next to the models.
 ======================  ==========================  ===============================
 topic                   key                         value
 ======================  ==========================  ===============================
-``observations``        ``system/entity/ext_id``    Observed, Written, WriteStale,
+``observations``        ``system/entity``           Observed, Written, WriteStale,
                                                     WriteFailed
 ``intents``             ``system/entity``           WriteIntent
 ``records``             canonical id                RecordEvent (compacted)
@@ -62,7 +62,17 @@ class ObservationEvent(Event):
     observed_at: Timestamp
 
     def key(self) -> str:
-        """The ``observations`` key: ``system/entity/external id``."""
+        """The ``observations`` key: ``system/entity``, the lane's.
+
+        All of a lane's observations share a partition, so the route stage takes them in the
+        lane's exact order. Keyed by external id, a create's outcome (no id yet, or a new one)
+        could overtake the read of the same record on another partition, and the fold would
+        then drop that read as a replay (its sequence number is older).
+        """
+        return f"{self.system}/{self.entity}"
+
+    def link_key(self) -> str:
+        """The links table's key of the copy: ``system/entity/external id``."""
         return f"{self.system}/{self.entity}/{self.external_id or ''}"
 
 

@@ -34,7 +34,7 @@ from aiokafka.partitioner import murmur2
 
 from streams import codec
 from streams.errors import StreamsError
-from streams.events import DeadLetter, Event
+from streams.events import DeadLetter, Event, ObservationEvent
 from streams.kafka import ConsumedRecord, KafkaSettings, translated
 from streams.topics import Topics
 
@@ -204,7 +204,7 @@ class LaneLog:
             await producer.begin_transaction()
             try:
                 for event in observations:
-                    key = event.key() if hasattr(event, "key") else self.name
+                    key = event.key() if isinstance(event, ObservationEvent) else self.name
                     await producer.send(self.topics.observations, codec.encode(event),
                                         key=key.encode())
                 for i, letter in enumerate(dead_letters):

@@ -3,7 +3,7 @@
 The topology (``streams/app.py``) is two stages, each a consume → transform → produce step
 whose state lives in a table backed by a changelog topic:
 
-1. **route**, keyed like ``observations`` (``system/entity/external id``): finds the record's
+1. **route**, keyed like ``observations`` (``system/entity``, one lane's): finds the record's
    canonical id in the links table or derives it (:mod:`streams.identity`), links it, and
    forwards the observation keyed by canonical id to the ``merge`` topic; resolutions (already
    keyed by canonical id) go the same way. Per-record order is kept: one external id always
@@ -111,7 +111,7 @@ class Router:
         if model is None:
             raise UnknownEntity(f"entity {event.entity!r} is not configured "
                                 f"(entities: {', '.join(sorted(self.catalog))})")
-        link_key = event.key()
+        link_key = event.link_key()
         cid = links.get(link_key) if event.external_id is not None else None
         if cid is None:
             cid = event.canonical_id

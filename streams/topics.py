@@ -79,7 +79,9 @@ class Topics:
             "merge": forever,  # the fold's exact input order: what replay reads
             "intents": {"retention.ms": str(7 * 24 * 3600 * 1000)},
             "records": compact,
-            "conflicts": compact,
+            # Keyed by canonical id like the records, but not compacted: compaction would
+            # keep one conflict per record and drop the others, open ones included.
+            "conflicts": forever,
             "dlq": {"retention.ms": str(settings.dlq_retention_ms)},
             "links_changelog": compact,
             "records_changelog": compact,
