@@ -36,6 +36,8 @@ import httpx
 
 from daemon.config import Config, load_config
 from daemon.errors import DaemonError
+from daemon.review.report import render
+from daemon.review.source import load_view
 from daemon.sandbox import RunningSystem, WebhookTarget, run_crm, run_helpdesk
 from daemon.worker import Worker
 from streams import codec
@@ -47,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "syncline.yaml"
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
 
+REVIEW_ENV = "SYNCLINE_REVIEW_TOKEN"
 ENV = {"CRM_TOKEN": "demo-crm-token", "CRM_WEBHOOK_SECRET": "demo-webhook-secret",
        "SYNCLINE_REVIEW_TOKEN": "demo-review-token",
        "HELPDESK_API_KEY": "demo-helpdesk-key"}
@@ -378,10 +381,15 @@ async def summary(out: Callable[[str], None], systems: Systems, config: Config,
     echoes = _counter_total(worker, "syncline_echoes_suppressed_total")
     found = await conflicts(settings, topics)
     open_count = sum(1 for c in found.values() if c.status == "open")
-    report = directory / "conflicts.md"
-    report.write_text(_markdown(found), encoding="utf-8")
+    view = await load_view(settings, topics)
+    report = directory / "conflicts.html"
+    report.write_text(render(view, "html", time.time()), encoding="utf-8")
+    (directory / "conflicts.md").write_text(render(view, "md", time.time()), encoding="utf-8")
     out("\n" + "─" * 64)
-    out(f"conflict-review report: {report}")
+    out(f"conflict-review report: {report} (and conflicts.md beside it)")
+    if worker.web is not None and config.review is not None:
+        out(f"review page (with --keep-running): {worker.web.url}/review/"
+            f"?token={ENV[REVIEW_ENV]}")
     out(f"records in sync:    {in_sync} of {len(now['crm'])} (CRM) / "
         f"{len(now['helpdesk'])} (helpdesk)")
     out(f"writes made:        {writes['crm']} to the CRM, {writes['helpdesk']} to the helpdesk")
@@ -397,16 +405,6 @@ def _counter_total(worker: Worker, name: str) -> float:
             if sample.name == name:
                 total += sample.value
     return total
-
-
-def _markdown(found: dict[str, ConflictEvent]) -> str:
-    lines = ["# Conflicts", ""]
-    for event in sorted(found.values(), key=lambda e: (e.status != "open", e.conflict_id)):
-        lines.append(f"- **{event.status}** `{event.entity}.{event.field}` "
-                     f"({event.canonical_id}): {event.current.system}={event.current.value!r} "
-                     f"vs {event.incoming.system}={event.incoming.value!r} → "
-                     f"{event.value!r} ({event.policy}, {event.decision})")
-    return "\n".join(lines) + "\n"
 
 
 def main(ports: Ports, keep_running: bool, directory: Path, env: Mapping[str, str]) -> int:

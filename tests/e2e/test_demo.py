@@ -48,9 +48,11 @@ def test_the_demo_tells_its_story_and_ends_with_a_summary(kafka_bootstrap: str,
                  "records in sync:    3 of 3 (CRM) / 3 (helpdesk)",
                  "conflicts:          3 recorded, 1 open for review"):
         assert line in out, out
-    report = tmp_path / "demo" / "conflicts.md"
+    report = tmp_path / "demo" / "conflicts.html"
     assert f"conflict-review report: {report}" in out
-    assert "Ann Archer-Smith" in report.read_text()
+    html = report.read_text()
+    assert "<html" in html and "Ann Archer-Smith" in html and "Ann A. Archer" in html
+    assert "Ann Archer-Smith" in (tmp_path / "demo" / "conflicts.md").read_text()
 
 
 def test_a_taken_port_is_one_clear_line_and_exit_code_2(tmp_path: Path) -> None:
