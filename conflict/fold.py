@@ -574,14 +574,16 @@ class _Fold:
                 op, values = WriteOp.DELETE, {}
                 expected = dict(peer.shadow)
             elif peer is None or not peer.exists:
-                values = {n: fields[n].value for n in spec.system_fields[system] if n in fields}
+                writes = spec.system_writes[system]
+                values = {n: fields[n].value for n in spec.system_fields[system]
+                          if n in fields and n in writes}
                 if not values:
                     continue
                 op = WriteOp.CREATE
             else:
                 shadow = peer.shadow
                 values = {}
-                carried = spec.checks[system]
+                carried = spec.system_writes[system]
                 for n in spec.system_fields[system] if touched else changed:
                     if n not in carried:
                         continue

@@ -182,6 +182,8 @@ class FieldSpec:
     type: FieldType = FieldType.ANY
     systems: frozenset[str] | None = None  # None: every system of the entity
     policy: Policy | None = None
+    # Systems that report the field but are never written it (a one-way mapping there).
+    read_only: frozenset[str] = frozenset()
 
     def accepts(self, value: Any) -> bool:
         """Whether ``value`` has this field's type (``None`` always does)."""
@@ -202,6 +204,8 @@ class EntitySpec:
     closed_conflicts_kept: int = 16
     # Derived, filled in __post_init__: per system, the fields it carries (in field order).
     system_fields: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    # Per system, the fields the hub writes there: those it carries and may be written.
+    system_writes: Mapping[str, frozenset[str]] = field(init=False, repr=False, compare=False)
     rank: Mapping[str, int] = field(init=False, repr=False, compare=False)
     # Per system, field name -> the type check of its values (None: any value).
     checks: Mapping[str, Mapping[str, Callable[[Any], bool] | None]] = field(
@@ -231,6 +235,9 @@ class EntitySpec:
             for s in self.systems
         }
         object.__setattr__(self, "system_fields", per_system)
+        object.__setattr__(self, "system_writes", {
+            s: frozenset(n for n in names if s not in self.fields[n].read_only)
+            for s, names in per_system.items()})
         object.__setattr__(self, "checks", {
             s: {n: None if self.fields[n].type is FieldType.ANY else
                 _TYPE_CHECKS[self.fields[n].type] for n in names}

@@ -358,7 +358,9 @@ class EntityConfig(_Section):
         default = self.policy.get("default", "latest")
         fields = [FieldSpec(field_name, FieldType(f.type), frozenset(f.names),
                             parse_policy(self.policy[field_name])
-                            if field_name in self.policy else None)
+                            if field_name in self.policy else None,
+                            read_only=frozenset(s for s in f.names
+                                                if not f.mapper(field_name, s).writable))
                   for field_name, f in self.fields.items()]
         return EntitySpec.build(name, systems, fields, default_policy=parse_policy(default),
                                 delete_policy=DeletePolicy(self.delete_policy),

@@ -415,3 +415,21 @@ def test_state_round_trips_through_its_serialised_form() -> None:
     data = hub.state.to_dict()
     assert RecordState.from_dict(data) == hub.state
     assert RecordState.from_dict(data).to_dict() == data
+
+
+def test_a_field_read_only_in_a_system_flows_from_it_and_is_never_written_to_it() -> None:
+    """The helpdesk reports a status its value map cannot write back: it is only ever read."""
+    spec = EntitySpec.build("contact", ["crm", "helpdesk"], [
+        FieldSpec("email", FieldType.STRING),
+        FieldSpec("status", FieldType.STRING, read_only=frozenset({"helpdesk"}))])
+    hub = Hub(spec)
+    [create] = hub.read("crm", "c-1", 100, email="a@example.com", status="lead").intents
+    assert create.system == "helpdesk" and dict(create.values) == {"email": "a@example.com"}
+    hub.written(create, "h-1")
+    # The helpdesk's status is news to the hub, and flows to the CRM ...
+    [update] = hub.read("helpdesk", "h-1", 200, email="a@example.com", status="open").intents
+    assert update.system == "crm" and dict(update.values) == {"status": "open"}
+    hub.written(update)
+    # ... but a CRM edit of it is never written to the helpdesk.
+    assert hub.read("crm", "c-1", 300, email="a@example.com", status="won").intents == ()
+    assert hub.values()["status"] == "won"

@@ -81,3 +81,16 @@ def test_a_wrong_entity_names_the_file_the_line_and_the_path(
         load_config(path, {})
     message = str(raised.value)
     assert f"{path}{where}" in message and words in message, message
+
+
+def test_a_one_way_mapping_makes_the_field_read_only_there_in_the_folds_spec(
+        tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "      stage: {crm: lifecycle_stage}",
+        "      stage: {crm: lifecycle_stage, helpdesk: {path: state, "
+        "map: {open: lead, pending: lead, solved: customer}}}")
+    spec = load_config(write(tmp_path, text), {}).catalog()["contact"].spec
+
+    assert spec.fields["stage"].read_only == frozenset({"helpdesk"})
+    assert "stage" not in spec.system_writes["helpdesk"]
+    assert "stage" in spec.system_writes["crm"]
