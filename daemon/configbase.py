@@ -2,9 +2,9 @@
 
 Sections are frozen pydantic models that forbid unknown keys. A secret is never in the file:
 the file names an environment variable (``token_env: CRM_TOKEN``) and the value is taken from
-the environment mapping in the validation context (``context={"env": ...}``), held as
-``SecretStr``. Validators raise :func:`config_error`, whose message the loader shows verbatim
-after ``FILE:LINE: PATH:``.
+the environment mapping in the validation context (``context={"env": ...}``), or from the
+file that ``CRM_TOKEN_FILE`` names, and held as ``SecretStr``. Validators raise
+:func:`config_error`, whose message the loader shows verbatim after ``FILE:LINE: PATH:``.
 """
 
 from __future__ import annotations
@@ -57,12 +57,24 @@ def environment(info: ValidationInfo) -> Mapping[str, str]:
 
 
 def secret(info: ValidationInfo, name: str) -> SecretStr:
-    """The secret held by environment variable ``name``; an error naming it when unset."""
-    value = environment(info).get(name)
-    if value is None:
-        raise config_error("environment variable {name} is not set (it should hold the secret)",
-                           name=name)
-    return SecretStr(value)
+    """The secret held by environment variable ``name``, or by the file ``$<name>_FILE`` names.
+
+    The ``_FILE`` form is for secrets mounted as files (Docker and Kubernetes secrets); a
+    trailing newline in the file is not part of the secret.
+    """
+    env = environment(info)
+    value = env.get(name)
+    if value is not None:
+        return SecretStr(value)
+    file = env.get(f"{name}_FILE")
+    if file is None:
+        raise config_error("environment variable {name} is not set (it should hold the "
+                           "secret, or {name}_FILE the path of a file holding it)", name=name)
+    try:
+        return SecretStr(Path(file).read_text(encoding="utf-8").rstrip("\r\n"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise config_error("{name}_FILE names {file}, which cannot be read ({why})", name=name,
+                           file=file, why=getattr(exc, "strerror", None) or str(exc)) from None
 
 
 def existing_file(info: ValidationInfo, path: Path | None) -> Path | None:

@@ -96,8 +96,27 @@ def test_a_missing_secret_variable_is_named(tmp_path: Path) -> None:
 
     assert problems(path) == [
         f"{path}:4: kafka.sasl.password_env: environment variable KAFKA_PW is not set "
-        "(it should hold the secret)"
+        "(it should hold the secret, or KAFKA_PW_FILE the path of a file holding it)"
     ]
+
+
+def test_a_secret_may_come_from_a_file_named_by_the_variable_with_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "kafka:\n"
+        "  bootstrap: k:9093\n"
+        "  security_protocol: SASL_SSL\n"
+        "  sasl: {username: syncline, password_env: KAFKA_PW}\n",
+    )
+    mounted = tmp_path / "kafka-pw"
+    mounted.write_text("from-a-file\n")
+
+    config = load_config(path, {"KAFKA_PW_FILE": str(mounted)})
+
+    password = config.kafka.settings().sasl_password
+    assert password is not None and password.get_secret_value() == "from-a-file"
+    with pytest.raises(ConfigError, match=r"KAFKA_PW_FILE names .*nope, which cannot be read"):
+        load_config(path, {"KAFKA_PW_FILE": str(tmp_path / "nope")})
 
 
 def test_sasl_must_match_the_security_protocol(tmp_path: Path) -> None:
