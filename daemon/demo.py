@@ -12,7 +12,7 @@ scripted story, checking each step through the systems' own APIs:
 
 It ends with where the conflict-review report is and a one-screen summary. Each run uses
 fresh topics (its own topic prefix) and in-memory systems, and leaves nothing running unless
-``--keep-running``.
+``--keep-running`` (a broker it found running is left running; one it started is stopped).
 """
 
 from __future__ import annotations
@@ -164,19 +164,29 @@ def preflight(ports: Ports) -> None:
                         "apt-get install openjdk-17-jre-headless")
 
 
-def start_kafka(out: Callable[[str], None], port: int, env: Mapping[str, str]) -> str:
-    """Start (or reuse) the local broker on ``port``; its bootstrap address.
+def _kafka_sh(command: str, port: int, env: Mapping[str, str]
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(KAFKA_SH), command], capture_output=True, text=True,
+                          check=False, timeout=900,
+                          env={**env, "SYNCLINE_KAFKA_PORT": str(port)})
+
+
+def start_kafka(out: Callable[[str], None], port: int, env: Mapping[str, str]
+                ) -> tuple[str, bool]:
+    """Start (or reuse) the local broker on ``port``: its bootstrap address, and whether
+    this call started it.
 
     ``env`` is the environment the script runs in (it needs PATH, HOME, JAVA_HOME).
     """
+    if _kafka_sh("status", port, env).returncode == 0:
+        out(f"using the Kafka broker already running on 127.0.0.1:{port}")
+        return f"127.0.0.1:{port}", False
     out("starting Kafka (deploy/kafka/kafka.sh up; the first run downloads it) ...")
-    result = subprocess.run([str(KAFKA_SH), "up"], capture_output=True, text=True,
-                            check=False, timeout=900,
-                            env={**env, "SYNCLINE_KAFKA_PORT": str(port)})
+    result = _kafka_sh("up", port, env)
     if result.returncode != 0:
         message = (result.stderr or result.stdout).strip().splitlines()
         raise DemoError(f"demo: Kafka did not start: {message[-1] if message else '?'}")
-    return f"127.0.0.1:{port}"
+    return f"127.0.0.1:{port}", True
 
 
 def demo_config(crm_url: str, helpdesk_url: str, bootstrap: str, prefix: str,
@@ -206,7 +216,18 @@ async def run_demo(*, ports: Ports, keep_running: bool, directory: Path,
                    env: Mapping[str, str], out: Callable[[str], None] = print) -> int:
     """Run the whole demo; the exit code."""
     preflight(ports)
-    bootstrap = start_kafka(out, ports.kafka, env)
+    bootstrap, started_kafka = start_kafka(out, ports.kafka, env)
+    try:
+        return await _run(ports=ports, keep_running=keep_running, directory=directory,
+                          bootstrap=bootstrap, out=out)
+    finally:
+        if started_kafka and not keep_running:
+            out("stopping Kafka (it was started for the demo)")
+            _kafka_sh("down", ports.kafka, env)
+
+
+async def _run(*, ports: Ports, keep_running: bool, directory: Path, bootstrap: str,
+               out: Callable[[str], None]) -> int:
     prefix = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     webhook = WebhookTarget(f"http://127.0.0.1:{ports.worker}/webhooks/crm",
                             ENV["CRM_WEBHOOK_SECRET"])

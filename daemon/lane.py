@@ -321,6 +321,12 @@ class Lane:
     async def _observe(self, work: _Round, record: RemoteRecord, *, force: bool = False
                        ) -> int:
         """Report ``record`` unless the lane reported exactly this before; 1 if reported."""
+        if record.deleted:  # a tombstone in a listing: a delete, if the lane knew the record
+            known_alive = work.index.get(record.id, self.log.index.get(record.id))
+            if known_alive is None:
+                return 0
+            self._observe_deleted(work, record.id, record.updated)
+            return 1
         reading = await self._read(record)
         print_ = fingerprint(reading.values, record.version)
         known = work.index.get(record.id, self.log.index.get(record.id))

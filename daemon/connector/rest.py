@@ -48,6 +48,7 @@ class RemoteRecord:
         updated: its updated-at time, seconds since the epoch, when it has one.
         version: its native version (the ``version`` field, else the ETag), when known.
         precondition: what a conditional write of this record should carry.
+        deleted: the API lists it with its tombstone field set: it is deleted.
     """
 
     id: str
@@ -55,6 +56,7 @@ class RemoteRecord:
     updated: float | None = None
     version: str | None = None
     precondition: Precondition | None = None
+    deleted: bool = False  # the API marks it deleted (``deletes.tombstone``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +175,9 @@ class RestEntity:
             version = None if found is None else str(found)
         if version is None and precondition is not None and precondition.etag is not None:
             version = precondition.etag
-        return RemoteRecord(external_id, raw, updated, version, precondition)
+        tombstone = self.config.deletes.tombstone
+        deleted = bool(path_get(raw, tombstone)) if tombstone is not None else False
+        return RemoteRecord(external_id, raw, updated, version, precondition, deleted)
 
     def _one(self, body: Any, precondition: Precondition | None = None) -> RemoteRecord:
         raw = body.get(self.config.envelope) if (
@@ -204,7 +208,8 @@ class RestEntity:
             if self._is_not_found(exc):
                 return None
             raise
-        return self._one(body, precondition)
+        found = self._one(body, precondition)
+        return None if found.deleted else found
 
     async def lookup(self, values: Mapping[str, Any]) -> list[RemoteRecord]:
         """The records whose match key holds ``values`` (the system's field names)."""

@@ -118,9 +118,12 @@ async def topics(kafka_settings: KafkaSettings) -> Topics:
     return topics
 
 
-async def make_lane(settings: KafkaSettings, topics: Topics, url: str) -> Lane:
-    system = SystemConfig.model_validate(yaml.safe_load(SYSTEM.format(url=url)),
-                                         context={"env": {"PEOPLE_KEY": "k-123"}})
+async def make_lane(settings: KafkaSettings, topics: Topics, url: str,
+                    tombstone: str | None = None) -> Lane:
+    data = yaml.safe_load(SYSTEM.format(url=url))
+    if tombstone is not None:
+        data["entities"]["contact"]["deletes"] = {"tombstone": tombstone}
+    system = SystemConfig.model_validate(data, context={"env": {"PEOPLE_KEY": "k-123"}})
     entity = EntityConfig.model_validate(yaml.safe_load(ENTITY),
                                          context={"systems": ["people"]})
     lane_log = LaneLog(settings, topics, "people", "contact")
@@ -270,6 +273,29 @@ async def test_a_delete_whose_every_answer_fails_is_settled_by_a_read(
                                                                 topics.observations)]
     assert type(outcomes[-1]).__name__ == "WriteFailed"  # the copy is there: it did fail
     assert [p["pid"] for p in people.people] == [8]
+
+
+async def test_a_tombstone_in_a_listing_is_a_delete(
+        kafka_settings: KafkaSettings, topics: Topics, api: tuple[PeopleApi, str]) -> None:
+    people, url = api
+    people.people = [{"pid": 1, "full": "Ida", "contact": {"mail": "ida@x.org"},
+                      "modified": 100},
+                     {"pid": 2, "full": "Never seen", "contact": {"mail": "n@x.org"},
+                      "modified": 100, "gone": True}]
+    lane = await make_lane(kafka_settings, topics, url, tombstone="gone")
+    try:
+        assert await lane.poll() == 1  # a tombstone the lane never saw alive: nothing
+        people.people[0] = {**people.people[0], "gone": True, "modified": 101}
+        assert await lane.poll() == 1
+        assert await lane.connector.fetch("1") is None  # the record reads as gone too
+        assert await lane.poll() == 0
+    finally:
+        await lane.log.stop()
+        await lane.connector.client.aclose()
+    seen = [codec.decode(r.value) for r in await read_topic(kafka_settings,
+                                                            topics.observations)]
+    assert [(o.external_id, o.deleted) for o in seen if isinstance(o, Observed)] == [
+        ("1", False), ("1", True)]
 
 
 async def _cursor(lane: Lane, value: float) -> bool:

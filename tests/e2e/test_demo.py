@@ -55,6 +55,25 @@ def test_the_demo_tells_its_story_and_ends_with_a_summary(kafka_bootstrap: str,
     assert "Ann Archer-Smith" in (tmp_path / "demo" / "conflicts.md").read_text()
 
 
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_a_broker_the_demo_started_is_stopped_again(kafka_bootstrap: str,
+                                                    tmp_path: Path) -> None:
+    # A broker of its own, on another port, so the suite's shared broker is not touched.
+    port = str(free_port())
+    env = {**os.environ, "SYNCLINE_KAFKA_PORT": port,
+           "SYNCLINE_KAFKA_CONTROLLER_PORT": str(free_port()),
+           "SYNCLINE_KAFKA_STATE": str(tmp_path / "kafka")}
+    result = demo(tmp_path, env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "starting Kafka" in result.stdout
+    assert "stopping Kafka (it was started for the demo)" in result.stdout
+    status = subprocess.run([str(REPO / "deploy" / "kafka" / "kafka.sh"), "status"],
+                            capture_output=True, text=True, env=env, check=False)
+    assert status.returncode == 3, status.stdout + status.stderr  # not running
+
+
 def test_a_taken_port_is_one_clear_line_and_exit_code_2(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
