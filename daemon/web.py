@@ -28,7 +28,6 @@ More routes (the review page) go on the same server with :meth:`WebServer.add_ro
 
 from __future__ import annotations
 
-import errno
 import hmac
 import inspect
 import json
@@ -45,6 +44,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from daemon.errors import DaemonError
+from daemon.listen import CannotListen, listening_socket
 from daemon.metrics import WEBHOOK_OUTCOMES, Metrics, WebhookOutcome
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,10 @@ class WebServer:
             ListenError: the address cannot be bound (e.g. the port is taken).
         """
         self._before_start("start again")
-        sock = _listening_socket(self.host, self._requested_port)
+        try:
+            sock = listening_socket(self.host, self._requested_port)
+        except CannotListen as exc:
+            raise ListenError(self.host, self._requested_port, exc.reason) from None
         runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         try:
             await runner.setup()
@@ -391,32 +394,6 @@ def _at(payload: Mapping[str, Any], path: str) -> object:
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening, non-blocking socket (one, even when ``port`` is 0)."""
-    if not 0 <= port <= 65535:
-        raise ListenError(host, port, "not a port number")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ListenError(host, port, f"cannot resolve {host!r}: {exc.strerror}") from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # Lets a restarted worker take its port back while old connections sit in TIME_WAIT;
-        # a port another process listens on is still refused.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        in_use = exc.errno == errno.EADDRINUSE
-        raise ListenError(
-            host, port, "address already in use" if in_use else (exc.strerror or str(exc))
-        ) from None
-    sock.setblocking(False)
-    return sock
 
 
 __all__ = [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -11,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from daemon.listen import CannotListen, listening_socket
 from daemon.sandbox.crm import Crm
 from daemon.sandbox.errors import ListenError
 from daemon.sandbox.helpdesk import Helpdesk
@@ -45,10 +44,10 @@ async def serve(
         ListenError: the address cannot be bound (e.g. the port is taken).
     """
     try:
-        sock = _listening_socket(host, port)
-    except ListenError:
+        sock = listening_socket(host, port)
+    except CannotListen as exc:
         await system.close()
-        raise
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.reason}") from None
     runner = web.AppRunner(system.make_app(), access_log=None, shutdown_timeout=2.0)
     try:
         await runner.setup()
@@ -75,27 +74,3 @@ def run_helpdesk(
 ) -> AbstractAsyncContextManager[RunningSystem]:
     """Serve a new :class:`~daemon.sandbox.helpdesk.Helpdesk` built with ``options``."""
     return serve(Helpdesk(**options), host=host, port=port)
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    if not 0 <= port <= 65535:
-        raise ListenError(f"cannot listen on {host}:{port}: not a port number")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ListenError(f"cannot resolve {host}: {exc.strerror}") from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # Lets a restarted server take its port back while old connections sit in TIME_WAIT;
-        # a port another process listens on is still refused.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        in_use = exc.errno == errno.EADDRINUSE
-        reason = "address already in use" if in_use else (exc.strerror or str(exc))
-        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from None
-    sock.setblocking(False)
-    return sock
