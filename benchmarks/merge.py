@@ -26,7 +26,7 @@ import aiokafka
 
 from streams import codec
 from streams.events import Observed
-from streams.kafka import KafkaSettings
+from streams.kafka import Admin, KafkaSettings, TopicSpec
 from streams.topics import Topics, TopicSettings
 from streams.worker import MergeWorker, tune_gc
 from tests.streams.catalog import CATALOG
@@ -77,7 +77,12 @@ async def preload(settings: KafkaSettings, topic: str, events: list[Observed]) -
         await producer.stop()
 
 
-async def raw_loop(settings: KafkaSettings, source: str, sink: str, n: int) -> float:
+async def raw_loop(settings: KafkaSettings, source: str, sink: str, n: int,
+                   partitions: int) -> float:
+    """The seconds the loop took, timed like a stage: from its partitions being assigned and
+    its producer knowing the sink (a stage's runner does both before it is ready)."""
+    async with Admin(settings) as admin:
+        await admin.ensure_topic(TopicSpec(sink, partitions))
     consumer = aiokafka.AIOKafkaConsumer(
         source, **settings.client_options(), group_id=f"raw-{uuid.uuid4().hex[:8]}",
         isolation_level="read_committed", enable_auto_commit=False,
@@ -87,6 +92,9 @@ async def raw_loop(settings: KafkaSettings, source: str, sink: str, n: int) -> f
     await consumer.start()
     await producer.start()
     try:
+        await producer.partitions_for(sink)
+        while not consumer.assignment():  # noqa: ASYNC110 - aiokafka has no event for it
+            await asyncio.sleep(0.01)
         done = 0
         start = time.perf_counter()
         while done < n:
@@ -134,7 +142,7 @@ async def main_async(args: argparse.Namespace) -> None:
     await preload(settings, topics.observations, events)
 
     raw_seconds = await raw_loop(settings, topics.observations, f"{topics.prefix}.raw-sink",
-                                 len(events))
+                                 len(events), args.partitions)
     tune_gc()
     route_seconds, router = await drain(settings, topics, len(events), args, "route")
     merge_seconds, merger = await drain(settings, topics, len(events), args, "merge")
