@@ -363,7 +363,16 @@ class Admin(_Client):
         }
 
     async def _check_config(self, spec: TopicSpec) -> None:
-        actual = await self.topic_config(spec.name)
+        # A topic created a moment ago (by another worker starting at the same time) can
+        # exist for CreateTopics and not yet for DescribeConfigs: ask again for a while.
+        for attempt in range(20):
+            try:
+                actual = await self.topic_config(spec.name)
+                break
+            except KafkaRequestFailed as exc:
+                if not exc.retriable or attempt == 19:
+                    raise
+                await asyncio.sleep(0.25)
         wrong = [
             f"{key} is {actual.get(key)!r}, expected {value!r}"
             for key, value in sorted(spec.config.items())

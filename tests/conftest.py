@@ -16,8 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from streams.kafka import KafkaSettings
+
+# Timing is no property of the code: on a shared two-core machine running brokers and
+# browsers next to the suite, Hypothesis' slow-generation check and per-example deadline
+# fail tests that are merely waiting for a core.
+settings.register_profile("syncline", suppress_health_check=[HealthCheck.too_slow],
+                          deadline=None)
+settings.load_profile("syncline")
 
 REPO = Path(__file__).resolve().parent.parent
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"

@@ -17,7 +17,7 @@
 #                                   (default ${XDG_CACHE_HOME:-~/.cache}/syncline/kafka-VERSION)
 #   SYNCLINE_KAFKA_STATE            data, logs and pid file
 #                                   (default ${XDG_STATE_HOME:-~/.local/state}/syncline/kafka-PORT)
-#   SYNCLINE_KAFKA_HEAP             JVM heap flags (default -Xms256m -Xmx512m)
+#   SYNCLINE_KAFKA_HEAP             JVM heap flags (default -Xms256m -Xmx1g)
 #   SYNCLINE_KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 120)
 #   SYNCLINE_KAFKA_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL (default 30)
 set -euo pipefail
@@ -29,7 +29,7 @@ PORT="${SYNCLINE_KAFKA_PORT:-19092}"
 CONTROLLER_PORT="${SYNCLINE_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 CACHE_DIR="${SYNCLINE_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/syncline/kafka-$VERSION}"
 STATE_DIR="${SYNCLINE_KAFKA_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/syncline/kafka-$PORT}"
-HEAP="${SYNCLINE_KAFKA_HEAP:--Xms256m -Xmx512m}"
+HEAP="${SYNCLINE_KAFKA_HEAP:--Xms256m -Xmx1g}"
 START_TIMEOUT="${SYNCLINE_KAFKA_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${SYNCLINE_KAFKA_STOP_TIMEOUT:-30}"
 
