@@ -23,6 +23,7 @@ from collections import Counter
 from typing import Any
 
 import aiokafka
+import aiokafka.admin
 
 from streams import codec
 from streams.events import Observed
@@ -138,14 +139,23 @@ async def main_async(args: argparse.Namespace) -> None:
     events = observations(args.events)
     setup = MergeWorker(settings, topics, CATALOG,
                         topic_settings=TopicSettings(partitions=args.partitions))
-    await setup.ensure_topics()
-    await preload(settings, topics.observations, events)
-
-    raw_seconds = await raw_loop(settings, topics.observations, f"{topics.prefix}.raw-sink",
-                                 len(events), args.partitions)
-    tune_gc()
-    route_seconds, router = await drain(settings, topics, len(events), args, "route")
-    merge_seconds, merger = await drain(settings, topics, len(events), args, "merge")
+    created = await setup.ensure_topics()
+    sink = f"{topics.prefix}.raw-sink"
+    try:
+        await preload(settings, topics.observations, events)
+        raw_seconds = await raw_loop(settings, topics.observations, sink, len(events),
+                                     args.partitions)
+        tune_gc()
+        route_seconds, router = await drain(settings, topics, len(events), args, "route")
+        merge_seconds, merger = await drain(settings, topics, len(events), args, "merge")
+    finally:
+        # Each run makes ~40 partitions; a shared development broker should not keep them.
+        admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
+        await admin.start()
+        try:
+            await admin.delete_topics([*created, sink])
+        finally:
+            await admin.close()
     raw_rate = len(events) / raw_seconds
     route_rate = len(events) / route_seconds
     merge_rate = len(events) / merge_seconds

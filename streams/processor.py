@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 V = TypeVar("V")
 
+SLICE = 50
+"""Inputs handled between two turns of the event loop (~2 ms of the merge's work)."""
+
 DEPTH = 2
 """Handled batches a partition may have waiting for their transactions."""
 
@@ -398,6 +401,7 @@ class StageRunner:
         self._consumer: Any = None
         self._owned: dict[int, _Owned] = {}
         self._lock = asyncio.Lock()  # rebalances and shutdown, one at a time
+        self._handling = asyncio.Lock()  # one partition's batch handled at a time
         self._partitioner = CachingPartitioner()
         self._topic_partitions: dict[str, list[int]] = {}  # learnt once per process
         self.ready = asyncio.Event()  # set once partitions are assigned and restored
@@ -457,7 +461,9 @@ class StageRunner:
             if owned.paused and owned.count < self.max_batch and self._consumer is not None:
                 self._consumer.resume(*self._sources_of(p))
                 owned.paused = False
-            await owned.handled.put(self._handle(p, batch))
+            async with self._handling:  # one batch at a time: see _handle
+                handled = await self._handle(p, batch)
+            await owned.handled.put(handled)
 
     async def _commit_all(self, p: int, owned: _Owned) -> None:
         """Commit partition ``p``'s handled batches, one transaction after the other."""
@@ -467,8 +473,14 @@ class StageRunner:
             # Shielded: a revoke cancels this task, never a transaction half-way.
             await asyncio.shield(owned.committing)
 
-    def _handle(self, p: int, batch: Batch) -> _Handled:
-        """Run the stage over a batch: the records to produce, the changelog, the offsets."""
+    async def _handle(self, p: int, batch: Batch) -> _Handled:
+        """Run the stage over a batch: the records to produce, the changelog, the offsets.
+
+        Gives the event loop a turn every :data:`SLICE` records: a transaction takes dozens
+        of turns (sending, acknowledgements, offsets, commit), and without them would not
+        progress until the other partitions' batches, ~100 ms each, were all handled. Only
+        one batch is handled at a time, so a turn costs one slice, not one per partition.
+        """
         state = self.store.partition(p)
         offsets: dict[TopicPartition, int] = {}
         records: list[ProducerRecord] = []
@@ -476,7 +488,11 @@ class StageRunner:
         inputs = dead_letters = 0
         started = time.perf_counter()
         for tp, consumed in batch:
-            for record in consumed:
+            for i, record in enumerate(consumed, 1):
+                if i % SLICE == 0:
+                    self.stats.handling_seconds += time.perf_counter() - started
+                    await asyncio.sleep(0)
+                    started = time.perf_counter()
                 for out in self.handle(record, state):
                     if out.role in self.compacted:
                         latest[(out.role, out.key)] = out
