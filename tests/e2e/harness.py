@@ -62,6 +62,7 @@ class Stack:
     config_path: Path | None = None
     worker_port: int = 0
     process: asyncio.subprocess.Process | None = None
+    others: list[asyncio.subprocess.Process] = field(default_factory=list)
     runs: int = 0
 
     @property
@@ -93,14 +94,27 @@ class Stack:
         self.config = load_config(self.config_path, ENV)
 
     # -- the daemon ------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start ``syncline run`` and wait until it is ready (every lane polled once)."""
+    async def spawn(self, *args: str) -> asyncio.subprocess.Process:
+        """Another ``syncline run`` process with these arguments (stopped with the stack)."""
+        assert self.config_path is not None
+        self.runs += 1
+        log = (self.tmp / f"run-{self.runs}.log").open("wb")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "run", "--config", str(self.config_path), *args,
+            cwd=REPO, env={**os.environ, **ENV}, stdout=log, stderr=asyncio.subprocess.STDOUT)
+        log.close()
+        self.others.append(process)
+        return process
+
+    async def start(self, *roles: str) -> None:
+        """Start ``syncline run`` (all roles, or ``roles``) and wait until it is ready."""
         assert self.config_path is not None
         self.runs += 1
         log = (self.tmp / f"run-{self.runs}.log").open("wb")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "daemon", "run", "--config", str(self.config_path),
-            "--listen", f"127.0.0.1:{self.worker_port}", cwd=REPO,
+            "--listen", f"127.0.0.1:{self.worker_port}",
+            *[arg for role in roles for arg in ("--role", role)], cwd=REPO,
             env={**os.environ, **ENV}, stdout=log, stderr=asyncio.subprocess.STDOUT)
         log.close()
         async with httpx.AsyncClient(timeout=2) as client:
@@ -123,13 +137,14 @@ class Stack:
         await self.process.wait()
 
     async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 20)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        for process in [self.process, *self.others]:
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), 20)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
 
     def log(self) -> str:
         return "".join((self.tmp / f"run-{i}.log").read_text(errors="replace")

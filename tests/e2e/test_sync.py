@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from streams.kafka import KafkaSettings
-from tests.e2e.harness import REPO, eventually, stack
+from tests.e2e.harness import REPO, eventually, free_port, stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -156,6 +156,18 @@ async def status(port: int) -> tuple[int, str]:
     out, _ = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode()
+
+
+async def test_lanes_and_merge_stages_in_separate_processes(
+        kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    async with stack(tmp_path, kafka_settings) as s:
+        await s.create("crm", "lea@example.com", "Lea")
+        await s.spawn("--role", "route", "--role", "merge", "--listen",
+                      f"127.0.0.1:{free_port()}")
+        await s.start("lanes")  # this one serves the webhooks and /ready
+        await s.converged({"lea@example.com": person("Lea")})
+        await s.update("helpdesk", "lea@example.com", phone="42")
+        await s.converged({"lea@example.com": person("Lea", phone="42")})
 
 
 async def test_three_systems_converge(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
