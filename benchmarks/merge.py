@@ -65,14 +65,16 @@ def observations(n: int, concurrent: float = 0.05, seed: int = 7) -> list[Observ
     return events
 
 
-async def preload(settings: KafkaSettings, topic: str, events: list[Observed]) -> None:
-    # Without waiting for each acknowledgement (Producer.send does): a bulk load.
+async def preload(settings: KafkaSettings, topic: str, events: list[Observed],
+                  by_copy: bool = False) -> None:
+    """Bulk-load ``events`` (without waiting for each acknowledgement, as Producer.send
+    does), keyed as on the observations topic (by lane) or ``by_copy`` (spread evenly)."""
     producer = aiokafka.AIOKafkaProducer(**settings.client_options(), acks="all",
                                          enable_idempotence=True)
     await producer.start()
     try:
-        futures = [await producer.send(topic, codec.encode(e), key=e.key().encode())
-                   for e in events]
+        futures = [await producer.send(topic, codec.encode(e), key=(
+            e.link_key() if by_copy else e.key()).encode()) for e in events]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -140,11 +142,15 @@ async def main_async(args: argparse.Namespace) -> None:
     setup = MergeWorker(settings, topics, CATALOG,
                         topic_settings=TopicSettings(partitions=args.partitions))
     created = await setup.ensure_topics()
-    sink = f"{topics.prefix}.raw-sink"
+    # The raw loop reads the observations keyed by copy, spread over all partitions like the
+    # merge stage's input: keyed by lane (two here), they would sit in two partitions.
+    source, sink = f"{topics.prefix}.raw-source", f"{topics.prefix}.raw-sink"
     try:
+        async with Admin(settings) as admin:
+            await admin.ensure_topic(TopicSpec(source, args.partitions))
         await preload(settings, topics.observations, events)
-        raw_seconds = await raw_loop(settings, topics.observations, sink, len(events),
-                                     args.partitions)
+        await preload(settings, source, events, by_copy=True)
+        raw_seconds = await raw_loop(settings, source, sink, len(events), args.partitions)
         tune_gc()
         route_seconds, router = await drain(settings, topics, len(events), args, "route")
         merge_seconds, merger = await drain(settings, topics, len(events), args, "merge")
@@ -153,7 +159,7 @@ async def main_async(args: argparse.Namespace) -> None:
         admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
         await admin.start()
         try:
-            await admin.delete_topics([*created, sink])
+            await admin.delete_topics([*created, source, sink])
         finally:
             await admin.close()
     raw_rate = len(events) / raw_seconds
