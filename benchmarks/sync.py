@@ -10,7 +10,9 @@ this process, and the local broker. Two measurements:
 2. **steady edits**: N edits made in the CRM (one field each); time until the helpdesk holds
    every edited value.
 
-It prints records per second and the writes the systems counted. The helpdesk's rate limit
+It prints records per second and the writes the systems counted. ``--latency-ms`` makes
+every API request wait first, like a SaaS API far away; ``--concurrency`` is how many
+records a lane writes at once. The helpdesk's rate limit
 is off and the lane's own (15/s in the example) is raised, so the numbers are syncline's, not
 the limit's. A lane is one sequence of HTTP calls per system and entity (DESIGN.md): these
 rates are one lane's.
@@ -53,7 +55,8 @@ async def _until(check: Any, what: str, within: float = 600.0) -> float:
     return time.monotonic() - started
 
 
-async def run(records: int, bootstrap: str, tmp: str) -> None:
+async def run(records: int, bootstrap: str, tmp: str, latency_ms: int, concurrency: int
+              ) -> None:
     async with run_crm(token=ENV["CRM_TOKEN"]) as crm, \
             run_helpdesk(api_key=ENV["HELPDESK_API_KEY"], rate_limit=None) as helpdesk, \
             httpx.AsyncClient(base_url=crm.url, timeout=30) as crm_admin, \
@@ -66,6 +69,7 @@ async def run(records: int, bootstrap: str, tmp: str) -> None:
         data["systems"]["helpdesk"]["rate_limit"] = {"per_second": 10_000, "burst": 10_000}
         for name in ("crm", "helpdesk"):  # no webhooks here: poll often instead
             data["systems"][name]["entities"]["contact"]["poll_every_seconds"] = 0.2
+            data["systems"][name]["entities"]["contact"]["concurrency"] = concurrency
         path = Path(tmp) / "syncline.yaml"
         path.write_text(yaml.safe_dump(data))
         config = load_config(path, ENV)
@@ -73,6 +77,9 @@ async def run(records: int, bootstrap: str, tmp: str) -> None:
         for i in range(records):
             await crm_admin.post("/_admin/edit/contacts", json={"op": "create", "fields": {
                 "email": f"p{i}@example.com", "full_name": f"Person {i}"}})
+        if latency_ms:  # every API request waits this long first, like a SaaS API far away
+            for admin in (crm_admin, helpdesk_admin):
+                await admin.post("/_admin/faults", json={"latency_ms": latency_ms})
         worker = Worker(config, port=0)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
@@ -99,7 +106,7 @@ async def run(records: int, bootstrap: str, tmp: str) -> None:
             stats[name] = (await admin.get("/_admin/stats")).json()["writes"]["by_origin"]
         stop.set()
         await task
-    print(f"records: {records}")
+    print(f"records: {records}, API latency {latency_ms} ms, lane concurrency {concurrency}")
     print(f"initial sync (CRM -> helpdesk, lookup + create each): {initial:6.1f} s  "
           f"{records / initial:7.1f} records/s")
     total = typed + steady
@@ -113,12 +120,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=500)
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
+    parser.add_argument("--latency-ms", type=int, default=0,
+                        help="make every API request of both systems wait this long")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="records a lane writes at once (the config's concurrency)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with TemporaryDirectory() as tmp:
-        asyncio.run(run(args.records, args.bootstrap, tmp))
+        asyncio.run(run(args.records, args.bootstrap, tmp, args.latency_ms, args.concurrency))
 
 
 if __name__ == "__main__":

@@ -129,6 +129,14 @@ class _Reading:
     problems: dict[str, str]
 
 
+def _record_of(record: ConsumedRecord) -> str:
+    """The canonical id an intent is for (its own offset when it cannot be read)."""
+    try:
+        return codec.decode(record.value, (WriteIntent,)).canonical_id
+    except DecodeError:
+        return f"@{record.offset}"
+
+
 class _WaitForLink(DaemonError):
     """A reference to a record not linked in the system yet: the write waits for it."""
 
@@ -169,6 +177,7 @@ class Lane:
             intent_id: (raw, clock()) for intent_id, raw in lane_log.parked.items()}
         config = connector.config
         self.poll_every = config.poll_every_seconds
+        self.concurrency = config.concurrency
         self.sweep_every = config.deletes.reconcile_every_seconds
         self.healthy = False
         self.polls = 0  # complete polls, for status and tests
@@ -428,23 +437,47 @@ class Lane:
 
     # -- writing -------------------------------------------------------------------------
     async def execute_intents(self, timeout_ms: int = 0, max_records: int = 50) -> int:
-        """Execute the intents waiting for this lane; how many were executed."""
+        """Execute the intents waiting for this lane; how many were executed.
+
+        Up to ``concurrency`` records are written at once (an API's latency, not syncline,
+        is what a lane waits for); the intents of one record run in their order. When the
+        system stops answering, the lane goes back to the first intent not executed: those
+        after it that ran are run again later, and find their values written (done).
+        """
         records = await self.log.intents(timeout_ms, max_records)
         if not records:
             return 0
+        groups: dict[str, list[ConsumedRecord]] = {}
+        for record in records:
+            groups.setdefault(_record_of(record), []).append(record)
+        gate = asyncio.Semaphore(self.concurrency)
+        outcomes: dict[int, _Round] = {}
+        stopped: list[int] = []
+
+        async def run(group: list[ConsumedRecord]) -> None:
+            for record in group:
+                outcome = _Round()
+                try:
+                    async with gate:
+                        await self._intent(outcome, record)
+                except _Outage:
+                    stopped.append(record.offset)
+                    return
+                outcomes[record.offset] = outcome
+
+        await asyncio.gather(*(run(group) for group in groups.values()))
         work = _Round()
-        done = 0
-        next_offset = records[0].offset
-        try:
-            for record in records:
-                await self._intent(work, record)
-                next_offset = record.offset + 1
-                done += 1
-        except _Outage:
+        for record in records:
+            if record.offset in outcomes:
+                work.merge(outcomes[record.offset])
+        # One record's events are in their order; all of them in sequence-number order.
+        work.events.sort(key=lambda event: getattr(event, "seq", 0))
+        next_offset = min(stopped) if stopped else records[-1].offset + 1
+        if stopped:
             self.log.rewind_intents(next_offset)
         self.log.head.intents_offset = next_offset
         await self._commit(work)
-        return done
+        return len(outcomes)
 
     async def _intent(self, work: _Round, record: ConsumedRecord) -> None:
         try:

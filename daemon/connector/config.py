@@ -327,6 +327,8 @@ class EntityEndpointConfig(Section):
     deletes: DeletesConfig = DeletesConfig()
     not_found: list[int] = Field(default_factory=lambda: [404], min_length=1)
     poll_every_seconds: float = Field(5.0, gt=0)
+    concurrency: int = Field(
+        4, ge=1, le=64, description="records written at once (one record's writes in order)")
     max_page_records: int = Field(
         10_000, ge=1, description="a page with more records is refused, not held in memory")
     webhook_event: str | None = Field(
