@@ -100,12 +100,14 @@ class _Fold:
         self.fields: dict[str, FieldState] | None = None  # copied on first write
         self.peers = dict(state.peers)
         self.deleted = state.deleted
-        self.conflicts = list(state.conflicts) if state.conflicts else []
-        self.history: list[HistoryEntry] = []
-        self.intents: list[WriteIntent] = []
-        self.new_conflicts: dict[str, ConflictRecord] = {}
-        self.changed: list[str] = []
-        self.new_dots: list[Dot] = []
+        # Most inputs add nothing to these: tuples, grown by concatenation, cost no allocation
+        # until something is added (the fold runs for every input, so allocations count).
+        self.conflicts = state.conflicts
+        self.history: tuple[HistoryEntry, ...] = ()
+        self.intents: tuple[WriteIntent, ...] = ()
+        self.new_conflicts: dict[str, ConflictRecord] | None = None
+        self.changed: tuple[str, ...] = ()
+        self.new_dots: tuple[Dot, ...] = ()
         self.merge_dot: Dot | None = None
 
     # -- entry points --------------------------------------------------------------------
@@ -136,7 +138,8 @@ class _Fold:
             peer.knowledge = peer.knowledge.join(ghost.knowledge)
             self._plan(system, retry_stalled=True)
             return self._step()
-        self._link(peer, system, obs.external_id)
+        if obs.external_id != peer.external_id:
+            self._link(peer, system, obs.external_id)
         peer.last_seq = obs.seq
         if obs.native_version is not None:
             peer.native_version = obs.native_version
@@ -219,7 +222,7 @@ class _Fold:
             return self._noop()
         cid = conflict.conflict_id
         self.clock, dot = self.clock.increment(REVIEW)  # the decision is a write of its own
-        self.new_dots.append(dot)
+        self.new_dots += (dot,)
         if conflict.field != DELETE_FIELD:
             self._set(conflict.field, value, dot, r.at, Change.RESOLVED, cid)
         elif delete:
@@ -341,7 +344,7 @@ class _Fold:
             return True
         edits.sort()
         self.clock, dot = self.clock.increment(system)
-        self.new_dots.append(dot)
+        self.new_dots += (dot,)
         knowledge = peer.knowledge
         peer.knowledge = knowledge.add(dot)
         if self.deleted is not None and not self._update_beats_delete(
@@ -359,20 +362,22 @@ class _Fold:
             self._set(name, value, dot, source_ts, Change.FIRST)
             return
         policy = self.spec.policy_for(name)
-        incoming = Candidate(value, system, dot, source_ts)
         if knowledge.covers(current.dot):
             if isinstance(policy, Owner) and system != policy.system and \
                     not same(current.value, value):
                 # Only the owner may change the field: the edit is reverted, but recorded.
-                self._record_conflict(name, _candidate(current), incoming, policy.name,
+                self._record_conflict(name, _candidate(current),
+                                      Candidate(value, system, dot, source_ts), policy.name,
                                       Decision.CURRENT, current.value, ConflictStatus.AUTO_RESOLVED)
                 return
-            self._supersede_open(name, dot)
+            if self.conflicts:
+                self._supersede_open(name, dot)
             if not same(current.value, value):
                 self._set(name, value, dot, source_ts, Change.EDIT)
             return
         if same(current.value, value):
             return  # the same value written twice: nothing to decide
+        incoming = Candidate(value, system, dot, source_ts)
         decision, decided = decide(self.spec, policy, name, _candidate(current), incoming)
         status = ConflictStatus.OPEN if decision is Decision.OPEN else \
             ConflictStatus.AUTO_RESOLVED
@@ -386,7 +391,7 @@ class _Fold:
             # dot of its own (one per input), which no system's knowledge covers yet.
             if self.merge_dot is None:
                 self.clock, self.merge_dot = self.clock.increment(MERGE)
-                self.new_dots.append(self.merge_dot)
+                self.new_dots += (self.merge_dot,)
             self._set(name, decided, self.merge_dot, max(source_ts, current.source_ts),
                       Change.MERGED, cid)
 
@@ -431,7 +436,7 @@ class _Fold:
             return True  # our own delete, or the same delete made twice: nothing new
         knowledge = peer.knowledge
         self.clock, dot = self.clock.increment(system)
-        self.new_dots.append(dot)
+        self.new_dots += (dot,)
         peer.knowledge = knowledge.add(dot)
         fields = self.fields if self.fields is not None else self.state.fields
         # Updates the deleting system had neither seen nor held: concurrent with the delete.
@@ -490,28 +495,28 @@ class _Fold:
         if self.fields is None:
             self.fields = dict(self.state.fields)
         self.fields[name] = FieldState(value, dot, source_ts)
-        self.history.append(HistoryEntry(name, value, dot, source_ts, change, conflict_id))
+        self.history += (HistoryEntry(name, value, dot, source_ts, change, conflict_id),)
         if name not in self.changed:
-            self.changed.append(name)
+            self.changed += (name,)
 
     def _delete(self, dot: Dot, source_ts: float, conflict_id: str | None) -> None:
         # A delete conflict still open is decided by this delete: resolving it later must
         # not bring back, or keep, what this delete removed.
         self._supersede_open(DELETE_FIELD, dot)
         self.deleted = Tombstone(dot, source_ts)
-        self.history.append(HistoryEntry(DELETE_FIELD, True, dot, source_ts, Change.DELETED,
-                                         conflict_id))
+        self.history += (HistoryEntry(DELETE_FIELD, True, dot, source_ts, Change.DELETED,
+                                      conflict_id),)
         if DELETE_FIELD not in self.changed:
-            self.changed.append(DELETE_FIELD)
+            self.changed += (DELETE_FIELD,)
 
     def _restore(self, dot: Dot, source_ts: float, conflict_id: str | None) -> None:
         if self.deleted is None:
             return
         self.deleted = None
-        self.history.append(HistoryEntry(DELETE_FIELD, False, dot, source_ts, Change.RESTORED,
-                                         conflict_id))
+        self.history += (HistoryEntry(DELETE_FIELD, False, dot, source_ts, Change.RESTORED,
+                                      conflict_id),)
         if DELETE_FIELD not in self.changed:
-            self.changed.append(DELETE_FIELD)
+            self.changed += (DELETE_FIELD,)
 
     def _record_conflict(self, name: str, current: Candidate, incoming: Candidate,
                          policy: str, decision: Decision, value: Json,
@@ -519,13 +524,18 @@ class _Fold:
         cid = f"{self.state.canonical_id}/{name}/{incoming.dot}"
         record = ConflictRecord(cid, self.state.canonical_id, self.spec.name, name, current,
                                 incoming, policy, decision, value, deleted, status)
-        self.conflicts.append(record)
-        self.new_conflicts[cid] = record
+        self.conflicts += (record,)
+        self._note_conflict(record)
         return cid
 
     def _replace_conflict(self, record: ConflictRecord) -> None:
-        self.conflicts = [record if c.conflict_id == record.conflict_id else c
-                          for c in self.conflicts]
+        self.conflicts = tuple(record if c.conflict_id == record.conflict_id else c
+                               for c in self.conflicts)
+        self._note_conflict(record)
+
+    def _note_conflict(self, record: ConflictRecord) -> None:
+        if self.new_conflicts is None:
+            self.new_conflicts = {}
         self.new_conflicts[record.conflict_id] = record
 
     def _supersede_open(self, name: str, dot: Dot) -> None:
@@ -546,11 +556,23 @@ class _Fold:
         only be behind on the canonical fields this input changed.
         """
         spec = self.spec
-        fields = self.fields if self.fields is not None else self.state.fields
+        peers = self.peers
         changed = self.changed
+        attempts = spec.max_write_attempts
+        if not (changed or everyone) and changed_peer is None:
+            # Most inputs (echoes, outcomes of writes) change no canonical field: then only a
+            # stalled peer can be behind.
+            if not retry_stalled:
+                return
+            for some in peers.values():
+                if some.failures >= attempts:
+                    break
+            else:
+                return
+        fields = self.fields if self.fields is not None else self.state.fields
         for system in spec.systems:
-            peer = self.peers.get(system)
-            stalled = peer is not None and peer.failures >= spec.max_write_attempts
+            peer = peers.get(system)
+            stalled = peer is not None and peer.failures >= attempts
             touched = everyone or system == changed_peer or (retry_stalled and stalled)
             if not (touched or changed):
                 continue
@@ -560,7 +582,7 @@ class _Fold:
                 continue
             op: WriteOp
             values: dict[str, Json]
-            expected: dict[str, Json] = {}
+            expected: dict[str, Json]
             if self.deleted is not None:
                 if peer is None or not peer.exists:
                     if peer is not None and peer.external_id is not None and not peer.landed:
@@ -579,7 +601,7 @@ class _Fold:
                           if n in fields and n in writes}
                 if not values:
                     continue
-                op = WriteOp.CREATE
+                op, expected = WriteOp.CREATE, {}
             else:
                 shadow = peer.shadow
                 values = {}
@@ -600,37 +622,41 @@ class _Fold:
                     self._caught_up(system, peer)
                     continue
                 op = WriteOp.UPDATE
-                expected = {n: shadow.get(n) for n in values}
+                expected = dict(zip(values, map(shadow.get, values), strict=True))
             self._issue(system, peer, op, values, expected)
 
     def _caught_up(self, system: str, peer: PeerState | None) -> None:
         """A system whose copy equals the canonical record has seen every dot."""
-        if peer is not None and peer.knowledge != self.clock:
-            peer = peer.copy()
+        if peer is not None and peer.knowledge is not self.clock and \
+                peer.knowledge != self.clock:
+            peer = self._own(system, peer)
             peer.knowledge = self.clock
+
+    def _own(self, system: str, peer: PeerState) -> PeerState:
+        """This fold's own copy of ``peer`` (the peer of ``system`` in ``self.peers``).
+
+        A peer that differs from the one in the state passed in was copied by this fold
+        already, so it may be changed in place; copying once per input is enough.
+        """
+        if peer is self.state.peers.get(system):
+            peer = peer.copy()
             self.peers[system] = peer
+        return peer
 
     def _issue(self, system: str, peer: PeerState | None, op: WriteOp,
                values: dict[str, Json], expected: dict[str, Json]) -> None:
-        peer = peer.copy() if peer is not None else PeerState()
+        peer = self._own(system, peer) if peer is not None else PeerState()
         number = peer.intents_issued + 1
-        intent = WriteIntent(
-            intent_id=f"{self.state.canonical_id}/{system}#{number}",
-            canonical_id=self.state.canonical_id,
-            entity=self.spec.name,
-            system=system,
-            op=op,
-            external_id=None if op is WriteOp.CREATE else peer.external_id,
-            values=values,
-            expected=expected,
-            native_version=None if op is WriteOp.CREATE else peer.native_version,
-            clock=self.clock,
-            attempt=peer.failures + 1,
-        )
+        cid = self.state.canonical_id
+        create = op is WriteOp.CREATE
+        intent = WriteIntent(  # positional: keywords cost a named tuple twice as much
+            f"{cid}/{system}#{number}", cid, self.spec.name, system, op,
+            None if create else peer.external_id, values, expected,
+            None if create else peer.native_version, self.clock, peer.failures + 1)
         peer.intents_issued = number
         peer.in_flight = intent
         self.peers[system] = peer
-        self.intents.append(intent)
+        self.intents += (intent,)
 
     # -- results -------------------------------------------------------------------------
     def _noop(self) -> Step:
@@ -638,28 +664,26 @@ class _Fold:
 
     def _step(self, *, applied: bool = True) -> Step:
         spec = self.spec
-        history = self.state.history
+        state = self.state
+        history = state.history
         if self.history:
-            history = (*history, *self.history)[-spec.history_limit:]
-        conflicts: tuple[ConflictRecord, ...] | list[ConflictRecord] = self.state.conflicts
+            history += self.history
+            if len(history) > spec.history_limit:
+                history = history[-spec.history_limit:]
+        conflicts = state.conflicts
+        new_conflicts: tuple[ConflictRecord, ...] = ()
         if self.new_conflicts:
+            new_conflicts = tuple(self.new_conflicts.values())
             conflicts = self.conflicts
             closed = [c for c in conflicts if c.status is not ConflictStatus.OPEN]
             if len(closed) > spec.closed_conflicts_kept:
                 drop = {c.conflict_id for c in closed[:len(closed) - spec.closed_conflicts_kept]}
-                conflicts = [c for c in conflicts if c.conflict_id not in drop]
-        state = RecordState(
-            canonical_id=self.state.canonical_id,
-            entity=self.state.entity,
-            clock=self.clock,
-            fields=self.fields if self.fields is not None else self.state.fields,
-            peers=self.peers,
-            deleted=self.deleted,
-            conflicts=tuple(conflicts),
-            history=history,
-        )
-        return Step(state, tuple(self.intents), tuple(self.new_conflicts.values()),
-                    tuple(self.changed), tuple(self.new_dots), applied)
+                conflicts = tuple(c for c in conflicts if c.conflict_id not in drop)
+        fields = self.fields
+        return Step(RecordState(state.canonical_id, state.entity, self.clock,
+                                state.fields if fields is None else fields, self.peers,
+                                self.deleted, conflicts, history),
+                    self.intents, new_conflicts, self.changed, self.new_dots, applied)
 
 
 def _candidate(fs: FieldState) -> Candidate:
