@@ -36,6 +36,7 @@ from conflict import DeletePolicy, EntitySpec, FieldSpec, FieldType, SpecError, 
 from daemon.configbase import (
     CONFIG_ERROR,
     EnvName,
+    SecretSection,
     Section,
     config_error,
     existing_file,
@@ -367,21 +368,16 @@ class EntityConfig(_Section):
                                 max_write_attempts=self.max_write_attempts)
 
 
-class ReviewConfig(_Section):
+class ReviewConfig(SecretSection):
     """The review page on the worker's web server, protected by a token."""
 
+    SECRET_FROM = "token_env"
     token_env: EnvName
-    _token: SecretStr = PrivateAttr()
-
-    @model_validator(mode="after")
-    def _resolve(self, info: ValidationInfo) -> Self:
-        self._token = secret(info, self.token_env)
-        return self
 
     @property
     def token(self) -> SecretStr:
         """The token a reviewer presents (``Authorization: Bearer`` or ``?token=``)."""
-        return self._token
+        return self.secret_value
 
 
 class Config(_Section):

@@ -12,9 +12,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 CONFIG_ERROR = "syncline_config"
@@ -27,6 +35,27 @@ class Section(BaseModel):
     """A part of the file: frozen, unknown keys refused."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SecretSection(Section):
+    """A section with one secret, named by the field ``SECRET_FROM`` (``token_env``).
+
+    The secret is resolved when the file is loaded (an unset variable is an error there)
+    and kept as ``SecretStr`` in :attr:`secret_value`.
+    """
+
+    SECRET_FROM: ClassVar[str]
+    _secret_value: SecretStr = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _resolve_secret(self, info: ValidationInfo) -> Self:
+        self._secret_value = secret(info, getattr(self, self.SECRET_FROM))
+        return self
+
+    @property
+    def secret_value(self) -> SecretStr:
+        """The secret, as read from the environment (or its file) at load time."""
+        return self._secret_value
 
 
 def config_error(message: str, **values: Any) -> PydanticCustomError:

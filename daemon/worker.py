@@ -140,7 +140,7 @@ class Worker:
             entities = {e.webhook_event: name for name, e in system_config.entities.items()
                         if e.webhook_event}
             specs[system] = WebhookSpec(
-                secret=hooks.secret, entities=entities,
+                secret=hooks.secret_value, entities=entities,
                 signature_header=hooks.signature_header,
                 timestamp_header=hooks.timestamp_header, tolerance_s=hooks.tolerance_seconds,
                 id_at=hooks.id_at, event_at=hooks.event_at)

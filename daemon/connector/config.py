@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from daemon.configbase import EnvName, Section, config_error, secret
+from daemon.configbase import EnvName, SecretSection, Section, config_error, secret
 from daemon.http import (
     ApiKeyHeader,
     ApiKeyQuery,
@@ -61,76 +61,56 @@ TimeFormat = Literal["iso", "iso_ms", "unix", "unix_ms"]
 
 
 # -- auth ---------------------------------------------------------------------------------
-class BearerAuthConfig(Section):
+class BearerAuthConfig(SecretSection):
     """``Authorization: Bearer <token>``."""
 
+    SECRET_FROM = "token_env"
     type: Literal["bearer"]
     token_env: EnvName
-    _token: SecretStr = PrivateAttr()
-
-    @model_validator(mode="after")
-    def _resolve(self, info: ValidationInfo) -> Self:
-        self._token = secret(info, self.token_env)
-        return self
 
     def build(self) -> SecretAuth:
-        return BearerToken(self._token)
+        return BearerToken(self.secret_value)
 
 
-class ApiKeyAuthConfig(Section):
+class ApiKeyAuthConfig(SecretSection):
     """An API key in a header (default ``X-API-Key``) or, with ``query:``, a query parameter."""
 
+    SECRET_FROM = "key_env"
     type: Literal["api_key"]
     key_env: EnvName
     header: str = "X-API-Key"
     query: str | None = None
-    _key: SecretStr = PrivateAttr()
-
-    @model_validator(mode="after")
-    def _resolve(self, info: ValidationInfo) -> Self:
-        self._key = secret(info, self.key_env)
-        return self
 
     def build(self) -> SecretAuth:
         if self.query is not None:
-            return ApiKeyQuery(self._key, self.query)
-        return ApiKeyHeader(self._key, self.header)
+            return ApiKeyQuery(self.secret_value, self.query)
+        return ApiKeyHeader(self.secret_value, self.header)
 
 
-class BasicAuthConfig(Section):
+class BasicAuthConfig(SecretSection):
     """HTTP basic auth; the password from ``password_env``."""
 
+    SECRET_FROM = "password_env"
     type: Literal["basic"]
     username: str = Field(min_length=1)
     password_env: EnvName
-    _password: SecretStr = PrivateAttr()
-
-    @model_validator(mode="after")
-    def _resolve(self, info: ValidationInfo) -> Self:
-        self._password = secret(info, self.password_env)
-        return self
 
     def build(self) -> SecretAuth:
-        return BasicAuth(self.username, self._password)
+        return BasicAuth(self.username, self.secret_value)
 
 
-class OAuth2ClientCredentialsConfig(Section):
+class OAuth2ClientCredentialsConfig(SecretSection):
     """OAuth2 client credentials: a token from ``token_url``, refreshed before it expires."""
 
+    SECRET_FROM = "client_secret_env"
     type: Literal["oauth2_client_credentials"]
     token_url: str = Field(min_length=1)
     client_id: str = Field(min_length=1)
     client_secret_env: EnvName
     scope: str | None = None
-    _client_secret: SecretStr = PrivateAttr()
-
-    @model_validator(mode="after")
-    def _resolve(self, info: ValidationInfo) -> Self:
-        self._client_secret = secret(info, self.client_secret_env)
-        return self
 
     def build(self) -> SecretAuth:
-        return OAuth2ClientCredentials(self.token_url, self.client_id, self._client_secret,
+        return OAuth2ClientCredentials(self.token_url, self.client_id, self.secret_value,
                                        scope=self.scope)
 
 
@@ -350,26 +330,16 @@ class EntityEndpointConfig(Section):
         return template.replace("{id}", external_id)
 
 
-class WebhookConfig(Section):
+class WebhookConfig(SecretSection):
     """Webhooks the system sends: signed with a shared secret, naming a record to read."""
 
+    SECRET_FROM = "secret_env"
     secret_env: EnvName
     signature_header: str = "X-Signature"
     timestamp_header: str = "X-Timestamp"
     tolerance_seconds: float = Field(300.0, gt=0)
     id_at: str = "id"
     event_at: str = "event"
-    _secret: SecretStr = PrivateAttr()
-
-    @model_validator(mode="after")
-    def _resolve(self, info: ValidationInfo) -> Self:
-        self._secret = secret(info, self.secret_env)
-        return self
-
-    @property
-    def secret(self) -> SecretStr:
-        """The shared secret, as read from the environment at load time."""
-        return self._secret
 
 
 class SystemConfig(Section):
