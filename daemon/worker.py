@@ -21,6 +21,7 @@ from daemon.config import Config
 from daemon.connector.rest import RestEntity, build_client
 from daemon.lane import Lane
 from daemon.metrics import Metrics
+from daemon.review.live import LiveView
 from daemon.review.page import mount as mount_review
 from daemon.web import WebhookSpec, WebServer
 from streams.identity import canonical_id
@@ -54,6 +55,7 @@ class Worker:
     lanes: dict[str, Lane] = field(default_factory=dict)
     web: WebServer | None = None
     links: LinksView | None = None
+    review: LiveView | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
     def lane_specs(self) -> list[tuple[str, str]]:
@@ -83,7 +85,10 @@ class Worker:
                                  ready=self._waiting_for, webhooks=self._webhooks() or None,
                                  on_trigger=self._trigger)
             self.web.add_routes([aiohttp_web.get("/status", self._status)])
-            mount_review(self.web, config)
+            if config.review is not None:
+                self.review = LiveView(settings, topics)
+            mount_review(self.web, config,
+                         load=self.review.load if self.review is not None else None)
             await stack.enter_async_context(self.web)
             log.info("worker listening on %s: roles %s, lanes %s", self.web.url,
                      ", ".join(self.roles), ", ".join(self.lanes) or "none")
@@ -94,6 +99,8 @@ class Worker:
                     group.create_task(merge.run(stop, stages))
                 if self.links is not None:
                     group.create_task(self.links.run(stop))
+                if self.review is not None:
+                    group.create_task(self.review.run(stop))
                 for lane in self.lanes.values():
                     group.create_task(lane.run(stop))
 

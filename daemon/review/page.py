@@ -70,11 +70,14 @@ _CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 _PREFIX: web.AppKey[str] = web.AppKey("prefix")
 
 
-def mount(server: WebServer, config: Config) -> bool:
+def mount(server: WebServer, config: Config,
+          load: Callable[[], Awaitable[ReviewView]] | None = None) -> bool:
     """Serve the review page at ``/review`` on ``server``, if the config gives a token.
 
-    Returns whether it was mounted; without ``review: {token_env: ...}`` in the config the
-    page is disabled, and a warning says so.
+    ``load`` gives the view (by default the topics are read on every request; the worker
+    passes a :class:`~daemon.review.live.LiveView`'s). Returns whether it was mounted;
+    without ``review: {token_env: ...}`` in the config the page is disabled, and a warning
+    says so.
     """
     if config.review is None:
         log.warning("review page disabled: the config has no review: {token_env: ...}")
@@ -82,21 +85,24 @@ def mount(server: WebServer, config: Config) -> bool:
     settings = config.kafka.settings()
     topics = Topics(config.kafka.topic_prefix)
     server.add_subapp(PREFIX, review_app_for_kafka(settings, topics, config.review.token,
-                                                   accepts=field_types(config.catalog())))
+                                                   accepts=field_types(config.catalog()),
+                                                   load=load))
     log.info("review page at %s/ (token from $%s)", PREFIX, config.review.token_env)
     return True
 
 
 def review_app_for_kafka(settings: KafkaSettings, topics: Topics, token: SecretStr, *,
-                         accepts: Accepts | None = None) -> web.Application:
+                         accepts: Accepts | None = None,
+                         load: Callable[[], Awaitable[ReviewView]] | None = None
+                         ) -> web.Application:
     """The review page over the Kafka topics of ``topics``."""
-    async def load() -> ReviewView:
+    async def read_all() -> ReviewView:
         return await load_view(settings, topics)
 
     async def send(resolution: Resolution) -> object:
         return await publish(settings, topics, resolution)
 
-    return review_app(token, load, send, accepts=accepts, prefix=topics.prefix)
+    return review_app(token, load or read_all, send, accepts=accepts, prefix=topics.prefix)
 
 
 def review_app(token: SecretStr, load: Load, send: Send, *, accepts: Accepts | None = None,
