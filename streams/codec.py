@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import ValidationError
 
+import conflict
 from streams.errors import InvalidEvent, Undecodable, UnexpectedEvent, UnknownSchema
-from streams.events import EVENT_TYPES, Event
+from streams.events import EVENT_TYPES, Event, Observed, RoutedInput, Written
 
 E = TypeVar("E", bound=Event)
 
@@ -65,6 +66,73 @@ def decode(data: bytes | None, accept: tuple[type[E], ...] = ()) -> E:
             f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
             for err in exc.errors()[:5])
         raise InvalidEvent(f"{model.SCHEMA}: {problems}") from None
+
+
+def decode_routed(data: bytes | None, accept: tuple[type[E], ...]) -> E | RoutedInput:
+    """An input of the merge stage, the fold's way.
+
+    The merge topic holds only what the route stage validated and encoded itself, so its
+    bulk — reads and write outcomes at the current version — is turned into the fold's input
+    straight from the JSON, after checking each field's type, without building the model
+    (a tenth of the merge stage's time). Anything else, or a payload that is not plainly
+    well-formed, goes through :func:`decode` and its errors.
+    """
+    if data is not None:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            payload = None
+        if isinstance(payload, dict):
+            build = _ROUTED.get(payload.get("schema"))  # type: ignore[arg-type]
+            routed = build(payload) if build is not None else None
+            if routed is not None:
+                return routed
+    return decode(data, accept)
+
+
+def _routed_observed(p: dict[str, Any]) -> RoutedInput | None:
+    # Every field is present in what the route stage wrote: the same number of keys, each
+    # looked up, means no unknown one.
+    try:
+        cid, entity, system, seq = p["canonical_id"], p["entity"], p["system"], p["seq"]
+        external_id, native, fields = p["external_id"], p["native_version"], p["fields"]
+        deleted, source_ts, observed_at = p["deleted"], p["source_ts"], p["observed_at"]
+    except KeyError:
+        return None
+    if (len(p) != _OBSERVED_KEYS or type(seq) is not int or seq < 0
+            or type(fields) is not dict or type(deleted) is not bool
+            or type(cid) is not str or type(entity) is not str or type(system) is not str
+            or not (external_id is None or type(external_id) is str)
+            or not (native is None or type(native) is str)
+            or type(source_ts) not in _NUMBERS or type(observed_at) not in _NUMBERS):
+        return None
+    return RoutedInput(cid, entity, conflict.Observed(
+        system, seq, external_id, fields, deleted, native, float(source_ts)))
+
+
+def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
+    try:
+        cid, entity, system, seq = p["canonical_id"], p["entity"], p["system"], p["seq"]
+        external_id, native, fields = p["external_id"], p["native_version"], p["fields"]
+        intent_id, source_ts, observed_at = p["intent_id"], p["source_ts"], p["observed_at"]
+    except KeyError:
+        return None
+    if (len(p) != _WRITTEN_KEYS or type(seq) is not int or seq < 0
+            or not (fields is None or type(fields) is dict) or type(intent_id) is not str
+            or type(cid) is not str or type(entity) is not str or type(system) is not str
+            or not (external_id is None or type(external_id) is str)
+            or not (native is None or type(native) is str)
+            or type(source_ts) not in _NUMBERS or type(observed_at) not in _NUMBERS):
+        return None
+    return RoutedInput(cid, entity, conflict.Written(
+        system, seq, intent_id, external_id, native, float(source_ts), fields))
+
+
+_NUMBERS = (float, int)
+_OBSERVED_KEYS = len(Observed.model_fields)  # "schema_" is written as "schema"
+_WRITTEN_KEYS = len(Written.model_fields)
+_ROUTED: dict[str, Callable[[dict[str, Any]], RoutedInput | None]] = {
+    Observed.SCHEMA: _routed_observed, Written.SCHEMA: _routed_written}
 
 
 def upcast(payload: dict[str, Any]) -> dict[str, Any]:

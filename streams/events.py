@@ -20,7 +20,7 @@ topic                   key                         value
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -138,6 +138,22 @@ class WriteFailed(ObservationEvent):
 
 
 AnyObservation = Observed | Written | WriteStale | WriteFailed
+
+
+class RoutedInput(NamedTuple):
+    """A routed read or write outcome as the fold takes it, built without its model.
+
+    What :func:`streams.codec.decode_routed` gives for the bulk of the merge topic; it
+    answers ``canonical_id``, ``entity`` and ``to_input()`` like the event would.
+    """
+
+    canonical_id: str
+    entity: str
+    input: conflict.Observed | conflict.Written
+
+    def to_input(self) -> conflict.Observed | conflict.Written:
+        """The fold's input."""
+        return self.input
 
 
 # -- merge → lanes --------------------------------------------------------------------------

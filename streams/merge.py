@@ -39,6 +39,7 @@ from streams.events import (
     Observed,
     RecordEvent,
     Resolution,
+    RoutedInput,
     WriteFailed,
     WriteIntent,
     WriteStale,
@@ -132,7 +133,7 @@ class Merger:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
 
-    def apply(self, event: AnyObservation | Resolution,
+    def apply(self, event: AnyObservation | Resolution | RoutedInput,
               records: MutableMapping[str, conflict.RecordState]) -> list[Output]:
         """Fold ``event`` into ``records[event.canonical_id]``; the outputs to produce.
 
@@ -180,6 +181,6 @@ def decode_route_input(value: bytes | None) -> ObservationEvent | Resolution:
     return codec.decode(value, MERGE_INPUT_TYPES)  # type: ignore[return-value]
 
 
-def decode_merge_input(value: bytes | None) -> AnyObservation | Resolution:
+def decode_merge_input(value: bytes | None) -> AnyObservation | Resolution | RoutedInput:
     """An input of the merge stage: a routed observation or a resolution."""
-    return codec.decode(value, MERGE_INPUT_TYPES)  # type: ignore[return-value]
+    return codec.decode_routed(value, MERGE_INPUT_TYPES)  # type: ignore[return-value]

@@ -155,3 +155,67 @@ def test_every_event_has_an_exported_json_schema() -> None:
     assert observed_schema["properties"]["schema"]["const"] == "syncline.observed/1"
     assert observed_schema["additionalProperties"] is False
     assert "source_ts" in observed_schema["required"]
+
+
+# -- the merge stage's fast path: the fold's inputs without the models ----------------------
+ROUTED_TYPES = (Observed, Written, Resolution)
+
+
+def written(**changes: object) -> Written:
+    data: dict[str, object] = dict(system="helpdesk", entity="contact", seq=9,
+                                   external_id="7", canonical_id="cid-1", intent_id="cid-1/h#1",
+                                   observed_at=1700000001.0, source_ts=1700000001,
+                                   native_version="W/3", fields={"name": "Ann", "n": 1})
+    data.update(changes)
+    return Written(**data)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("event", [
+    observed(canonical_id="cid-1"),
+    observed(canonical_id="cid-1", deleted=True, fields={}, external_id=None),
+    observed(canonical_id="cid-1", native_version="12", fields={"x": None, "y": {"z": [1]}}),
+    written(),
+    written(fields=None, external_id=None, native_version=None),
+])
+def test_routed_reads_and_outcomes_give_the_same_fold_input_as_the_models(event: object
+                                                                          ) -> None:
+    data = codec.encode(event)  # type: ignore[arg-type]
+    routed = codec.decode_routed(data, ROUTED_TYPES)
+    full = codec.decode(data, ROUTED_TYPES)
+    assert type(routed).__name__ == "RoutedInput"
+    assert (routed.canonical_id, routed.entity) == (full.canonical_id, full.entity)
+    assert routed.to_input() == full.to_input()  # type: ignore[union-attr]
+    assert repr(routed.to_input()) == repr(full.to_input())  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("change", [
+    {"seq": "4"},  # the model coerces it; the fast path leaves it to the model
+    {"seq": -1},
+    {"fields": ["a"]},
+    {"canonical_id": 5},
+    {"colour": "red"},  # an unknown field
+    {"schema": "syncline.observed/9"},
+    {"source_ts": "soon"},
+])
+def test_a_routed_payload_that_is_not_plainly_right_is_decided_by_the_models(
+        change: dict[str, object]) -> None:
+    payload = orjson.loads(codec.encode(observed(canonical_id="cid-1")))
+    payload.update(change)
+    data = orjson.dumps(payload)
+    try:
+        expected: object = codec.decode(data, ROUTED_TYPES).to_input()  # type: ignore[union-attr]
+    except DecodeError as exc:
+        expected = (type(exc), str(exc))
+    try:
+        got: object = codec.decode_routed(data, ROUTED_TYPES).to_input()  # type: ignore[union-attr]
+    except DecodeError as exc:
+        got = (type(exc), str(exc))
+    assert got == expected
+
+
+def test_other_routed_inputs_are_models() -> None:
+    resolution = Resolution(resolution_id="r1", canonical_id="cid-1", entity="contact",
+                            conflict_id="k1", by="ann", at=1.0, via="cli", take="crm")
+    assert codec.decode_routed(codec.encode(resolution), ROUTED_TYPES) == resolution
+    with pytest.raises(Undecodable):
+        codec.decode_routed(b"\x00garbage", ROUTED_TYPES)
