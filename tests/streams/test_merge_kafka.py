@@ -205,7 +205,9 @@ def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
 async def test_worker_killed_mid_stream_restarts_to_the_same_state_without_duplicates(
         kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
         workers: list[subprocess.Popen[bytes]]) -> None:
-    events = story(records=150, edits_per_record=6)
+    # Long enough that the worker (25 inputs a transaction) is still at it when it is seen
+    # to have committed some: a shorter stream was sometimes done before the first look.
+    events = story(records=400, edits_per_record=6)
     await MergeWorker(kafka_settings, topics, CATALOG,
                       topic_settings=TopicSettings(partitions=3)).ensure_topics()
     await produce(kafka_settings, topics.observations, observation_records(events))
@@ -213,7 +215,7 @@ async def test_worker_killed_mid_stream_restarts_to_the_same_state_without_dupli
     workers.append(start_worker(kafka_settings, topics, log))
 
     async def some_progress() -> bool:
-        return 0 < len(await kafka_states(kafka_settings, topics)) < 150
+        return 0 < len(await kafka_states(kafka_settings, topics)) < 400
 
     await wait_for(some_progress, 60, "the worker to commit some of the stream")
     workers[0].send_signal(signal.SIGKILL)  # no polite stop: mid-batch, mid-transaction
