@@ -75,6 +75,14 @@ def path_get(body: Any, path: str | None) -> Any:
     return value
 
 
+def _sized(params: Params, size_param: str | None, size: int | None) -> Params:
+    """``params`` with the page size asked for, when the style sends one."""
+    out = dict(params)
+    if size_param and size:
+        out[size_param] = size
+    return out
+
+
 @dataclass(frozen=True)
 class PageNumber:
     """``?page=1&per_page=100``, then 2, 3, … .
@@ -90,10 +98,7 @@ class PageNumber:
     next_path: str | None = None
 
     def first(self, params: Params) -> Params:
-        out = {**params, self.param: self.start}
-        if self.size_param and self.size:
-            out[self.size_param] = self.size
-        return out
+        return _sized({**params, self.param: self.start}, self.size_param, self.size)
 
     def next(
         self, url: str, params: Params, fetched: Fetched, records: list[Any]
@@ -141,10 +146,7 @@ class Cursor:
     size: int | None = None
 
     def first(self, params: Params) -> Params:
-        out = dict(params)
-        if self.size_param and self.size:
-            out[self.size_param] = self.size
-        return out
+        return _sized(params, self.size_param, self.size)
 
     def next(
         self, url: str, params: Params, fetched: Fetched, records: list[Any]
@@ -163,10 +165,7 @@ class LinkHeader:
     size: int | None = None
 
     def first(self, params: Params) -> Params:
-        out = dict(params)
-        if self.size_param and self.size:
-            out[self.size_param] = self.size
-        return out
+        return _sized(params, self.size_param, self.size)
 
     def next(
         self, url: str, params: Params, fetched: Fetched, records: list[Any]

@@ -212,7 +212,7 @@ async def _report_json(request: web.Request) -> web.Response:
 
 
 class _BadRequest(Exception):
-    pass
+    """A choice the page cannot take as sent (its message says why)."""
 
 
 async def _choice(request: web.Request) -> dict[str, Any]:
