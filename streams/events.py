@@ -186,7 +186,9 @@ class WriteIntent(Event):
     @classmethod
     def payload(cls, intent: conflict.WriteIntent) -> dict[str, Any]:
         """The JSON payload of :meth:`of`, built without validation (the merge's hot path)."""
-        return {"schema": cls.SCHEMA, **intent.to_dict()}
+        payload = intent.to_dict()
+        payload["schema"] = cls.SCHEMA
+        return payload
 
     def to_intent(self) -> conflict.WriteIntent:
         """The fold's intent."""
@@ -230,32 +232,36 @@ class RecordEvent(Event):
     @classmethod
     def payload(cls, state: conflict.RecordState, changed: tuple[str, ...] = ()
                 ) -> dict[str, Any]:
-        """The JSON payload of :meth:`of`, built without validation (the merge's hot path)."""
-        latest: dict[str, conflict.HistoryEntry] = {}
-        for entry in state.history:
-            latest[entry.field] = entry
+        """The JSON payload of :meth:`of`, built without validation (the merge's hot path).
+
+        Its dicts are in no particular order: :func:`streams.codec.encode` sorts the keys.
+        """
+        latest = {entry.field: entry for entry in state.history}  # the newest per field
         provenance: dict[str, dict[str, Any]] = {}
         fields: dict[str, Json] = {}
-        for name in sorted(state.fields):
-            fs = state.fields[name]
+        for name, fs in state.fields.items():
             fields[name] = fs.value
+            dot = fs.dot
             why = latest.get(name)
-            if why is not None and why.dot != fs.dot:
-                why = None  # the history no longer holds the change that set this value
+            if why is None or why.dot != dot:
+                # the history no longer holds the change that set this value
+                change = conflict_id = None
+            else:
+                change, conflict_id = why.change.value, why.conflict_id
             provenance[name] = {
-                "system": fs.dot.actor, "dot": str(fs.dot), "source_ts": float(fs.source_ts),
-                "change": why.change.value if why else None,
-                "conflict_id": why.conflict_id if why else None}
+                "system": dot.actor, "dot": str(dot), "source_ts": float(fs.source_ts),
+                "change": change, "conflict_id": conflict_id}
+        clock = state.clock.to_dict()
         return {
             "schema": cls.SCHEMA,
             "canonical_id": state.canonical_id,
             "entity": state.entity,
-            "version": sum(state.clock.values()),
+            "version": sum(clock.values()),
             "deleted": state.deleted is not None,
             "fields": fields,
             "provenance": provenance,
-            "clock": state.clock.to_dict(),
-            "links": {s: p.external_id for s, p in sorted(state.peers.items())
+            "clock": clock,
+            "links": {s: p.external_id for s, p in state.peers.items()
                       if p.external_id is not None and p.exists},
             "open_conflicts": sum(1 for c in state.conflicts
                                   if c.status is conflict.ConflictStatus.OPEN),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -388,7 +389,8 @@ class StageRunner:
         self.changelog = changelog
         self.store = store
         self.handle = handle
-        self.topic_of = topic_of
+        # Called for every output: the names of a few roles, built once.
+        self.topic_of = functools.cache(topic_of)
         self.max_batch = max_batch  # inputs per transaction, at most
         # Output roles whose topic is compacted: within one transaction only the last
         # output per key is produced (readers of a compacted topic want the latest anyway).
