@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import random
 import time
 import uuid
@@ -125,14 +126,25 @@ async def drain(settings: KafkaSettings, topics: Topics, n: int, args: argparse.
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, (role,)))
     await stage.ready.wait()
+    broker = _cpu_of(args.broker_pid)
     start, cpu = time.perf_counter(), time.process_time()
     while stage.stats.committed < n:  # noqa: ASYNC110 - a counter, polled
         await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - start
     worker.cpu_seconds = time.process_time() - cpu  # type: ignore[attr-defined]
+    worker.broker_cpu_seconds = _cpu_of(args.broker_pid) - broker  # type: ignore[attr-defined]
     stop.set()
     await task
     return elapsed, worker
+
+
+def _cpu_of(pid: int | None) -> float:
+    """CPU seconds process ``pid`` has used (user and system); 0 without a pid."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -177,6 +189,9 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"  merge stage: {merger.cpu_seconds:.2f} s of CPU in this process "  # type: ignore
           f"({merge.handling_seconds:.2f} s in its own code); transactions took "
           f"{merge.committing_seconds:.2f} s (summed over partitions, overlapping)")
+    if args.broker_pid is not None:
+        print(f"  broker (pid {args.broker_pid}): {merger.broker_cpu_seconds:.2f} s of CPU "  # type: ignore
+              "while the merge stage ran")
     print(f"ratio merge/raw: {merge_rate / raw_rate:.2f} (goal: at least 0.5); "
           f"route/raw: {route_rate / raw_rate:.2f}")
 
@@ -188,6 +203,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--max-batch", type=int, default=None,
                         help="inputs per transaction, at most (default: the worker's)")
+    parser.add_argument("--broker-pid", type=int, default=None,
+                        help="a local broker's pid: also print its CPU time while the merge "
+                             "stage runs (Linux)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(main_async(args))
