@@ -98,6 +98,10 @@ def fingerprint(values: Mapping[str, Json], version: str | None) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
+#: How many committed intent ids a lane remembers, so as not to run one twice in-process.
+DONE_REMEMBERED = 10_000
+
+
 class _Outage(Exception):
     """The system stopped answering in the middle of a round; intents wait for it."""
 
@@ -111,6 +115,7 @@ class _Round:
     letters: list[DeadLetter] = field(default_factory=list)
     letter_keys: list[str] = field(default_factory=list)
     parked: dict[str, bytes | None] = field(default_factory=dict)  # intent id -> intent
+    done: list[str] = field(default_factory=list)  # intents executed, once this commits
 
     def __bool__(self) -> bool:
         return bool(self.events or self.index or self.letters or self.parked)
@@ -121,6 +126,7 @@ class _Round:
         self.letters.extend(other.letters)
         self.letter_keys.extend(other.letter_keys)
         self.parked.update(other.parked)
+        self.done.extend(other.done)
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,10 @@ class Lane:
         self._failures: dict[str, int] = {}  # intent id -> rounds failed while the system answered
         self._last_error: str | None = None  # the last error reported as a dead letter
         self.behind = 0  # intents given up on since start (dead letters): records behind
+        # Intents executed and committed by this process, so that one read again after an
+        # outage's rewind is not run twice (insertion-ordered, the oldest forgotten first).
+        self._done: dict[str, None] = {}
+        self._attempted: set[str] = set()  # intents started that wait for the system
 
     def status(self) -> dict[str, Any]:
         """Where the lane is, for ``/status`` and ``syncline status``."""
@@ -477,6 +487,10 @@ class Lane:
             self.log.rewind_intents(next_offset)
         self.log.head.intents_offset = next_offset
         await self._commit(work)
+        for intent_id in work.done:
+            self._done[intent_id] = None
+        while len(self._done) > DONE_REMEMBERED:
+            del self._done[next(iter(self._done))]
         return len(outcomes)
 
     async def _intent(self, work: _Round, record: ConsumedRecord) -> None:
@@ -488,15 +502,28 @@ class Lane:
             return
         if intent.system != self.system or intent.entity != self.entity:
             return  # another lane's intent in the same partition
+        if intent.intent_id in self._done:
+            return  # ran and committed before an outage rewound the intents
+        # Run before (by an earlier process, or by this one before an outage) and maybe done.
+        rerun = record.offset < self.log.resumed_below or intent.intent_id in self._attempted
+        self._attempted.add(intent.intent_id)
         try:
-            outcome = await self.execute(intent)
+            outcome = await self.execute(intent, rerun=rerun)
         except _WaitForLink as wait:
             log.info("lane %s: %s waits: %s", self.name, intent.intent_id, wait)
             assert record.value is not None
             self.parked[intent.intent_id] = (record.value, self.clock())
             work.parked[intent.intent_id] = record.value
+            self._attempted.discard(intent.intent_id)
             return
         except HttpError as exc:
+            unknown = exc.retriable or isinstance(exc, MalformedResponse)
+            if unknown and intent.op == "create" and self.connector.idempotent_creates:
+                # The create may have happened; only the API's answer to the same key can
+                # say, and a create that landed is never reported failed (docs/DECISIONS.md):
+                # it waits like in an outage, and is sent again with its key.
+                self._unhealthy(exc)
+                raise _Outage from exc
             if exc.retriable and self._failures.get(intent.intent_id, 0) < RETRIABLE_ROUNDS:
                 self._failures[intent.intent_id] = self._failures.get(intent.intent_id, 0) + 1
                 self._unhealthy(exc)
@@ -509,6 +536,8 @@ class Lane:
         except (DaemonError, ValueError) as exc:
             outcome = _Round([self._failed(intent, str(exc), work, record)])
         self._failures.pop(intent.intent_id, None)
+        self._attempted.discard(intent.intent_id)
+        outcome.done.append(intent.intent_id)
         work.merge(outcome)
         for event in outcome.events:
             if isinstance(event, Written):
@@ -566,14 +595,16 @@ class Lane:
                            observed_at=self.clock(), intent_id=intent.intent_id,
                            reason=reason[:500], attempts=intent.attempt)
 
-    async def execute(self, intent: WriteIntent) -> _Round:
+    async def execute(self, intent: WriteIntent, *, rerun: bool = False) -> _Round:
         """Carry out one intent; the observations that say what happened, to commit.
 
+        ``rerun``: it may have run before without its outcome being committed: an earlier
+        process had it when it died, or this one before the system stopped answering.
         Raises :class:`~daemon.http.HttpError` when the system did not answer usefully.
         """
         work = _Round()
         if intent.op == "create":
-            await self._create(work, intent)
+            await self._create(work, intent, rerun=rerun)
             return work
         if intent.external_id is None:
             raise ConnectorError(f"an {intent.op} intent without an external id")
@@ -627,12 +658,39 @@ class Lane:
         raise ConnectorError(f"{self.system} kept changing record {intent.external_id} "
                              f"during {PRECONDITION_ROUNDS} conditional writes")
 
-    async def _create(self, work: _Round, intent: WriteIntent) -> None:
+    async def _create(self, work: _Round, intent: WriteIntent, *, rerun: bool = False) -> None:
+        """Create the record, unless a lookup finds it there already.
+
+        A create an earlier process may have made before it died, whose copy a person then
+        deleted, is found by no lookup. Only an API with idempotent creates can tell: the
+        intent's id is the key, so the re-run gets the first create's answer, and a read
+        of that copy tells whether it is still there (a person's delete of it is then
+        reported after the create, like any delete). Without one, the create is made again:
+        the one window where a person's delete can be undone (docs/DECISIONS.md).
+        """
         body = self._system_values(intent.values)
         found = await self._look_up(body)
         if found is not None:
             await self._adopt(work, intent, found)
             return
+        if self.connector.idempotent_creates:
+            created = await self.connector.create(body, key=intent.intent_id)
+            if created is None:
+                raise ConnectorError(f"{self.system} answered a create without the record "
+                                     "or its location")
+            if rerun and await self.connector.fetch(created.id) is None:
+                log.warning("lane %s: the copy %s created for %s before a restart was deleted "
+                            "since; reporting the delete", self.name, created.id,
+                            intent.canonical_id)
+                await self._written(work, intent, created, created.id)
+                self._observe_deleted(work, created.id, None)
+                return
+            await self._written(work, intent, created, created.id)
+            return
+        if rerun:
+            log.info("lane %s: re-running create %s after a restart; without idempotent "
+                     "creates a copy deleted since cannot be told from one never made",
+                     self.name, intent.intent_id)
         try:
             created = await self.connector.create(body)
         except HttpError as exc:

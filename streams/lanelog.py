@@ -82,6 +82,9 @@ class LaneLog:
         self._consumer: Any = None
         self._intents_tp: TopicPartition | None = None
         self._state_partition = 0
+        # Intents below this offset were there when the lane started: an earlier process
+        # may have run them and died before committing what happened.
+        self.resumed_below = 0
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,6 +111,8 @@ class LaneLog:
             count = len(await producer.partitions_for(intents))
             tp = self._intents_tp = TopicPartition(intents, partition_of(self.name, count))
             consumer.assign([tp])
+            with translated(self.settings, f"find the end of lane {self.name}'s intents"):
+                self.resumed_below = (await consumer.end_offsets([tp]))[tp]
             if self.head.intents_offset is None:
                 await consumer.seek_to_beginning(tp)
             else:

@@ -270,10 +270,17 @@ class DeletesConfig(Section):
 
 
 class WriteConfig(Section):
-    """One write operation: its method, and optionally its own path (``{id}`` is the id)."""
+    """One write operation: its method, and optionally its own path (``{id}`` is the id).
+
+    ``idempotency_header`` (creates only): the header that makes the API run a create once
+    per key (``Idempotency-Key`` for Stripe, Zendesk and others). The lane sends the intent's
+    id in it, so a create re-run after a crash cannot make a second copy, and is retried
+    after a timeout like any other write.
+    """
 
     method: Literal["POST", "PUT", "PATCH", "DELETE"]
     path: str | None = None
+    idempotency_header: str | None = Field(None, min_length=1)
 
 
 class EntityEndpointConfig(Section):
@@ -322,6 +329,10 @@ class EntityEndpointConfig(Section):
         if self.create.method not in ("POST", "PUT"):
             raise config_error("create.method: expected POST or PUT, got {method}",
                                method=self.create.method)
+        for op in ("update", "delete"):
+            if getattr(self, op).idempotency_header is not None:
+                raise config_error(f"{op}.idempotency_header: only creates take an idempotency "
+                                   "key (updates and deletes are made safe by reading first)")
         return self
 
     def item(self, external_id: str) -> str:

@@ -248,15 +248,27 @@ class RestEntity:
     def _body(self, data: Mapping[str, Any]) -> Any:
         return {self.config.envelope: dict(data)} if self.config.envelope else dict(data)
 
-    async def create(self, data: Mapping[str, Any]) -> RemoteRecord | None:
+    @property
+    def idempotent_creates(self) -> bool:
+        """Whether the API runs a create once per key (``create.idempotency_header``)."""
+        return self.config.create.idempotency_header is not None
+
+    async def create(self, data: Mapping[str, Any], key: str | None = None
+                     ) -> RemoteRecord | None:
         """Create a record; it as the API returned it (re-read when the answer has no body).
 
-        Sent once, never repeated by the retry loop: a timeout may hide a create that
-        happened, and only a lookup can tell (the lane does that).
+        With an idempotency header configured, ``key`` goes in it and the create is retried
+        like any write (the API runs it once); the answer to a repeated key is the first
+        create's, whatever happened to the record since. Without one it is sent once, never
+        repeated by the retry loop: a timeout may hide a create that happened, and only a
+        lookup can tell (the lane does that).
         """
         write = self.config.create
-        fetched = await self.client.request(write.method, write.path or self.config.path,
-                                            json=self._body(data), retry=RetryPolicy.never())
+        header = write.idempotency_header
+        headers = {header: key} if header is not None and key is not None else None
+        fetched = await self.client.request(
+            write.method, write.path or self.config.path, json=self._body(data),
+            headers=headers, retry=None if headers else RetryPolicy.never())
         if fetched.body is not None:
             return self._one(fetched.body, Precondition.from_response(fetched.response))
         location = fetched.response.headers.get("location")

@@ -179,8 +179,11 @@ class Crm(SimulatedSystem):
             return web.Response(status=304, headers={"ETag": etag})
         return self._record_response(record)
 
-    async def create_record(self, request: web.Request) -> web.Response:
-        """``POST /{resource}`` → 201 with the record, ``Location`` and ``ETag``."""
+    async def create_record(self, request: web.Request) -> web.StreamResponse:
+        """``POST /{resource}`` → 201, the record, ``Location``, ``ETag``; once per key."""
+        return await self.idempotent(self.spec_of(request), request, self._create)
+
+    async def _create(self, request: web.Request) -> web.Response:
         spec = self.spec_of(request)
         result = self.create(spec, await read_json_object(request), request)
         response = self._record_response(result.record, status=201)

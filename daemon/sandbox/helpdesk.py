@@ -190,8 +190,11 @@ class Helpdesk(SimulatedSystem):
         record = self.store.require(spec.name, self.key_of(request, spec))
         return web.json_response({spec.singular: self.render(record)})
 
-    async def create_record(self, request: web.Request) -> web.Response:
-        """``POST /api/v2/{resource}`` with ``{"<singular>": {...}}`` → 201."""
+    async def create_record(self, request: web.Request) -> web.StreamResponse:
+        """``POST /api/v2/{resource}`` with ``{"<singular>": {...}}`` → 201; once per key."""
+        return await self.idempotent(self.spec_of(request), request, self._create)
+
+    async def _create(self, request: web.Request) -> web.Response:
         spec = self.spec_of(request)
         result = self.create(spec, await _enveloped(request, spec), request)
         return web.json_response({spec.singular: self.render(result.record)}, status=201)

@@ -23,6 +23,7 @@ class Stats:
     unchanged_writes: int = 0
     rejected_writes: Counter[int] = field(default_factory=Counter)
     admin_edits: Counter[tuple[str, str]] = field(default_factory=Counter)
+    replayed_creates: Counter[str] = field(default_factory=Counter)
 
     def count_request(self, status: int) -> None:
         """One API request answered with ``status``."""
@@ -38,6 +39,10 @@ class Stats:
         """One API write refused with ``status``."""
         self.rejected_writes[status] += 1
 
+    def count_replay(self, resource: str) -> None:
+        """One create answered from its ``Idempotency-Key`` (nothing written)."""
+        self.replayed_creates[resource] += 1
+
     def count_admin_edit(self, resource: str, op: str) -> None:
         """One edit made through ``/_admin/edit`` (a person in the UI)."""
         self.admin_edits[resource, op] += 1
@@ -49,6 +54,7 @@ class Stats:
         self.unchanged_writes = 0
         self.rejected_writes.clear()
         self.admin_edits.clear()
+        self.replayed_creates.clear()
 
     def as_json(self, webhooks: WebhookCounts) -> dict[str, Any]:
         """The counts as a JSON object (see the README for its shape)."""
@@ -75,6 +81,7 @@ class Stats:
                     for (m, r, o), n in sorted(self.writes.items())
                 ],
                 "rejected": {str(k): v for k, v in sorted(self.rejected_writes.items())},
+                "replayed_creates": dict(sorted(self.replayed_creates.items())),
             },
             "admin_edits": {
                 "total": self.admin_edits.total(),

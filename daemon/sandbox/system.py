@@ -32,6 +32,7 @@ from daemon.sandbox.store import Change, ResourceSpec, Store, StoredRecord, Writ
 from daemon.sandbox.webhooks import WebhookSender, WebhookTarget
 
 ADMIN_PREFIX = "/_admin"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -89,6 +90,8 @@ class SimulatedSystem(abc.ABC):
         self.auth = auth
         self.rate_limit = rate_limit
         self._bucket = TokenBucket(rate_limit) if rate_limit is not None else None
+        # (resource, Idempotency-Key) -> the create's answer: status, body, headers.
+        self._creates: dict[tuple[str, str], tuple[int, bytes, dict[str, str]]] = {}
 
     # -- the API shape, supplied by each system ----------------------------------------------
 
@@ -122,6 +125,7 @@ class SimulatedSystem(abc.ABC):
         """
         self.store.reset()
         self.stats.reset()
+        self._creates.clear()
         self.faults.clear()
         self.clock.reset()
         self.webhooks.reset_counts()
@@ -135,6 +139,32 @@ class SimulatedSystem(abc.ABC):
         """Create a record; ``request`` is the API request, ``None`` for an admin edit."""
         result = self.store.create(spec.name, values, self.clock.now_ms())
         return self._written(spec, "create", result, request)
+
+    async def idempotent(
+        self, spec: ResourceSpec, request: web.Request, create: Handler
+    ) -> web.StreamResponse:
+        """Run ``create`` once per ``Idempotency-Key``: a repeated key gets the first answer.
+
+        Like Stripe's or Zendesk's keys: the answer is replayed as it was (even when the record
+        has been deleted since), marked ``Idempotent-Replayed: true``. Keys live as long as
+        the server (or until a reset); a create without the header is never deduplicated.
+        """
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if not key:
+            return await create(request)
+        seen = self._creates.get((spec.name, key))
+        if seen is not None:
+            status, first, headers = seen
+            self.stats.count_replay(spec.name)
+            return web.Response(status=status, body=first,
+                                headers={**headers, "Idempotent-Replayed": "true"})
+        response = await create(request)
+        answer = response.body if isinstance(response, web.Response) else None
+        if isinstance(answer, bytes | bytearray) and response.status < 300:
+            kept = {h: v for h, v in response.headers.items()
+                    if h in ("Content-Type", "Location", "ETag")}
+            self._creates[(spec.name, key)] = (response.status, bytes(answer), kept)
+        return response
 
     def update(
         self,

@@ -97,11 +97,12 @@ failures or crashes, reads every system, and repeats until nothing changes):
   copy the hub never saw alive and did not create, and a delete the hub made at the same
   time (its lane found the copy already gone: the same delete twice).
 
-Known bugs
-----------
-``Config.workarounds`` names fold bugs the random schedules step around, so that they keep
-finding new ones; ``KNOWN_BUGS`` lists them and ``test_model_regressions.py`` shows each with
-its smallest schedule. A workaround avoids exactly the bug's trigger. Remove a name once its
+Known bugs and limitations
+--------------------------
+``Config.workarounds`` names triggers the random schedules step around, so that they keep
+finding new bugs: ``KNOWN_BUGS`` (fold bugs; none open now) and ``LIMITATIONS`` (what no fold
+or lane can do against some APIs); ``test_model_regressions.py`` shows each with its
+smallest schedule. A workaround avoids exactly the trigger. Remove a bug's name once its
 regression test passes.
 """
 
@@ -157,11 +158,18 @@ HUB_DELETE = "hub"  # ``SystemDb.deleted_by`` when a lane deleted the copy
 
 # Known fold bugs (Config.workarounds): the tests in test_model_regressions.py show each one.
 # Each comment says how the random schedules step around it.
-DELETE_BEFORE_CREATE_OUTCOME = "delete-before-create-outcome"  # no delete racing a create
+# no delete racing a create in a system without idempotent creates
+DELETE_BEFORE_CREATE_OUTCOME = "delete-before-create-outcome"
 OLD_COPY_DELETE_ECHO = "old-copy-delete-echo"  # polls skip old copies a lane reported deleted
 FAILED_CREATE_LANDED = "failed-create-landed"  # a create that landed before a crash won't fail
 FAILED_DELETE_LANDED = "failed-delete-landed"  # a delete that landed before a crash won't fail
-KNOWN_BUGS = frozenset({DELETE_BEFORE_CREATE_OUTCOME})
+KNOWN_BUGS: frozenset[str] = frozenset()
+# What no fold or lane can do against an API that lacks something: a user's delete of the
+# copy the hub just created, between the create and the lane's commit (a crash there), when
+# the API has no idempotent creates (Config.idempotent_creates): nothing tells "never
+# landed" from "landed and deleted", and the re-run creates the copy again
+# (docs/DECISIONS.md; the regression tests show it both ways).
+LIMITATIONS = frozenset({DELETE_BEFORE_CREATE_OUTCOME})
 # What a lane promises beyond DESIGN.md, because the fold cannot work it out: the model's
 # lanes keep these promises by default (daemon/lane.py keeps them; tests/daemon/test_lane.py).
 # - a delete that landed is never reported failed: the lane reads the copy before it gives
@@ -214,6 +222,9 @@ class Config:
     # Whether a lane's lookup before a create also sees a copy deleted since its last read
     # (and reports that delete first); if not, its next read does.
     lookup_sees_deleted: bool = False
+    # Systems whose API runs a create once per idempotency key (the intent's id): a create
+    # re-run after a crash gets the first create's copy, which the lane then reads.
+    idempotent_creates: frozenset[str] = frozenset()
     stale_check: bool = True  # the lane's check; off only to show that the model catches it
     closed_conflicts_kept: int = 16
     # Known fold bugs the random schedules step around, so that they keep looking for new
@@ -344,6 +355,7 @@ class World:
         self.hub_seen: set[str] = set()
         self.seen_alive: set[str] = set()  # external ids the hub was shown a live copy of
         self.hub_created: set[str] = set()  # external ids of copies the lanes created
+        self.created_by: dict[str, str] = {}  # create intent id -> the copy it made
         self.same_delete: set[str] = set()  # user deletes that met the hub's own delete
         self.delete_truth: dict[Dot, frozenset[str]] = {}  # per delete dot: what it saw
         self.delete_ids: dict[Dot, str] = {}  # per delete dot: the user delete it was
@@ -393,10 +405,18 @@ class World:
         out = self.holding()
         if DELETE_BEFORE_CREATE_OUTCOME in self.config.workarounds:
             # Not a copy the hub may still be creating, or may create again over: only one
-            # it has been shown alive, with no create of the lane in the way.
-            out = [s for s in out if self.dbs[s].external_id in self.seen_alive and not (
-                self.lanes[s].intents and self.lanes[s].intents[0].op is WriteOp.CREATE)]
+            # it has been shown alive, with no create of the lane in the way; or, where
+            # creates are idempotent, the copy the create at the head of the lane made.
+            out = [s for s in out if self._may_delete(s)]
         return out
+
+    def _may_delete(self, system: str) -> bool:
+        db, intents = self.dbs[system], self.lanes[system].intents
+        creating = bool(intents) and intents[0].op is WriteOp.CREATE
+        if creating and system in self.config.idempotent_creates and \
+                self.created_by.get(intents[0].intent_id) == db.external_id:
+            return True  # the race an idempotency key settles
+        return db.external_id in self.seen_alive and not creating
 
     def readable(self) -> list[str]:
         return [s for s in self.systems if self.dbs[s].external_id is not None]
@@ -550,12 +570,35 @@ class World:
                 or (intent.op is WriteOp.DELETE and
                     FAILED_DELETE_LANDED in self.config.workarounds)):
             outcome = "ok"
+        if outcome == "fail" and intent.op is WriteOp.CREATE and \
+                system in self.config.idempotent_creates:
+            # With an idempotency key the API's answer is the truth: a refusal means nothing
+            # was created (a create that landed is answered again), and an answer that does
+            # not come is waited for like an outage: such a lane never reports it failed.
+            outcome = "ok"
         if outcome == "fail":
             lane.intents.popleft()
             lane.outbox.append(Pending(WriteFailed(system, lane.next_seq(), intent.intent_id,
                                                    "model: 503 after retries")))
             self._note(f"lane {system} fails {_show_intent(intent)}")
             return "failed"
+        replayed = self.created_by.get(intent.intent_id)
+        if replayed is not None and db.record is None and \
+                system in self.config.idempotent_creates:
+            # A re-run of a create that made a copy a user deleted since: no lookup finds it,
+            # but the API answers the repeated key with it, and the lane's read of it finds
+            # it gone: the create is reported written, then the user's delete.
+            assert db.external_id == replayed, (db.external_id, replayed)
+            if outcome == "crash":
+                self._note(f"lane {system} crashes before re-running {_show_intent(intent)}")
+                return "crashed"
+            lane.intents.popleft()
+            lane.outbox.append(Pending(Written(system, lane.next_seq(), intent.intent_id,
+                                               external_id=replayed)))
+            lane.outbox.append(self._observe(system))
+            self._note(f"lane {system} re-runs {_show_intent(intent)}: the API answers "
+                       f"{replayed}, read deleted")
+            return "done"
         decision = self._lane_decision(db, intent)
         if decision == "stale" and not self.config.stale_check and db.record is not None:
             decision = "write"  # the broken lane of a sanity test: writes over anything
@@ -626,6 +669,7 @@ class World:
             db.creates += 1
             db.external_id = f"{db.name}-{db.creates}"
             self.hub_created.add(db.external_id)
+            self.created_by[intent.intent_id] = db.external_id
             db.record = {n: _copy(v) for n, v in intent.values.items()}
             db.deleted_by = None
         else:
@@ -872,7 +916,11 @@ class World:
         if not deleted and isinstance(inp, Observed) and inp.external_id is not None:
             self.seen_alive.add(inp.external_id)
         self.hub_seen |= shown
-        if deleted and truth.delete_id is not None and truth.delete_id != HUB_DELETE:
+        # A delete is shown to the hub only when it is the delete of the copy the hub knows;
+        # one of a copy it never heard of is ignored (it may learn of that copy later).
+        if deleted and truth.delete_id is not None and truth.delete_id != HUB_DELETE and \
+                peer_before is not None and peer_before.exists and \
+                peer_before.external_id == ext:
             self.hub_seen.add(truth.delete_id)
 
     def _check_concurrent(self, step: Step, system: str, truth: ReadTruth) -> None:

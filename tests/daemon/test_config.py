@@ -173,6 +173,13 @@ def test_tls_files_are_relative_to_the_config_file(tmp_path: Path) -> None:
             "- kafka\n",
             "{f}: expected a mapping at the top level (kafka:, systems:, entities:), got a list",
         ),
+        (
+            "kafka: {bootstrap: 'k:1'}\nsystems:\n  crm:\n    base_url: http://x\n"
+            "    entities:\n      contact:\n        path: /contacts\n"
+            "        update: {method: PATCH, idempotency_header: Idempotency-Key}\n",
+            "{f}:6: systems.crm.entities.contact: update.idempotency_header: only creates "
+            "take an idempotency key (updates and deletes are made safe by reading first)",
+        ),
         ("", "{f}: the file is empty; expected at least a kafka: section"),
         (
             "kafka: {bootstrap: [}\n",

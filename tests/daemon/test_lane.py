@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from daemon.config import EntityConfig
+from daemon.connector.config import WriteConfig
 from daemon.connector.rest import RestEntity, build_client
 from daemon.lane import Lane
 from daemon.sandbox import RunningSystem, run_crm, run_helpdesk
@@ -56,14 +57,15 @@ async def topics(kafka_settings: KafkaSettings) -> Topics:
 
 
 @asynccontextmanager
-async def lane_for(settings: KafkaSettings, topics: Topics, system: str, url: str
-                   ) -> AsyncIterator[Lane]:
+async def lane_for(settings: KafkaSettings, topics: Topics, system: str, url: str,
+                   **entity_changes: Any) -> AsyncIterator[Lane]:
     config = example_system(system, url)
+    entity = config.entities["contact"].model_copy(update=entity_changes)
     client = build_client(system, config)
     lane_log = LaneLog(settings, topics, system, "contact")
     await lane_log.start()
     try:
-        yield Lane(RestEntity(client, system, "contact", config.entities["contact"]),
+        yield Lane(RestEntity(client, system, "contact", entity),
                    CONTACT.mapping("contact", system), lane_log, match_on=("email",))
     finally:
         await lane_log.stop()
@@ -226,6 +228,109 @@ async def test_a_create_finds_the_record_by_its_match_key_first(
     assert isinstance(written, Written)
     assert written.external_id == str(held[0]["id"])
     assert written.canonical_id == job.canonical_id
+
+
+@pytest.mark.parametrize("name", ["crm", "helpdesk"])
+async def test_a_copy_deleted_before_its_create_was_reported_is_not_made_again(
+        kafka_settings: KafkaSettings, topics: Topics, name: str) -> None:
+    """The lane dies between its create and its commit; a person deletes the new copy.
+
+    No lookup finds a deleted copy, so only the API's idempotency key tells the re-run that
+    its create happened: the lane reports the copy written and then deleted (the person's
+    delete, which the hub then carries to the other systems), and makes no second copy.
+    """
+    async with system(name) as (running, admin):
+        job = intent(name, "create", external_id=None,
+                     values={"email": "ida@example.com", "name": "Ida"}, expected={})
+        await send(kafka_settings, topics, job)
+        async with lane_for(kafka_settings, topics, name, running.url) as lane:
+            await lane.execute(job)  # created; the lane "crashes" before its commit
+        made = (await records(admin, name))[0]["id"]
+        await admin.post(f"/_admin/edit/{RESOURCE[name]}", json={"op": "delete", "id": made})
+        async with lane_for(kafka_settings, topics, name, running.url) as lane:
+            assert await lane.execute_intents(timeout_ms=5000) == 1
+        assert await records(admin, name) == []
+        stats = (await admin.get("/_admin/stats")).json()["writes"]
+        assert stats["by_method"] == {"POST": 1}
+        assert stats["replayed_creates"] == {RESOURCE[name]: 1}
+        seen = await observations(kafka_settings, topics)
+    assert [(type(o).__name__, o.external_id, getattr(o, "deleted", None)) for o in seen] == [
+        ("Written", str(made), None), ("Observed", str(made), True)]
+    assert seen[0].canonical_id == job.canonical_id
+
+
+async def test_a_create_whose_answer_was_lost_waits_and_its_key_tells_what_happened(
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """The helpdesk takes the create but its answer comes back garbled: the create may have
+    happened, so the lane neither reports it failed nor makes it again. It waits like in an
+    outage; meanwhile a person deletes the new copy. Once the helpdesk answers, the same key
+    gets the first create's answer, and a read finds that copy gone: written, then deleted.
+    """
+    async with system("helpdesk") as (running, admin):
+        job = intent("helpdesk", "create", external_id=None,
+                     values={"email": "lou@example.com", "name": "Lou"}, expected={})
+        # No lookup: the create is the lane's first request, and the one whose answer is lost.
+        async with lane_for(kafka_settings, topics, "helpdesk", running.url,
+                            lookup=None) as lane:
+            await send(kafka_settings, topics, job)
+            await admin.post("/_admin/faults", json={"malformed_rate": 1.0})
+            assert await lane.execute_intents(timeout_ms=5000) == 0  # waits, not failed
+            assert not lane.healthy
+            await admin.delete("/_admin/faults")
+            [made] = await records(admin, "helpdesk")
+            await admin.post("/_admin/edit/users", json={"op": "delete", "id": made["id"]})
+            await lane.poll()
+            assert await lane.execute_intents(timeout_ms=5000) == 1
+        assert await records(admin, "helpdesk") == []
+        writes = (await admin.get("/_admin/stats")).json()["writes"]
+        assert writes["by_method"] == {"POST": 1}
+        seen = await observations(kafka_settings, topics)
+    assert [(type(o).__name__, o.external_id, getattr(o, "deleted", None)) for o in seen] == [
+        ("Written", str(made["id"]), None), ("Observed", str(made["id"]), True)]
+
+
+async def test_an_intent_read_again_by_the_same_process_is_not_run_twice(
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """After an outage the lane rewinds to the first intent that must wait, and reads again
+    those after it that ran: one that ran and was committed is not run again (a copy it
+    created and a person deleted since would otherwise come back)."""
+    plain = WriteConfig(method="POST")  # not even an idempotency key to fall back on
+    async with system("helpdesk") as (running, admin):
+        job = intent("helpdesk", "create", external_id=None,
+                     values={"email": "kim@example.com", "name": "Kim"}, expected={})
+        async with lane_for(kafka_settings, topics, "helpdesk", running.url,
+                            create=plain) as lane:
+            await send(kafka_settings, topics, job)
+            assert await lane.execute_intents(timeout_ms=5000) == 1
+            made = (await records(admin, "helpdesk"))[0]["id"]
+            await admin.post("/_admin/edit/users", json={"op": "delete", "id": made})
+            await send(kafka_settings, topics, job)  # read again, as after a rewind
+            await lane.execute_intents(timeout_ms=5000)
+        assert await records(admin, "helpdesk") == []
+        assert (await admin.get("/_admin/stats")).json()["writes"]["by_method"] == {"POST": 1}
+        seen = await observations(kafka_settings, topics)
+    assert [type(o).__name__ for o in seen] == ["Written"]
+
+
+async def test_without_idempotent_creates_the_rerun_cannot_tell_and_creates_again(
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """The limitation the idempotency key removes (docs/DECISIONS.md): shown, not hidden."""
+    plain = WriteConfig(method="POST")
+    async with system("helpdesk") as (running, admin):
+        job = intent("helpdesk", "create", external_id=None,
+                     values={"email": "jo@example.com", "name": "Jo"}, expected={})
+        await send(kafka_settings, topics, job)
+        async with lane_for(kafka_settings, topics, "helpdesk", running.url,
+                            create=plain) as lane:
+            await lane.execute(job)
+        made = (await records(admin, "helpdesk"))[0]["id"]
+        await admin.post("/_admin/edit/users", json={"op": "delete", "id": made})
+        async with lane_for(kafka_settings, topics, "helpdesk", running.url,
+                            create=plain) as lane:
+            assert await lane.execute_intents(timeout_ms=5000) == 1
+        again = await records(admin, "helpdesk")
+    assert [r["email_address"] for r in again] == ["jo@example.com"]
+    assert again[0]["id"] != made
 
 
 async def test_crm_deletes_come_from_its_delete_feed(kafka_settings: KafkaSettings,
