@@ -11,7 +11,7 @@ KAFKA := deploy/kafka/kafka.sh
 KAFKA_PORT := $(or $(SYNCLINE_KAFKA_PORT),19092)
 PYTEST_ARGS ?=
 
-.PHONY: setup kafka-up kafka-down kafka-status test lint demo
+.PHONY: setup kafka-up kafka-down kafka-status test lint demo compile clean-compiled test-compiled
 
 ## setup: create .venv if missing and install syncline with its dev tools into it
 setup: $(VENV)/.installed
@@ -36,6 +36,20 @@ kafka-status:
 ## test: the whole suite; with SYNCLINE_TEST_KAFKA=host:port it uses that broker instead
 test: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
 	SYNCLINE_TEST_KAFKA=$(or $(SYNCLINE_TEST_KAFKA),127.0.0.1:$(KAFKA_PORT)) $(BIN)/pytest $(PYTEST_ARGS)
+
+## compile: the fast build of the fold: conflict/ compiled by mypyc, in place (needs a C
+## compiler); clean-compiled goes back to the interpreted fold
+compile: setup
+	@tools/compile_fold.sh
+
+clean-compiled:
+	@tools/compile_fold.sh clean
+
+## test-compiled: compile, run the fold's tests against the compiled modules, clean up
+test-compiled: setup
+	@tools/compile_fold.sh
+	SYNCLINE_EXPECT_COMPILED=1 $(BIN)/pytest -p no:cacheprovider tests/conflict; \
+		status=$$?; tools/compile_fold.sh clean; exit $$status
 
 ## lint: ruff and mypy (strict), as configured in pyproject.toml
 lint: setup

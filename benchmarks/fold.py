@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import conflict
 from conflict import (
     EntitySpec,
     FieldSpec,
@@ -152,6 +153,8 @@ def main() -> None:
           f"{args.records} records, {args.edits} user edits "
           f"({args.concurrent:.0%} concurrent), {conflicts} conflicts recorded")
     print("inputs: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    print("the fold: " + ("compiled by mypyc (make compile)" if conflict.compiled()
+                          else "interpreted (make compile builds the compiled fold)"))
     changes = args.records + args.edits
     for label, best in (("default gc", default_gc), ("worker gc settings", tuned_gc)):
         print(f"{label:>18}: folded {len(inputs)} inputs in {best:.3f} s (best of "

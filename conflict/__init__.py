@@ -1,7 +1,12 @@
 """The pure core of syncline: version vectors, record state, the fold and conflict policies.
 
 Nothing here does I/O, reads a clock or draws randomness: time, actors and ids are arguments.
+
+The modules run interpreted, or compiled by mypyc (``make compile``, tools/compile_fold.sh):
+the same source either way; :func:`compiled` says which.
 """
+
+import sys
 
 from conflict.clock import Dot, Order, VClock
 from conflict.errors import (
@@ -53,6 +58,13 @@ from conflict.state import (
     WriteOp,
 )
 
+
+def compiled() -> bool:
+    """Whether the fold runs compiled by mypyc rather than interpreted."""
+    source = getattr(sys.modules["conflict.fold"], "__file__", None) or ""
+    return not source.endswith(".py")
+
+
 __all__ = [
     "DELETE_FIELD",
     "MERGE",
@@ -103,6 +115,7 @@ __all__ = [
     "WriteOp",
     "WriteStale",
     "Written",
+    "compiled",
     "decide",
     "fold",
     "parse_policy",

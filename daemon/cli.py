@@ -20,6 +20,7 @@ import click
 import httpx
 import orjson
 
+import conflict
 from daemon import __version__
 from daemon.config import Config, load_config
 from daemon.connector.rest import RestEntity, build_client
@@ -205,6 +206,10 @@ def run(obj: CliContext | None, config_path: Path, roles: tuple[str, ...],
     _quiet_kafka_client()
     chosen = ROLES if "all" in roles else tuple(r for r in ROLES if r in roles)
     worker = Worker(config, roles=chosen, state_dir=state_dir, host=host, port=port)
+    if "merge" in chosen:
+        logging.getLogger("syncline").info(
+            "the fold: %s", "compiled by mypyc" if conflict.compiled()
+            else "interpreted (`make compile` builds the faster compiled fold)")
 
     async def serve() -> None:
         tune_gc()

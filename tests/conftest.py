@@ -31,6 +31,16 @@ REPO = Path(__file__).resolve().parent.parent
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a compiled module older than its source (``make compile`` again)."""
+    for built in sorted((REPO / "conflict").glob("*.so")):
+        source = built.parent / (built.name.split(".", 1)[0] + ".py")
+        if source.exists() and source.stat().st_mtime > built.stat().st_mtime:
+            pytest.exit(f"{built.relative_to(REPO)} is older than {source.name}: the tests "
+                        "would run the old code. Run `make compile` again, or "
+                        "`make clean-compiled` to test the interpreted fold.", returncode=2)
+
+
 def _kafka_sh(command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(KAFKA_SH), command], capture_output=True, text=True, timeout=900, check=False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import sys
 from pathlib import Path
 
@@ -43,3 +44,10 @@ def test_conflict_reads_no_clock() -> None:
         text = path.read_text()
         for call in ("time.time(", "datetime.now(", "datetime.utcnow(", "uuid4(", "uuid1("):
             assert call not in text, f"{path.name} calls {call}"
+
+
+def test_the_fold_runs_compiled_when_the_run_says_it_does() -> None:
+    """``make test-compiled`` sets SYNCLINE_EXPECT_COMPILED=1: the suite must then really run
+    the mypyc-compiled fold, not silently the interpreted one (and the reverse)."""
+    expected = os.environ.get("SYNCLINE_EXPECT_COMPILED") == "1"
+    assert conflict.compiled() is expected
