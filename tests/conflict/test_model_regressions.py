@@ -185,6 +185,18 @@ def test_a_create_after_the_old_copy_was_deleted_is_linked() -> None:
     w.deliver("helpdesk")
 
 
+def delete_racing_a_create(w: World) -> World:
+    """crm's new record is being created in helpdesk; a helpdesk user deletes the new copy."""
+    w.create("crm")
+    w.read("crm")
+    w.deliver("crm")  # hub plans r1/helpdesk#1 create
+    w.run_intent("helpdesk", "crash")
+    w.delete("helpdesk")
+    w.read("helpdesk")
+    w.deliver("helpdesk")  # ignored: the delete of a copy the hub never heard of
+    return w
+
+
 def test_a_delete_of_a_copy_the_hub_just_created_is_not_undone() -> None:
     """A user who deletes the copy the hub just created must not see it come back.
 
@@ -198,14 +210,7 @@ def test_a_delete_of_a_copy_the_hub_just_created_is_not_undone() -> None:
     Fixed by idempotent creates (``create.idempotency_header``, daemon/lane.py); without
     them the next test shows what remains.
     """
-    w = world(idempotent_creates=frozenset({"helpdesk"}))
-    w.create("crm")
-    w.read("crm")
-    w.deliver("crm")  # hub plans r1/helpdesk#1 create
-    w.run_intent("helpdesk", "crash")
-    w.delete("helpdesk")
-    w.read("helpdesk")
-    w.deliver("helpdesk")  # ignored: a copy the hub never heard of
+    w = delete_racing_a_create(world(idempotent_creates=frozenset({"helpdesk"})))
     assert w.run_intent("helpdesk") == "done"  # Written(helpdesk-1), then it is deleted
     w.deliver("helpdesk")
     w.settle()
@@ -221,14 +226,7 @@ def test_without_idempotent_creates_a_delete_racing_a_create_is_undone() -> None
     undone; the write bound of no echo breaks. The random schedules step around this
     (``DELETE_BEFORE_CREATE_OUTCOME``) for systems without idempotent creates.
     """
-    w = world()
-    w.create("crm")
-    w.read("crm")
-    w.deliver("crm")  # hub plans r1/helpdesk#1 create
-    w.run_intent("helpdesk", "crash")
-    w.delete("helpdesk")
-    w.read("helpdesk")
-    w.deliver("helpdesk")  # ignored
+    w = delete_racing_a_create(world())
     with pytest.raises(InvariantViolation, match=r"^\[no echo\] 2 lane writes"):
         w.run_intent("helpdesk")  # creates the copy again
     assert w.dbs["helpdesk"].record is not None  # the user's delete is undone
