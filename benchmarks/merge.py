@@ -26,6 +26,7 @@ from typing import Any
 import aiokafka
 import aiokafka.admin
 
+import conflict
 from streams import codec
 from streams.events import Observed
 from streams.kafka import Admin, KafkaSettings, TopicSpec
@@ -179,7 +180,8 @@ async def main_async(args: argparse.Namespace) -> None:
     merge_rate = len(events) / merge_seconds
     route, merge = router.route_stage.stats, merger.merge_stage.stats
     print(f"merge benchmark: {len(events)} observations, {args.partitions} partitions, "
-          f"broker {args.bootstrap}")
+          f"broker {args.bootstrap}; the fold "
+          f"{'compiled by mypyc' if conflict.compiled() else 'interpreted (make compile)'}")
     print(f"raw aiokafka consume->produce loop: {raw_seconds:.2f} s, {raw_rate:,.0f} msg/s")
     print(f"route stage alone (links, canonical ids; exactly once): {route_seconds:.2f} s, "
           f"{route_rate:,.0f} observations/s, {route.transactions} transactions")
