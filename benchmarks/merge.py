@@ -1,7 +1,8 @@
 """Merge throughput on the local broker: ``python -m benchmarks.merge [--events N]``.
 
-Pre-loads N observations (a realistic mix: contacts created in one system, some linked in a
-second, then edits on both sides) into a fresh deployment's ``observations`` topic, then times
+Pre-loads N observations into a fresh deployment's ``observations`` topic — by default what
+two lanes publish while the hub keeps them in step (edits, write outcomes, echoes; see
+:func:`synced_observations`), ``--stream edits`` for edits alone — then times
 
 1. a raw aiokafka loop over the same data: consume (read_committed, a consumer group) and
    produce every record to another topic, committing offsets — the floor any stage pays;
@@ -28,8 +29,9 @@ import aiokafka.admin
 
 import conflict
 from streams import codec
-from streams.events import Observed
+from streams.events import ObservationEvent, Observed, WriteStale, Written
 from streams.kafka import Admin, KafkaSettings, TopicSpec
+from streams.merge import Merger, Router
 from streams.topics import Topics, TopicSettings
 from streams.worker import MergeWorker, tune_gc
 from tests.streams.catalog import CATALOG
@@ -67,7 +69,110 @@ def observations(n: int, concurrent: float = 0.05, seed: int = 7) -> list[Observ
     return events
 
 
-async def preload(settings: KafkaSettings, topic: str, events: list[Observed],
+def synced_observations(n: int, concurrent: float = 0.05, seed: int = 7,
+                        records: int | None = None) -> list[ObservationEvent]:
+    """What two lanes publish while the hub keeps them in step: contacts created in the CRM
+    (a third also in the helpdesk, linked by email), then edits, each mostly made where the
+    record was created, ``concurrent`` of them made in the other system at the same time.
+
+    The stream is recorded by playing both systems and their lanes against the route and
+    merge stages in memory (as ``benchmarks.fold`` plays them against the fold): every intent
+    is carried out with the lane's stale check and reported (written, or stale), and the
+    system's next poll shows the write (an echo). So the merge stage gets the mix a running
+    deployment gets — edits, write outcomes and echoes — and each record a few times, far
+    apart, as with many records and few edits each.
+    """
+    rng = random.Random(seed)
+    router, merger = Router(CATALOG), Merger(CATALOG)
+    links: dict[str, str] = {}
+    table: dict[str, conflict.RecordState] = {}
+    dbs: dict[str, dict[str, dict[str, Any]]] = {"crm": {}, "helpdesk": {}}
+    emails: dict[str, dict[str, str]] = {"crm": {}, "helpdesk": {}}  # emails never change
+    seq = Counter[str]()
+    events: list[ObservationEvent] = []
+
+    def publish(event: ObservationEvent) -> list[dict[str, Any]]:
+        events.append(event)
+        routed = router.route(event, links)
+        outputs = merger.apply(routed.event, table)  # type: ignore[arg-type]
+        return [o.event for o in outputs if o.role == "intents"]  # type: ignore[misc]
+
+    def read(system: str, xid: str) -> list[dict[str, Any]]:
+        seq[system] += 1
+        return publish(Observed(system=system, entity="contact", seq=seq[system],
+                                external_id=xid, observed_at=len(events),
+                                source_ts=len(events), fields=dict(dbs[system][xid])))
+
+    def carry_out(intents: list[dict[str, Any]]) -> None:
+        queue = list(intents)
+        while queue:
+            intent = queue.pop(0)
+            system = intent["system"]
+            db = dbs[system]
+            xid = intent["external_id"]
+            if xid is None:  # a create: the lane looks the record up by its email first
+                xid = emails[system].get(intent["values"].get("email"),
+                                         f"{system[0]}-new-{len(db)}")
+            held = db.get(xid)
+            if held is not None and intent["op"] == "update" and any(
+                    held.get(f) not in (v, intent["expected"].get(f))
+                    for f, v in intent["values"].items()):
+                queue += read(system, xid)  # the lane's stale check found an unseen edit
+                seq[system] += 1
+                queue += publish(WriteStale(
+                    system=system, entity="contact", seq=seq[system], external_id=xid,
+                    canonical_id=intent["canonical_id"], observed_at=len(events),
+                    intent_id=intent["intent_id"]))
+                continue
+            db[xid] = {**(held or {}), **intent["values"]}
+            emails[system][db[xid]["email"]] = xid
+            seq[system] += 1
+            queue += publish(Written(
+                system=system, entity="contact", seq=seq[system], external_id=xid,
+                canonical_id=intent["canonical_id"], observed_at=len(events),
+                source_ts=len(events), intent_id=intent["intent_id"]))
+            queue += read(system, xid)  # the next poll shows the write: an echo
+
+    records = records or max(1, n // 12)
+    homes: list[tuple[str, str, str | None]] = []  # (system, its id, the other's id)
+    for r in range(records):
+        values: dict[str, Any] = {"email": f"person{r}@example.com", "name": f"Person {r}",
+                                  "tags": ["a"]}
+        dbs["crm"][f"c-{r}"] = dict(values)
+        emails["crm"][values["email"]] = f"c-{r}"
+        other = None
+        if r % 3 == 0:
+            other = f"h-{r}"
+            dbs["helpdesk"][other] = dict(values)
+            emails["helpdesk"][values["email"]] = other
+            carry_out(read("helpdesk", other))
+        carry_out(read("crm", f"c-{r}"))
+        homes.append(("crm", f"c-{r}", other))
+    links_of = {cid: xid for key, cid in links.items()
+                for xid in [key.rpartition("/")[2]] if key.startswith("helpdesk/")}
+    while len(events) < n:
+        system, xid, _ = homes[rng.randrange(records)]
+        cid = links[f"{system}/contact/{xid}"]
+        field = "name" if rng.random() < 0.8 else "tags"
+
+        def edit(system: str, xid: str, field: str = field) -> None:
+            record = dbs[system][xid]
+            if field == "name":
+                record["name"] = f"{record['name'].split(' v')[0]} v{len(events)}"
+            else:
+                record["tags"] = sorted({*record["tags"], f"t{len(events) % 11}"})
+
+        edit(system, xid)
+        intents = read(system, xid)
+        copy = links_of.get(cid)
+        if copy is not None and rng.random() < concurrent * 3:  # a third are in both
+            edit("helpdesk", copy)
+            intents += read("helpdesk", copy)
+        carry_out(intents)
+    return events
+
+
+async def preload(settings: KafkaSettings, topic: str, events: list[ObservationEvent],
                   by_copy: bool = False) -> None:
     """Bulk-load ``events`` (without waiting for each acknowledgement, as Producer.send
     does), keyed as on the observations topic (by lane) or ``by_copy`` (spread evenly)."""
@@ -151,7 +256,9 @@ def _cpu_of(pid: int | None) -> float:
 async def main_async(args: argparse.Namespace) -> None:
     settings = KafkaSettings(bootstrap=args.bootstrap)
     topics = Topics(f"bench{uuid.uuid4().hex[:8]}")
-    events = observations(args.events)
+    events: list[ObservationEvent] = [
+        *(synced_observations(args.events, records=args.records) if args.stream == "synced"
+          else observations(args.events))]
     setup = MergeWorker(settings, topics, CATALOG,
                         topic_settings=TopicSettings(partitions=args.partitions))
     created = await setup.ensure_topics()
@@ -179,7 +286,10 @@ async def main_async(args: argparse.Namespace) -> None:
     route_rate = len(events) / route_seconds
     merge_rate = len(events) / merge_seconds
     route, merge = router.route_stage.stats, merger.merge_stage.stats
-    print(f"merge benchmark: {len(events)} observations, {args.partitions} partitions, "
+    kinds = Counter(type(e).__name__ for e in events)
+    print(f"merge benchmark: {len(events)} observations ({args.stream}: "
+          f"{', '.join(f'{n} {k}' for k, n in kinds.most_common())}; "
+          f"{len({e.link_key() for e in events})} copies), {args.partitions} partitions, "
           f"broker {args.bootstrap}; the fold "
           f"{'compiled by mypyc' if conflict.compiled() else 'interpreted (make compile)'}")
     print(f"raw aiokafka consume->produce loop: {raw_seconds:.2f} s, {raw_rate:,.0f} msg/s")
@@ -187,7 +297,7 @@ async def main_async(args: argparse.Namespace) -> None:
           f"{route_rate:,.0f} observations/s, {route.transactions} transactions")
     print(f"merge stage alone (fold, outputs, changelog; exactly once): {merge_seconds:.2f} s, "
           f"{merge_rate:,.0f} observations/s, {merge.transactions} transactions, "
-          f"{merge.produced} records produced")
+          f"{merge.produced} records produced ({merge.produced / len(events):.2f} an observation)")
     print(f"  merge stage: {merger.cpu_seconds:.2f} s of CPU in this process "  # type: ignore
           f"({merge.handling_seconds:.2f} s in its own code); transactions took "
           f"{merge.committing_seconds:.2f} s (summed over partitions, overlapping)")
@@ -201,7 +311,13 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--stream", choices=("synced", "edits"), default="synced",
+                        help="synced: edits, write outcomes and echoes, as lanes publish them "
+                             "while the hub keeps the systems in step (default); edits: reads "
+                             "with edits only, no outcomes (the rows before session 4)")
+    parser.add_argument("--records", type=int, default=None,
+                        help="records the synced stream edits (default: events / 12)")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--max-batch", type=int, default=None,
                         help="inputs per transaction, at most (default: the worker's)")
