@@ -134,7 +134,7 @@ def synced_observations(n: int, concurrent: float = 0.05, seed: int = 7,
             queue += read(system, xid)  # the next poll shows the write: an echo
 
     records = records or max(1, n // 12)
-    homes: list[tuple[str, str, str | None]] = []  # (system, its id, the other's id)
+    copies: list[tuple[str, str | None]] = []  # per record: its CRM id, its helpdesk id
     for r in range(records):
         values: dict[str, Any] = {"email": f"person{r}@example.com", "name": f"Person {r}",
                                   "tags": ["a"]}
@@ -147,12 +147,9 @@ def synced_observations(n: int, concurrent: float = 0.05, seed: int = 7,
             emails["helpdesk"][values["email"]] = other
             carry_out(read("helpdesk", other))
         carry_out(read("crm", f"c-{r}"))
-        homes.append(("crm", f"c-{r}", other))
-    links_of = {cid: xid for key, cid in links.items()
-                for xid in [key.rpartition("/")[2]] if key.startswith("helpdesk/")}
+        copies.append((f"c-{r}", other))
     while len(events) < n:
-        system, xid, _ = homes[rng.randrange(records)]
-        cid = links[f"{system}/contact/{xid}"]
+        xid, copy = copies[rng.randrange(records)]
         field = "name" if rng.random() < 0.8 else "tags"
 
         def edit(system: str, xid: str, field: str = field) -> None:
@@ -162,9 +159,8 @@ def synced_observations(n: int, concurrent: float = 0.05, seed: int = 7,
             else:
                 record["tags"] = sorted({*record["tags"], f"t{len(events) % 11}"})
 
-        edit(system, xid)
-        intents = read(system, xid)
-        copy = links_of.get(cid)
+        edit("crm", xid)
+        intents = read("crm", xid)
         if copy is not None and rng.random() < concurrent * 3:  # a third are in both
             edit("helpdesk", copy)
             intents += read("helpdesk", copy)
