@@ -148,22 +148,21 @@ def synced_observations(n: int, concurrent: float = 0.05, seed: int = 7,
             carry_out(read("helpdesk", other))
         carry_out(read("crm", f"c-{r}"))
         copies.append((f"c-{r}", other))
+    def edit(system: str, xid: str, field: str) -> list[dict[str, Any]]:
+        """A person edits ``field`` of the copy; the lane's next poll reads it."""
+        record = dbs[system][xid]
+        if field == "name":
+            record["name"] = f"{record['name'].split(' v')[0]} v{len(events)}"
+        else:
+            record["tags"] = sorted({*record["tags"], f"t{len(events) % 11}"})
+        return read(system, xid)
+
     while len(events) < n:
         xid, copy = copies[rng.randrange(records)]
         field = "name" if rng.random() < 0.8 else "tags"
-
-        def edit(system: str, xid: str, field: str = field) -> None:
-            record = dbs[system][xid]
-            if field == "name":
-                record["name"] = f"{record['name'].split(' v')[0]} v{len(events)}"
-            else:
-                record["tags"] = sorted({*record["tags"], f"t{len(events) % 11}"})
-
-        edit("crm", xid)
-        intents = read("crm", xid)
+        intents = edit("crm", xid, field)
         if copy is not None and rng.random() < concurrent * 3:  # a third are in both
-            edit("helpdesk", copy)
-            intents += read("helpdesk", copy)
+            intents += edit("helpdesk", copy, field)
         carry_out(intents)
     return events
 

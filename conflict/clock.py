@@ -39,11 +39,7 @@ class Order(enum.Enum):
 
 
 class VClock(Mapping[str, int]):
-    """An immutable version vector.
-
-    Its entries are kept in actor order, so the serialised form is a copy, not a sort: it is
-    taken for every clock of every record state the merge writes to its changelog.
-    """
+    """An immutable version vector."""
 
     __slots__ = ("_entries", "_hash")
 
@@ -53,7 +49,7 @@ class VClock(Mapping[str, int]):
     def __init__(self, entries: Mapping[str, int] | None = None) -> None:
         clean: dict[str, int] = {}
         if entries:
-            for actor, counter in sorted(entries.items()):
+            for actor, counter in entries.items():
                 if not isinstance(counter, int) or isinstance(counter, bool) or counter < 0:
                     raise ValueError(f"clock counter for {actor!r} must be a non-negative int")
                 if counter:
@@ -63,7 +59,7 @@ class VClock(Mapping[str, int]):
 
     @classmethod
     def _trusted(cls, entries: dict[str, int]) -> VClock:
-        # Internal fast path: entries already clean, in actor order, owned by the new clock.
+        # Internal fast path: entries already clean and owned by the new clock.
         clock = object.__new__(cls)
         clock._entries = entries
         clock._hash = None
@@ -107,19 +103,14 @@ class VClock(Mapping[str, int]):
         entries = dict(self._entries)
         counter = entries.get(actor, 0) + 1
         entries[actor] = counter
-        if counter == 1:  # a new actor: back in actor order
-            entries = dict(sorted(entries.items()))
         return VClock._trusted(entries), Dot(actor, counter)
 
     def add(self, dot: Dot) -> VClock:
         """The clock that has also seen ``dot``."""
-        known = self._entries.get(dot.actor, 0)
-        if known >= dot.counter:
+        if self._entries.get(dot.actor, 0) >= dot.counter:
             return self
         entries = dict(self._entries)
         entries[dot.actor] = dot.counter
-        if not known:  # a new actor: back in actor order
-            entries = dict(sorted(entries.items()))
         return VClock._trusted(entries)
 
     def join(self, other: VClock) -> VClock:
@@ -129,16 +120,12 @@ class VClock(Mapping[str, int]):
         if not self._entries:
             return other
         entries = dict(self._entries)
-        changed = grown = False
+        changed = False
         for actor, counter in other._entries.items():
-            known = entries.get(actor, 0)
-            if known < counter:
+            if entries.get(actor, 0) < counter:
                 entries[actor] = counter
                 changed = True
-                grown = grown or not known
-        if not changed:
-            return self
-        return VClock._trusted(dict(sorted(entries.items())) if grown else entries)
+        return VClock._trusted(entries) if changed else self
 
     def covers(self, dot: Dot) -> bool:
         """Whether this clock has seen ``dot``."""
@@ -164,7 +151,7 @@ class VClock(Mapping[str, int]):
     # -- stable serialised form ----------------------------------------------------------
     def to_dict(self) -> dict[str, int]:
         """A plain dict with sorted keys; ``VClock(clock.to_dict()) == clock``."""
-        return dict(self._entries)
+        return {actor: self._entries[actor] for actor in sorted(self._entries)}
 
 
 EMPTY = VClock()

@@ -73,8 +73,7 @@ def test_serialised_form_is_stable_and_round_trips(a: VClock) -> None:
                               st.integers(min_value=1, max_value=9), clocks), max_size=8))
 def test_serialised_form_stays_sorted_through_every_operation(
         a: VClock, steps: list[tuple[str, str, int, VClock]]) -> None:
-    # The entries are kept in actor order (to_dict copies, it does not sort): every way a
-    # clock is made must keep that order.
+    # Whichever operations made a clock, its serialised form is in actor order.
     for op, actor, counter, other in steps:
         if op == "increment":
             a = a.increment(actor)[0]
