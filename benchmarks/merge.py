@@ -5,7 +5,9 @@ two lanes publish while the hub keeps them in step (edits, write outcomes, echoe
 :func:`synced_observations`), ``--stream edits`` for edits alone — then times
 
 1. a raw aiokafka loop over the same data: consume (read_committed, a consumer group) and
-   produce every record to another topic, committing offsets — the floor any stage pays;
+   produce every record to another topic, committing offsets — the floor any stage pays
+   (``--raw-runs`` times, 3 by default: its rate varies by ±10% from run to run here, and the
+   median is the one compared);
 2. the merge worker draining it: route (links table, canonical ids) and merge (the fold,
    records/intents/conflicts outputs, the changelog), each exactly once in transactions.
 
@@ -19,6 +21,7 @@ import asyncio
 import logging
 import os
 import random
+import statistics
 import time
 import uuid
 from collections import Counter
@@ -265,7 +268,8 @@ async def main_async(args: argparse.Namespace) -> None:
             await admin.ensure_topic(TopicSpec(source, args.partitions))
         await preload(settings, topics.observations, events)
         await preload(settings, source, events, by_copy=True)
-        raw_seconds = await raw_loop(settings, source, sink, len(events), args.partitions)
+        raw_runs = [await raw_loop(settings, source, sink, len(events), args.partitions)
+                    for _ in range(args.raw_runs)]
         tune_gc()
         route_seconds, router = await drain(settings, topics, len(events), args, "route")
         merge_seconds, merger = await drain(settings, topics, len(events), args, "merge")
@@ -277,7 +281,8 @@ async def main_async(args: argparse.Namespace) -> None:
             await admin.delete_topics([*created, source, sink])
         finally:
             await admin.close()
-    raw_rate = len(events) / raw_seconds
+    raw_rates = sorted(len(events) / seconds for seconds in raw_runs)
+    raw_rate = statistics.median(raw_rates)
     route_rate = len(events) / route_seconds
     merge_rate = len(events) / merge_seconds
     route, merge = router.route_stage.stats, merger.merge_stage.stats
@@ -287,11 +292,13 @@ async def main_async(args: argparse.Namespace) -> None:
           f"{len({e.link_key() for e in events})} copies), {args.partitions} partitions, "
           f"broker {args.bootstrap}; the fold "
           f"{'compiled by mypyc' if conflict.compiled() else 'interpreted (make compile)'}")
-    print(f"raw aiokafka consume->produce loop: {raw_seconds:.2f} s, {raw_rate:,.0f} msg/s")
+    print(f"raw aiokafka consume->produce loop: {raw_rate:,.0f} msg/s, the median of "
+          f"{len(raw_rates)} runs ({', '.join(f'{r:,.0f}' for r in raw_rates)})")
     print(f"route stage alone (links, canonical ids; exactly once): {route_seconds:.2f} s, "
           f"{route_rate:,.0f} observations/s, {route.transactions} transactions")
     print(f"merge stage alone (fold, outputs, changelog; exactly once): {merge_seconds:.2f} s, "
-          f"{merge_rate:,.0f} observations/s, {merge.transactions} transactions, "
+          f"{merge_rate:,.0f} observations/s, {merge.transactions} transactions "
+          f"({merge.checkpoints} wrote the changelog), "
           f"{merge.produced} records produced ({merge.produced / len(events):.2f} an observation)")
     print(f"  merge stage: {merger.cpu_seconds:.2f} s of CPU in this process "  # type: ignore
           f"({merge.handling_seconds:.2f} s in its own code); transactions took "
@@ -314,6 +321,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=None,
                         help="records the synced stream edits (default: events / 12)")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--raw-runs", type=int, default=3,
+                        help="times the raw loop runs (over the same data); its median rate "
+                             "is the one compared")
     parser.add_argument("--max-batch", type=int, default=None,
                         help="inputs per transaction, at most (default: the worker's)")
     parser.add_argument("--broker-pid", type=int, default=None,

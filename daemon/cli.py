@@ -232,17 +232,15 @@ def run(obj: CliContext | None, config_path: Path, roles: tuple[str, ...],
 def replay(obj: CliContext | None, config_path: Path) -> None:
     """Rebuild the records table from the log and compare it with the live one.
 
-    Exit code 0 when they are equal, 1 when any record differs. Run it when the merge stage
-    has caught up.
+    Exit code 0 when they are equal, 1 when any record differs. The rebuild stops at the
+    offsets the live table reflects, so it can run while the merge stage works.
     """
     config = _load_or_fail(obj, config_path)
     settings = config.kafka.settings()
     result = _run_kafka(settings, replay_log(settings, Topics(config.kafka.topic_prefix),
                                              config.catalog()))
     differences = result.differences
-    click.echo(f"replayed {result.inputs} inputs ({result.rejected} rejected) into "
-               f"{len(result.rebuilt)} records; live table: {len(result.live)} records; "
-               f"{len(differences)} differ")
+    click.echo(result.summary())
     for cid in differences[:20]:
         click.echo(f"  differs: {cid}")
     if differences:

@@ -3,8 +3,10 @@
 The ``merge`` topic holds every input of the fold (routed observations and resolutions) in
 the order the merge stage took them, per partition, forever. Folding it again into empty
 state must give the live table bit for bit (DESIGN.md "Determinism"); :func:`replay` does
-that and reports every record that differs. Run it when the merge stage has caught up
-(a worker still processing makes the live table newer than what was read of the log).
+that and reports every record that differs. The changelog says which offset of each
+``merge`` partition its states reflect (the merge stage's checkpoint marker,
+:data:`streams.processor.CHECKPOINT_KEY`), and the rebuild stops there, so a replay is exact
+even while the merge stage is working through a backlog.
 
 ``python -m streams.replay --bootstrap HOST:PORT --prefix P --catalog module:attribute``
 exits 0 when the rebuilt table equals the live one, 1 when not.
@@ -15,11 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import conflict
 from streams.kafka import KafkaSettings, read_to_end
 from streams.merge import REJECTED, Catalog, Merger, decode_merge_input
+from streams.processor import CHECKPOINT_KEY, decode_checkpoint
 from streams.topics import Topics
 from streams.worker import decode_state, load_object
 
@@ -32,6 +36,15 @@ class ReplayResult:
     live: dict[str, conflict.RecordState] = field(default_factory=dict)
     inputs: int = 0
     rejected: int = 0
+    later: int = 0  # inputs after the live table's checkpoint: not folded
+
+    def summary(self) -> str:
+        """One line: what was replayed and how many records differ."""
+        later = (f" ({self.later} newer inputs, which the live table does not reflect yet, "
+                 "left out)") if self.later else ""
+        return (f"replayed {self.inputs} inputs{later} ({self.rejected} rejected) into "
+                f"{len(self.rebuilt)} records; live table: {len(self.live)} records; "
+                f"{len(self.differences)} differ")
 
     @property
     def differences(self) -> list[str]:
@@ -42,11 +55,16 @@ class ReplayResult:
                 or self.rebuilt[cid].to_dict() != self.live[cid].to_dict()]
 
 
-async def rebuild(settings: KafkaSettings, topics: Topics, catalog: Catalog) -> ReplayResult:
-    """Fold the whole ``merge`` topic into fresh state."""
+async def rebuild(settings: KafkaSettings, topics: Topics, catalog: Catalog,
+                  until: Mapping[int, int] | None = None) -> ReplayResult:
+    """Fold the ``merge`` topic into fresh state: all of it, or in each partition named in
+    ``until`` the inputs before that offset."""
     result = ReplayResult()
     merger = Merger(catalog)
     for record in await read_to_end(settings, topics.merge):
+        if until is not None and record.offset >= until.get(record.partition, record.offset + 1):
+            result.later += 1
+            continue
         result.inputs += 1
         try:
             merger.apply(decode_merge_input(record.value), result.rebuilt)
@@ -55,19 +73,27 @@ async def rebuild(settings: KafkaSettings, topics: Topics, catalog: Catalog) -> 
     return result
 
 
-async def live_table(settings: KafkaSettings, topics: Topics) -> dict[str, conflict.RecordState]:
-    """The live records table: the latest value per key of its changelog."""
+async def live_table(settings: KafkaSettings, topics: Topics
+                     ) -> tuple[dict[str, conflict.RecordState], dict[int, int]]:
+    """The live records table (the latest value per key of its changelog), and per partition
+    the ``merge`` offset its states reflect, where the changelog has a checkpoint marker."""
     latest: dict[str, bytes | None] = {}
+    checkpoints: dict[int, int] = {}
     for record in await read_to_end(settings, topics.name("records_changelog")):
-        if record.key is not None:
+        if record.key == CHECKPOINT_KEY.encode():
+            if record.value is not None:
+                checkpoints[record.partition] = decode_checkpoint(record.value)[0]
+        elif record.key is not None:
             latest[record.key.decode()] = record.value
-    return {cid: decode_state(value) for cid, value in latest.items() if value is not None}
+    table = {cid: decode_state(value) for cid, value in latest.items() if value is not None}
+    return table, checkpoints
 
 
 async def replay(settings: KafkaSettings, topics: Topics, catalog: Catalog) -> ReplayResult:
-    """Rebuild the table from the log and read the live one beside it."""
-    result = await rebuild(settings, topics, catalog)
-    result.live = await live_table(settings, topics)
+    """Read the live table, and rebuild it from the log up to the offsets it reflects."""
+    live, checkpoints = await live_table(settings, topics)
+    result = await rebuild(settings, topics, catalog, checkpoints)
+    result.live = live
     return result
 
 
@@ -81,9 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     result = asyncio.run(replay(KafkaSettings(bootstrap=args.bootstrap), Topics(args.prefix),
                                 load_object(args.catalog)))
     differences = result.differences
-    print(f"replayed {result.inputs} inputs ({result.rejected} rejected) into "
-          f"{len(result.rebuilt)} records; live table: {len(result.live)} records; "
-          f"{len(differences)} differ")
+    print(result.summary())
     for cid in differences[:20]:
         print(f"  differs: {cid}")
     sys.exit(1 if differences else 0)

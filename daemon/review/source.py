@@ -17,6 +17,7 @@ from streams import codec
 from streams.errors import DecodeError
 from streams.events import ConflictEvent, RecordEvent, Resolution
 from streams.kafka import Delivery, KafkaSettings, Producer, read_to_end
+from streams.processor import CHECKPOINT_KEY
 from streams.topics import Topics
 from streams.worker import decode_state
 
@@ -52,7 +53,7 @@ async def load_view(settings: KafkaSettings, topics: Topics) -> ReviewView:
             log.warning("%s[%d]@%d: %s", item.topic, item.partition, item.offset, exc)
     states: dict[str, conflict.RecordState] = {}
     for item in state_records:
-        if item.key is None:
+        if item.key is None or item.key == CHECKPOINT_KEY.encode():
             continue
         key = item.key.decode()
         if item.value is None:

@@ -25,6 +25,7 @@ from streams import codec
 from streams.events import DeadLetter, Observed, RecordEvent, WriteIntent
 from streams.kafka import KafkaSettings
 from streams.merge import Merger
+from streams.processor import CHECKPOINT_KEY, decode_checkpoint
 from streams.replay import replay
 from streams.topics import Topics, TopicSettings
 from streams.worker import MergeWorker, decode_state
@@ -86,7 +87,8 @@ async def replica(settings: KafkaSettings, topics: Topics,
 async def kafka_states(settings: KafkaSettings, topics: Topics) -> dict[str, dict[str, Any]]:
     latest: dict[str, bytes | None] = {}
     for record in await read_topic(settings, topics.name("records_changelog")):
-        latest[record.key.decode()] = record.value
+        if record.key != CHECKPOINT_KEY.encode():
+            latest[record.key.decode()] = record.value
     return {k: decode_state(v).to_dict() for k, v in latest.items() if v is not None}
 
 
@@ -180,14 +182,14 @@ async def _at_least(fetch: Any, n: int) -> Any:
 
 
 def start_worker(settings: KafkaSettings, topics: Topics, log: Path,
-                 state_dir: Path | None = None) -> subprocess.Popen[bytes]:
+                 state_dir: Path | None = None, *options: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     store = ["--state-dir", str(state_dir)] if state_dir is not None else []
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "streams.worker", "--bootstrap", settings.bootstrap,
              "--prefix", topics.prefix, "--catalog", "tests.streams.catalog:CATALOG",
-             "--partitions", "3", "--max-batch", "25", *store],
+             "--partitions", "3", "--max-batch", "25", *store, *options],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -253,3 +255,58 @@ async def test_a_second_worker_takes_over_partitions_without_loss(
     _, expected_intents = await settle(kafka_settings, topics, events, 120,
                                        f"convergence on the second worker ({second_log})")
     assert await kafka_intents(kafka_settings, topics) == expected_intents
+
+
+async def checkpoint_markers(settings: KafkaSettings, topics: Topics) -> dict[int, tuple[int, int]]:
+    """Per changelog partition, the latest marker: (checkpoint, committed) merge offsets."""
+    markers: dict[int, tuple[int, int]] = {}
+    for record in await read_topic(settings, topics.name("records_changelog")):
+        if record.key == CHECKPOINT_KEY.encode():
+            markers[record.partition] = decode_checkpoint(record.value)
+    return markers
+
+
+@pytest.mark.slow
+async def test_a_changelog_behind_the_committed_offsets_is_caught_up_by_folding_again(
+        kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
+        workers: list[subprocess.Popen[bytes]]) -> None:
+    events = story(records=300, edits_per_record=5)
+    await MergeWorker(kafka_settings, topics, CATALOG,
+                      topic_settings=TopicSettings(partitions=3)).ensure_topics()
+    await produce(kafka_settings, topics.observations, observation_records(events))
+    log = tmp_path / "worker.log"
+    # A worker that writes its changelog only in its first transaction per partition (its
+    # checkpoint interval and idle time are longer than the test): when it has done all the
+    # work, the changelog is far behind what it committed.
+    workers.append(start_worker(kafka_settings, topics, log, None,
+                                "--checkpoint-interval", "1000", "--checkpoint-idle", "1000"))
+
+    async def all_committed() -> dict[int, tuple[int, int]] | None:
+        _, expected, seen = await replica(kafka_settings, topics)
+        if len(seen) < len(events) or await kafka_intents(kafka_settings, topics) != expected:
+            return None
+        return await checkpoint_markers(kafka_settings, topics)
+
+    markers = await wait_for(all_committed, 60, "the worker to commit every input")
+    assert len(markers) == 3 and all(k < c for k, c in markers.values()), markers
+    workers[0].send_signal(signal.SIGKILL)
+    workers[0].wait(10)
+
+    # What the changelog holds is exactly the merge topic folded up to its checkpoints, and
+    # a replay says so, leaving out the inputs after them.
+    result = await replay(kafka_settings, topics, CATALOG)
+    assert result.differences == []
+    assert result.later > 0 and result.inputs + result.later == len(events)
+
+    # A new owner restores the states, folds the inputs since the checkpoint again (without
+    # producing their outputs a second time), and writes the changelog once idle.
+    workers.append(start_worker(kafka_settings, topics, log))
+    _, expected_intents = await settle(kafka_settings, topics, events, 120,
+                                       f"convergence after the restart (log: {log})")
+    intents = await kafka_intents(kafka_settings, topics)
+    assert [i for i, n in intents.items() if n > 1] == []
+    assert intents == expected_intents
+    folded_again = [int(line.split(" inputs folded again")[0].rsplit(" ", 1)[1])
+                    for line in log.read_text().splitlines() if "inputs folded again" in line]
+    assert sum(folded_again) == result.later
+    assert all(k == c for k, c in (await checkpoint_markers(kafka_settings, topics)).values())
