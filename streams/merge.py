@@ -20,9 +20,8 @@ driven the same way by the Faust agents and by ``syncline replay``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -64,22 +63,49 @@ Catalog = Mapping[str, EntityModel]
 """Entity name -> model."""
 
 
+class RecordChange(NamedTuple):
+    """A record event not built yet: the state after a change and the fields it changed.
+
+    A transaction produces one record event per record (the ``records`` topic is compacted),
+    so the event is built only for the last change of a batch, with the fields changed by
+    every change it stands for (:meth:`then`).
+    """
+
+    state: conflict.RecordState
+    changed: tuple[str, ...]
+
+    def __call__(self) -> dict[str, Any]:
+        return RecordEvent.payload(self.state, self.changed)
+
+    def then(self, later: RecordChange) -> RecordChange:
+        """This change followed by ``later``, as one event."""
+        changed = self.changed
+        return RecordChange(later.state, changed + tuple(
+            name for name in later.changed if name not in changed))
+
+
 class Output(NamedTuple):
     """One record to produce: the topic's role (see :class:`streams.topics.Topics`), key, event.
 
     ``event`` is a model, or its payload dict where the model was not worth building, or a
-    function that builds that dict: the record event, of which a transaction produces only
-    the last per record (its topic is compacted), is built only if it is produced.
+    :class:`RecordChange`, whose payload is built only if it is produced.
     """
 
     role: str
     key: str
-    event: Event | dict[str, Any] | Callable[[], dict[str, Any]]
+    event: Event | dict[str, Any] | RecordChange
 
     def encoded(self) -> bytes:
-        """The event's bytes; a deferred payload is built now."""
+        """The event's bytes; a record change's payload is built now."""
         event = self.event
-        return codec.encode(event() if callable(event) else event)
+        return codec.encode(event() if isinstance(event, RecordChange) else event)
+
+    def then(self, later: Output) -> Output:
+        """This output and a later one of the same key, to a compacted topic, as one: the
+        later, or for record changes both (:meth:`RecordChange.then`)."""
+        if isinstance(self.event, RecordChange) and isinstance(later.event, RecordChange):
+            return later._replace(event=self.event.then(later.event))
+        return later
 
 
 MERGE_INPUT_TYPES: tuple[type[Event], ...] = (Observed, Written, WriteStale, WriteFailed,
@@ -155,8 +181,7 @@ class Merger:
         records[cid] = step.state
         outputs: list[Output] = []
         if step.record_changed or step.conflicts or _links_changed(state, step.state):
-            outputs.append(Output("records", cid,
-                                  partial(RecordEvent.payload, step.state, step.changed)))
+            outputs.append(Output("records", cid, RecordChange(step.state, step.changed)))
         for intent in step.intents:
             outputs.append(Output("intents", f"{intent.system}/{intent.entity}",
                                   WriteIntent.payload(intent)))

@@ -437,8 +437,9 @@ class StageRunner:
         # Called for every output: the names of a few roles, built once.
         self.topic_of = functools.cache(topic_of)
         self.max_batch = max_batch  # inputs per transaction, at most
-        # Output roles whose topic is compacted: within one transaction only the last
-        # output per key is produced (readers of a compacted topic want the latest anyway).
+        # Output roles whose topic is compacted: within one transaction one output per key
+        # is produced, the last (readers of a compacted topic want the latest anyway), with
+        # what the earlier ones said that it does not (``Output.then``).
         self.compacted = compacted
         # The topics a new producer learns at once (the changelog's, and these roles'): its
         # first send to a topic it has no metadata for waits ~100 ms per topic, in the first
@@ -555,7 +556,9 @@ class StageRunner:
                     started = time.perf_counter()
                 for out in self.handle(record, state):
                     if out.role in self.compacted:
-                        latest[(out.role, out.key)] = out
+                        slot = (out.role, out.key)
+                        earlier = latest.get(slot)
+                        latest[slot] = out if earlier is None else earlier.then(out)
                         continue
                     if out.role == "dlq":
                         dead_letters += 1

@@ -9,12 +9,13 @@ import pytest
 import conflict
 from streams import codec
 from streams.errors import InvalidEvent
-from streams.events import Observed, Resolution, WriteIntent, Written
+from streams.events import Observed, RecordEvent, Resolution, WriteIntent, Written
 from streams.identity import canonical_id
 from streams.merge import (
     REJECTED,
     EntityModel,
     Merger,
+    Output,
     Router,
     UnknownEntity,
     dead_letter,
@@ -115,3 +116,24 @@ def test_rejected_inputs_become_dead_letters_with_the_original_bytes() -> None:
     assert (letter.topic, letter.partition, letter.offset) == (  # type: ignore[attr-defined]
         "syncline.merge", 2, 41)
     assert "seq" in letter.reason  # type: ignore[attr-defined]
+
+
+def test_changes_coalesced_into_one_record_event_name_every_field_they_changed() -> None:
+    links: dict[str, str] = {}
+    router, merger = Router(CATALOG), Merger(CATALOG)
+    records: dict[str, conflict.RecordState] = {}
+
+    def record_event(event: Observed) -> Output:
+        outputs = merger.apply(router.route(event, links).event, records)  # type: ignore[arg-type]
+        (out,) = [o for o in outputs if o.role == "records"]
+        return out
+
+    record_event(read("crm", 1, "c-1", email="ann@example.com", name="Ann"))
+    renamed = record_event(read("crm", 2, "c-1", email="ann@example.com", name="Ann Lee"))
+    moved = record_event(read("crm", 3, "c-1", email="ann@lee.example", name="Ann Lee"))
+    # One transaction produces one record event per record: the last state, and what every
+    # change it stands for changed (a consumer reacting to `changed` misses nothing).
+    event = codec.decode(renamed.then(moved).encoded(), (RecordEvent,))
+    assert event.fields == {"email": "ann@lee.example", "name": "Ann Lee"}
+    assert event.changed == ["name", "email"]
+    assert codec.decode(moved.encoded(), (RecordEvent,)).changed == ["email"]

@@ -148,7 +148,12 @@ async def test_events_in_state_and_outputs_out(kafka_settings: KafkaSettings, to
         # The canonical stream: the latest record event per key is the replica's record.
         latest: dict[str, RecordEvent] = {}
         for r in await read_topic(kafka_settings, topics.records):
-            latest[r.key.decode()] = codec.decode(r.value, (RecordEvent,))
+            event = codec.decode(r.value, (RecordEvent,))
+            before = latest.get(r.key.decode())
+            if before is not None:  # a consumer reading `changed` misses no change
+                assert {f for f in {*before.fields, *event.fields}
+                        if before.fields.get(f) != event.fields.get(f)} <= set(event.changed)
+            latest[r.key.decode()] = event
         assert set(latest) == set(expected_states)
         for cid, event in latest.items():
             state = conflict.RecordState.from_dict(expected_states[cid])
