@@ -68,6 +68,15 @@ DEPTH = 2
 CHECKPOINT_IDLE = 0.25
 """Seconds without new input after which a stage whose changelog lags writes it (default)."""
 
+FETCH_MAX_WAIT_MS = 50
+"""How long the broker may hold a fetch that finds nothing new (aiokafka's default: 500).
+
+The consumer has one fetch in flight per broker. While a busy partition is paused (enough of
+it is waiting to be handled), the fetch covers only the others; if they are quiet, the broker
+holds it for this long, and the busy partition, resumed meanwhile, waits for it. With 500 ms
+the route stage, whose input sits in one partition per lane, idled two thirds of the time
+(13,800 observations/s, 2.3 s of CPU in 7.2 s; with 50 ms: 43,000/s, CPU-bound)."""
+
 BATCH_BYTES = 512 * 1024
 """The largest batch a stage's producer sends (under the broker's default limit of 1 MiB)."""
 
@@ -470,6 +479,7 @@ class StageRunner:
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=self.max_batch,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         self._consumer = consumer
         with translated(self.settings, f"start consumer group {self.group_id}"):
