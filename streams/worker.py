@@ -45,8 +45,8 @@ record event cover (docs/BENCHMARKS.md)."""
 CHECKPOINT_INTERVAL = 5.0
 """Seconds: while the merge stage works through a backlog, it writes a partition's changelog
 at most this often (and whenever the partition falls idle); a new owner folds the inputs
-since then again: decoding and folding, ~20 µs an input offline, under half of what handling
-it cost (nothing is encoded or sent).
+since then again, reading them from the ``merge`` topic: ~35 µs an input (92,000 inputs of
+four partitions in 3.3 s), against ~60 µs to handle one (nothing is encoded or sent).
 A record changed in several batches of that time is written once (docs/BENCHMARKS.md)."""
 
 
