@@ -299,6 +299,14 @@ class CachingPartitioner:
         self._limit = limit
         self._default = DefaultPartitioner()
 
+    def remember(self, key: bytes, count: int, partition: int) -> None:
+        """That ``key`` is in ``partition`` of a topic of ``count`` partitions: a consumed
+        record's own (its producer partitioned it the same way), so that outputs with its
+        key skip murmur2 even after the cache was last cleared."""
+        if len(self._cache) >= self._limit:
+            self._cache.clear()
+        self._cache[(key, count)] = partition
+
     def __call__(self, key: bytes | None, all_partitions: list[int],
                  available: list[int]) -> int:
         if key is None:
@@ -466,6 +474,7 @@ class StageRunner:
         self._handling = asyncio.Lock()  # one partition's batch handled at a time
         self._partitioner = CachingPartitioner()
         self._topic_partitions: dict[str, list[int]] = {}  # learnt once per process
+        self._source_counts: dict[str, int] = {}  # partitions of each source topic
         self.ready = asyncio.Event()  # set once partitions are assigned and restored
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -512,6 +521,23 @@ class StageRunner:
                 self._consumer.pause(*self._sources_of(tp.partition))
                 owned.paused = True
 
+    def _source_partitions(self, topic: str) -> int:
+        """How many partitions a source topic has (0 if the consumer does not know yet)."""
+        count = self._source_counts.get(topic)
+        if count is None:
+            known = self._consumer.partitions_for_topic(topic) if self._consumer else None
+            if not known:
+                return 0
+            count = self._source_counts[topic] = len(known)
+        return count
+
+    def changelog_written(self) -> bool:
+        """Whether every owned partition's changelog holds its state as of what it handled:
+        nothing waits for a checkpoint or for a transaction."""
+        return all(owned.unwritten == 0 and owned.handled.empty()
+                   and (owned.committing is None or owned.committing.done())
+                   for owned in self._owned.values())
+
     def _sources_of(self, p: int) -> list[TopicPartition]:
         return [TopicPartition(topic, p) for topic in self.sources
                 if TopicPartition(topic, p) in self._consumer.assignment()]
@@ -520,7 +546,7 @@ class StageRunner:
         """Handle partition ``p``'s records and commit them, batch after batch; write the
         changelog once nothing has arrived for ``checkpoint_idle`` seconds."""
         while True:
-            if owned.unwritten:
+            if owned.unwritten and not owned.arrived.is_set():
                 try:
                     await asyncio.wait_for(owned.arrived.wait(), self.checkpoint_idle)
                 except TimeoutError:
@@ -558,12 +584,16 @@ class StageRunner:
         latest: dict[tuple[str, str], Output] = {}  # compacted roles: last per key
         inputs = dead_letters = 0
         started = time.perf_counter()
+        remember = self._partitioner.remember
         for tp, consumed in batch:
+            count = self._source_partitions(tp.topic)
             for i, record in enumerate(consumed, 1):
                 if i % SLICE == 0:
                     self.stats.handling_seconds += time.perf_counter() - started
                     await asyncio.sleep(0)
                     started = time.perf_counter()
+                if record.key is not None and count:
+                    remember(record.key, count, p)
                 for out in self.handle(record, state):
                     if out.role in self.compacted:
                         slot = (out.role, out.key)
@@ -669,6 +699,7 @@ class StageRunner:
     # -- rebalancing ---------------------------------------------------------------------
     async def assigned(self, tps: set[TopicPartition]) -> None:
         """New partitions: fence their previous owner, restore their state."""
+        self._source_counts.clear()  # a rebalance follows a change of partition count
         async with self._lock:
             for p in sorted({tp.partition for tp in tps} - set(self._owned)):
                 producer = aiokafka.AIOKafkaProducer(
