@@ -80,8 +80,8 @@ class RecordChange(NamedTuple):
     def then(self, later: RecordChange) -> RecordChange:
         """This change followed by ``later``, as one event."""
         changed = self.changed
-        return RecordChange(later.state, changed + tuple(
-            name for name in later.changed if name not in changed))
+        extra = [name for name in later.changed if name not in changed]
+        return RecordChange(later.state, changed + tuple(extra) if extra else changed)
 
 
 class Output(NamedTuple):
@@ -103,8 +103,9 @@ class Output(NamedTuple):
     def then(self, later: Output) -> Output:
         """This output and a later one of the same key, to a compacted topic, as one: the
         later, or for record changes both (:meth:`RecordChange.then`)."""
-        if isinstance(self.event, RecordChange) and isinstance(later.event, RecordChange):
-            return later._replace(event=self.event.then(later.event))
+        event, other = self.event, later.event
+        if type(event) is RecordChange and type(other) is RecordChange:
+            return Output(later.role, later.key, event.then(other))
         return later
 
 

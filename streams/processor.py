@@ -15,14 +15,16 @@ co-partitioned (same partition count, same key) and assigned with the range assi
 worker owns partition ``p`` of every source topic, and of the changelog, at once.
 
 **Checkpointed changelog.** A stage with one source topic may write its changelog only every
-few seconds while it works through a backlog (``checkpoint_interval``), and always once it
-is idle. Every transaction of such a stage also writes a marker
-(:data:`CHECKPOINT_KEY`) to the partition's changelog: the source offset its changelog states
-reflect (the last checkpoint) and the offset this transaction commits. A new owner restores
-the states, then folds the source records between the two again with the stage's own handler,
-discarding their outputs (already committed): the handler is deterministic, so the state is
-the one the last owner had committed. A record changed in every batch is then written once
-per checkpoint, not once per batch (docs/BENCHMARKS.md).
+few seconds while it works through a backlog (``checkpoint_interval``); a batch that is not
+full (no backlog) or a partition gone idle writes it at once. Outputs of compacted roles (the
+record events) are held until then and produced with it. Every transaction of such a stage
+also writes a marker (:data:`CHECKPOINT_KEY`) to the partition's changelog: the source offset
+its changelog states reflect (the last checkpoint) and the offset this transaction commits.
+A new owner restores the states, then folds the source records between the two again with
+the stage's own handler, keeping the held outputs and discarding the others (committed
+already): the handler is deterministic, so the state is the one the last owner committed. A
+record changed in every batch is then written once per checkpoint, not once per batch
+(docs/BENCHMARKS.md).
 
 Why not faust-streaming's ``processing_guarantee="exactly_once"``: it picks the transaction
 by the *destination* partition and sends to topics the app does not consume outside any
@@ -67,6 +69,10 @@ DEPTH = 2
 
 CHECKPOINT_IDLE = 0.25
 """Seconds without new input after which a stage whose changelog lags writes it (default)."""
+
+NEVER = None
+"""``checkpoint_idle=NEVER``: a lagging changelog waits for ``checkpoint_interval`` alone,
+even when its stage has caught up (for tests of a changelog behind its offsets)."""
 
 FETCH_MAX_WAIT_MS = 50
 """How long the broker may hold a fetch that finds nothing new (aiokafka's default: 500).
@@ -381,6 +387,7 @@ class _Owned:
     driver: asyncio.Task[None] | None = None  # handles
     committer: asyncio.Task[None] | None = None  # commits, one transaction after the other
     committing: asyncio.Task[None] | None = None  # the transaction under way
+    held: dict[tuple[str, str], Output] = field(default_factory=dict)  # see StageRunner
     checkpoint: int | None = None  # the source offset of the last changelog written, if known
     committed: int = 0  # the source offset the last handled batch ends at
     unwritten: int = 0  # batches handled since the last changelog written
@@ -437,7 +444,7 @@ class StageRunner:
         compacted: frozenset[str] = frozenset(),
         output_roles: tuple[str, ...] = (),
         checkpoint_interval: float = 0.0,
-        checkpoint_idle: float = CHECKPOINT_IDLE,
+        checkpoint_idle: float | None = CHECKPOINT_IDLE,
     ) -> None:
         if checkpoint_interval < 0:
             raise ValueError("checkpoint_interval must not be negative")
@@ -454,9 +461,12 @@ class StageRunner:
         # Called for every output: the names of a few roles, built once.
         self.topic_of = functools.cache(topic_of)
         self.max_batch = max_batch  # inputs per transaction, at most
-        # Output roles whose topic is compacted: within one transaction one output per key
-        # is produced, the last (readers of a compacted topic want the latest anyway), with
-        # what the earlier ones said that it does not (``Output.then``).
+        # Output roles whose topic is compacted: one output per key is produced, the last
+        # (readers of a compacted topic want the latest anyway), with what the earlier ones
+        # said that it does not (``Output.then``). A single-source stage holds them until
+        # its changelog is written, in the same transaction: they are as of the checkpoint
+        # (a quiet stream: every batch), and a new owner folding the inputs since the
+        # checkpoint again rebuilds the ones not produced yet.
         self.compacted = compacted
         # The topics a new producer learns at once (the changelog's, and these roles'): its
         # first send to a topic it has no metadata for waits ~100 ms per topic, in the first
@@ -546,7 +556,8 @@ class StageRunner:
         """Handle partition ``p``'s records and commit them, batch after batch; write the
         changelog once nothing has arrived for ``checkpoint_idle`` seconds."""
         while True:
-            if owned.unwritten and not owned.arrived.is_set():
+            if (owned.unwritten and not owned.arrived.is_set()
+                    and self.checkpoint_idle is not NEVER):
                 try:
                     await asyncio.wait_for(owned.arrived.wait(), self.checkpoint_idle)
                 except TimeoutError:
@@ -581,7 +592,7 @@ class StageRunner:
         state = self.store.partition(p)
         offsets: dict[TopicPartition, int] = {}
         records: list[ProducerRecord] = []
-        latest: dict[tuple[str, str], Output] = {}  # compacted roles: last per key
+        latest = owned.held if self.marked else {}  # compacted roles: last per key
         inputs = dead_letters = 0
         started = time.perf_counter()
         remember = self._partitioner.remember
@@ -596,9 +607,7 @@ class StageRunner:
                     remember(record.key, count, p)
                 for out in self.handle(record, state):
                     if out.role in self.compacted:
-                        slot = (out.role, out.key)
-                        earlier = latest.get(slot)
-                        latest[slot] = out if earlier is None else earlier.then(out)
+                        _hold(latest, out)
                         continue
                     if out.role == "dlq":
                         dead_letters += 1
@@ -606,15 +615,16 @@ class StageRunner:
                                     out.encoded(), None))
             offsets[tp] = consumed[-1].offset + 1
             inputs += len(consumed)
-        for out in latest.values():
-            records.append((self.topic_of(out.role), out.key.encode(), out.encoded(), None))
         # The changelog is written in every transaction of a stage with several sources;
-        # with one, at least every ``checkpoint_interval`` seconds, and once the partition
-        # is idle (``_drive``).
+        # with one, at least every ``checkpoint_interval`` seconds, whenever a batch is not
+        # full (nothing more was waiting: no backlog), and once the partition is idle
+        # (``_drive``).
         now = time.monotonic()
         checkpoint = (not self.marked or owned.checkpoint is None
-                      or now - owned.written_at >= self.checkpoint_interval)
+                      or now - owned.written_at >= self.checkpoint_interval
+                      or (inputs < self.max_batch and self.checkpoint_idle is not NEVER))
         if checkpoint:
+            self._write_held(latest, records)
             for key, value in self.store.changes(p):
                 records.append((self.changelog, key.encode(), value, p))
         if self.marked and offsets:
@@ -635,14 +645,23 @@ class StageRunner:
         """A transaction of the changelog alone: what the batches since the last one
         changed, and a marker that it is caught up with the committed offset."""
         assert owned.checkpoint is not None and owned.unwritten
-        records: list[ProducerRecord] = [
-            (self.changelog, key.encode(), value, p) for key, value in self.store.changes(p)]
+        records: list[ProducerRecord] = []
+        self._write_held(owned.held, records)
+        records.extend(
+            (self.changelog, key.encode(), value, p) for key, value in self.store.changes(p))
         owned.checkpoint = owned.committed
         owned.unwritten = 0
         owned.written_at = time.monotonic()
         records.append((self.changelog, CHECKPOINT_KEY.encode(),
                         encode_checkpoint(owned.checkpoint, owned.checkpoint), p))
         return _Handled(records, {}, 0, 0, True)
+
+    def _write_held(self, held: dict[tuple[str, str], Output],
+                    records: list[ProducerRecord]) -> None:
+        """Move the held outputs of compacted roles to ``records``."""
+        for out in held.values():
+            records.append((self.topic_of(out.role), out.key.encode(), out.encoded(), None))
+        held.clear()
 
     async def _commit(self, p: int, producer: Any, handled: _Handled) -> None:
         """One transaction: a handled batch's records, and its offsets."""
@@ -722,7 +741,7 @@ class StageRunner:
                         self._topic_partitions[topic] = sorted(
                             await producer.partitions_for(topic))
                 owned = self._owned[p] = _Owned(producer)
-                marker = await self._restore(p)
+                marker = await self._restore(p, owned.held)
                 if marker is not None and marker[0] < marker[1]:
                     # The states folded again are not in the changelog yet: written with
                     # the next batch, or once idle.
@@ -757,7 +776,8 @@ class StageRunner:
                 await owned.producer.stop()
             self.store.drop(p)
 
-    async def _restore(self, p: int) -> tuple[int, int] | None:
+    async def _restore(self, p: int, held: dict[tuple[str, str], Output]
+                       ) -> tuple[int, int] | None:
         """Read partition ``p`` of the changelog from its start to its end; then, for a stage
         whose changelog lags behind its committed offset (see :data:`CHECKPOINT_KEY`), fold
         the source records in between again. Returns the checkpoint marker, if any."""
@@ -781,7 +801,7 @@ class StageRunner:
                 refolded = 0
                 offsets = None if marker is None else decode_checkpoint(marker)
                 if offsets is not None:
-                    refolded = await self._refold(reader, p, *offsets)
+                    refolded = await self._refold(reader, p, *offsets, held)
                 log.info("restored %s partition %d: %d keys, %d inputs folded again since "
                          "the last checkpoint, in %.2fs", self.changelog, p,
                          self.store.size(p), refolded, time.monotonic() - started)
@@ -789,10 +809,12 @@ class StageRunner:
             finally:
                 await reader.stop()
 
-    async def _refold(self, reader: Any, p: int, start: int, end: int) -> int:
+    async def _refold(self, reader: Any, p: int, start: int, end: int,
+                      held: dict[tuple[str, str], Output]) -> int:
         """Hand the source records at offsets ``start`` to ``end`` (exclusive) of partition
-        ``p`` to the stage again, keeping the state and dropping the outputs: their
-        transactions committed them."""
+        ``p`` to the stage again, keeping the state and the outputs of compacted roles,
+        which are produced with the changelog (into ``held``), and dropping the others:
+        their transactions committed them."""
         if start >= end:
             return 0
         (source,) = self.sources
@@ -800,10 +822,21 @@ class StageRunner:
         state = self.store.partition(p)
         count = 0
         async for record in _read_partition(reader, tp, start, end):
-            self.handle(record, state)
+            for out in self.handle(record, state):
+                if out.role in self.compacted:
+                    _hold(held, out)
             count += 1
         self.stats.refolded += count
         return count
+
+
+def _hold(held: dict[tuple[str, str], Output], out: Output) -> None:
+    """Keep ``out`` as the one output of its role and key (with what an earlier one said)."""
+    slot = (out.role, out.key)
+    earlier = held.get(slot)
+    if earlier is not None:
+        out = earlier.then(out)
+    held[slot] = out
 
 
 async def _read_partition(reader: Any, tp: TopicPartition, start: int | None = None,

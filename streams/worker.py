@@ -34,7 +34,14 @@ from streams.merge import (
     decode_merge_input,
     decode_route_input,
 )
-from streams.processor import CHECKPOINT_IDLE, AnyStore, RocksStore, StageRunner, Store
+from streams.processor import (
+    CHECKPOINT_IDLE,
+    NEVER,
+    AnyStore,
+    RocksStore,
+    StageRunner,
+    Store,
+)
 from streams.topics import Topics, TopicSettings
 
 MAX_BATCH = 2000
@@ -47,7 +54,8 @@ CHECKPOINT_INTERVAL = 5.0
 at most this often (and whenever the partition falls idle); a new owner folds the inputs
 since then again, reading them from the ``merge`` topic: ~35 µs an input (92,000 inputs of
 four partitions in 3.3 s), against ~60 µs to handle one (nothing is encoded or sent).
-A record changed in several batches of that time is written once (docs/BENCHMARKS.md)."""
+A record changed in several batches of that time is written once, and its record event
+produced once, with the changelog (docs/BENCHMARKS.md, docs/DECISIONS.md)."""
 
 
 def encode_state(state: conflict.RecordState) -> bytes:
@@ -72,7 +80,7 @@ class MergeWorker:
                  topic_settings: TopicSettings | None = None,
                  clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
                  checkpoint_interval: float = CHECKPOINT_INTERVAL,
-                 checkpoint_idle: float = CHECKPOINT_IDLE,
+                 checkpoint_idle: float | None = CHECKPOINT_IDLE,
                  state_dir: Path | None = None) -> None:
         self.settings = settings
         self.topics = topics
@@ -156,6 +164,15 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
+def _seconds_or_never(text: str) -> float | None:
+    if text == "never":
+        return NEVER
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds or 'never': {text!r}") from None
+
+
 def load_object(path: str) -> Any:
     """``package.module:attribute``."""
     module, _, attr = path.partition(":")
@@ -189,9 +206,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-interval", type=float, default=CHECKPOINT_INTERVAL,
                         help="seconds: with a backlog, write the merge's changelog at most "
                              "this often (0: in every transaction)")
-    parser.add_argument("--checkpoint-idle", type=float, default=CHECKPOINT_IDLE,
+    parser.add_argument("--checkpoint-idle", type=_seconds_or_never, default=CHECKPOINT_IDLE,
                         help="seconds without input after which a partition's lagging "
-                             "changelog is written")
+                             "changelog is written; 'never': only every checkpoint interval, "
+                             "even once caught up (for tests)")
     parser.add_argument("--role", choices=("all", "route", "merge"), default="all",
                         help="which stages this process runs (default: both)")
     parser.add_argument("--state-dir", type=Path, default=None,

@@ -284,7 +284,7 @@ async def test_a_changelog_behind_the_committed_offsets_is_caught_up_by_folding_
     # checkpoint interval and idle time are longer than the test): when it has done all the
     # work, the changelog is far behind what it committed.
     workers.append(start_worker(kafka_settings, topics, log, None,
-                                "--checkpoint-interval", "1000", "--checkpoint-idle", "1000"))
+                                "--checkpoint-interval", "1000", "--checkpoint-idle", "never"))
 
     async def all_committed() -> dict[int, tuple[int, int]] | None:
         _, expected, seen = await replica(kafka_settings, topics)
@@ -311,6 +311,12 @@ async def test_a_changelog_behind_the_committed_offsets_is_caught_up_by_folding_
     intents = await kafka_intents(kafka_settings, topics)
     assert [i for i, n in intents.items() if n > 1] == []
     assert intents == expected_intents
+    # Record events go out with the changelog: those of the inputs folded again too.
+    latest = {r.key.decode(): codec.decode(r.value, (RecordEvent,))
+              for r in await read_topic(kafka_settings, topics.records)}
+    states, _, _ = await replica(kafka_settings, topics)
+    assert {cid: e.fields for cid, e in latest.items()} == {
+        cid: conflict.RecordState.from_dict(s).values for cid, s in states.items()}
     folded_again = [int(line.split(" inputs folded again")[0].rsplit(" ", 1)[1])
                     for line in log.read_text().splitlines() if "inputs folded again" in line]
     assert sum(folded_again) == result.later
