@@ -390,7 +390,6 @@ class _Owned:
     held: dict[tuple[str, str], Output] = field(default_factory=dict)  # see StageRunner
     checkpoint: int | None = None  # the source offset of the last changelog written, if known
     committed: int = 0  # the source offset the last handled batch ends at
-    unwritten: int = 0  # batches handled since the last changelog written
     written_at: float = 0.0  # when (time.monotonic) the changelog was last written
 
     def add(self, tp: TopicPartition, records: list[Any]) -> None:
@@ -416,6 +415,11 @@ class _Owned:
         if not self.pending:
             self.arrived.clear()
         return batch
+
+    @property
+    def lagging(self) -> bool:
+        """Whether batches were handled since the changelog was last written."""
+        return self.checkpoint is not None and self.checkpoint < self.committed
 
     def failure(self) -> BaseException | None:
         """The error that stopped this partition's handling or commit, if any."""
@@ -544,7 +548,7 @@ class StageRunner:
     def changelog_written(self) -> bool:
         """Whether every owned partition's changelog holds its state as of what it handled:
         nothing waits for a checkpoint or for a transaction."""
-        return all(owned.unwritten == 0 and owned.handled.empty()
+        return all(not owned.lagging and owned.handled.empty()
                    and (owned.committing is None or owned.committing.done())
                    for owned in self._owned.values())
 
@@ -556,7 +560,7 @@ class StageRunner:
         """Handle partition ``p``'s records and commit them, batch after batch; write the
         changelog once nothing has arrived for ``checkpoint_idle`` seconds."""
         while True:
-            if (owned.unwritten and not owned.arrived.is_set()
+            if (owned.lagging and not owned.arrived.is_set()
                     and self.checkpoint_idle is not NEVER):
                 try:
                     await asyncio.wait_for(owned.arrived.wait(), self.checkpoint_idle)
@@ -625,18 +629,12 @@ class StageRunner:
                       or (inputs < self.max_batch and self.checkpoint_idle is not NEVER))
         if checkpoint:
             self._write_held(latest, records)
-            for key, value in self.store.changes(p):
-                records.append((self.changelog, key.encode(), value, p))
+            records.extend(self._changes(p))
         if self.marked and offsets:
-            (end,) = offsets.values()
-            owned.committed = end
+            (owned.committed,) = offsets.values()
             if checkpoint:
-                owned.checkpoint, owned.unwritten, owned.written_at = end, 0, now
-            else:
-                owned.unwritten += 1
-            assert owned.checkpoint is not None
-            records.append((self.changelog, CHECKPOINT_KEY.encode(),
-                            encode_checkpoint(owned.checkpoint, end), p))
+                owned.checkpoint, owned.written_at = owned.committed, now
+            records.append(self._marker(p, owned))
         self.stats.consumed += inputs
         self.stats.handling_seconds += time.perf_counter() - started
         return _Handled(records, offsets, inputs, dead_letters, checkpoint)
@@ -644,17 +642,23 @@ class StageRunner:
     def _checkpoint(self, p: int, owned: _Owned) -> _Handled:
         """A transaction of the changelog alone: what the batches since the last one
         changed, and a marker that it is caught up with the committed offset."""
-        assert owned.checkpoint is not None and owned.unwritten
+        assert owned.lagging
         records: list[ProducerRecord] = []
         self._write_held(owned.held, records)
-        records.extend(
-            (self.changelog, key.encode(), value, p) for key, value in self.store.changes(p))
-        owned.checkpoint = owned.committed
-        owned.unwritten = 0
-        owned.written_at = time.monotonic()
-        records.append((self.changelog, CHECKPOINT_KEY.encode(),
-                        encode_checkpoint(owned.checkpoint, owned.checkpoint), p))
+        records.extend(self._changes(p))
+        owned.checkpoint, owned.written_at = owned.committed, time.monotonic()
+        records.append(self._marker(p, owned))
         return _Handled(records, {}, 0, 0, True)
+
+    def _changes(self, p: int) -> list[ProducerRecord]:
+        """The changelog records of partition ``p``'s states changed since it was written."""
+        return [(self.changelog, key.encode(), value, p) for key, value in self.store.changes(p)]
+
+    def _marker(self, p: int, owned: _Owned) -> ProducerRecord:
+        """The checkpoint marker of partition ``p``: where its changelog and its commits are."""
+        assert owned.checkpoint is not None
+        return (self.changelog, CHECKPOINT_KEY.encode(),
+                encode_checkpoint(owned.checkpoint, owned.committed), p)
 
     def _write_held(self, held: dict[tuple[str, str], Output],
                     records: list[ProducerRecord]) -> None:
@@ -746,7 +750,7 @@ class StageRunner:
                     # The states folded again are not in the changelog yet: written with
                     # the next batch, or once idle.
                     owned.checkpoint, owned.committed = marker
-                    owned.unwritten, owned.written_at = 1, time.monotonic()
+                    owned.written_at = time.monotonic()
                 owned.driver = asyncio.create_task(self._drive(p, owned))
                 owned.committer = asyncio.create_task(self._commit_all(p, owned))
         self.ready.set()

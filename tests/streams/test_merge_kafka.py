@@ -26,9 +26,9 @@ from streams.events import DeadLetter, Observed, RecordEvent, WriteIntent
 from streams.kafka import KafkaSettings
 from streams.merge import Merger
 from streams.processor import CHECKPOINT_KEY, decode_checkpoint
-from streams.replay import replay
+from streams.replay import live_table, replay
 from streams.topics import Topics, TopicSettings
-from streams.worker import MergeWorker, decode_state
+from streams.worker import MergeWorker
 from tests.streams.catalog import CATALOG
 from tests.streams.kafka_helpers import produce, read_topic, wait_for
 
@@ -85,11 +85,8 @@ async def replica(settings: KafkaSettings, topics: Topics,
 
 
 async def kafka_states(settings: KafkaSettings, topics: Topics) -> dict[str, dict[str, Any]]:
-    latest: dict[str, bytes | None] = {}
-    for record in await read_topic(settings, topics.name("records_changelog")):
-        if record.key != CHECKPOINT_KEY.encode():
-            latest[record.key.decode()] = record.value
-    return {k: decode_state(v).to_dict() for k, v in latest.items() if v is not None}
+    states, _ = await live_table(settings, topics)
+    return {cid: state.to_dict() for cid, state in states.items()}
 
 
 async def kafka_intents(settings: KafkaSettings, topics: Topics) -> Counter[str]:
@@ -186,6 +183,13 @@ async def _at_least(fetch: Any, n: int) -> Any:
     return items if len(items) >= n else None
 
 
+async def preload(settings: KafkaSettings, topics: Topics, events: list[Observed]) -> None:
+    """The deployment's topics (3 partitions), with ``events`` on ``observations``."""
+    await MergeWorker(settings, topics, CATALOG,
+                      topic_settings=TopicSettings(partitions=3)).ensure_topics()
+    await produce(settings, topics.observations, observation_records(events))
+
+
 def start_worker(settings: KafkaSettings, topics: Topics, log: Path,
                  state_dir: Path | None = None, *options: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -215,9 +219,7 @@ async def test_worker_killed_mid_stream_restarts_to_the_same_state_without_dupli
     # Long enough that the worker (25 inputs a transaction) is still at it when it is seen
     # to have committed some: a shorter stream was sometimes done before the first look.
     events = story(records=400, edits_per_record=6)
-    await MergeWorker(kafka_settings, topics, CATALOG,
-                      topic_settings=TopicSettings(partitions=3)).ensure_topics()
-    await produce(kafka_settings, topics.observations, observation_records(events))
+    await preload(kafka_settings, topics, events)
     log = tmp_path / "worker.log"
     workers.append(start_worker(kafka_settings, topics, log))
 
@@ -276,9 +278,7 @@ async def test_a_changelog_behind_the_committed_offsets_is_caught_up_by_folding_
         kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
         workers: list[subprocess.Popen[bytes]]) -> None:
     events = story(records=300, edits_per_record=5)
-    await MergeWorker(kafka_settings, topics, CATALOG,
-                      topic_settings=TopicSettings(partitions=3)).ensure_topics()
-    await produce(kafka_settings, topics.observations, observation_records(events))
+    await preload(kafka_settings, topics, events)
     log = tmp_path / "worker.log"
     # A worker that writes its changelog only in its first transaction per partition (its
     # checkpoint interval and idle time are longer than the test): when it has done all the
