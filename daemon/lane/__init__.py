@@ -33,16 +33,26 @@ import base64
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from conflict.state import Json
-from daemon.connector.rest import BadRecord, ConnectorError, RemoteRecord, RestEntity
+from daemon.connector.rest import BadRecord, ConnectorError, RemoteRecord
 from daemon.errors import DaemonError
 from daemon.http import HttpError, MalformedResponse, PreconditionFailed
+from daemon.lane.decide import Done, Stale, decide_delete, decide_found, decide_update
+from daemon.lane.ports import (
+    Connector,
+    Delivered,
+    FieldMapping,
+    Journal,
+    Links,
+    Reading,
+    Resolve,
+)
 from daemon.metrics import Metrics
 from streams import codec
 from streams.errors import DecodeError
@@ -55,9 +65,6 @@ from streams.events import (
     WriteStale,
     Written,
 )
-from streams.kafka import ConsumedRecord
-from streams.lanelog import LaneLog
-from streams.links import LinksView
 
 log = logging.getLogger(__name__)
 
@@ -67,29 +74,6 @@ PRECONDITION_ROUNDS = 3
 RETRIABLE_ROUNDS = 3
 """How many rounds an intent may fail with a retriable error while the system otherwise
 answers, before it is reported failed (a record the system cannot take, not an outage)."""
-
-
-class Reading(Protocol):
-    """A system's record in canonical fields (see :mod:`daemon.mapping`)."""
-
-    @property
-    def values(self) -> dict[str, Json]: ...
-
-    @property
-    def problems(self) -> dict[str, str]: ...
-
-
-class FieldMapping(Protocol):
-    """Translates one entity's records between a system's shape and canonical fields."""
-
-    def to_canonical(self, record: Mapping[str, Any]) -> Reading: ...
-
-    def to_system(self, values: Mapping[str, Json]) -> dict[str, Any]: ...
-
-
-Resolve = Callable[[str, str, str], Awaitable[str | None]]
-"""``resolve(entity, system, external_id)``: the canonical id a record not linked yet will get
-(read from the system and derived like the hub derives it), or ``None`` if it does not exist."""
 
 
 def fingerprint(values: Mapping[str, Json], version: str | None) -> str:
@@ -135,7 +119,7 @@ class _Reading:
     problems: dict[str, str]
 
 
-def _record_of(record: ConsumedRecord) -> str:
+def _record_of(record: Delivered) -> str:
     """The canonical id an intent is for (its own offset when it cannot be read)."""
     try:
         return codec.decode(record.value, (WriteIntent,)).canonical_id
@@ -160,9 +144,9 @@ class Lane:
         clock: seconds since the epoch.
     """
 
-    def __init__(self, connector: RestEntity, mapping: FieldMapping, lane_log: LaneLog, *,
+    def __init__(self, connector: Connector, mapping: FieldMapping, lane_log: Journal, *,
                  match_on: tuple[str, ...] = (), max_write_attempts: int = 5,
-                 metrics: Metrics | None = None, links: LinksView | None = None,
+                 metrics: Metrics | None = None, links: Links | None = None,
                  resolve: Resolve | None = None, ref_wait: float = 600.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.connector = connector
@@ -457,14 +441,14 @@ class Lane:
         records = await self.log.intents(timeout_ms, max_records)
         if not records:
             return 0
-        groups: dict[str, list[ConsumedRecord]] = {}
+        groups: dict[str, list[Delivered]] = {}
         for record in records:
             groups.setdefault(_record_of(record), []).append(record)
         gate = asyncio.Semaphore(self.concurrency)
         outcomes: dict[int, _Round] = {}
         stopped: list[int] = []
 
-        async def run(group: list[ConsumedRecord]) -> None:
+        async def run(group: list[Delivered]) -> None:
             for record in group:
                 outcome = _Round()
                 try:
@@ -493,7 +477,7 @@ class Lane:
             del self._done[next(iter(self._done))]
         return len(outcomes)
 
-    async def _intent(self, work: _Round, record: ConsumedRecord) -> None:
+    async def _intent(self, work: _Round, record: Delivered) -> None:
         try:
             intent = codec.decode(record.value, (WriteIntent,))
         except DecodeError as exc:
@@ -546,7 +530,7 @@ class Lane:
                 self._count_write(intent, "stale")
 
     async def _settle_delete(self, intent: WriteIntent, exc: HttpError, work: _Round,
-                             record: ConsumedRecord) -> _Round:
+                             record: Delivered) -> _Round:
         """A delete that kept failing may still have landed: only a read can say.
 
         The lane never reports a delete failed when it landed (the fold could not tell its
@@ -577,7 +561,7 @@ class Lane:
                            reason=reason[:500], attempts=intent.attempt)
 
     def _failed(self, intent: WriteIntent, reason: str, work: _Round,
-                record: ConsumedRecord) -> WriteFailed:
+                record: Delivered) -> WriteFailed:
         log.warning("lane %s: %s of %s failed (attempt %d of %d): %s", self.name, intent.op,
                     intent.external_id or intent.canonical_id, intent.attempt,
                     self.max_write_attempts, reason)
@@ -620,30 +604,21 @@ class Lane:
             reading = await self._read(current)
             try:
                 if intent.op == "delete":
-                    changed = sorted(f for f, v in intent.expected.items()
-                                     if reading.values.get(f) != v)
-                    if changed:
-                        await self._stale_after_read(work, intent, current, changed)
+                    verdict = decide_delete(reading.values, intent.expected)
+                    if isinstance(verdict, Stale):
+                        await self._stale_after_read(work, intent, current, verdict.changed)
                         return work
                     await self.connector.delete(intent.external_id, current.precondition)
                     await self._written(work, intent, None, intent.external_id)
                     return work
-                todo: dict[str, Json] = {}
-                changed = []
-                for name, value in intent.values.items():
-                    held = reading.values.get(name)
-                    if held == value:
-                        continue  # done already (a retried intent)
-                    if held == intent.expected.get(name):
-                        todo[name] = value
-                    else:
-                        changed.append(name)
-                if changed:
-                    await self._stale_after_read(work, intent, current, sorted(changed))
+                decision = decide_update(reading.values, intent.values, intent.expected)
+                if isinstance(decision, Stale):
+                    await self._stale_after_read(work, intent, current, decision.changed)
                     return work
-                if not todo:
+                if isinstance(decision, Done):
                     await self._written(work, intent, current, current.id)
                     return work
+                todo = decision.values
                 after = await self.connector.update(intent.external_id,
                                                     self._system_values(todo),
                                                     current.precondition)
@@ -723,12 +698,11 @@ class Lane:
     async def _adopt(self, work: _Round, intent: WriteIntent, found: RemoteRecord) -> None:
         """A record with the intent's match key exists already: ours, or a person's."""
         reading = await self._read(found)
-        changed = sorted(name for name, value in intent.values.items()
-                         if reading.values.get(name) != value)
-        if not changed:
+        verdict = decide_found(reading.values, intent.values)
+        if isinstance(verdict, Done):
             await self._written(work, intent, found, found.id)  # our own create, made before
         else:
-            await self._stale_after_read(work, intent, found, changed)
+            await self._stale_after_read(work, intent, found, verdict.changed)
 
     async def _stale_after_read(self, work: _Round, intent: WriteIntent,
                                 current: RemoteRecord, changed: list[str]) -> None:
@@ -770,7 +744,7 @@ class Lane:
         cannot be translated is a problem of that field.
         """
         reading = self.mapping.to_canonical(record.data)
-        refs = getattr(self.mapping, "refs", {})
+        refs = self.mapping.refs
         if not refs:
             return reading
         values, problems = dict(reading.values), dict(reading.problems)
@@ -795,7 +769,7 @@ class Lane:
 
         Raises :class:`_WaitForLink` when a referenced record is not linked in the system.
         """
-        refs = getattr(self.mapping, "refs", {})
+        refs = self.mapping.refs
         translated = dict(values)
         for name, entity in refs.items():
             cid = translated.get(name)
@@ -851,7 +825,7 @@ class Lane:
                      f"{self.system} {self.entity}: {record.reason} (from {url})", record.raw)
 
     def _letter(self, work: _Round, key: str, error: str, reason: str, raw: Any,
-                source: ConsumedRecord | None = None, attempts: int = 1) -> None:
+                source: Delivered | None = None, attempts: int = 1) -> None:
         if source is not None:
             topic, partition, offset = source.topic, source.partition, source.offset
             value = source.value
