@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
@@ -59,6 +60,7 @@ class _Fault:
     failure: Failure
     landed: bool  # the operation happened, then its answer was lost
     times: int | None  # None: until healed
+    after: int = 0  # calls that pass before it starts
 
 
 class MemoryConnector:
@@ -88,10 +90,12 @@ class MemoryConnector:
         self.now = 1_000.0  # the system's clock: one second passes per write
         self.records: dict[str, _Stored] = {}
         self.broken: list[BadRecord] = []  # listed on the first page of every listing
+        self.unlisted: set[str] = set()  # ids a listing leaves out (as an API's filter may)
         self.writes: list[tuple[str, str]] = []  # (create|update|delete, id) made by the lane
+        self.calls: Counter[str] = Counter()  # requests made, by operation (a page is one)
         self._last_id = 0
         self._answers: dict[str, RemoteRecord] = {}  # idempotency key -> the first answer
-        self._faults: dict[str, _Fault] = {}
+        self._faults: dict[str, list[_Fault]] = {}  # operation (or *) -> faults in turn
         self._before: dict[str, Callable[[], None]] = {}
 
     # -- what the system's people do -----------------------------------------------------
@@ -120,13 +124,15 @@ class MemoryConnector:
 
     # -- what goes wrong -----------------------------------------------------------------
     def fail(self, operation: Operation | Literal["*"], failure: Failure = "down", *,
-             landed: bool = False, times: int | None = 1) -> None:
+             landed: bool = False, times: int | None = 1, after: int = 0) -> None:
         """Make the next ``times`` calls of ``operation`` fail (``None``: until healed).
 
         ``down``: 503 (retriable); ``garbled``: an answer that is not JSON; ``refused``: 422.
-        ``landed``: the operation happens and its answer is lost.
+        ``landed``: the operation happens and its answer is lost. ``after``: that many calls
+        pass first (a listing's third page, say). Faults of one operation come in the order
+        they were asked for.
         """
-        self._faults[operation] = _Fault(failure, landed, times)
+        self._faults.setdefault(operation, []).append(_Fault(failure, landed, times, after))
 
     def heal(self) -> None:
         """Every operation answers again."""
@@ -156,7 +162,7 @@ class MemoryConnector:
         filtered = since is not None and self.config.since is not None
         tombstones = self.config.deletes.tombstone is not None
         chosen = sorted((s for s in self.records.values()
-                         if (s.deleted_at is None or tombstones)
+                         if (s.deleted_at is None or tombstones) and s.id not in self.unlisted
                          and (not filtered or s.updated >= (since or 0.0))),
                         key=lambda s: (s.updated, int(s.id)))
         records: list[RemoteRecord | BadRecord] = [*self.broken,
@@ -168,21 +174,21 @@ class MemoryConnector:
                              records[start:start + self.page_size])
 
     async def fetch(self, external_id: str) -> RemoteRecord | None:
-        self._enter("fetch")
+        fault = self._enter("fetch")
         stored = self.records.get(external_id)
         if stored is None or stored.deleted_at is not None:
-            return self._leave("fetch", None)
-        return self._leave("fetch", self._remote(stored))
+            return self._leave("fetch", None, fault)
+        return self._leave("fetch", self._remote(stored), fault)
 
     async def lookup(self, values: Mapping[str, Any]) -> list[RemoteRecord]:
-        self._enter("lookup")
+        fault = self._enter("lookup")
         lookup = self.config.lookup
         if lookup is None:
             return []
         names = lookup.fields()
         found = [self._remote(s) for s in self.records.values() if s.deleted_at is None
                  and all(s.data.get(name) == values.get(name) for name in names)]
-        return self._leave("lookup", found)
+        return self._leave("lookup", found, fault)
 
     async def deletions(self, since: float | None) -> AsyncGenerator[list[Deletion], None]:
         if self.config.deletes.feed is None:
@@ -194,10 +200,10 @@ class MemoryConnector:
 
     async def create(self, data: Mapping[str, Any], key: str | None = None
                      ) -> RemoteRecord | None:
-        self._enter("create")
+        fault = self._enter("create")
         idempotent = self.idempotent_creates and key is not None
         if idempotent and key in self._answers:
-            return self._leave("create", self._answers[key])
+            return self._leave("create", self._answers[key], fault)
         missing = [name for name in self.required if data.get(name) in (None, "")]
         if missing:
             raise self._error(Rejected, f"missing {', '.join(missing)}", 422, "POST")
@@ -211,27 +217,27 @@ class MemoryConnector:
         answer = self._remote(stored)
         if idempotent and key is not None:
             self._answers[key] = answer
-        return self._leave("create", answer)
+        return self._leave("create", answer, fault)
 
     async def update(self, external_id: str, data: Mapping[str, Any],
                      precondition: Precondition | None) -> RemoteRecord | None:
-        self._enter("update")
+        fault = self._enter("update")
         stored = self.records.get(external_id)
         if stored is None or stored.deleted_at is not None:
             raise self._error(NotFound, "no such record", 404, "PATCH", external_id)
         self._check(stored, precondition, "PATCH")
         self._change(stored, data)
         self.writes.append(("update", external_id))
-        return self._leave("update", self._remote(stored))
+        return self._leave("update", self._remote(stored), fault)
 
     async def delete(self, external_id: str, precondition: Precondition | None) -> None:
-        self._enter("delete")
+        fault = self._enter("delete")
         stored = self.records.get(external_id)
         if stored is not None and stored.deleted_at is None:
             self._check(stored, precondition, "DELETE")
             self._drop(stored)
             self.writes.append(("delete", external_id))
-        self._leave("delete", None)
+        self._leave("delete", None, fault)
 
     # -- inside --------------------------------------------------------------------------
     def _insert(self, data: dict[str, Any]) -> _Stored:
@@ -274,34 +280,43 @@ class MemoryConnector:
                 and precondition.etag != f'"{stored.version}"'):
             raise self._error(PreconditionFailed, "the record changed", 412, method, stored.id)
 
-    def _enter(self, operation: Operation) -> None:
-        """Before an operation: a racing action, or a fault that stops it happening."""
+    def _enter(self, operation: Operation) -> _Fault | None:
+        """Before an operation: a racing action, or a fault that stops it happening.
+
+        Returns the fault that will lose the operation's answer, if one will.
+        """
+        self.calls[operation] += 1
         action = self._before.pop(operation, None)
         if action is not None:
             action()
         fault = self._fault(operation)
-        if fault is not None and not fault.landed:
-            self._spend(operation)
+        if fault is None:
+            return None
+        if fault.after > 0:
+            fault.after -= 1
+            return None
+        self._spend(operation)
+        if not fault.landed:
             raise self._failure(fault.failure, operation)
+        return fault
 
-    def _leave(self, operation: Operation, answer: T) -> T:
-        """After an operation happened: its answer, or a fault that loses it."""
-        fault = self._fault(operation)
-        if fault is not None and fault.landed:
-            self._spend(operation)
+    def _leave(self, operation: Operation, answer: T, fault: _Fault | None) -> T:
+        """After an operation happened: its answer, or the fault that loses it."""
+        if fault is not None:
             raise self._failure(fault.failure, operation)
         return answer
 
     def _fault(self, operation: Operation) -> _Fault | None:
-        return self._faults.get(operation) or self._faults.get("*")
+        faults = self._faults.get(operation) or self._faults.get("*")
+        return faults[0] if faults else None
 
     def _spend(self, operation: Operation) -> None:
-        name = operation if operation in self._faults else "*"
-        fault = self._faults[name]
-        if fault.times is not None:
-            fault.times -= 1
-            if fault.times <= 0:
-                del self._faults[name]
+        name = operation if self._faults.get(operation) else "*"
+        faults = self._faults[name]
+        if faults[0].times is not None:
+            faults[0].times -= 1
+            if faults[0].times <= 0:
+                faults.pop(0)
 
     def _failure(self, failure: Failure, operation: Operation) -> HttpError:
         if failure == "down":
