@@ -43,6 +43,8 @@ from streams.events import DeadLetter, Event, WriteIntent
 
 Operation = Literal["changes", "fetch", "lookup", "deletions", "create", "update", "delete"]
 Failure = Literal["down", "garbled", "refused"]
+_METHOD = {"changes": "GET", "fetch": "GET", "lookup": "GET", "deletions": "GET",
+           "create": "POST", "update": "PATCH", "delete": "DELETE"}
 T = TypeVar("T")
 
 
@@ -319,12 +321,13 @@ class MemoryConnector:
                 faults.pop(0)
 
     def _failure(self, failure: Failure, operation: Operation) -> HttpError:
+        method = _METHOD[operation]
         if failure == "down":
-            return self._error(Unavailable, "service unavailable", 503, operation)
+            return self._error(Unavailable, "service unavailable", 503, method)
         if failure == "garbled":
             return self._error(MalformedResponse, "expected JSON, got an HTML page", 200,
-                               operation)
-        return self._error(Rejected, "refused", 422, operation)
+                               method)
+        return self._error(Rejected, "refused", 422, method)
 
     def _error(self, kind: type[HttpError], reason: str, status: int, method: str,
                external_id: str = "") -> HttpError:
