@@ -21,7 +21,10 @@ from conflict.state import Json
 
 
 def values_equal(a: Json, b: Json) -> bool:
-    """Whether a field holding ``a`` holds the value ``b`` (the one comparison used here)."""
+    """Whether a field holding ``a`` holds the value ``b`` (the one comparison used here).
+
+    Python's ``==`` for now, under which ``True == 1`` and ``1 == 1.0``.
+    """
     return bool(a == b)
 
 
