@@ -2,17 +2,15 @@
 
 What the lane relies on from its journal: a commit is all or nothing and survives the
 process; what was not committed does not; intents come in order, can be rewound, and a new
-process starts where the last commit said. :class:`MemoryJournal` passes it in milliseconds;
-:class:`streams.lanelog.LaneLog` passes it against the real broker, so the lane suite's twin
-is held to what production does.
+process starts where the last commit said. :class:`MemoryJournal` passes it here, in
+milliseconds; :class:`streams.lanelog.LaneLog` passes it against the real broker
+(``tests/daemon/test_lane.py``), so the lane suite's twin is held to what production does.
 """
 
 from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -20,10 +18,6 @@ from daemon.lane import Journal
 from daemon.lane.memory import MemoryJournal
 from streams import codec
 from streams.events import Event, Observed, WriteIntent
-from streams.kafka import Admin, KafkaSettings
-from streams.lanelog import LaneLog
-from streams.topics import Topics, TopicSettings
-from tests.streams.kafka_helpers import produce, read_topic
 
 
 def observed(seq: int, external_id: str) -> Observed:
@@ -119,32 +113,3 @@ class TestMemoryJournal(JournalContract):
 
     async def published(self) -> list[Event]:
         return list(self.journal.observations)
-
-
-@pytest.mark.kafka
-class TestLaneLog(JournalContract):
-    @pytest.fixture(autouse=True)
-    async def broker(self, kafka_settings: KafkaSettings) -> AsyncIterator[None]:
-        self.settings = kafka_settings
-        self.topics = Topics(f"journal{uuid.uuid4().hex[:10]}")
-        async with Admin(kafka_settings) as admin:
-            await self.topics.ensure(admin, TopicSettings(partitions=2))
-        self.open_logs: list[LaneLog] = []
-        yield
-        for log in self.open_logs:
-            await log.stop()
-
-    async def open(self) -> Journal:
-        for log in self.open_logs:  # the old process is gone
-            await log.stop()
-        self.open_logs = [LaneLog(self.settings, self.topics, "crm", "contact")]
-        await self.open_logs[0].start()
-        return self.open_logs[0]
-
-    async def send(self, *intents: WriteIntent) -> None:
-        await produce(self.settings, self.topics.intents,
-                      [(i.key().encode(), codec.encode(i)) for i in intents])
-
-    async def published(self) -> list[Any]:
-        return [codec.decode(r.value) for r in await read_topic(self.settings,
-                                                                self.topics.observations)]
