@@ -160,20 +160,24 @@ class MemoryConnector:
 
     # -- the connector's operations ------------------------------------------------------
     async def changes(self, since: float | None) -> AsyncGenerator[ChangePage, None]:
-        self._enter("changes")
+        """Pages by offset, each listed when it is asked for (as an API does): a record that
+        changes during the walk moves to the end, and the records after it shift."""
         filtered = since is not None and self.config.since is not None
         tombstones = self.config.deletes.tombstone is not None
-        chosen = sorted((s for s in self.records.values()
-                         if (s.deleted_at is None or tombstones) and s.id not in self.unlisted
-                         and (not filtered or s.updated >= (since or 0.0))),
-                        key=lambda s: (s.updated, int(s.id)))
-        records: list[RemoteRecord | BadRecord] = [*self.broken,
-                                                   *(self._remote(s) for s in chosen)]
-        for number, start in enumerate(range(0, max(len(records), 1), self.page_size), 1):
-            if number > 1:
-                self._enter("changes")  # each page is another request
+        number, start = 1, 0
+        while True:
+            self._enter("changes")  # each page is another request
+            chosen = sorted((s for s in self.records.values()
+                             if (s.deleted_at is None or tombstones) and s.id not in self.unlisted
+                             and (not filtered or s.updated >= (since or 0.0))),
+                            key=lambda s: (s.updated, int(s.id)))
+            records: list[RemoteRecord | BadRecord] = [*self.broken,
+                                                       *(self._remote(s) for s in chosen)]
             yield ChangePage(number, f"memory://{self.system}/{self.entity}?page={number}",
                              records[start:start + self.page_size])
+            if start + self.page_size >= len(records):
+                return
+            number, start = number + 1, start + self.page_size
 
     async def fetch(self, external_id: str) -> RemoteRecord | None:
         fault = self._enter("fetch")

@@ -299,12 +299,14 @@ async def test_another_lanes_intent_in_the_same_partition_is_left_alone(rig: Rig
 async def test_intents_wait_while_the_system_is_down_and_run_once_it_answers(rig: Rig
                                                                             ) -> None:
     ida = rig.system.put(email="ida@x.org", full_name="Ida")
-    await rig.lane.poll()
+    await rig.lane.round()
     rig.system.fail("fetch", "down", times=None)
     rig.intent("update", ida, values={"name": "Ida B"}, expected={"name": "Ida"})
     assert await rig.lane.execute_intents() == 0  # waits, not failed
     assert not rig.lane.healthy
-    await rig.lane.round()  # the system is not healthy: no intent is tried
+    tried = rig.system.calls["fetch"]
+    await rig.lane.round()  # no poll is due, and the system did not answer: nothing tried
+    assert rig.system.calls["fetch"] == tried
     assert rig.kinds() == ["Observed"]
     rig.system.heal()
     await rig.lane.poll()
