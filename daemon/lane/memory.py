@@ -14,6 +14,9 @@ configuration has them.
 :class:`MemoryJournal` keeps what a lane committed, with the same commit (all or nothing) and
 rewind semantics as :class:`streams.lanelog.LaneLog`; :meth:`MemoryJournal.restart` is a new
 process starting the lane from what was committed.
+
+Contract tests hold both to the real edges (``tests/daemon/lane/test_connector_contract.py``,
+``tests/daemon/lane/test_journal_contract.py``).
 """
 
 from __future__ import annotations
@@ -72,8 +75,8 @@ class MemoryConnector:
         system: the system's name.
         entity: the entity's name.
         config: the entity's endpoint settings (only what changes behaviour is read: the
-            lookup's fields, deletes, conditional writes, idempotent creates, the since
-            filter).
+            lookup's fields, matched exactly; deletes; conditional writes; idempotent
+            creates; the since filter).
         page_size: records per page of a listing.
         required: fields a create must have (else 422, like an API's validation).
         unique: fields no two live records may share (else a create gets 409).

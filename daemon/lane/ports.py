@@ -2,8 +2,8 @@
 
 Each is a protocol, so the lane runs against the real edges (:class:`RestEntity` over HTTP,
 :class:`streams.lanelog.LaneLog` over Kafka) and against their in-memory twins
-(:mod:`daemon.lane.memory`) alike. Nothing here imports Kafka or HTTP code: the lane sees
-records, pages and events, never a client.
+(:mod:`daemon.lane.memory`) alike. The lane sees records, pages, preconditions and events,
+never a Kafka or an HTTP client.
 """
 
 from __future__ import annotations
