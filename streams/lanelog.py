@@ -1,6 +1,6 @@
 """A lane's durable side on Kafka: its observations, its state, and the intents it executes.
 
-A lane (one system and entity; the loop lives in ``daemon/lane.py``) commits, in **one Kafka
+A lane (one system and entity; the loop lives in ``daemon/lane/``) commits, in **one Kafka
 transaction**: the observations it made, its new state, and how far it got in the ``intents``
 topic. So the cursor never moves past observations Kafka has not acknowledged, the sequence
 number never goes backwards (it is restored from the last commit), and an intent whose outcome

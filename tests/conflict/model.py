@@ -171,7 +171,8 @@ KNOWN_BUGS: frozenset[str] = frozenset()
 # (docs/DECISIONS.md; the regression tests show it both ways).
 LIMITATIONS = frozenset({DELETE_BEFORE_CREATE_OUTCOME})
 # What a lane promises beyond DESIGN.md, because the fold cannot work it out: the model's
-# lanes keep these promises by default (daemon/lane.py keeps them; tests/daemon/test_lane.py).
+# lanes keep these promises by default (daemon/lane/ keeps them; tests/daemon/lane/ and
+# tests/daemon/test_lane.py).
 # - a delete that landed is never reported failed: the lane reads the copy before it gives
 #   up, and reports the delete written when the copy is gone (a read cannot tell the hub's
 #   own delete from a person's, docs/DECISIONS.md).

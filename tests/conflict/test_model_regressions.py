@@ -207,7 +207,7 @@ def test_a_delete_of_a_copy_the_hub_just_created_is_not_undone() -> None:
     API runs a create once per idempotency key (the intent's id): it answers with
     ``helpdesk-1``, which the lane reads gone, so it reports the create written and then
     the user's delete, which the hub carries to crm.
-    Fixed by idempotent creates (``create.idempotency_header``, daemon/lane.py); without
+    Fixed by idempotent creates (``create.idempotency_header``, daemon/lane/writing.py); without
     them the next test shows what remains.
     """
     w = delete_racing_a_create(world(idempotent_creates=frozenset({"helpdesk"})))
@@ -476,7 +476,7 @@ def test_a_delete_that_landed_must_not_be_reported_failed() -> None:
     A read cannot tell the hub's delete from a person's (taking such a read as the echo,
     tried in 3e910df and reverted in aa39257, loses a person's delete made in the same
     window). So the lane reads the copy before it gives up and reports a delete that
-    landed as written (``LANE_CONTRACT``; daemon/lane.py ``_settle_delete``); with that
+    landed as written (``LANE_CONTRACT``; daemon/lane/writing.py ``_settle_delete``); with that
     promise the same schedule keeps every law (the next test).
     """
     w = synced(world(n_systems=3, tags=False))

@@ -17,7 +17,7 @@ import pytest
 from daemon.config import EntityConfig
 from daemon.connector.config import WriteConfig
 from daemon.connector.rest import RestEntity, build_client
-from daemon.lane import Lane
+from daemon.lane import Journal, Lane
 from daemon.sandbox import RunningSystem, run_crm, run_helpdesk
 from streams import codec
 from streams.events import (
@@ -32,6 +32,7 @@ from streams.kafka import Admin, KafkaSettings
 from streams.lanelog import LaneLog
 from streams.topics import Topics, TopicSettings
 from tests.daemon.connector.conftest import ENV, example_system
+from tests.daemon.lane.test_journal_contract import JournalContract
 from tests.streams.kafka_helpers import produce, read_topic
 
 pytestmark = [pytest.mark.kafka]
@@ -405,3 +406,33 @@ async def test_a_record_the_system_refuses_fails_and_the_last_attempt_is_a_dead_
     [letter] = letters
     assert isinstance(letter, DeadLetter)
     assert letter.stage == "lane:helpdesk" and "after 5 attempts" in letter.reason
+
+
+class TestLaneLogKeepsTheJournalContract(JournalContract):
+    """The contract the in-memory twin passes (tests/daemon/lane), against the broker."""
+
+    @pytest.fixture(autouse=True)
+    async def broker(self, kafka_settings: KafkaSettings) -> AsyncIterator[None]:
+        self.settings = kafka_settings
+        self.topics = Topics(f"journal{uuid.uuid4().hex[:10]}")
+        async with Admin(kafka_settings) as admin:
+            await self.topics.ensure(admin, TopicSettings(partitions=2))
+        self.open_logs: list[LaneLog] = []
+        yield
+        for log in self.open_logs:
+            await log.stop()
+
+    async def open(self) -> Journal:
+        for log in self.open_logs:  # the old process is gone
+            await log.stop()
+        self.open_logs = [LaneLog(self.settings, self.topics, "crm", "contact")]
+        await self.open_logs[0].start()
+        return self.open_logs[0]
+
+    async def send(self, *intents: WriteIntent) -> None:
+        await produce(self.settings, self.topics.intents,
+                      [(i.key().encode(), codec.encode(i)) for i in intents])
+
+    async def published(self) -> list[Any]:
+        return [codec.decode(r.value) for r in await read_topic(self.settings,
+                                                                self.topics.observations)]

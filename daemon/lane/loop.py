@@ -1,0 +1,200 @@
+"""The lane's loop: one system and entity, every read of it and every write to it, in order.
+
+Because one loop owns all I/O with the system, the order of its observations is the order of
+what happened there. Round after round it polls when a poll is due and looks for deletes,
+reads the records webhooks named, and executes intents — unless the last contact with the
+system failed: then intents wait in the journal until the system answers again, so a system
+that is down never loses or stalls anything but itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from daemon.errors import DaemonError
+from daemon.http import HttpError, RetryPolicy
+from daemon.lane.ports import Connector, FieldMapping, Journal, Links, Resolve
+from daemon.lane.reading import Reader
+from daemon.lane.references import Parked, References
+from daemon.lane.report import Health, Reporter, Round
+from daemon.lane.writing import Writer
+from daemon.metrics import Metrics
+from streams.events import WriteIntent
+
+log = logging.getLogger(__name__)
+
+BACKOFF = RetryPolicy(base_seconds=1.0, max_delay_seconds=30.0)
+"""How long the loop waits after a round the system answered badly: the HTTP retries' own
+jittered doubling (only its delays are used; the loop never gives up)."""
+
+
+class Lane:
+    """The loop of one system and entity.
+
+    Args:
+        connector: the entity's API.
+        mapping: the entity's field mapping for this system.
+        lane_log: the lane's journal (its intents in, its observations and state out).
+        match_on: the entity's match keys (canonical names), for lookups before a create.
+        max_write_attempts: the fold's budget per intent; a failure at the last attempt also
+            goes to the dead-letter topic.
+        metrics: where the lane's counts go.
+        links: which record of each system each canonical record is (for references).
+        resolve: the canonical id a referenced record not linked yet will get.
+        ref_wait: seconds an intent waits for a referenced record to be linked.
+        clock: seconds since the epoch.
+    """
+
+    def __init__(self, connector: Connector, mapping: FieldMapping, lane_log: Journal, *,
+                 match_on: tuple[str, ...] = (), max_write_attempts: int = 5,
+                 metrics: Metrics | None = None, links: Links | None = None,
+                 resolve: Resolve | None = None, ref_wait: float = 600.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.connector = connector
+        self.mapping = mapping
+        self.log = lane_log
+        self.system = connector.system
+        self.entity = connector.entity
+        self.name = f"{self.system}/{self.entity}"
+        self.match_on = match_on
+        self.clock = clock
+        self.poll_every = connector.config.poll_every_seconds
+        self.references = References(self.system, mapping, links, resolve)
+        self.parked = Parked(lane_log.parked, links, ref_wait, clock)
+        self.health = Health(self.name)
+        self.reporter = Reporter(self.system, self.entity, lane_log, self.references.read,
+                                 clock=clock, metrics=metrics,
+                                 max_write_attempts=max_write_attempts)
+        self.reader = Reader(connector, lane_log, self.reporter, self.health, clock=clock,
+                             metrics=metrics)
+        self.writer = Writer(connector, lane_log, self.reporter, self.health, self.references,
+                             self.parked)
+        self._next_poll = 0.0
+        self._wake = asyncio.Event()
+        self._last_error: str | None = None  # the last error reported as a dead letter
+        self._rng = random.Random()
+
+    # -- what the rest of the worker sees ------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        """Whether the system answered the lane's last request."""
+        return self.health.healthy
+
+    @property
+    def polls(self) -> int:
+        """Complete polls since start."""
+        return self.reader.polls
+
+    @property
+    def behind(self) -> int:
+        """Intents given up on since start (dead letters): records behind."""
+        return self.reporter.behind
+
+    def status(self) -> dict[str, Any]:
+        """Where the lane is, for ``/status`` and ``syncline status``."""
+        head = self.log.head
+        return {
+            "system": self.system, "entity": self.entity, "healthy": self.healthy,
+            "polls": self.polls, "seq": head.seq, "cursor": head.cursor,
+            "cursor_lag_seconds": (round(self.clock() - head.cursor, 1)
+                                   if head.cursor is not None else None),
+            "known_records": len(self.log.index), "waiting_for_links": len(self.parked),
+            "behind": self.behind, "last_error": self._last_error,
+        }
+
+    def request_read(self, external_id: str, deleted_hint: bool = False) -> None:
+        """Read this record soon (a webhook named it)."""
+        self.reader.request_read(external_id, deleted_hint)
+        self._wake.set()
+
+    def poll_soon(self) -> None:
+        """Poll at the next opportunity."""
+        self._next_poll = 0.0
+        self._wake.set()
+
+    # -- the parts, for a caller that drives the lane by hand ----------------------------
+    async def poll(self) -> int:
+        """Report every record changed since the cursor; how many were reported."""
+        return await self.reader.poll()
+
+    async def sweep(self) -> int:
+        """Walk every record for changes and deletes; how many deletes were found."""
+        return await self.reader.sweep()
+
+    async def execute_intents(self, timeout_ms: int = 0, max_records: int = 50) -> int:
+        """Execute the intents waiting for this lane; how many were executed."""
+        return await self.writer.execute_intents(timeout_ms, max_records)
+
+    async def execute(self, intent: WriteIntent, *, rerun: bool = False) -> Round:
+        """Carry out one intent without committing; the round that says what happened."""
+        return await self.writer.execute(intent, rerun=rerun)
+
+    # -- the loop ------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run rounds until ``stop`` is set."""
+        failed_rounds = 0
+        while not stop.is_set():
+            try:
+                await self.round()
+                failed_rounds = 0
+                self._last_error = None
+            except DaemonError as exc:
+                # The system answered badly (down, an HTML page, a page too big): nothing
+                # moved past what was observed; report it once, wait, and try again.
+                if isinstance(exc, HttpError):
+                    self.health.failed(exc)
+                if not exc.retriable:
+                    await self._report(exc)
+                failed_rounds = min(failed_rounds + 1, 16)  # the ceiling is reached long before
+                await self._sleep(stop, BACKOFF.backoff(failed_rounds, self._rng))
+                continue
+            wait = max(0.0, min(self._next_poll - time.monotonic(), 0.5))
+            if self.reader.triggers:
+                wait = 0.0
+            await self._idle(stop, wait)
+
+    async def round(self) -> None:
+        """One round: poll if due, read triggered records, find deletes, execute intents."""
+        if time.monotonic() >= self._next_poll:
+            await self.reader.poll()
+            await self.reader.deletes()
+            self._next_poll = time.monotonic() + self.poll_every
+        if self.reader.triggers:
+            await self.reader.read_triggered()
+        if self.health.healthy:
+            await self.writer.retry_parked()
+            await self.writer.execute_intents(timeout_ms=0)
+
+    async def _idle(self, stop: asyncio.Event, wait: float) -> None:
+        """Wait for intents (the usual thing to wait for), a trigger, or the next poll."""
+        if not self.health.healthy or wait <= 0:
+            await self._sleep(stop, wait)
+            return
+        await self.writer.execute_intents(timeout_ms=int(wait * 1000))
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self._wake.clear()
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _report(self, exc: DaemonError) -> None:
+        """A dead letter for an error that is not the system being away (once per error)."""
+        reason = f"{self.system} {self.entity}: {exc}"
+        if reason == self._last_error:
+            return
+        self._last_error = reason
+        log.error("lane %s: %s", self.name, exc)
+        work = Round()
+        self.reporter.letter(work, self.name, type(exc).__name__, reason, None)
+        await self.reporter.commit(work)

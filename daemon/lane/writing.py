@@ -1,0 +1,359 @@
+"""The writing side of a lane: executing the hub's intents for its system.
+
+Writing never overwrites an edit the hub has not seen. An update or a delete first reads the
+record and lets :mod:`daemon.lane.decide` say what may be written: a field already holding
+the intended value is done (a retried intent), one holding anything else than the expected
+value makes the write ``stale`` and nothing is written; the read is reported first, so the
+edit reaches the fold. The write is conditional on the version read where the API allows (a
+412 means: read and decide again). A create first looks the record up by its match key, so
+a crash between a create and its commit never makes a duplicate.
+
+Intents wait (in the journal, not in memory) while the system does not answer: the lane
+rewinds to the first intent that could not run, and runs it again once the system answers.
+An intent that may have landed although its answer was lost is never reported failed: a
+create with an idempotency key is sent again with it; a delete is settled by a read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from daemon.connector.rest import ConnectorError, RemoteRecord
+from daemon.errors import DaemonError
+from daemon.http import HttpError, MalformedResponse, PreconditionFailed
+from daemon.lane.decide import Done, Stale, decide_delete, decide_found, decide_update
+from daemon.lane.ports import Connector, Delivered, Journal
+from daemon.lane.references import Parked, References, WaitForLink
+from daemon.lane.report import Health, Reporter, Round
+from streams import codec
+from streams.errors import DecodeError
+from streams.events import WriteIntent, WriteStale, Written
+
+log = logging.getLogger(__name__)
+
+PRECONDITION_ROUNDS = 3
+"""How often a write that lost a race (412) is read and decided again before it is failed."""
+
+RETRIABLE_ROUNDS = 3
+"""How many rounds an intent may fail with a retriable error while the system otherwise
+answers, before it is reported failed (a record the system cannot take, not an outage)."""
+
+DONE_REMEMBERED = 10_000
+"""How many committed intent ids a lane remembers, so as not to run one twice in-process."""
+
+
+class Outage(Exception):
+    """The system stopped answering in the middle of a round; intents wait for it."""
+
+
+def record_of(delivered: Delivered) -> str:
+    """The canonical id an intent is for (its own offset when it cannot be read)."""
+    try:
+        return codec.decode(delivered.value, (WriteIntent,)).canonical_id
+    except DecodeError:
+        return f"@{delivered.offset}"
+
+
+class Writer:
+    """Executes one lane's intents."""
+
+    def __init__(self, connector: Connector, journal: Journal, reporter: Reporter,
+                 health: Health, references: References, parked: Parked) -> None:
+        self.connector = connector
+        self.journal = journal
+        self.reporter = reporter
+        self.health = health
+        self.references = references
+        self.parked = parked
+        self.system = connector.system
+        self.entity = connector.entity
+        self.name = reporter.name
+        self.concurrency = connector.config.concurrency
+        self._failures: dict[str, int] = {}  # intent id -> rounds failed while the system answered
+        # Intents executed and committed by this process, so that one read again after an
+        # outage's rewind is not run twice (insertion-ordered, the oldest forgotten first).
+        self._done: dict[str, None] = {}
+        self._attempted: set[str] = set()  # intents started that wait for the system
+
+    # -- a batch of intents --------------------------------------------------------------
+    async def execute_intents(self, timeout_ms: int = 0, max_records: int = 50) -> int:
+        """Execute the intents waiting for this lane; how many were executed.
+
+        Up to ``concurrency`` records are written at once (an API's latency, not syncline,
+        is what a lane waits for); the intents of one record run in their order. When the
+        system stops answering, the lane goes back to the first intent not executed: those
+        after it that ran are run again later, and find their values written (done).
+        """
+        delivered = await self.journal.intents(timeout_ms, max_records)
+        if not delivered:
+            return 0
+        groups: dict[str, list[Delivered]] = {}
+        for one in delivered:
+            groups.setdefault(record_of(one), []).append(one)
+        gate = asyncio.Semaphore(self.concurrency)
+        outcomes: dict[int, Round] = {}
+        stopped: list[int] = []
+
+        async def run(group: list[Delivered]) -> None:
+            for one in group:
+                outcome = Round()
+                try:
+                    async with gate:
+                        await self._intent(outcome, one)
+                except Outage:
+                    stopped.append(one.offset)
+                    return
+                outcomes[one.offset] = outcome
+
+        await asyncio.gather(*(run(group) for group in groups.values()))
+        work = Round()
+        for one in delivered:
+            if one.offset in outcomes:
+                work.merge(outcomes[one.offset])
+        # One record's events are in their order; all of them in sequence-number order.
+        work.events.sort(key=lambda event: getattr(event, "seq", 0))
+        next_offset = min(stopped) if stopped else delivered[-1].offset + 1
+        if stopped:
+            self.journal.rewind_intents(next_offset)
+        self.journal.head.intents_offset = next_offset
+        await self.reporter.commit(work)
+        for intent_id in work.done:
+            self._done[intent_id] = None
+        while len(self._done) > DONE_REMEMBERED:
+            del self._done[next(iter(self._done))]
+        return len(outcomes)
+
+    async def _intent(self, work: Round, delivered: Delivered) -> None:
+        try:
+            intent = codec.decode(delivered.value, (WriteIntent,))
+        except DecodeError as exc:
+            self.reporter.letter(work, delivered.key.decode() if delivered.key else self.name,
+                                 type(exc).__name__, str(exc), None, delivered)
+            return
+        if intent.system != self.system or intent.entity != self.entity:
+            return  # another lane's intent in the same partition
+        if intent.intent_id in self._done:
+            return  # ran and committed before an outage rewound the intents
+        # Run before (by an earlier process, or by this one before an outage) and maybe done.
+        rerun = (delivered.offset < self.journal.resumed_below
+                 or intent.intent_id in self._attempted)
+        self._attempted.add(intent.intent_id)
+        try:
+            outcome = await self.execute(intent, rerun=rerun)
+        except WaitForLink as wait:
+            log.info("lane %s: %s waits: %s", self.name, intent.intent_id, wait)
+            assert delivered.value is not None
+            self.parked.park(intent.intent_id, delivered.value)
+            work.parked[intent.intent_id] = delivered.value
+            self._attempted.discard(intent.intent_id)
+            return
+        except HttpError as exc:
+            outcome = await self._after_error(intent, exc, work, delivered)
+        except (DaemonError, ValueError) as exc:
+            outcome = Round([self.reporter.failed(intent, str(exc), work, delivered)])
+        self._failures.pop(intent.intent_id, None)
+        self._attempted.discard(intent.intent_id)
+        outcome.done.append(intent.intent_id)
+        work.merge(outcome)
+        for event in outcome.events:
+            if isinstance(event, Written):
+                self.reporter.count_write(intent, "written")
+            elif isinstance(event, WriteStale):
+                self.reporter.count_write(intent, "stale")
+
+    async def _after_error(self, intent: WriteIntent, exc: HttpError, work: Round,
+                           delivered: Delivered) -> Round:
+        """The system did not answer an intent usefully: wait (:class:`Outage`), or its outcome.
+        """
+        unknown = exc.retriable or isinstance(exc, MalformedResponse)
+        if unknown and intent.op == "create" and self.connector.idempotent_creates:
+            # The create may have happened; only the API's answer to the same key can say,
+            # and a create that landed is never reported failed (the fold would take the
+            # copy for a person's): it waits like in an outage, and is sent again with its key.
+            self.health.failed(exc)
+            raise Outage from exc
+        if exc.retriable and self._failures.get(intent.intent_id, 0) < RETRIABLE_ROUNDS:
+            self._failures[intent.intent_id] = self._failures.get(intent.intent_id, 0) + 1
+            self.health.failed(exc)
+            raise Outage from exc
+        # A retriable error or a garbled answer may hide a delete that happened.
+        if intent.op == "delete" and unknown:
+            return await self._settle_delete(intent, exc, work, delivered)
+        return Round([self.reporter.failed(intent, str(exc), work, delivered)])
+
+    async def _settle_delete(self, intent: WriteIntent, exc: HttpError, work: Round,
+                             delivered: Delivered) -> Round:
+        """A delete that kept failing may still have landed: only a read can say.
+
+        The lane never reports a delete failed when it landed (the fold could not tell its
+        echo from a person's delete): the copy is read once more, and while that read fails
+        too the intent waits like in an outage.
+        """
+        assert intent.external_id is not None
+        try:
+            still = await self.connector.fetch(intent.external_id)
+        except HttpError as again:
+            self.health.failed(again)
+            raise Outage from again
+        outcome = Round()
+        if still is None:
+            await self.reporter.written(outcome, intent, None, intent.external_id)
+        else:
+            outcome.events.append(self.reporter.failed(intent, str(exc), work, delivered))
+        return outcome
+
+    # -- one intent ----------------------------------------------------------------------
+    async def execute(self, intent: WriteIntent, *, rerun: bool = False) -> Round:
+        """Carry out one intent; the observations that say what happened, to commit.
+
+        ``rerun``: it may have run before without its outcome being committed: an earlier
+        process had it when it died, or this one before the system stopped answering.
+        Raises :class:`~daemon.http.HttpError` when the system did not answer usefully.
+        """
+        work = Round()
+        if intent.op == "create":
+            await self._create(work, intent, rerun=rerun)
+            return work
+        external_id = intent.external_id
+        if external_id is None:
+            raise ConnectorError(f"an {intent.op} intent without an external id")
+        for _ in range(PRECONDITION_ROUNDS):
+            current = await self.connector.fetch(external_id)
+            if current is None:
+                if intent.op == "delete":
+                    await self.reporter.written(work, intent, None, external_id)
+                else:
+                    self.reporter.observe_deleted(work, external_id, None)
+                    self.reporter.stale(work, intent, [])
+                return work
+            held = (await self.references.read(current)).values
+            try:
+                if intent.op == "delete":
+                    verdict = decide_delete(held, intent.expected)
+                    if isinstance(verdict, Stale):
+                        await self.reporter.stale_after_read(work, intent, current,
+                                                             verdict.changed)
+                        return work
+                    await self.connector.delete(external_id, current.precondition)
+                    await self.reporter.written(work, intent, None, external_id)
+                    return work
+                decision = decide_update(held, intent.values, intent.expected)
+                if isinstance(decision, Stale):
+                    await self.reporter.stale_after_read(work, intent, current,
+                                                         decision.changed)
+                    return work
+                if isinstance(decision, Done):
+                    await self.reporter.written(work, intent, current, current.id)
+                    return work
+                after = await self.connector.update(
+                    external_id, self.references.to_system(decision.values),
+                    current.precondition)
+            except PreconditionFailed:
+                continue  # changed between our read and our write: read and decide again
+            if after is None:
+                self.reporter.observe_deleted(work, external_id, None)
+                self.reporter.stale(work, intent, [])
+            else:
+                await self.reporter.written(work, intent, after, after.id)
+            return work
+        raise ConnectorError(f"{self.system} kept changing record {external_id} "
+                             f"during {PRECONDITION_ROUNDS} conditional writes")
+
+    async def _create(self, work: Round, intent: WriteIntent, *, rerun: bool = False) -> None:
+        """Create the record, unless a lookup finds it there already.
+
+        A create an earlier process may have made before it died, whose copy a person then
+        deleted, is found by no lookup. Only an API with idempotent creates can tell: the
+        intent's id is the key, so the re-run gets the first create's answer, and a read
+        of that copy tells whether it is still there (a person's delete of it is then
+        reported after the create, like any delete). Without one, the create is made again:
+        the one window where a person's delete can be undone (docs/DECISIONS.md).
+        """
+        body = self.references.to_system(intent.values)
+        found = await self._look_up(body)
+        if found is not None:
+            await self._adopt(work, intent, found)
+            return
+        if self.connector.idempotent_creates:
+            created = await self.connector.create(body, key=intent.intent_id)
+            if created is None:
+                raise ConnectorError(f"{self.system} answered a create without the record "
+                                     "or its location")
+            if rerun and await self.connector.fetch(created.id) is None:
+                log.warning("lane %s: the copy %s created for %s before a restart was deleted "
+                            "since; reporting the delete", self.name, created.id,
+                            intent.canonical_id)
+                await self.reporter.written(work, intent, created, created.id)
+                self.reporter.observe_deleted(work, created.id, None)
+                return
+            await self.reporter.written(work, intent, created, created.id)
+            return
+        if rerun:
+            log.info("lane %s: re-running create %s after a restart; without idempotent "
+                     "creates a copy deleted since cannot be told from one never made",
+                     self.name, intent.intent_id)
+        try:
+            created = await self.connector.create(body)
+        except HttpError as exc:
+            # A timeout may hide a create that happened; a duplicate-key answer means the
+            # record exists. Either way a lookup tells.
+            if self.connector.can_look_up and (exc.retriable or exc.status in (409, 422)):
+                found = await self._look_up(body)
+                if found is not None:
+                    await self._adopt(work, intent, found)
+                    return
+            raise
+        if created is None:
+            found = await self._look_up(body)
+            if found is None:
+                raise ConnectorError(f"{self.system} answered a create without the record "
+                                     "or its location, and no lookup finds it")
+            created = found
+        await self.reporter.written(work, intent, created, created.id)
+
+    async def _look_up(self, body: Mapping[str, Any]) -> RemoteRecord | None:
+        lookup = self.connector.config.lookup
+        if not self.connector.can_look_up or lookup is None:
+            return None
+        if not all(body.get(name) not in (None, "") for name in lookup.fields()):
+            return None  # no match key to look up by
+        found = await self.connector.lookup(body)
+        return found[0] if found else None
+
+    async def _adopt(self, work: Round, intent: WriteIntent, found: RemoteRecord) -> None:
+        """A record with the intent's match key exists already: ours, or a person's."""
+        held = (await self.references.read(found)).values
+        verdict = decide_found(held, intent.values)
+        if isinstance(verdict, Done):
+            await self.reporter.written(work, intent, found, found.id)  # our own, made before
+        else:
+            await self.reporter.stale_after_read(work, intent, found, verdict.changed)
+
+    # -- parked intents ------------------------------------------------------------------
+    async def retry_parked(self) -> None:
+        """Run the intents that waited for a link, now that links changed (or time is up)."""
+        if not self.parked.due():
+            return
+        self.parked.clear_changed()
+        work = Round()
+        for intent_id, (raw, since) in sorted(self.parked.intents.items()):
+            intent = codec.decode(raw, (WriteIntent,))
+            try:
+                outcome = await self.execute(intent)
+            except WaitForLink as wait:
+                if not self.parked.waited_out(since):
+                    continue
+                outcome = Round([self.reporter.failed(
+                    intent, f"waited {self.parked.wait:.0f} s: {wait}", work)])
+            except (DaemonError, ValueError) as exc:
+                if isinstance(exc, HttpError) and exc.retriable:
+                    raise
+                outcome = Round([self.reporter.failed(intent, str(exc), work)])
+            work.merge(outcome)
+            work.parked[intent_id] = None
+        if work:
+            await self.reporter.commit(work)
+            self.parked.release(i for i, raw in work.parked.items() if raw is None)
