@@ -1,12 +1,10 @@
 """The package's import graph: no module imports itself back through others, and the
 dependencies point one way, ``daemon → streams → conflict``.
 
-Every import that runs counts, a function's own included: an import deferred into a function
-to dodge a cycle at import time is still a cycle in the design. Imports under ``if
-TYPE_CHECKING:`` never run (they name a type for mypy: the simulated systems' admin routes
-name the system they serve that way) and count for the direction of the layers only. An import
-of a package counts as an import of its ``__init__`` only (not of every module in it), so a
-package may re-export its modules' names.
+Every import counts, a function's own and one under ``if TYPE_CHECKING:`` included: an import
+deferred into a function, or kept from running, to dodge a cycle at import time is still a
+cycle in the design. An import of a package counts as an import of its ``__init__`` only (not
+of every module in it), so a package may re-export its modules' names.
 """
 
 from __future__ import annotations
@@ -33,32 +31,10 @@ def module_files() -> dict[str, Path]:
     return found
 
 
-def _type_checking(node: ast.AST) -> bool:
-    test = node.test if isinstance(node, ast.If) else None
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def _nodes(tree: ast.AST, typing_too: bool) -> Iterator[ast.AST]:
-    """Every node of ``tree``; without ``typing_too``, none under ``if TYPE_CHECKING:``."""
-    for node in ast.iter_child_nodes(tree):
-        if not typing_too and _type_checking(node):
-            assert isinstance(node, ast.If)
-            for other in node.orelse:
-                yield other
-                yield from _nodes(other, typing_too)
-            continue
-        yield node
-        yield from _nodes(node, typing_too)
-
-
-def imports_of(name: str, path: Path, known: set[str], *, typing_too: bool = False
-               ) -> Iterator[str]:
-    """The project modules that module ``name`` (at ``path``) imports when it runs; with
-    ``typing_too``, for the type checker as well."""
+def imports_of(name: str, path: Path, known: set[str]) -> Iterator[str]:
+    """The project modules that module ``name`` (at ``path``) imports."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    for node in _nodes(tree, typing_too):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name in known:
@@ -77,12 +53,11 @@ def imports_of(name: str, path: Path, known: set[str], *, typing_too: bool = Fal
                     yield module
 
 
-def graph(*, typing_too: bool = False) -> dict[str, set[str]]:
+def graph() -> dict[str, set[str]]:
     """Module -> the project modules it imports."""
     files = module_files()
     known = set(files)
-    return {name: set(imports_of(name, path, known, typing_too=typing_too)) - {name}
-            for name, path in files.items()}
+    return {name: set(imports_of(name, path, known)) - {name} for name, path in files.items()}
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -126,8 +101,6 @@ def test_the_graph_is_read_from_the_sources() -> None:
     assert "daemon.review.cli" in edges["daemon.cli"]
     assert "conflict.fold" in edges["conflict"]  # the package's face re-exports the fold
     assert "daemon.demo" in edges["daemon.cli"]  # imported inside the command that runs it
-    assert "daemon.sandbox.system" not in edges["daemon.sandbox.admin"]  # TYPE_CHECKING
-    assert "daemon.sandbox.system" in graph(typing_too=True)["daemon.sandbox.admin"]
 
 
 def test_no_module_imports_itself_back() -> None:
@@ -135,8 +108,7 @@ def test_no_module_imports_itself_back() -> None:
 
 
 def test_dependencies_point_one_way() -> None:
-    edges = graph(typing_too=True)
-    wrong = sorted(f"{source} imports {target}" for source, targets in edges.items()
+    wrong = sorted(f"{source} imports {target}" for source, targets in graph().items()
                    for target in targets
                    if LAYER[target.split(".")[0]] > LAYER[source.split(".")[0]])
     assert wrong == []
