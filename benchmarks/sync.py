@@ -14,8 +14,8 @@ It prints records per second and the writes the systems counted. ``--latency-ms`
 every API request wait first, like a SaaS API far away; ``--concurrency`` is how many
 records a lane writes at once. The helpdesk's rate limit
 is off and the lane's own (15/s in the example) is raised, so the numbers are syncline's, not
-the limit's. A lane is one sequence of HTTP calls per system and entity (DESIGN.md): these
-rates are one lane's.
+the limit's. A lane is one sequence of HTTP calls per system and entity
+(docs/ARCHITECTURE.md): these rates are one lane's.
 """
 
 from __future__ import annotations

@@ -11,10 +11,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
@@ -22,51 +19,29 @@ import orjson
 
 import conflict
 from daemon import __version__
-from daemon.config import Config, load_config
+from daemon.clibase import (
+    CliContext,
+    fail,
+    kafka_hint,
+    load_or_fail,
+    quiet_kafka_client,
+    run_kafka,
+)
+from daemon.config import Config
 from daemon.connector.rest import RestEntity, build_client
-from daemon.errors import ConfigError, DaemonError
+from daemon.errors import DaemonError
 from daemon.review.cli import register as register_review
 from daemon.worker import ROLES, Worker
 from streams.dlq import letters as dlq_letters
 from streams.dlq import redrive as dlq_redrive_letters
 from streams.errors import KafkaUnavailable, StreamsError
 from streams.events import json_schemas
-from streams.kafka import KafkaSettings, probe
+from streams.kafka import probe
 from streams.replay import replay as replay_log
 from streams.topics import Topics
 from streams.worker import tune_gc
 
-USAGE_ERROR = 2
-"""Exit code for a mistake the user can fix: bad config, unreachable broker."""
-
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-
-
-def _kafka_hint(bootstrap: str) -> str:
-    hosts = {address.rpartition(":")[0] for address in bootstrap.split(",")}
-    if hosts & set(_LOCAL_HOSTS):
-        return "is the broker running? To start the local one: deploy/kafka/kafka.sh up"
-    return "check kafka.bootstrap and that the cluster is up and reachable from here"
-
-
-@dataclass(frozen=True)
-class CliContext:
-    """What every command gets: the environment, read once at start-up."""
-
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(message, err=True)
-    raise SystemExit(USAGE_ERROR)
-
-
-def _quiet_kafka_client() -> None:
-    # aiokafka logs every refused connection at ERROR; with no logging configured Python
-    # would print those to stderr next to the one line the command reports itself.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    # httpx logs every request at INFO; daemon.http logs what matters (failures) itself.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+__all__ = ["CliContext", "cli", "main"]
 
 
 @click.group()
@@ -93,23 +68,19 @@ def cli() -> None:
 @click.pass_obj
 def check(obj: CliContext | None, config_path: Path, timeout: float) -> None:
     """Validate the configuration file, then reach Kafka and every system's API."""
-    env = obj.env if obj is not None else {}
-    try:
-        config = load_config(config_path, env)
-    except ConfigError as exc:
-        _fail(str(exc))
+    config = load_or_fail(obj, config_path)
     click.echo(
         f"config ok: {config_path} ({len(config.systems)} systems, "
         f"{len(config.entities)} entities, topic prefix {config.kafka.topic_prefix!r})"
     )
     settings = config.kafka.settings()
-    _quiet_kafka_client()
+    quiet_kafka_client()
     try:
         cluster = asyncio.run(probe(settings, timeout))
     except KafkaUnavailable as exc:
-        _fail(f"syncline: {exc}; {_kafka_hint(settings.bootstrap)}")
+        fail(f"syncline: {exc}; {kafka_hint(settings.bootstrap)}")
     except StreamsError as exc:
-        _fail(f"syncline: Kafka at {settings.bootstrap}: {exc}")
+        fail(f"syncline: Kafka at {settings.bootstrap}: {exc}")
     brokers = len(cluster.brokers)
     click.echo(
         f"kafka ok: {settings.bootstrap} (cluster {cluster.cluster_id}, "
@@ -117,7 +88,7 @@ def check(obj: CliContext | None, config_path: Path, timeout: float) -> None:
     )
     failed = asyncio.run(_check_apis(config))
     if failed:
-        _fail(f"syncline: {failed} of the systems' APIs could not be reached (above)")
+        fail(f"syncline: {failed} of the systems' APIs could not be reached (above)")
 
 
 async def _check_apis(config: Config) -> int:
@@ -165,9 +136,6 @@ def write_schemas(out_dir: Path) -> list[Path]:
     return written
 
 
-T = TypeVar("T")
-
-
 def _listen_address(value: str) -> tuple[str, int]:
     host, colon, port = value.rpartition(":")
     if not (colon and host and port.isdigit() and 0 <= int(port) < 65536):
@@ -195,15 +163,15 @@ def run(obj: CliContext | None, config_path: Path, roles: tuple[str, ...],
     record events, write intents and conflicts. The web server serves /health, /ready,
     /metrics and the webhook receivers.
     """
-    config = _load_or_fail(obj, config_path)
+    config = load_or_fail(obj, config_path)
     try:
         host, port = _listen_address(listen)
     except click.BadParameter as exc:
-        _fail(f"syncline run: --listen: {exc.message}")
+        fail(f"syncline run: --listen: {exc.message}")
     settings = config.kafka.settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
                         "%(message)s")
-    _quiet_kafka_client()
+    quiet_kafka_client()
     chosen = ROLES if "all" in roles else tuple(r for r in ROLES if r in roles)
     worker = Worker(config, roles=chosen, state_dir=state_dir, host=host, port=port)
     if "merge" in chosen:
@@ -220,9 +188,9 @@ def run(obj: CliContext | None, config_path: Path, roles: tuple[str, ...],
         await worker.run(stop)
 
     try:
-        _run_kafka(settings, serve())
+        run_kafka(settings, serve())
     except DaemonError as exc:
-        _fail(f"syncline: {exc}")
+        fail(f"syncline: {exc}")
 
 
 @cli.command()
@@ -235,9 +203,9 @@ def replay(obj: CliContext | None, config_path: Path) -> None:
     Exit code 0 when they are equal, 1 when any record differs. The rebuild stops at the
     offsets the live table reflects, so it can run while the merge stage works.
     """
-    config = _load_or_fail(obj, config_path)
+    config = load_or_fail(obj, config_path)
     settings = config.kafka.settings()
-    result = _run_kafka(settings, replay_log(settings, Topics(config.kafka.topic_prefix),
+    result = run_kafka(settings, replay_log(settings, Topics(config.kafka.topic_prefix),
                                              config.catalog()))
     differences = result.differences
     click.echo(result.summary())
@@ -252,24 +220,6 @@ def dlq() -> None:
     """The dead-letter topic: inputs that could not be processed, with the reason."""
 
 
-def _load_or_fail(obj: CliContext | None, config_path: Path) -> Config:
-    env = obj.env if obj is not None else {}
-    try:
-        return load_config(config_path, env)
-    except ConfigError as exc:
-        _fail(str(exc))
-
-
-def _run_kafka(settings: KafkaSettings, work: Coroutine[Any, Any, T]) -> T:
-    _quiet_kafka_client()
-    try:
-        return asyncio.run(work)
-    except KafkaUnavailable as exc:
-        _fail(f"syncline: {exc}; {_kafka_hint(settings.bootstrap)}")
-    except StreamsError as exc:
-        _fail(f"syncline: Kafka at {settings.bootstrap}: {exc}")
-
-
 @dlq.command("list")
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
               help="The YAML configuration file.")
@@ -277,9 +227,9 @@ def _run_kafka(settings: KafkaSettings, work: Coroutine[Any, Any, T]) -> T:
 @click.pass_obj
 def dlq_list(obj: CliContext | None, config_path: Path, stage: str | None) -> None:
     """List the dead letters: id, stage, where the input came from, and why it failed."""
-    config = _load_or_fail(obj, config_path)
+    config = load_or_fail(obj, config_path)
     settings = config.kafka.settings()
-    found = _run_kafka(settings, dlq_letters(settings, Topics(config.kafka.topic_prefix),
+    found = run_kafka(settings, dlq_letters(settings, Topics(config.kafka.topic_prefix),
                                              stage))
     for item in found:
         letter = item.letter
@@ -299,9 +249,9 @@ def dlq_redrive(obj: CliContext | None, config_path: Path, ids: tuple[str, ...],
                 stage: str | None, everything: bool) -> None:
     """Send letters' original bytes back to their original topic (safe to repeat)."""
     if not (ids or stage or everything):
-        _fail("syncline dlq redrive: say which letters: --id ID (repeatable), --stage STAGE "
+        fail("syncline dlq redrive: say which letters: --id ID (repeatable), --stage STAGE "
               "or --all")
-    config = _load_or_fail(obj, config_path)
+    config = load_or_fail(obj, config_path)
     settings = config.kafka.settings()
     topics = Topics(config.kafka.topic_prefix)
 
@@ -310,11 +260,11 @@ def dlq_redrive(obj: CliContext | None, config_path: Path, ids: tuple[str, ...],
         chosen = [item for item in found if everything or stage or item.id in ids]
         missing = sorted(set(ids) - {item.id for item in found})
         if missing:
-            _fail(f"syncline dlq redrive: no dead letter {', '.join(missing)} "
+            fail(f"syncline dlq redrive: no dead letter {', '.join(missing)} "
                   "(see `syncline dlq list`)")
         return await dlq_redrive_letters(settings, chosen)
 
-    sent = _run_kafka(settings, work())
+    sent = run_kafka(settings, work())
     click.echo(f"re-drove {sent} dead letter{'s' if sent != 1 else ''}")
 
 
@@ -331,7 +281,7 @@ def status(url: str) -> None:
         answer.raise_for_status()
         body = answer.json()
     except (httpx.HTTPError, ValueError) as exc:
-        _fail(f"syncline status: no worker answers at {url} ({exc}); is `syncline run` up?")
+        fail(f"syncline status: no worker answers at {url} ({exc}); is `syncline run` up?")
     lanes = body.get("lanes", {})
     click.echo(f"roles: {', '.join(body.get('roles', []))}; {len(lanes)} lanes")
     trouble = False

@@ -1,8 +1,9 @@
 """``syncline demo``: everything local, and a short story told live in the terminal.
 
 It starts (or reuses) the local Kafka broker, serves the simulated CRM and helpdesk, runs a
-worker with the shipped example configuration (``examples/syncline.yaml``), then plays a
-scripted story, checking each step through the systems' own APIs:
+worker with the example configuration (``examples/syncline.yaml``; both are shipped in the
+package, :mod:`daemon.shipped`), then plays a scripted story, checking each step through the
+systems' own APIs:
 
 1. contacts created on each side appear on the other (the one person in both is linked, not
    duplicated, and her tags are merged);
@@ -39,15 +40,12 @@ from daemon.errors import DaemonError
 from daemon.review.report import render
 from daemon.review.source import load_view
 from daemon.sandbox import RunningSystem, WebhookTarget, run_crm, run_helpdesk
+from daemon.shipped import example_config, kafka_script
 from daemon.worker import Worker
 from streams import codec
 from streams.events import ConflictEvent
 from streams.kafka import KafkaSettings, read_to_end
 from streams.topics import Topics
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "syncline.yaml"
-KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
 
 REVIEW_ENV = "SYNCLINE_REVIEW_TOKEN"
 ENV = {"CRM_TOKEN": "demo-crm-token", "CRM_WEBHOOK_SECRET": "demo-webhook-secret",
@@ -166,7 +164,7 @@ def preflight(ports: Ports) -> None:
 
 def _kafka_sh(command: str, port: int, env: Mapping[str, str]
               ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(KAFKA_SH), command], capture_output=True, text=True,
+    return subprocess.run(["bash", str(kafka_script()), command], capture_output=True, text=True,
                           check=False, timeout=900,
                           env={**env, "SYNCLINE_KAFKA_PORT": str(port)})
 
@@ -181,7 +179,7 @@ def start_kafka(out: Callable[[str], None], port: int, env: Mapping[str, str]
     if _kafka_sh("status", port, env).returncode == 0:
         out(f"using the Kafka broker already running on 127.0.0.1:{port}")
         return f"127.0.0.1:{port}", False
-    out("starting Kafka (deploy/kafka/kafka.sh up; the first run downloads it) ...")
+    out(f"starting Kafka (bash {kafka_script()} up; the first run downloads it) ...")
     result = _kafka_sh("up", port, env)
     if result.returncode != 0:
         message = (result.stderr or result.stdout).strip().splitlines()
@@ -192,7 +190,7 @@ def start_kafka(out: Callable[[str], None], port: int, env: Mapping[str, str]
 def demo_config(crm_url: str, helpdesk_url: str, bootstrap: str, prefix: str,
                 directory: Path) -> Path:
     """The example config, pointed at this run's systems, broker and topics."""
-    text = EXAMPLE.read_text(encoding="utf-8")
+    text = example_config()
     text = (text.replace("http://127.0.0.1:8101", crm_url)
             .replace("http://127.0.0.1:8102", helpdesk_url)
             .replace("bootstrap: 127.0.0.1:19092", f"bootstrap: {bootstrap}")

@@ -126,7 +126,7 @@ class Worker:
         """The canonical id the hub gives ``system``'s record ``external_id`` of ``entity``.
 
         For a reference to a record the hub has not linked yet: read it through that
-        entity's lane and derive its id as the route stage does (DESIGN.md, "Identity").
+        entity's lane and derive its id as the route stage does (docs/ARCHITECTURE.md, "Identity").
         """
         lane = self.lanes.get(f"{system}/{entity}")
         if lane is None:

@@ -1,7 +1,7 @@
 """What the two stream stages do with one input, apart from Kafka.
 
-The topology (``streams/app.py``) is two stages, each a consume → transform → produce step
-whose state lives in a table backed by a changelog topic:
+The topology (:class:`streams.worker.MergeWorker`) is two stages, each a consume → transform →
+produce step whose state lives in a table backed by a compacted changelog topic:
 
 1. **route**, keyed like ``observations`` (``system/entity``, one lane's): finds the record's
    canonical id in the links table or derives it (:mod:`streams.identity`), links it, and
@@ -14,7 +14,9 @@ whose state lives in a table backed by a changelog topic:
    of the fold: replaying it rebuilds the records table bit for bit (``streams.replay``).
 
 Both stages here are plain classes over mutable mappings, so they are tested without Kafka and
-driven the same way by the Faust agents and by ``syncline replay``.
+driven the same way by the exactly-once stage runner of :mod:`streams` (which commits their
+outputs, the changed state and the consumed offsets in one Kafka transaction) and by
+``syncline replay`` (:mod:`streams.replay`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The review commands: ``syncline conflicts list|show|resolve``, ``report`` and ``record``.
 
-:func:`register` adds them to the ``syncline`` group. They share the main CLI's handling of
-user errors (one line on stderr, exit code 2), imported when a command runs so that this
-module and :mod:`daemon.cli` can import each other's names without a cycle at import time.
+:func:`register` adds them to the ``syncline`` group that :mod:`daemon.cli` builds. They handle
+a user's mistake as every command does (:mod:`daemon.clibase`: one line on stderr, exit code 2).
 """
 
 from __future__ import annotations
@@ -10,15 +9,16 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, Protocol, TypeVar, cast
+from typing import Any, TypeVar
 
 import click
 import orjson
 
 from conflict.state import Json
+from daemon.clibase import CliContext, fail, load_or_fail, run_kafka
 from daemon.config import Config
 from daemon.review.errors import ReviewError
 from daemon.review.report import FORMATS, Format, age_text, render, show, when
@@ -31,23 +31,8 @@ from streams.topics import Topics
 T = TypeVar("T")
 
 
-class _HasEnv(Protocol):
-    env: Mapping[str, str]
-
-
-def _fail(message: str) -> NoReturn:
-    from daemon import cli as main_cli
-    main_cli._fail(message)
-
-
-def _config(obj: _HasEnv | None, config_path: Path) -> Config:
-    from daemon import cli as main_cli
-    return main_cli._load_or_fail(cast(Any, obj), config_path)
-
-
 def _kafka(config: Config, work: Coroutine[Any, Any, T]) -> T:
-    from daemon import cli as main_cli
-    return main_cli._run_kafka(config.kafka.settings(), work)
+    return run_kafka(config.kafka.settings(), work)
 
 
 def _view(config: Config) -> ReviewView:
@@ -108,7 +93,7 @@ def conflicts() -> None:
 @click.option("--since", help="Only conflicts raised since: a duration back (2h, 7d) or an "
               "ISO time.")
 @click.pass_obj
-def conflicts_list(obj: _HasEnv | None, config_path: Path, open_only: bool,
+def conflicts_list(obj: CliContext | None, config_path: Path, open_only: bool,
                    status: Status | None, entity: str | None, system: str | None,
                    field_name: str | None, since: str | None) -> None:
     """List conflicts: open ones first, each group oldest first."""
@@ -116,10 +101,10 @@ def conflicts_list(obj: _HasEnv | None, config_path: Path, open_only: bool,
     try:
         since_ts = None if since is None else parse_since(since, now)
     except click.BadParameter as exc:
-        _fail(f"syncline conflicts list: --since: {exc.message}")
+        fail(f"syncline conflicts list: --since: {exc.message}")
     if open_only and status not in (None, "open"):
-        _fail(f"syncline conflicts list: --open and --status {status} contradict each other")
-    config = _config(obj, config_path)
+        fail(f"syncline conflicts list: --open and --status {status} contradict each other")
+    config = load_or_fail(obj, config_path)
     view = _view(config)
     found = view.select(ConflictFilter(status="open" if open_only else status, entity=entity,
                                        system=system, field=field_name, since=since_ts))
@@ -151,20 +136,20 @@ def _json(value: Json, deleted: bool = False) -> str:
 @click.option("--history", "history_rows", default=10, show_default=True,
               type=click.IntRange(min=0), help="How many of the record's latest changes.")
 @click.pass_obj
-def conflicts_show(obj: _HasEnv | None, config_path: Path, conflict_id: str,
+def conflicts_show(obj: CliContext | None, config_path: Path, conflict_id: str,
                    history_rows: int) -> None:
     """Show one conflict: both sides (system, value, when) and the record's recent history.
 
     CONFLICT_ID is the id from `syncline conflicts list`, or a prefix of it that only one
     conflict has.
     """
-    config = _config(obj, config_path)
+    config = load_or_fail(obj, config_path)
     view = _view(config)
     now = _now()
     try:
         event = view.find(conflict_id)
     except ReviewError as exc:
-        _fail(f"syncline conflicts show: {exc}")
+        fail(f"syncline conflicts show: {exc}")
     click.echo(f"conflict  {event.conflict_id}")
     click.echo(f"record    {event.canonical_id} ({event.entity})" + _links(view, event))
     click.echo(f"field     {event.field}")
@@ -216,7 +201,7 @@ def _history_line(row: Any) -> str:
 @click.option("--note", help="Why, in your words; kept with the decision.")
 @click.option("--by", help="Who decides (default: $USER).")
 @click.pass_obj
-def conflicts_resolve(obj: _HasEnv | None, config_path: Path, conflict_id: str,
+def conflicts_resolve(obj: CliContext | None, config_path: Path, conflict_id: str,
                       take: str | None, value_json: str | None, note: str | None,
                       by: str | None) -> None:
     """Resolve an open conflict: take one system's value, or give a value.
@@ -225,17 +210,17 @@ def conflicts_resolve(obj: _HasEnv | None, config_path: Path, conflict_id: str,
     system.
     """
     if (take is None) == (value_json is None):
-        _fail("syncline conflicts resolve: give exactly one of --take SYSTEM or --value JSON")
+        fail("syncline conflicts resolve: give exactly one of --take SYSTEM or --value JSON")
     value: Json | object = NO_VALUE
     if value_json is not None:
         try:
             value = orjson.loads(value_json)
         except orjson.JSONDecodeError as exc:
-            _fail(f"syncline conflicts resolve: --value is not JSON ({exc}); a text needs "
+            fail(f"syncline conflicts resolve: --value is not JSON ({exc}); a text needs "
                   "quotes, e.g. --value '\"Ann Lee\"'")
     env = obj.env if obj is not None else {}
     who = by or env.get("USER") or "cli"
-    config = _config(obj, config_path)
+    config = load_or_fail(obj, config_path)
     settings = config.kafka.settings()
     topics = Topics(config.kafka.topic_prefix)
     view = _view(config)
@@ -245,7 +230,7 @@ def conflicts_resolve(obj: _HasEnv | None, config_path: Path, conflict_id: str,
                                      at=_now(), resolution_id=f"r-{uuid.uuid4().hex}",
                                      note=note, accepts=field_types(config.catalog()))
     except ReviewError as exc:
-        _fail(f"syncline conflicts resolve: {exc}")
+        fail(f"syncline conflicts resolve: {exc}")
     delivery = _kafka(config, publish(settings, topics, resolution))
     chosen = (f"{take}'s value" if take is not None
               else orjson.dumps(resolution.value).decode())
@@ -261,10 +246,10 @@ def conflicts_resolve(obj: _HasEnv | None, config_path: Path, conflict_id: str,
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of standard output.")
 @click.pass_obj
-def report(obj: _HasEnv | None, config_path: Path, fmt: Format, out_path: Path | None) -> None:
+def report(obj: CliContext | None, config_path: Path, fmt: Format, out_path: Path | None) -> None:
     """The conflict-review report: open conflicts first, then what policies and people decided.
     """
-    config = _config(obj, config_path)
+    config = load_or_fail(obj, config_path)
     view = _view(config)
     text = render(view, fmt, _now(), prefix=config.kafka.topic_prefix)
     if out_path is None:
@@ -273,7 +258,7 @@ def report(obj: _HasEnv | None, config_path: Path, fmt: Format, out_path: Path |
     try:
         out_path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        _fail(f"syncline report: cannot write {out_path}: {exc.strerror or exc}")
+        fail(f"syncline report: cannot write {out_path}: {exc.strerror or exc}")
     summary = view.summary(_now())
     click.echo(f"wrote {out_path} ({summary.total} conflicts, "
                f"{summary.by_status['open']} open)")
@@ -283,18 +268,18 @@ def report(obj: _HasEnv | None, config_path: Path, fmt: Format, out_path: Path |
 @_CONFIG
 @click.argument("record_ref", metavar="ID")
 @click.pass_obj
-def record(obj: _HasEnv | None, config_path: Path, record_ref: str) -> None:
+def record(obj: CliContext | None, config_path: Path, record_ref: str) -> None:
     """The history of one record: which system set each field, when, and how it fared.
 
     ID is a canonical id, or SYSTEM/EXTERNAL_ID (e.g. crm/42). The history is the record's
     recent changes (the merge keeps a bounded number) and its conflicts' losing sides.
     """
-    config = _config(obj, config_path)
+    config = load_or_fail(obj, config_path)
     view = _view(config)
     try:
         cid = view.record_id(record_ref)
     except ReviewError as exc:
-        _fail(f"syncline record: {exc}")
+        fail(f"syncline record: {exc}")
     event = view.records.get(cid)
     if event is not None:
         state = "deleted" if event.deleted else "live"

@@ -7,19 +7,48 @@ bump ``updated_at`` and the version, and send webhooks, like any edit).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
-from daemon.sandbox.clock import format_iso_ms, parse_iso
+from daemon.sandbox.clock import SimClock, format_iso_ms, parse_iso
 from daemon.sandbox.errors import ApiError, BadRequest, NotFound
+from daemon.sandbox.faults import FaultInjector
 from daemon.sandbox.params import read_json_object
 from daemon.sandbox.ratelimit import RateLimit
-from daemon.sandbox.store import ResourceSpec
-from daemon.sandbox.webhooks import WebhookTarget
+from daemon.sandbox.stats import Stats
+from daemon.sandbox.store import ResourceSpec, Store, StoredRecord, WriteResult
+from daemon.sandbox.webhooks import WebhookSender, WebhookTarget
 
-if TYPE_CHECKING:
-    from daemon.sandbox.system import SimulatedSystem
+
+class AdminTarget(Protocol):
+    """What the admin routes use of the system they serve: a
+    :class:`~daemon.sandbox.system.SimulatedSystem` (which registers them, so this module
+    names it by what it does rather than importing it back)."""
+
+    sends_webhooks: ClassVar[bool]
+    clock: SimClock
+    store: Store
+    faults: FaultInjector
+    stats: Stats
+    webhooks: WebhookSender
+    rate_limit: RateLimit | None
+
+    def render(self, record: StoredRecord) -> dict[str, Any]: ...
+
+    def create(self, spec: ResourceSpec, values: Mapping[str, Any],
+               request: web.Request | None) -> WriteResult: ...
+
+    def update(self, spec: ResourceSpec, key: int, values: Mapping[str, Any],
+               request: web.Request | None) -> WriteResult: ...
+
+    def delete(self, spec: ResourceSpec, key: int, request: web.Request | None
+               ) -> WriteResult: ...
+
+    def reset(self) -> None: ...
+
+    def set_rate_limit(self, limit: RateLimit | None) -> None: ...
 
 
 def error_body(error: ApiError) -> dict[str, Any]:
@@ -30,7 +59,7 @@ def error_body(error: ApiError) -> dict[str, Any]:
     return body
 
 
-def add_routes(router: web.UrlDispatcher, system: SimulatedSystem, *, prefix: str) -> None:
+def add_routes(router: web.UrlDispatcher, system: AdminTarget, *, prefix: str) -> None:
     """Register the admin routes of ``system`` under ``prefix``."""
     routes = _AdminRoutes(system)
     router.add_get(f"{prefix}/faults", routes.get_faults)
@@ -50,7 +79,7 @@ def add_routes(router: web.UrlDispatcher, system: SimulatedSystem, *, prefix: st
 
 
 class _AdminRoutes:
-    def __init__(self, system: SimulatedSystem) -> None:
+    def __init__(self, system: AdminTarget) -> None:
         self.system = system
 
     async def get_faults(self, request: web.Request) -> web.Response:

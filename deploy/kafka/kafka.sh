@@ -175,7 +175,8 @@ min.insync.replicas=1
 offsets.topic.num.partitions=4
 transaction.state.log.num.partitions=4
 num.partitions=1
-# Faust creates the topics it needs; tests create their own with the admin client.
+# faust-streaming (tests/streams/test_faust_*.py) creates the topics it needs; syncline and
+# the other tests create theirs with the admin client.
 auto.create.topics.enable=true
 # Tests join and leave consumer groups all the time; do not wait for more members.
 group.initial.rebalance.delay.ms=0

@@ -1,4 +1,4 @@
-"""A model of syncline's data flow for one record, to check the fold against DESIGN.md's laws.
+"""A model of syncline's data flow for one record, to check the fold against its invariants.
 
 The model plays N systems, each a small database that holds one copy of the record; their
 lanes (one sequence of reads and writes per system, an outbox of observations that reach
@@ -86,9 +86,9 @@ failures or crashes, reads every system, and repeats until nothing changes):
   every system holds it, with exactly the canonical value of every field it carries. The
   hub's view agrees with the systems: every peer exists as its system does, its shadow
   equals its system's copy, it has no write in flight, and if it holds the record its
-  knowledge covers the dot of every canonical field. (DESIGN says the knowledge of a system in
-  step "becomes the clock"; the fold only does that for the systems an input touched, and
-  the dots it then misses changed no canonical value, so only coverage is required.)
+  knowledge covers the dot of every canonical field. (The knowledge of a system in step
+  "becomes the clock" only for the systems an input touched; the dots the others then miss
+  changed no canonical value, so only coverage is required.)
 * **Determinism (replay)** -- folding every input the hub was given, in order, into a fresh
   state rebuilds ``to_dict()`` exactly.
 * **No silent loss (final)** -- every user edit, create and delete is in ``hub_seen`` (the hub
@@ -170,7 +170,7 @@ KNOWN_BUGS: frozenset[str] = frozenset()
 # landed" from "landed and deleted", and the re-run creates the copy again
 # (docs/DECISIONS.md; the regression tests show it both ways).
 LIMITATIONS = frozenset({DELETE_BEFORE_CREATE_OUTCOME})
-# What a lane promises beyond DESIGN.md, because the fold cannot work it out: the model's
+# What a lane promises beyond the data flow, because the fold cannot work it out: the model's
 # lanes keep these promises by default (daemon/lane/ keeps them; tests/daemon/lane/ and
 # tests/daemon/test_lane.py).
 # - a delete that landed is never reported failed: the lane reads the copy before it gives
@@ -180,7 +180,7 @@ LANE_CONTRACT = frozenset({FAILED_DELETE_LANDED})
 
 
 class InvariantViolation(AssertionError):
-    """A law of DESIGN.md broken by the fold (or by the model's lanes, when switched off)."""
+    """An invariant broken by the fold (or by the model's lanes, when switched off)."""
 
     def __init__(self, invariant: str, message: str, trace: Iterable[str] = ()) -> None:
         self.invariant = invariant

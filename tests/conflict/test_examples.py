@@ -1,6 +1,7 @@
 """Readable examples of the fold: what happens to one contact shared by a CRM and a helpdesk.
 
-These are the documentation of conflict/: each test tells one story from DESIGN.md "The merge".
+These are the documentation of conflict/: each test tells one story of the merge
+(docs/ARCHITECTURE.md, "The merge").
 The property and state-machine tests next to this file check the same rules over random
 schedules.
 """

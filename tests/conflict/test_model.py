@@ -1,4 +1,4 @@
-"""The fold against a model of the whole data flow, over random schedules (DESIGN.md "Invariants").
+"""The fold against a model of the whole data flow, over random schedules.
 
 A Hypothesis ``RuleBasedStateMachine`` plays 2-4 systems sharing one contact, their lanes and
 the hub (``tests/conflict/model.py`` holds the model and states every invariant precisely):

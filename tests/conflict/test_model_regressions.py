@@ -59,7 +59,7 @@ def test_a_delete_intent_does_not_delete_over_an_edit_the_hub_has_not_seen() -> 
 
     crm and helpdesk share the record. A crm user deletes it; a helpdesk user edits the name
     at the same time. The hub learns of the delete first and plans ``delete`` for helpdesk
-    with ``expected == {}``: a lane that re-reads and compares (DESIGN "writes") has nothing
+    with ``expected == {}``: a lane that re-reads and compares before it writes has nothing
     to compare, so it deletes the copy -- and the helpdesk user's edit with it, before any
     read showed it to the hub. No silent loss breaks (the stale check cannot work); the edit
     should instead make the delete stale and then meet the delete as a conflict.

@@ -152,5 +152,5 @@ def test_a_broker_that_is_down_is_named_with_what_to_do(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"syncline: cannot reach Kafka at {address}: no broker accepted a connection; "
-        "is the broker running? To start the local one: deploy/kafka/kafka.sh up"
+        f"is the broker running? To start the local one: bash {REPO}/deploy/kafka/kafka.sh up"
     )

@@ -12,6 +12,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+STORY = ("✓ 4 contacts in both systems; Ann linked, not duplicated",
+         "✓ Ann's tags merged on both sides (union): customer, vip",
+         "✓ the CRM has Bob's new phone",
+         "✓ Cy is gone from the helpdesk too",
+         "✓ a conflict on phone, decided by 'latest'",
+         "✓ both systems hold the winning phone",
+         "✓ an open conflict on Ann's name, waiting for review",
+         "records in sync:    3 of 3 (CRM) / 3 (helpdesk)",
+         "conflicts:          3 recorded, 1 open for review")
+"""Lines the demo prints when its whole story happened."""
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -38,15 +49,7 @@ def test_the_demo_tells_its_story_and_ends_with_a_summary(kafka_bootstrap: str,
 
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for line in ("✓ 4 contacts in both systems; Ann linked, not duplicated",
-                 "✓ Ann's tags merged on both sides (union): customer, vip",
-                 "✓ the CRM has Bob's new phone",
-                 "✓ Cy is gone from the helpdesk too",
-                 "✓ a conflict on phone, decided by 'latest'",
-                 "✓ both systems hold the winning phone",
-                 "✓ an open conflict on Ann's name, waiting for review",
-                 "records in sync:    3 of 3 (CRM) / 3 (helpdesk)",
-                 "conflicts:          3 recorded, 1 open for review"):
+    for line in STORY:
         assert line in out, out
     report = tmp_path / "demo" / "conflicts.html"
     assert f"conflict-review report: {report}" in out
