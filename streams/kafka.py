@@ -16,20 +16,16 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 import aiokafka
 import aiokafka.errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.helpers import create_ssl_context
-from pydantic import BaseModel, ConfigDict, SecretStr
 
 from streams.errors import (
     KafkaRequestFailed,
@@ -37,9 +33,7 @@ from streams.errors import (
     StreamsError,
     TopicMismatch,
 )
-
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+from streams.settings import KafkaSettings as KafkaSettings  # re-exported
 
 _TOPIC_ALREADY_EXISTS = 36
 # Errors that mean "nobody answered" rather than "the broker said no".
@@ -48,59 +42,6 @@ _UNREACHABLE = (
     kafka_errors.NodeNotReadyError,
     kafka_errors.NoBrokersAvailable,
 )
-
-
-class KafkaSettings(BaseModel):
-    """How to reach a Kafka cluster. Secrets arrive resolved, as ``SecretStr``.
-
-    The security fields are passed to aiokafka unchanged: ``sasl_*`` are used with the
-    ``SASL_*`` protocols, ``ssl_*`` with ``SSL`` and ``SASL_SSL``.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    bootstrap: str
-    client_id: str = "syncline"
-    security_protocol: SecurityProtocol = "PLAINTEXT"
-    sasl_mechanism: SaslMechanism = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    ssl_key_password: SecretStr | None = None
-    request_timeout: float = 30.0
-    """Seconds a single request to the broker may take."""
-
-    def client_options(self) -> dict[str, Any]:
-        """Keyword arguments shared by aiokafka's producer, consumer and admin client."""
-        options: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap,
-            "client_id": self.client_id,
-            "security_protocol": self.security_protocol,
-            "request_timeout_ms": int(self.request_timeout * 1000),
-        }
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            options["ssl_context"] = self._ssl_context()
-        if self.security_protocol.startswith("SASL_"):
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            if self.sasl_password is not None:
-                options["sasl_plain_password"] = self.sasl_password.get_secret_value()
-        return options
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        password = self.ssl_key_password.get_secret_value() if self.ssl_key_password else None
-        try:
-            context: ssl.SSLContext = create_ssl_context(
-                cafile=self.ssl_cafile,
-                certfile=self.ssl_certfile,
-                keyfile=self.ssl_keyfile,
-                password=password,
-            )
-        except (OSError, ssl.SSLError) as exc:
-            raise StreamsError(f"cannot load the TLS files for Kafka: {exc}") from exc
-        return context
 
 
 class Delivery(NamedTuple):
@@ -134,6 +75,16 @@ class TopicSpec:
     partitions: int = 1
     replication: int = 1
     config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicShape:
+    """An existing topic's partition count and replication factor (its smallest, per
+    partition), as the cluster reports them."""
+
+    name: str
+    partitions: int
+    replication: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +264,27 @@ class Admin(_Client):
             controller_id=int(cluster.get("controller_id", -1)),
             brokers=tuple(f"{b['host']}:{b['port']}" for b in cluster.get("brokers", ())),
         )
+
+    async def describe_topics(self, names: list[str]) -> dict[str, TopicShape]:
+        """The shape of each topic of ``names`` that exists (missing ones are left out)."""
+        client = self._started()
+        with translated(self._settings, "list topics"):
+            existing = set(await client.list_topics())
+        # Asking for a missing topic's metadata could create it (auto.create.topics.enable).
+        wanted = [name for name in names if name in existing]
+        if not wanted:
+            return {}
+        with translated(self._settings, "describe topics"):
+            described = await client.describe_topics(wanted)
+        shapes = {}
+        for topic in described:
+            partitions = topic.get("partitions") or []
+            if topic.get("error_code") or not partitions:
+                continue
+            shapes[topic["topic"]] = TopicShape(
+                topic["topic"], len(partitions),
+                min(len(partition["replicas"]) for partition in partitions))
+        return shapes
 
     async def ensure_topic(self, spec: TopicSpec) -> bool:
         """Create the topic unless it exists; return whether it was created.

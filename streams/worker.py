@@ -84,7 +84,7 @@ class MergeWorker:
                  state_dir: Path | None = None) -> None:
         self.settings = settings
         self.topics = topics
-        self.topic_settings = topic_settings or TopicSettings()
+        self.topic_settings = topic_settings or settings.topics
         self.clock = clock
         self.router = Router(catalog)
         self.merger = Merger(catalog)
@@ -180,9 +180,9 @@ def load_object(path: str) -> Any:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    worker = MergeWorker(KafkaSettings(bootstrap=args.bootstrap), Topics(args.prefix),
-                         load_object(args.catalog),
-                         topic_settings=TopicSettings(partitions=args.partitions),
+    settings = KafkaSettings(bootstrap=args.bootstrap,
+                             topics=TopicSettings(partitions=args.partitions))
+    worker = MergeWorker(settings, Topics(args.prefix), load_object(args.catalog),
                          max_batch=args.max_batch, checkpoint_interval=args.checkpoint_interval,
                          checkpoint_idle=args.checkpoint_idle,
                          state_dir=args.state_dir)
