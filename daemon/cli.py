@@ -27,15 +27,27 @@ from daemon.connector.rest import RestEntity, build_client
 from daemon.errors import ConfigError, DaemonError
 from daemon.review.cli import register as register_review
 from daemon.worker import ROLES, Worker
-from streams.dlq import letters as dlq_letters
-from streams.dlq import redrive as dlq_redrive_letters
-from streams.errors import KafkaUnavailable, StreamsError
-from streams.events import json_schemas
-from streams.kafka import Admin, KafkaSettings, probe
-from streams.replay import replay as replay_log
-from streams.topics import Topics, TopicsReport
-from streams.topics import compare as compare_topics
-from streams.worker import tune_gc
+from streams import (
+    Admin,
+    KafkaSettings,
+    KafkaUnavailable,
+    StreamsError,
+    Topics,
+    TopicsReport,
+    compare_topics,
+    json_schemas,
+    probe,
+    tune_gc,
+)
+from streams import (
+    dead_letters as dlq_letters,
+)
+from streams import (
+    redrive_dead_letters as dlq_redrive_letters,
+)
+from streams import (
+    replay as replay_log,
+)
 
 USAGE_ERROR = 2
 """Exit code for a mistake the user can fix: bad config, unreachable broker."""

@@ -52,8 +52,12 @@ from daemon.mapping import (
     overlapping_paths,
     parse_transforms,
 )
-from streams.merge import EntityModel
-from streams.settings import KafkaSettings, SaslSettings, TlsSettings
+from streams import (
+    EntityModel,
+    KafkaSettings,
+    SaslSettings,
+    TlsSettings,
+)
 
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,200}")
 

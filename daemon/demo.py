@@ -40,10 +40,13 @@ from daemon.review.report import render
 from daemon.review.source import load_view
 from daemon.sandbox import RunningSystem, WebhookTarget, run_crm, run_helpdesk
 from daemon.worker import Worker
-from streams import codec
-from streams.events import ConflictEvent
-from streams.kafka import KafkaSettings, read_to_end
-from streams.topics import Topics
+from streams import (
+    ConflictEvent,
+    KafkaSettings,
+    Topics,
+    codec,
+    read_to_end,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "syncline.yaml"

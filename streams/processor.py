@@ -36,25 +36,32 @@ line of defence should a transaction ever be lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import aiokafka
-import orjson
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from streams.checkpoint import CHECKPOINT_KEY, decode_checkpoint, encode_checkpoint
 from streams.errors import StreamsError
-from streams.kafka import KafkaSettings, translated
+from streams.kafka import (
+    KafkaSettings,
+    new_group_consumer,
+    new_producer,
+    new_reader,
+    read_partition,
+    transaction,
+    translated,
+)
 from streams.merge import Output
 
 log = logging.getLogger(__name__)
@@ -85,22 +92,6 @@ the route stage, whose input sits in one partition per lane, idled two thirds of
 
 BATCH_BYTES = 512 * 1024
 """The largest batch a stage's producer sends (under the broker's default limit of 1 MiB)."""
-
-
-CHECKPOINT_KEY = "\x00checkpoint"
-"""The changelog key of a single-source stage's checkpoint marker (never a store key)."""
-
-
-def encode_checkpoint(checkpoint: int, committed: int) -> bytes:
-    """A checkpoint marker: the source offset the changelog's states reflect, and the one the
-    same transaction commits."""
-    return orjson.dumps({"checkpoint": checkpoint, "committed": committed})
-
-
-def decode_checkpoint(value: bytes) -> tuple[int, int]:
-    """Inverse of :func:`encode_checkpoint`."""
-    marker = orjson.loads(value)
-    return int(marker["checkpoint"]), int(marker["committed"])
 
 
 class _Tracked(MutableMapping[str, V]):
@@ -494,12 +485,8 @@ class StageRunner:
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set; raises on a failure that needs a restart."""
-        consumer = aiokafka.AIOKafkaConsumer(
-            **self.settings.client_options(),
-            group_id=self.group_id,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        consumer = new_group_consumer(
+            self.settings, self.group_id,
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=self.max_batch,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
@@ -670,20 +657,15 @@ class StageRunner:
     async def _commit(self, p: int, producer: Any, handled: _Handled) -> None:
         """One transaction: a handled batch's records, and its offsets."""
         started = time.perf_counter()
+        # A failed transaction leaves in-memory state that was never committed: the error
+        # stops the runner, and the partition's next owner restores from the changelog.
+        async with transaction(self.settings, producer,
+                               f"transaction of {self.group_id} partition {p}"):
+            sent = await self._send_batches(producer, handled.records)
+            if handled.offsets:
+                await producer.send_offsets_to_transaction(handled.offsets, self.group_id)
         with translated(self.settings, f"transaction of {self.group_id} partition {p}"):
-            await producer.begin_transaction()
-            try:
-                sent = await self._send_batches(producer, handled.records)
-                if handled.offsets:
-                    await producer.send_offsets_to_transaction(handled.offsets, self.group_id)
-                await producer.commit_transaction()
-                await asyncio.gather(*sent)  # all done by now; surfaces any error
-            except BaseException:
-                # The in-memory state may hold changes that were never committed: this worker
-                # must restart from the changelog. Abort so the next owner need not wait.
-                with contextlib.suppress(Exception):
-                    await producer.abort_transaction()
-                raise
+            await asyncio.gather(*sent)  # all done by now; surfaces any error
         self.stats.committing_seconds += time.perf_counter() - started
         self.stats.committed += handled.inputs
         self.stats.dead_letters += handled.dead_letters
@@ -725,11 +707,9 @@ class StageRunner:
         self._source_counts.clear()  # a rebalance follows a change of partition count
         async with self._lock:
             for p in sorted({tp.partition for tp in tps} - set(self._owned)):
-                producer = aiokafka.AIOKafkaProducer(
-                    **self.settings.client_options(),
+                producer = new_producer(
+                    self.settings,
                     transactional_id=f"{self.group_id}-{p}",
-                    enable_idempotence=True,
-                    acks="all",
                     partitioner=self._partitioner,
                     linger_ms=5,
                     # A transaction sends ~1 MB of changelog to a partition; the sender has
@@ -787,15 +767,13 @@ class StageRunner:
         the source records in between again. Returns the checkpoint marker, if any."""
         self.store.drop(p)
         tp = TopicPartition(self.changelog, p)
-        reader = aiokafka.AIOKafkaConsumer(
-            **self.settings.client_options(), group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed", auto_offset_reset="earliest")
+        reader = new_reader(self.settings)
         with translated(self.settings, f"restore {self.changelog} partition {p}"):
             await reader.start()
             try:
                 started = time.monotonic()
                 marker: bytes | None = None
-                async for record in _read_partition(reader, tp):
+                async for record in read_partition(reader, tp):
                     key = record.key.decode()
                     if key == CHECKPOINT_KEY:
                         marker = record.value
@@ -825,7 +803,7 @@ class StageRunner:
         tp = TopicPartition(source, p)
         state = self.store.partition(p)
         count = 0
-        async for record in _read_partition(reader, tp, start, end):
+        async for record in read_partition(reader, tp, start, end):
             for out in self.handle(record, state):
                 if out.role in self.compacted:
                     _hold(held, out)
@@ -841,24 +819,6 @@ def _hold(held: dict[tuple[str, str], Output], out: Output) -> None:
     if earlier is not None:
         out = earlier.then(out)
     held[slot] = out
-
-
-async def _read_partition(reader: Any, tp: TopicPartition, start: int | None = None,
-                          end: int | None = None) -> AsyncIterator[Any]:
-    """The records of one partition from ``start`` (default: its beginning) up to ``end``
-    (exclusive; default: its end as of now), read with ``reader`` (assigned to it alone)."""
-    reader.assign([tp])
-    if start is None:
-        await reader.seek_to_beginning(tp)
-    else:
-        reader.seek(tp, start)
-    if end is None:
-        end = (await reader.end_offsets([tp]))[tp]
-    while await reader.position(tp) < end:
-        batch = await reader.getmany(tp, timeout_ms=500, max_records=5000)
-        for record in batch.get(tp, []):
-            if record.offset < end:
-                yield record
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

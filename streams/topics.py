@@ -126,7 +126,8 @@ class TopicsReport:
     matching: list[str] = field(default_factory=list)
 
 
-async def compare(admin: Admin, topics: Topics, settings: TopicSettings) -> TopicsReport:
+async def compare_topics(admin: Admin, topics: Topics, settings: TopicSettings
+                         ) -> TopicsReport:
     """Compare every existing topic of the deployment with ``settings``: partition count,
     replication factor and the configuration values syncline sets (retention, compaction,
     ``min.insync.replicas``). Missing topics are listed, not problems."""

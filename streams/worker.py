@@ -19,9 +19,6 @@ from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-import conflict
 from streams.events import Resolution
 from streams.kafka import Admin, KafkaSettings
 from streams.merge import (
@@ -42,6 +39,7 @@ from streams.processor import (
     StageRunner,
     Store,
 )
+from streams.table import decode_state, encode_state
 from streams.topics import Topics, TopicSettings
 
 MAX_BATCH = 2000
@@ -56,21 +54,6 @@ since then again, reading them from the ``merge`` topic: ~35 µs an input (92,00
 four partitions in 3.3 s), against ~60 µs to handle one (nothing is encoded or sent).
 A record changed in several batches of that time is written once, and its record event
 produced once, with the changelog (docs/BENCHMARKS.md, docs/DECISIONS.md)."""
-
-
-def encode_state(state: conflict.RecordState) -> bytes:
-    """A record state as changelog bytes: its compact form (a JSON array, sorted keys in the
-    dicts it holds), so the same state always gives the same bytes."""
-    return orjson.dumps(state.to_compact(), option=orjson.OPT_SORT_KEYS)
-
-
-def decode_state(data: bytes) -> conflict.RecordState:
-    """Changelog bytes as a record state: the compact form, or the ``to_dict`` form (a JSON
-    object) that changelogs written before the compact one hold."""
-    payload = orjson.loads(data)
-    if isinstance(payload, list):
-        return conflict.RecordState.from_compact(payload)
-    return conflict.RecordState.from_dict(payload)
 
 
 class MergeWorker:
