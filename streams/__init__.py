@@ -7,8 +7,10 @@ modules inside (``tests/test_imports.py`` holds it to that). Inside, by job:
 - ``settings``, ``kafka``, ``topics``: the settings, the edge to Kafka (every client, the
   reading, transaction and following patterns), the topics and how they are created;
 - ``merge``: the route and merge stages' handlers (decoding, the fold, dead letters);
-- ``stores``, ``partitioner``, ``checkpoint``, ``runner``, ``restore``: the exactly-once
-  stage runner and its parts; ``worker`` runs both stages;
+- ``runner`` (the exactly-once stage runner, with rebalancing) and its parts: ``stores``
+  (the state per partition), ``partition`` (what it keeps per partition it owns),
+  ``transactions`` (one per batch), ``partitioner``, ``checkpoint`` (the changelog's
+  marker), ``restore`` (restore-and-refold); ``worker`` runs the two stages;
 - ``table``, ``replay``, ``dlq``: the records table, rebuilding it from the log, and the
   dead letters;
 - ``lanelog``, ``links``: a lane's durable side, and the links view lanes translate with.

@@ -31,14 +31,8 @@ from streams.merge import (
     decode_merge_input,
     decode_route_input,
 )
-from streams.processor import (
-    CHECKPOINT_IDLE,
-    NEVER,
-    AnyStore,
-    RocksStore,
-    StageRunner,
-    Store,
-)
+from streams.runner import CHECKPOINT_IDLE, NEVER, StageRunner
+from streams.stores import AnyStore, RocksStore, Store
 from streams.table import decode_state, encode_state
 from streams.topics import Topics, TopicSettings
 

@@ -247,7 +247,7 @@ def test_the_import_graph_has_no_cycle() -> None:
 def test_the_rules_see_what_they_forbid(tmp_path: Path) -> None:
     """The scanners find each kind of violation in a module written to break them."""
     probe = tmp_path / "probe.py"
-    probe.write_text("from streams.processor import CHECKPOINT_KEY\n"
+    probe.write_text("from streams.checkpoint import CHECKPOINT_KEY\n"
                      "from streams import codec, decode_state\n"
                      "from streams.kafka import _consumed\n"
                      "import daemon.review.cli as review_cli\n"
@@ -256,7 +256,7 @@ def test_the_rules_see_what_they_forbid(tmp_path: Path) -> None:
     module = "daemon.probe"
 
     assert face_violations(module, probe) == [
-        f"{module}:1: from streams.processor import CHECKPOINT_KEY (import it from streams, "
+        f"{module}:1: from streams.checkpoint import CHECKPOINT_KEY (import it from streams, "
         "the package's public face)",
         f"{module}:2: decode_state is not in streams.__all__",
         f"{module}:3: from streams.kafka import _consumed (import it from streams, the "
