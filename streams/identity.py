@@ -1,4 +1,4 @@
-"""Canonical ids: derived, not looked up (DESIGN.md "Identity").
+"""Canonical ids: derived from the record itself, never looked up in a shared registry.
 
 ``uuid5(namespace, entity + normalized match key)`` when the record has every match key, so two
 systems that create the same person concurrently land on the same id with no race; otherwise

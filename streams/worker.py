@@ -9,27 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import importlib
 import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streams.events import Resolution
 from streams.kafka import Admin, KafkaSettings
 from streams.merge import (
-    REJECTED,
     Catalog,
     Merger,
-    Output,
     Router,
-    dead_letter,
-    decode_merge_input,
-    decode_route_input,
 )
 from streams.runner import CHECKPOINT_IDLE, NEVER, StageRunner
 from streams.stores import AnyStore, RocksStore, Store
@@ -77,33 +72,18 @@ class MergeWorker:
         self.route_stage = StageRunner(
             settings, group_id=f"{topics.prefix}.route",
             sources=[topics.observations, topics.resolutions],
-            changelog=topics.name("links_changelog"), store=self.links, handle=self._route,
+            changelog=topics.name("links_changelog"), store=self.links,
+            handle=functools.partial(self.router.handle, clock=clock),
             topic_of=topics.name, max_batch=max_batch, output_roles=("merge", "dlq"))
         self.merge_stage = StageRunner(
             settings, group_id=f"{topics.prefix}.merge",
             sources=[topics.merge],
             changelog=topics.name("records_changelog"), store=self.records,
-            handle=self._merge, topic_of=topics.name, max_batch=max_batch,
+            handle=functools.partial(self.merger.handle, clock=clock),
+            topic_of=topics.name, max_batch=max_batch,
             compacted=frozenset({"records"}),
             output_roles=("records", "intents", "conflicts", "dlq"),
             checkpoint_interval=checkpoint_interval, checkpoint_idle=checkpoint_idle)
-
-    def _route(self, record: Any, links: MutableMapping[str, Any]) -> list[Output]:
-        try:
-            event = decode_route_input(record.value)
-            if isinstance(event, Resolution):  # already keyed by canonical id
-                return [Output("merge", event.canonical_id, event)]
-            return [self.router.route(event, links)]
-        except REJECTED as exc:
-            return [dead_letter("route", record.topic, record.partition, record.offset,
-                                record.key, record.value, exc, self.clock())]
-
-    def _merge(self, record: Any, records: MutableMapping[str, Any]) -> list[Output]:
-        try:
-            return self.merger.apply(decode_merge_input(record.value), records)
-        except REJECTED as exc:
-            return [dead_letter("merge", record.topic, record.partition, record.offset,
-                                record.key, record.value, exc, self.clock())]
 
     async def ensure_topics(self) -> list[str]:
         """Create the deployment's topics where missing."""
