@@ -264,3 +264,22 @@ def test_the_rules_see_what_they_forbid(tmp_path: Path) -> None:
     assert private_violations(module, probe) == [
         f"{module}:3: imports _consumed from streams.kafka",
         f"{module}:6: uses daemon.review.cli._kafka"]
+
+
+def test_every_kafka_client_is_made_in_the_edge() -> None:
+    """aiokafka's clients are built in streams/kafka.py alone, and daemon/ never imports
+    aiokafka: one place configures a client and translates its errors."""
+    clients = ("AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient")
+    wrong = []
+    for module, path in sorted(MODULES.items()):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and module != "streams.kafka"
+                    and ast.unparse(node.func).rpartition(".")[2] in clients):
+                wrong.append(f"{relative(module)}:{node.lineno}: {ast.unparse(node.func)}(...)")
+            if module.startswith("daemon") and isinstance(node, ast.Import | ast.ImportFrom):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""])
+                wrong += [f"{relative(module)}:{node.lineno}: imports {name}"
+                          for name in names if name.split(".")[0] == "aiokafka"]
+    assert wrong == []
