@@ -66,6 +66,7 @@ class TopicMismatch(KafkaRequestFailed):
     def __init__(self, topic: str, detail: str) -> None:
         super().__init__(f"ensure topic {topic}", "TOPIC_MISMATCH", detail, retriable=False)
         self.topic = topic
+        self.detail = detail
 
 
 class TopicSettingsRejected(StreamsError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streams.errors import TopicSettingsRejected
+from streams.errors import TopicMismatch, TopicSettingsRejected
 from streams.kafka import Admin, TopicSpec
 from streams.settings import TopicSettings as TopicSettings  # re-exported
 
@@ -103,8 +103,13 @@ class Topics:
             raise TopicSettingsRejected("; ".join(unmet))
         created = []
         for spec in self.specs(settings):
-            if await admin.ensure_topic(spec):
-                created.append(spec.name)
+            try:
+                if await admin.ensure_topic(spec):
+                    created.append(spec.name)
+            except TopicMismatch as exc:
+                raise TopicMismatch(spec.name, f"{exc.detail} (from {SETTING}: change the "
+                                    "setting or the topic; `syncline check` lists every "
+                                    "difference)") from exc
         return created
 
 
