@@ -9,7 +9,8 @@ assert that transactions are on; then they show the two defects that rule faust 
 1. An output to a topic the app does not consume is sent by the plain producer, outside
    every transaction (faust picks the transaction by the *destination* partition, and finds
    none for a topic it does not consume): a ``read_committed`` reader sees it while the
-   input is not committed, and sees it twice once the input is processed again.
+   input is not committed, and still sees it once the input's transaction aborted (the
+   input is then processed again, and its output sent a second time).
 2. An output to a partition of a consumed topic goes into the transaction of *that*
    partition, not the input's: the input's transaction commits (the input counts as done)
    while the output waits in another transaction; when that one aborts, the output is lost.
