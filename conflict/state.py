@@ -1,6 +1,6 @@
 """The canonical record state that the fold turns over, and what it emits.
 
-One :class:`RecordState` per canonical id (DESIGN.md "The merge")::
+One :class:`RecordState` per canonical id (docs/ARCHITECTURE.md, "The merge")::
 
     clock:     {actor: n}                   join of every accepted dot
     fields:    {name: FieldState}           value, the dot that set it, its source timestamp

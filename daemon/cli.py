@@ -32,14 +32,26 @@ from daemon.connector.rest import RestEntity, build_client
 from daemon.errors import DaemonError
 from daemon.review.cli import register as register_review
 from daemon.worker import ROLES, Worker
-from streams.dlq import letters as dlq_letters
-from streams.dlq import redrive as dlq_redrive_letters
-from streams.errors import KafkaUnavailable, StreamsError
-from streams.events import json_schemas
-from streams.kafka import probe
-from streams.replay import replay as replay_log
-from streams.topics import Topics
-from streams.worker import tune_gc
+from streams import (
+    Admin,
+    KafkaUnavailable,
+    StreamsError,
+    Topics,
+    TopicsReport,
+    compare_topics,
+    json_schemas,
+    probe,
+    tune_gc,
+)
+from streams import (
+    dead_letters as dlq_letters,
+)
+from streams import (
+    redrive_dead_letters as dlq_redrive_letters,
+)
+from streams import (
+    replay as replay_log,
+)
 
 __all__ = ["CliContext", "cli", "main"]
 
@@ -86,9 +98,34 @@ def check(obj: CliContext | None, config_path: Path, timeout: float) -> None:
         f"kafka ok: {settings.bootstrap} (cluster {cluster.cluster_id}, "
         f"{brokers} broker{'s' if brokers != 1 else ''})"
     )
+    topics_ok = _check_topics(config)
     failed = asyncio.run(_check_apis(config))
+    if not topics_ok:
+        fail("syncline: the topics do not match kafka.topics (above): change the settings "
+              "to match the cluster, or the cluster to match the settings")
     if failed:
         fail(f"syncline: {failed} of the systems' APIs could not be reached (above)")
+
+
+def _check_topics(config: Config) -> bool:
+    """Compare the deployment's topics with ``kafka.topics``; whether they match."""
+
+    async def compare() -> TopicsReport:
+        async with Admin(config.kafka) as admin:
+            return await compare_topics(admin, Topics(config.kafka.topic_prefix),
+                                        config.kafka.topics)
+
+    report = run_kafka(config.kafka, compare())
+    for problem in report.problems:
+        click.echo(f"topics FAILED: {problem}", err=True)
+    wanted = config.kafka.topics
+    shape = (f"{wanted.partitions} partitions, replication factor "
+             f"{wanted.replication_factor}")
+    if report.matching:
+        click.echo(f"topics ok: {len(report.matching)} as configured ({shape})")
+    if report.missing:
+        click.echo(f"topics: {len(report.missing)} to be created by `syncline run` ({shape})")
+    return not report.problems
 
 
 async def _check_apis(config: Config) -> int:

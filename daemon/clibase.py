@@ -19,8 +19,7 @@ import click
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError
 from daemon.shipped import MissingFile, kafka_script
-from streams.errors import KafkaUnavailable, StreamsError
-from streams.kafka import KafkaSettings
+from streams import KafkaSettings, KafkaUnavailable, StreamsError
 
 USAGE_ERROR = 2
 """Exit code for a mistake the user can fix: bad config, unreachable broker."""

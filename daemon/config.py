@@ -23,7 +23,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -53,8 +52,12 @@ from daemon.mapping import (
     overlapping_paths,
     parse_transforms,
 )
-from streams.kafka import KafkaSettings, SaslMechanism, SecurityProtocol
-from streams.merge import EntityModel
+from streams import (
+    EntityModel,
+    KafkaSettings,
+    SaslSettings,
+    TlsSettings,
+)
 
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
@@ -72,13 +75,35 @@ _secret = secret
 _existing_file = existing_file
 
 
-class SaslConfig(_Section):
+def _secret_from_env(data: Any, info: ValidationInfo, field: str) -> Any:
+    """Put the secret that ``<field>_env`` names into ``field`` of the section's raw data.
+
+    The secret itself may not be in the file. When the variable is not set, nothing is put:
+    the validator of ``<field>_env`` reports it, at that key's line.
+    """
+    if not isinstance(data, dict):
+        return data
+    if field in data:
+        raise config_error("secrets are never written in the file: set {field}_env to the "
+                           "name of an environment variable holding it", field=field)
+    name = data.get(f"{field}_env")
+    if isinstance(name, str):
+        try:
+            return {**data, field: _secret(info, name)}
+        except PydanticCustomError:
+            pass
+    return data
+
+
+class SaslConfig(SaslSettings, _Section):
     """SASL credentials; the password comes from the environment variable ``password_env``."""
 
-    mechanism: SaslMechanism = "PLAIN"
-    username: str = Field(min_length=1)
     password_env: EnvName
-    _password: SecretStr = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_password(cls, data: Any, info: ValidationInfo) -> Any:
+        return _secret_from_env(data, info, "password")
 
     @field_validator("password_env")
     @classmethod
@@ -86,25 +111,16 @@ class SaslConfig(_Section):
         _secret(info, name)
         return name
 
-    @model_validator(mode="after")
-    def _resolve_password(self, info: ValidationInfo) -> Self:
-        self._password = _secret(info, self.password_env)
-        return self
 
-    @property
-    def password(self) -> SecretStr:
-        """The password, as read from the environment at load time."""
-        return self._password
-
-
-class SslConfig(_Section):
+class SslConfig(TlsSettings, _Section):
     """TLS files; relative paths are relative to the configuration file."""
 
-    cafile: Path | None = None
-    certfile: Path | None = None
-    keyfile: Path | None = None
     key_password_env: EnvName | None = None
-    _key_password: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_key_password(cls, data: Any, info: ValidationInfo) -> Any:
+        return _secret_from_env(data, info, "key_password")
 
     @field_validator("cafile", "certfile", "keyfile")
     @classmethod
@@ -118,25 +134,13 @@ class SslConfig(_Section):
             _secret(info, name)
         return name
 
-    @model_validator(mode="after")
-    def _resolve_key_password(self, info: ValidationInfo) -> Self:
-        if self.key_password_env is not None:
-            self._key_password = _secret(info, self.key_password_env)
-        return self
 
-    @property
-    def key_password(self) -> SecretStr | None:
-        """The private key's password, if the file named a variable for it."""
-        return self._key_password
+class KafkaConfig(KafkaSettings, _Section):
+    """The ``kafka:`` section: the client and topic settings of :mod:`streams` (one model,
+    :class:`streams.KafkaSettings`), with the topic prefix, and secrets named by environment
+    variables instead of written in the file."""
 
-
-class KafkaConfig(_Section):
-    """The ``kafka:`` section: where the cluster is and how to authenticate."""
-
-    bootstrap: str
     topic_prefix: TopicPrefix = "syncline"
-    client_id: str = Field(default="syncline", min_length=1)
-    security_protocol: SecurityProtocol = "PLAINTEXT"
     # validate_default: the check against security_protocol must also run when absent.
     sasl: SaslConfig | None = Field(default=None, validate_default=True)
     ssl: SslConfig | None = Field(default=None, validate_default=True)
@@ -190,20 +194,8 @@ class KafkaConfig(_Section):
         return ssl
 
     def settings(self) -> KafkaSettings:
-        """The client settings for :mod:`streams.kafka`, secrets included."""
-        sasl, ssl = self.sasl, self.ssl
-        return KafkaSettings(
-            bootstrap=self.bootstrap,
-            client_id=self.client_id,
-            security_protocol=self.security_protocol,
-            sasl_mechanism=sasl.mechanism if sasl else "PLAIN",
-            sasl_username=sasl.username if sasl else None,
-            sasl_password=sasl.password if sasl else None,
-            ssl_cafile=ssl.cafile if ssl else None,
-            ssl_certfile=ssl.certfile if ssl else None,
-            ssl_keyfile=ssl.keyfile if ssl else None,
-            ssl_key_password=ssl.key_password if ssl else None,
-        )
+        """The settings for :mod:`streams`: this section itself."""
+        return self
 
 
 def _systems(info: ValidationInfo) -> list[str] | None:
@@ -581,6 +573,7 @@ _OURS = frozenset(
         "sasl_missing",
         "sasl_unused",
         "ssl_unused",
+        "topic_settings",
         "entity_config",
         MAPPING_ERROR,
     }
@@ -630,7 +623,8 @@ def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
         else:
             return []
     if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
+        # A secret's field is filled from its ``_env`` key, never written in the file.
+        return [name for name in model.model_fields if f"{name}_env" not in model.model_fields]
     return []
 
 

@@ -42,10 +42,13 @@ from daemon.review.source import load_view
 from daemon.sandbox import RunningSystem, WebhookTarget, run_crm, run_helpdesk
 from daemon.shipped import example_config, kafka_script
 from daemon.worker import Worker
-from streams import codec
-from streams.events import ConflictEvent
-from streams.kafka import KafkaSettings, read_to_end
-from streams.topics import Topics
+from streams import (
+    ConflictEvent,
+    KafkaSettings,
+    Topics,
+    codec,
+    read_to_end,
+)
 
 REVIEW_ENV = "SYNCLINE_REVIEW_TOKEN"
 ENV = {"CRM_TOKEN": "demo-crm-token", "CRM_WEBHOOK_SECRET": "demo-webhook-secret",

@@ -24,11 +24,13 @@ from daemon.metrics import Metrics
 from daemon.review.live import LiveView
 from daemon.review.page import mount as mount_review
 from daemon.web import WebhookSpec, WebServer
-from streams.identity import canonical_id
-from streams.lanelog import LaneLog
-from streams.links import LinksView
-from streams.topics import Topics
-from streams.worker import MergeWorker
+from streams import (
+    LaneLog,
+    LinksView,
+    MergeWorker,
+    Topics,
+    canonical_id,
+)
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,8 @@ so callers never import aiokafka to handle a failure::
     │   │                         is not)
     │   └── TopicMismatch         a topic exists but differs from what was asked for
     │                             (partitions, configuration); ``retriable = False``
+    ├── TopicSettingsRejected     the cluster cannot hold topics of the configured settings
+    │                             (e.g. more replicas than brokers); ``retriable = False``
     └── DecodeError               bytes that are not an event we can read (to the DLQ)
         ├── Undecodable           not a JSON object with a ``schema``
         ├── UnknownSchema         a schema name or version this build does not know
@@ -64,6 +66,15 @@ class TopicMismatch(KafkaRequestFailed):
     def __init__(self, topic: str, detail: str) -> None:
         super().__init__(f"ensure topic {topic}", "TOPIC_MISMATCH", detail, retriable=False)
         self.topic = topic
+        self.detail = detail
+
+
+class TopicSettingsRejected(StreamsError):
+    """The topic settings (``kafka.topics``) ask for what the cluster cannot do."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the topics cannot be created: {detail}")
+        self.detail = detail
 
 
 class DecodeError(StreamsError):

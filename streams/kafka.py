@@ -1,8 +1,18 @@
-"""Thin async wrappers over aiokafka: a producer, a from-the-beginning consumer, topic admin.
+"""syncline's edge to Kafka: every aiokafka client is made here, and the patterns built on them
+are written once.
 
-Every other module talks to Kafka through these (the Faust app aside), so there is one
-place where the client is configured and one place where its errors become
-:mod:`streams.errors`. The wrappers move bytes; turning events into bytes is the codec's job.
+- the clients: :func:`new_producer` (idempotent, ``acks=all``, transactional with an id),
+  :func:`new_reader` (no group, committed records only, from the beginning),
+  :func:`new_group_consumer` (the stages' consumer group), :func:`new_admin`;
+- thin wrappers for one-off work: :class:`Producer`, :class:`Consumer`, :class:`Admin`;
+- :func:`read_partition` reads one partition from an offset (default: its beginning) to its
+  end, and :func:`read_to_end` every partition of a topic;
+- :func:`transaction` begins, commits, or aborts on any error, one producer's transaction;
+- :func:`follow` keeps reading topics for as long as a worker runs, and says when it caught
+  up with what was there when it started.
+
+So there is one place where a client is configured and one where its errors become
+:mod:`streams.errors`. The edge moves bytes; turning events into bytes is the codec's job.
 
 Example::
 
@@ -16,20 +26,18 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 import aiokafka
 import aiokafka.errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.helpers import create_ssl_context
-from pydantic import BaseModel, ConfigDict, SecretStr
 
 from streams.errors import (
     KafkaRequestFailed,
@@ -37,9 +45,9 @@ from streams.errors import (
     StreamsError,
     TopicMismatch,
 )
+from streams.settings import KafkaSettings as KafkaSettings  # re-exported
 
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+log = logging.getLogger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
 # Errors that mean "nobody answered" rather than "the broker said no".
@@ -48,59 +56,6 @@ _UNREACHABLE = (
     kafka_errors.NodeNotReadyError,
     kafka_errors.NoBrokersAvailable,
 )
-
-
-class KafkaSettings(BaseModel):
-    """How to reach a Kafka cluster. Secrets arrive resolved, as ``SecretStr``.
-
-    The security fields are passed to aiokafka unchanged: ``sasl_*`` are used with the
-    ``SASL_*`` protocols, ``ssl_*`` with ``SSL`` and ``SASL_SSL``.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    bootstrap: str
-    client_id: str = "syncline"
-    security_protocol: SecurityProtocol = "PLAINTEXT"
-    sasl_mechanism: SaslMechanism = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    ssl_key_password: SecretStr | None = None
-    request_timeout: float = 30.0
-    """Seconds a single request to the broker may take."""
-
-    def client_options(self) -> dict[str, Any]:
-        """Keyword arguments shared by aiokafka's producer, consumer and admin client."""
-        options: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap,
-            "client_id": self.client_id,
-            "security_protocol": self.security_protocol,
-            "request_timeout_ms": int(self.request_timeout * 1000),
-        }
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            options["ssl_context"] = self._ssl_context()
-        if self.security_protocol.startswith("SASL_"):
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            if self.sasl_password is not None:
-                options["sasl_plain_password"] = self.sasl_password.get_secret_value()
-        return options
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        password = self.ssl_key_password.get_secret_value() if self.ssl_key_password else None
-        try:
-            context: ssl.SSLContext = create_ssl_context(
-                cafile=self.ssl_cafile,
-                certfile=self.ssl_certfile,
-                keyfile=self.ssl_keyfile,
-                password=password,
-            )
-        except (OSError, ssl.SSLError) as exc:
-            raise StreamsError(f"cannot load the TLS files for Kafka: {exc}") from exc
-        return context
 
 
 class Delivery(NamedTuple):
@@ -134,6 +89,16 @@ class TopicSpec:
     partitions: int = 1
     replication: int = 1
     config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicShape:
+    """An existing topic's partition count and replication factor (its smallest, per
+    partition), as the cluster reports them."""
+
+    name: str
+    partitions: int
+    replication: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +136,46 @@ def _describe(exc: BaseException) -> str:
     return text.removeprefix(f"{name}: ") if text != name else name
 
 
-def _consumed(message: Any) -> ConsumedRecord:
+def consumed(message: Any) -> ConsumedRecord:
+    """An aiokafka record as a :class:`ConsumedRecord`."""
     return ConsumedRecord(topic=message.topic, partition=message.partition,
                           offset=message.offset, key=message.key, value=message.value,
                           timestamp_ms=message.timestamp)
+
+
+# -- the clients: every aiokafka client syncline makes is made by one of these -----------------
+def new_producer(settings: KafkaSettings, *, transactional_id: str | None = None,
+                 **options: Any) -> aiokafka.AIOKafkaProducer:
+    """A producer that waits until every in-sync replica has a record (``acks=all``),
+    idempotent (a retry inside the client never writes a record twice); transactional when
+    given a ``transactional_id`` (starting it fences an older producer of that id)."""
+    return aiokafka.AIOKafkaProducer(**settings.client_options(), acks="all",
+                                     enable_idempotence=True,
+                                     transactional_id=transactional_id, **options)
+
+
+def new_reader(settings: KafkaSettings, *topics: str) -> aiokafka.AIOKafkaConsumer:
+    """A consumer without a group that reads only committed records (``read_committed``:
+    never those of an aborted or open transaction), from the beginning unless told where.
+    Subscribed to ``topics`` if given; otherwise assign it partitions."""
+    return aiokafka.AIOKafkaConsumer(*topics, **settings.client_options(), group_id=None,
+                                     enable_auto_commit=False, auto_offset_reset="earliest",
+                                     isolation_level="read_committed")
+
+
+def new_group_consumer(settings: KafkaSettings, group_id: str, **options: Any
+                       ) -> aiokafka.AIOKafkaConsumer:
+    """A consumer in group ``group_id`` that reads only committed records and commits no
+    offsets itself: the stage commits them in its transactions."""
+    return aiokafka.AIOKafkaConsumer(**settings.client_options(), group_id=group_id,
+                                     isolation_level="read_committed",
+                                     enable_auto_commit=False, auto_offset_reset="earliest",
+                                     **options)
+
+
+def new_admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
+    """An admin client (topics, configuration, the cluster)."""
+    return AIOKafkaAdminClient(**settings.client_options())
 
 
 class _Client:
@@ -240,9 +241,7 @@ class Producer(_Client):
     _not_started = "the producer is not started"
 
     def _make(self) -> Any:
-        return aiokafka.AIOKafkaProducer(
-            **self._settings.client_options(), acks="all", enable_idempotence=True
-        )
+        return new_producer(self._settings)
 
     async def send(self, topic: str, key: bytes, value: bytes) -> Delivery:
         """Send one record and return where it was stored once the broker acknowledged it."""
@@ -268,14 +267,7 @@ class Consumer(_Client):
         self._operation = f"read {topic}"
 
     def _make(self) -> Any:
-        return aiokafka.AIOKafkaConsumer(
-            self._topic,
-            **self._settings.client_options(),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
+        return new_reader(self._settings, self._topic)
 
     def __aiter__(self) -> AsyncIterator[ConsumedRecord]:
         return self._records()
@@ -288,7 +280,7 @@ class Consumer(_Client):
                     message = await consumer.getone()
                 except kafka_errors.ConsumerStoppedError:
                     return
-            yield _consumed(message)
+            yield consumed(message)
 
 
 class Admin(_Client):
@@ -298,7 +290,7 @@ class Admin(_Client):
     _not_started = "the admin client is not started"
 
     def _make(self) -> Any:
-        return AIOKafkaAdminClient(**self._settings.client_options())
+        return new_admin(self._settings)
 
     async def _close(self, client: Any) -> None:
         await client.close()
@@ -313,6 +305,27 @@ class Admin(_Client):
             controller_id=int(cluster.get("controller_id", -1)),
             brokers=tuple(f"{b['host']}:{b['port']}" for b in cluster.get("brokers", ())),
         )
+
+    async def describe_topics(self, names: list[str]) -> dict[str, TopicShape]:
+        """The shape of each topic of ``names`` that exists (missing ones are left out)."""
+        client = self._started()
+        with translated(self._settings, "list topics"):
+            existing = set(await client.list_topics())
+        # Asking for a missing topic's metadata could create it (auto.create.topics.enable).
+        wanted = [name for name in names if name in existing]
+        if not wanted:
+            return {}
+        with translated(self._settings, "describe topics"):
+            described = await client.describe_topics(wanted)
+        shapes = {}
+        for topic in described:
+            partitions = topic.get("partitions") or []
+            if topic.get("error_code") or not partitions:
+                continue
+            shapes[topic["topic"]] = TopicShape(
+                topic["topic"], len(partitions),
+                min(len(partition["replicas"]) for partition in partitions))
+        return shapes
 
     async def ensure_topic(self, spec: TopicSpec) -> bool:
         """Create the topic unless it exists; return whether it was created.
@@ -401,33 +414,104 @@ async def probe(target: KafkaSettings | str, timeout: float = 5.0) -> ClusterInf
         raise KafkaUnavailable(settings.bootstrap, f"no answer within {timeout:g}s") from exc
 
 
+async def read_partition(reader: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartition,
+                         start: int | None = None, end: int | None = None
+                         ) -> AsyncIterator[Any]:
+    """The records of one partition from ``start`` (default: its beginning) up to ``end``
+    (exclusive; default: its end as of now), read with ``reader`` (a :func:`new_reader`,
+    started), which is assigned to that partition alone. Yields aiokafka's records, which have
+    the attributes of :class:`ConsumedRecord` (``timestamp`` for ``timestamp_ms``).
+
+    With ``read_committed`` the end is the last stable offset: the records of a transaction
+    still open are neither returned nor waited for.
+    """
+    reader.assign([tp])
+    if start is None:
+        await reader.seek_to_beginning(tp)
+    else:
+        reader.seek(tp, start)
+    if end is None:
+        end = (await reader.end_offsets([tp]))[tp]
+    while await reader.position(tp) < end:
+        batch = await reader.getmany(tp, timeout_ms=500, max_records=5000)
+        for record in batch.get(tp, []):
+            if record.offset < end:
+                yield record
+
+
+async def partitions_of(reader: aiokafka.AIOKafkaConsumer, topic: str) -> list[int]:
+    """The partitions of ``topic`` (none if it does not exist), without creating it."""
+    if topic not in await reader.topics():
+        return []  # asking for a missing topic's metadata could auto-create it
+    # aiokafka has no public call that loads one topic's partitions without a group.
+    return sorted(await reader._client._wait_on_metadata(topic))
+
+
 async def read_to_end(settings: KafkaSettings, topic: str) -> list[ConsumedRecord]:
     """Every committed record of ``topic`` up to its end now, partition by partition.
 
     Records of one partition come in offset order. Without a consumer group and with
     ``read_committed``, so records of aborted or open transactions are never returned.
     """
-    consumer = aiokafka.AIOKafkaConsumer(
-        **settings.client_options(), group_id=None, enable_auto_commit=False,
-        isolation_level="read_committed", auto_offset_reset="earliest")
+    reader = new_reader(settings)
     out: list[ConsumedRecord] = []
     with translated(settings, f"read {topic}"):
-        await consumer.start()
+        await reader.start()
         try:
-            if topic not in await consumer.topics():
-                return []  # asking for a missing topic's metadata could auto-create it
-            # aiokafka has no public call that loads one topic's partitions without a group.
-            partitions = await consumer._client._wait_on_metadata(topic)
-            tps = [aiokafka.TopicPartition(topic, p) for p in sorted(partitions)]
-            if not tps:
-                return []
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            for tp in tps:
-                while await consumer.position(tp) < ends[tp]:
-                    batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
-                    out.extend(_consumed(m) for m in batch.get(tp, []))
+            for p in await partitions_of(reader, topic):
+                tp = aiokafka.TopicPartition(topic, p)
+                out.extend([consumed(m) async for m in read_partition(reader, tp)])
         finally:
-            await consumer.stop()
+            await reader.stop()
     return out
+
+
+@asynccontextmanager
+async def transaction(settings: KafkaSettings, producer: aiokafka.AIOKafkaProducer,
+                      operation: str) -> AsyncIterator[None]:
+    """One transaction of ``producer`` (transactional, started) around the block: begun,
+    committed when the block ends, aborted when it raises (then the error is raised, as
+    :mod:`streams.errors`). What the block sends, and the offsets it adds, commit together
+    or not at all."""
+    with translated(settings, operation):
+        await producer.begin_transaction()
+        try:
+            yield
+            await producer.commit_transaction()
+        except BaseException:
+            # Whatever failed, abort, so the next owner of the transactional id need not
+            # wait for the transaction to time out; an abort that fails changes nothing.
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            raise
+
+
+async def follow(settings: KafkaSettings, topics: Sequence[str],
+                 apply: Callable[[ConsumedRecord], None], stop: asyncio.Event,
+                 caught_up: asyncio.Event, what: str) -> None:
+    """Read ``topics`` from their beginning and hand every committed record to ``apply``,
+    until ``stop`` is set. ``caught_up`` is set once every partition has been read up to
+    where it ended when the reading started. ``what`` names the reading in errors."""
+    reader = new_reader(settings, *topics)
+    with translated(settings, what):
+        await reader.start()
+    try:
+        partitions = reader.assignment()
+        while not partitions:  # without a group, the reader assigns itself every partition
+            await asyncio.sleep(0.05)
+            partitions = reader.assignment()
+        with translated(settings, what):
+            ends = await reader.end_offsets(list(partitions))
+        while not stop.is_set():
+            with translated(settings, what):
+                batch = await reader.getmany(timeout_ms=200, max_records=5000)
+            for records in batch.values():
+                for record in records:
+                    apply(consumed(record))
+            if not caught_up.is_set():
+                positions = [await reader.position(tp) for tp in ends]
+                if all(at >= end for at, end in zip(positions, ends.values(), strict=True)):
+                    log.info("%s: caught up", what)
+                    caught_up.set()
+    finally:
+        await reader.stop()

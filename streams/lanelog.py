@@ -21,13 +21,11 @@ fences the first: one active lane per system and entity.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import aiokafka
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
@@ -35,7 +33,16 @@ from aiokafka.partitioner import murmur2
 from streams import codec
 from streams.errors import StreamsError
 from streams.events import DeadLetter, Event, ObservationEvent
-from streams.kafka import ConsumedRecord, KafkaSettings, translated
+from streams.kafka import (
+    ConsumedRecord,
+    KafkaSettings,
+    consumed,
+    new_producer,
+    new_reader,
+    read_partition,
+    transaction,
+    translated,
+)
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -89,10 +96,10 @@ class LaneLog:
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         """Fence any other process running this lane, restore the state, find the intents."""
-        producer = aiokafka.AIOKafkaProducer(
-            **self.settings.client_options(),
+        producer = new_producer(
+            self.settings,
             transactional_id=f"{self.topics.prefix}.lane.{self.system}.{self.entity}",
-            enable_idempotence=True, acks="all", linger_ms=2)
+            linger_ms=2)
         with translated(self.settings, f"start the producer of lane {self.name}"):
             await producer.start()  # init_transactions: fences a zombie, aborts its txn
         self._producer = producer
@@ -101,9 +108,7 @@ class LaneLog:
             self._state_partition = partition_of(
                 self.name, len(await producer.partitions_for(lanes)))
             await self._restore(lanes)
-            consumer = aiokafka.AIOKafkaConsumer(
-                **self.settings.client_options(), group_id=None, enable_auto_commit=False,
-                isolation_level="read_committed", auto_offset_reset="earliest")
+            consumer = new_reader(self.settings)
             with translated(self.settings, f"start the intents reader of lane {self.name}"):
                 await consumer.start()
             self._consumer = consumer
@@ -132,34 +137,27 @@ class LaneLog:
 
     async def _restore(self, lanes: str) -> None:
         tp = TopicPartition(lanes, self._state_partition)
-        reader = aiokafka.AIOKafkaConsumer(
-            **self.settings.client_options(), group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed", auto_offset_reset="earliest")
+        reader = new_reader(self.settings)
         prefix = self.name + "/"
         parked = self.name + "#parked/"
         with translated(self.settings, f"restore lane {self.name}"):
             await reader.start()
             try:
-                reader.assign([tp])
-                await reader.seek_to_beginning(tp)
-                end = (await reader.end_offsets([tp]))[tp]
-                while await reader.position(tp) < end:
-                    batch = await reader.getmany(tp, timeout_ms=500, max_records=5000)
-                    for record in batch.get(tp, []):
-                        key = record.key.decode()
-                        if key == self.name and record.value is not None:
-                            self.head = LaneHead(**orjson.loads(record.value))
-                        elif key.startswith(parked):
-                            if record.value is None:
-                                self.parked.pop(key[len(parked):], None)
-                            else:
-                                self.parked[key[len(parked):]] = record.value
-                        elif key.startswith(prefix):
-                            external_id = key[len(prefix):]
-                            if record.value is None:
-                                self.index.pop(external_id, None)
-                            else:
-                                self.index[external_id] = record.value.decode()
+                async for record in read_partition(reader, tp):
+                    key = record.key.decode()
+                    if key == self.name and record.value is not None:
+                        self.head = LaneHead(**orjson.loads(record.value))
+                    elif key.startswith(parked):
+                        if record.value is None:
+                            self.parked.pop(key[len(parked):], None)
+                        else:
+                            self.parked[key[len(parked):]] = record.value
+                    elif key.startswith(prefix):
+                        external_id = key[len(prefix):]
+                        if record.value is None:
+                            self.index.pop(external_id, None)
+                        else:
+                            self.index[external_id] = record.value.decode()
             finally:
                 await reader.stop()
         log.info("lane %s restored: seq %d, cursor %s, %d known records, intents from %s",
@@ -177,8 +175,7 @@ class LaneLog:
             raise StreamsError(f"lane {self.name} is not started")
         with translated(self.settings, f"read intents of lane {self.name}"):
             batch = await consumer.getmany(tp, timeout_ms=timeout_ms, max_records=max_records)
-        return [ConsumedRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
-                for r in batch.get(tp, [])]
+        return [consumed(r) for r in batch.get(tp, [])]
 
     def rewind_intents(self, offset: int) -> None:
         """Read the intents again from ``offset`` (an intent that must wait is not skipped)."""
@@ -205,30 +202,23 @@ class LaneLog:
         if producer is None:
             raise StreamsError(f"lane {self.name} is not started")
         lanes = self.topics.name("lanes")
-        with translated(self.settings, f"commit lane {self.name}"):
-            await producer.begin_transaction()
-            try:
-                for event in observations:
-                    key = event.key() if isinstance(event, ObservationEvent) else self.name
-                    await producer.send(self.topics.observations, codec.encode(event),
-                                        key=key.encode())
-                for i, letter in enumerate(dead_letters):
-                    key = dead_letter_keys[i] if i < len(dead_letter_keys) else self.name
-                    await producer.send(self.topics.dlq, codec.encode(letter), key=key.encode())
-                for external_id, fingerprint in sorted((index or {}).items()):
-                    value = fingerprint.encode() if fingerprint is not None else None
-                    await producer.send(lanes, value, key=f"{self.name}/{external_id}".encode(),
-                                        partition=self._state_partition)
-                for intent_id, raw in sorted((parked or {}).items()):
-                    await producer.send(lanes, raw, key=f"{self.name}#parked/{intent_id}".encode(),
-                                        partition=self._state_partition)
-                await producer.send(lanes, orjson.dumps(asdict(self.head)),
-                                    key=self.name.encode(), partition=self._state_partition)
-                await producer.commit_transaction()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.abort_transaction()
-                raise
+        async with transaction(self.settings, producer, f"commit lane {self.name}"):
+            for event in observations:
+                key = event.key() if isinstance(event, ObservationEvent) else self.name
+                await producer.send(self.topics.observations, codec.encode(event),
+                                    key=key.encode())
+            for i, letter in enumerate(dead_letters):
+                key = dead_letter_keys[i] if i < len(dead_letter_keys) else self.name
+                await producer.send(self.topics.dlq, codec.encode(letter), key=key.encode())
+            for external_id, fingerprint in sorted((index or {}).items()):
+                value = fingerprint.encode() if fingerprint is not None else None
+                await producer.send(lanes, value, key=f"{self.name}/{external_id}".encode(),
+                                    partition=self._state_partition)
+            for intent_id, raw in sorted((parked or {}).items()):
+                await producer.send(lanes, raw, key=f"{self.name}#parked/{intent_id}".encode(),
+                                    partition=self._state_partition)
+            await producer.send(lanes, orjson.dumps(asdict(self.head)),
+                                key=self.name.encode(), partition=self._state_partition)
         for intent_id, raw in (parked or {}).items():
             if raw is None:
                 self.parked.pop(intent_id, None)

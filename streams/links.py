@@ -13,18 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from typing import Any
-
-import aiokafka
 
 from streams import codec
 from streams.errors import DecodeError
 from streams.events import RecordEvent
-from streams.kafka import KafkaSettings, translated
+from streams.kafka import ConsumedRecord, KafkaSettings, follow
 from streams.topics import Topics
-
-log = logging.getLogger(__name__)
 
 
 class LinksView:
@@ -64,29 +58,11 @@ class LinksView:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the records topic until ``stop`` is set."""
-        consumer: Any = aiokafka.AIOKafkaConsumer(
-            self.topics.records, **self.settings.client_options(), group_id=None,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            isolation_level="read_committed")
-        with translated(self.settings, f"follow {self.topics.records}"):
-            await consumer.start()
-        try:
-            partitions = consumer.assignment()
-            while not partitions:
-                await asyncio.sleep(0.05)
-                partitions = consumer.assignment()
-            ends = await consumer.end_offsets(list(partitions))
-            while not stop.is_set():
-                with translated(self.settings, f"follow {self.topics.records}"):
-                    batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-                for records in batch.values():
-                    for record in records:
-                        with contextlib.suppress(DecodeError):  # the merge's DLQ has it
-                            self.apply(codec.decode(record.value, (RecordEvent,)))
-                if not self.caught_up.is_set():
-                    positions = [await consumer.position(tp) for tp in ends]
-                    if all(at >= end for at, end in zip(positions, ends.values(), strict=True)):
-                        log.info("links view caught up: %d records", len(self._links))
-                        self.caught_up.set()
-        finally:
-            await consumer.stop()
+        await follow(self.settings, [self.topics.records], self._take, stop, self.caught_up,
+                     f"follow {self.topics.records} for the links view")
+
+    def _take(self, record: ConsumedRecord) -> None:
+        if record.value is None:
+            return
+        with contextlib.suppress(DecodeError):  # the merge's dead letters have it
+            self.apply(codec.decode(record.value, (RecordEvent,)))

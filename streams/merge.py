@@ -1,7 +1,9 @@
-"""What the two stream stages do with one input, apart from Kafka.
+"""What the two stream stages do with one input, apart from Kafka: decoding, routing or
+folding, and the dead letter of an input that cannot be processed.
 
-The topology (:class:`streams.worker.MergeWorker`) is two stages, each a consume → transform →
-produce step whose state lives in a table backed by a compacted changelog topic:
+The merge worker (:mod:`streams.worker`) runs two stages, each a consume → transform →
+produce step whose state lives in a table backed by a changelog topic, exactly once
+(:mod:`streams.runner`):
 
 1. **route**, keyed like ``observations`` (``system/entity``, one lane's): finds the record's
    canonical id in the links table or derives it (:mod:`streams.identity`), links it, and
@@ -13,16 +15,15 @@ produce step whose state lives in a table backed by a compacted changelog topic:
    write intents and the conflicts. The ``merge`` topic is therefore the exact, ordered input
    of the fold: replaying it rebuilds the records table bit for bit (``streams.replay``).
 
-Both stages here are plain classes over mutable mappings, so they are tested without Kafka and
-driven the same way by the exactly-once stage runner of :mod:`streams` (which commits their
-outputs, the changed state and the consumed offsets in one Kafka transaction) and by
-``syncline replay`` (:mod:`streams.replay`).
+Both stages here are plain classes over mutable mappings, so they are tested without Kafka,
+and driven the same way by the stage runner (:meth:`Router.handle`, :meth:`Merger.handle`:
+an input's bytes in, its outputs or its dead letter out) and by ``syncline replay``.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -155,6 +156,19 @@ class Router:
             event = event.model_copy(update={"canonical_id": cid})
         return Output("merge", cid, event)
 
+    def handle(self, record: Any, links: MutableMapping[str, str],
+               clock: Callable[[], float]) -> list[Output]:
+        """One consumed input (an observation or a resolution) decoded and routed; or, if
+        it cannot be, its dead letter (stamped with ``clock()``)."""
+        try:
+            event = decode_route_input(record.value)
+            if isinstance(event, Resolution):  # already keyed by canonical id
+                return [Output("merge", event.canonical_id, event)]
+            return [self.route(event, links)]
+        except REJECTED as exc:
+            return [dead_letter("route", record.topic, record.partition, record.offset,
+                                record.key, record.value, exc, clock())]
+
 
 class Merger:
     """Stage 2: fold one input into its record and say what to produce."""
@@ -191,6 +205,16 @@ class Merger:
         for record in step.conflicts:
             outputs.append(Output("conflicts", cid, ConflictEvent.of(record)))
         return outputs
+
+    def handle(self, record: Any, records: MutableMapping[str, conflict.RecordState],
+               clock: Callable[[], float]) -> list[Output]:
+        """One consumed input of the ``merge`` topic decoded and folded; or, if it cannot
+        be, its dead letter (stamped with ``clock()``)."""
+        try:
+            return self.apply(decode_merge_input(record.value), records)
+        except REJECTED as exc:
+            return [dead_letter("merge", record.topic, record.partition, record.offset,
+                                record.key, record.value, exc, clock())]
 
 
 def _links_changed(before: conflict.RecordState, after: conflict.RecordState) -> bool:

@@ -1,12 +1,12 @@
 """Replay: rebuild the records table from the log and compare it with the live one.
 
 The ``merge`` topic holds every input of the fold (routed observations and resolutions) in
-the order the merge stage took them, per partition, forever. Folding it again into empty
-state must give the live table bit for bit (DESIGN.md "Determinism"); :func:`replay` does
-that and reports every record that differs. The changelog says which offset of each
-``merge`` partition its states reflect (the merge stage's checkpoint marker,
-:data:`streams.processor.CHECKPOINT_KEY`), and the rebuild stops there, so a replay is exact
-even while the merge stage is working through a backlog.
+the order the merge stage took them, per partition, forever. The fold is deterministic (no
+clock, no random ids: time and actor are in the inputs), so folding the log again into empty
+state must give the live table bit for bit; :func:`replay` does that and reports every
+record that differs. The changelog says which offset of each ``merge`` partition its states
+reflect (the merge stage's checkpoint marker, :mod:`streams.checkpoint`), and the rebuild
+stops there, so a replay is exact even while the merge stage is working through a backlog.
 
 ``python -m streams.replay --bootstrap HOST:PORT --prefix P --catalog module:attribute``
 exits 0 when the rebuilt table equals the live one, 1 when not.
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import conflict
 from streams.kafka import KafkaSettings, read_to_end
 from streams.merge import REJECTED, Catalog, Merger, decode_merge_input
-from streams.processor import CHECKPOINT_KEY, decode_checkpoint
+from streams.table import read_table
 from streams.topics import Topics
-from streams.worker import decode_state, load_object
+from streams.worker import load_object
 
 
 @dataclass
@@ -77,16 +77,9 @@ async def live_table(settings: KafkaSettings, topics: Topics
                      ) -> tuple[dict[str, conflict.RecordState], dict[int, int]]:
     """The live records table (the latest value per key of its changelog), and per partition
     the ``merge`` offset its states reflect, where the changelog has a checkpoint marker."""
-    latest: dict[str, bytes | None] = {}
-    checkpoints: dict[int, int] = {}
-    for record in await read_to_end(settings, topics.name("records_changelog")):
-        if record.key == CHECKPOINT_KEY.encode():
-            if record.value is not None:
-                checkpoints[record.partition] = decode_checkpoint(record.value)[0]
-        elif record.key is not None:
-            latest[record.key.decode()] = record.value
-    table = {cid: decode_state(value) for cid, value in latest.items() if value is not None}
-    return table, checkpoints
+    table = await read_table(settings, topics)
+    states = {cid: state for cid in table.raw if (state := table.state(cid)) is not None}
+    return states, dict(table.checkpoints)
 
 
 async def replay(settings: KafkaSettings, topics: Topics, catalog: Catalog) -> ReplayResult:

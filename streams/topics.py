@@ -11,22 +11,17 @@ partition).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from streams.errors import TopicMismatch, TopicSettingsRejected
 from streams.kafka import Admin, TopicSpec
+from streams.settings import TopicSettings as TopicSettings  # re-exported
+
+SETTING = "kafka.topics"
+"""Where the topic settings are in the configuration file (named in messages)."""
 
 ROLES = ("observations", "merge", "resolutions", "intents", "records", "conflicts", "dlq",
          "links_changelog", "records_changelog", "lanes")
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSettings:
-    """How topics are created (from the ``kafka.topics`` part of the config)."""
-
-    partitions: int = 4
-    replication: int = 1
-    log_retention_ms: int = -1  # observations and resolutions: keep forever by default
-    dlq_retention_ms: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +66,15 @@ class Topics:
 
     def specs(self, settings: TopicSettings) -> list[TopicSpec]:
         """What to create: every topic with its partitions and configuration."""
-        forever = {"retention.ms": str(settings.log_retention_ms)}
+        insync = ({} if settings.min_insync_replicas is None
+                  else {"min.insync.replicas": str(settings.min_insync_replicas)})
+        forever = {"retention.ms": str(settings.retention_ms)}
         compact = {"cleanup.policy": "compact"}
         config = {
             "observations": forever,
             "resolutions": forever,
             "merge": forever,  # the fold's exact input order: what replay reads
-            "intents": {"retention.ms": str(7 * 24 * 3600 * 1000)},
+            "intents": {"retention.ms": str(settings.intents_retention_ms)},
             "records": compact,
             # Keyed by canonical id like the records, but not compacted: compaction would
             # keep one conflict per record and drop the others, open ones included.
@@ -88,13 +85,79 @@ class Topics:
             "lanes": compact,  # each lane's cursor, sequence number and known records
         }
         return [TopicSpec(self.name(role), partitions=settings.partitions,
-                          replication=settings.replication, config=config[role])
+                          replication=settings.replication_factor,
+                          config={**config[role], **insync})
                 for role in ROLES]
 
     async def ensure(self, admin: Admin, settings: TopicSettings) -> list[str]:
-        """Create the topics that are missing; the names of those created."""
+        """Create the topics that are missing; the names of those created.
+
+        Raises:
+            TopicSettingsRejected: the cluster cannot hold topics of these settings (more
+                replicas than brokers), before any topic is created.
+            TopicMismatch: an existing topic lacks a configuration value of its spec.
+        """
+        brokers = len((await admin.describe_cluster()).brokers)
+        unmet = unmet_settings(settings, brokers)
+        if unmet:
+            raise TopicSettingsRejected("; ".join(unmet))
         created = []
         for spec in self.specs(settings):
-            if await admin.ensure_topic(spec):
-                created.append(spec.name)
+            try:
+                if await admin.ensure_topic(spec):
+                    created.append(spec.name)
+            except TopicMismatch as exc:
+                raise TopicMismatch(spec.name, f"{exc.detail} (from {SETTING}: change the "
+                                    "setting or the topic; `syncline check` lists every "
+                                    "difference)") from exc
         return created
+
+
+def unmet_settings(settings: TopicSettings, brokers: int) -> list[str]:
+    """What a cluster of ``brokers`` brokers cannot do of ``settings``, one line each."""
+    if settings.replication_factor <= brokers:
+        return []
+    return [f"{SETTING}.replication_factor is {settings.replication_factor}, but the cluster "
+            f"has {brokers} broker{'s' if brokers != 1 else ''}: every partition needs that "
+            f"many brokers (lower the setting, or add brokers)"]
+
+
+@dataclass
+class TopicsReport:
+    """The deployment's topics as the cluster has them, against the topic settings."""
+
+    problems: list[str] = field(default_factory=list)  # one line per difference
+    missing: list[str] = field(default_factory=list)  # created by the first worker
+    matching: list[str] = field(default_factory=list)
+
+
+async def compare_topics(admin: Admin, topics: Topics, settings: TopicSettings
+                         ) -> TopicsReport:
+    """Compare every existing topic of the deployment with ``settings``: partition count,
+    replication factor and the configuration values syncline sets (retention, compaction,
+    ``min.insync.replicas``). Missing topics are listed, not problems."""
+    report = TopicsReport()
+    brokers = len((await admin.describe_cluster()).brokers)
+    report.problems.extend(unmet_settings(settings, brokers))
+    specs = topics.specs(settings)
+    shapes = await admin.describe_topics([spec.name for spec in specs])
+    for spec in specs:
+        shape = shapes.get(spec.name)
+        if shape is None:
+            report.missing.append(spec.name)
+            continue
+        wrong = []
+        if shape.partitions != spec.partitions:
+            wrong.append(f"{shape.partitions} partitions, {SETTING}.partitions is "
+                         f"{spec.partitions}")
+        if shape.replication != spec.replication:
+            wrong.append(f"replication factor {shape.replication}, "
+                         f"{SETTING}.replication_factor is {spec.replication}")
+        actual = await admin.topic_config(spec.name)
+        wrong.extend(f"{key} is {actual.get(key)!r}, expected {value!r}"
+                     for key, value in sorted(spec.config.items()) if actual.get(key) != value)
+        if wrong:
+            report.problems.append(f"topic {spec.name}: " + "; ".join(wrong))
+        else:
+            report.matching.append(spec.name)
+    return report

@@ -9,39 +9,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import importlib
 import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-import conflict
-from streams.events import Resolution
 from streams.kafka import Admin, KafkaSettings
 from streams.merge import (
-    REJECTED,
     Catalog,
     Merger,
-    Output,
     Router,
-    dead_letter,
-    decode_merge_input,
-    decode_route_input,
 )
-from streams.processor import (
-    CHECKPOINT_IDLE,
-    NEVER,
-    AnyStore,
-    RocksStore,
-    StageRunner,
-    Store,
-)
+from streams.runner import CHECKPOINT_IDLE, NEVER, StageRunner
+from streams.stores import AnyStore, RocksStore, Store
+from streams.table import decode_state, encode_state
 from streams.topics import Topics, TopicSettings
 
 MAX_BATCH = 2000
@@ -58,21 +45,6 @@ A record changed in several batches of that time is written once, and its record
 produced once, with the changelog (docs/BENCHMARKS.md, docs/DECISIONS.md)."""
 
 
-def encode_state(state: conflict.RecordState) -> bytes:
-    """A record state as changelog bytes: its compact form (a JSON array, sorted keys in the
-    dicts it holds), so the same state always gives the same bytes."""
-    return orjson.dumps(state.to_compact(), option=orjson.OPT_SORT_KEYS)
-
-
-def decode_state(data: bytes) -> conflict.RecordState:
-    """Changelog bytes as a record state: the compact form, or the ``to_dict`` form (a JSON
-    object) that changelogs written before the compact one hold."""
-    payload = orjson.loads(data)
-    if isinstance(payload, list):
-        return conflict.RecordState.from_compact(payload)
-    return conflict.RecordState.from_dict(payload)
-
-
 class MergeWorker:
     """Routes observations to canonical ids and folds them, exactly once."""
 
@@ -84,7 +56,7 @@ class MergeWorker:
                  state_dir: Path | None = None) -> None:
         self.settings = settings
         self.topics = topics
-        self.topic_settings = topic_settings or TopicSettings()
+        self.topic_settings = topic_settings or settings.topics
         self.clock = clock
         self.router = Router(catalog)
         self.merger = Merger(catalog)
@@ -100,33 +72,18 @@ class MergeWorker:
         self.route_stage = StageRunner(
             settings, group_id=f"{topics.prefix}.route",
             sources=[topics.observations, topics.resolutions],
-            changelog=topics.name("links_changelog"), store=self.links, handle=self._route,
+            changelog=topics.name("links_changelog"), store=self.links,
+            handle=functools.partial(self.router.handle, clock=clock),
             topic_of=topics.name, max_batch=max_batch, output_roles=("merge", "dlq"))
         self.merge_stage = StageRunner(
             settings, group_id=f"{topics.prefix}.merge",
             sources=[topics.merge],
             changelog=topics.name("records_changelog"), store=self.records,
-            handle=self._merge, topic_of=topics.name, max_batch=max_batch,
+            handle=functools.partial(self.merger.handle, clock=clock),
+            topic_of=topics.name, max_batch=max_batch,
             compacted=frozenset({"records"}),
             output_roles=("records", "intents", "conflicts", "dlq"),
             checkpoint_interval=checkpoint_interval, checkpoint_idle=checkpoint_idle)
-
-    def _route(self, record: Any, links: MutableMapping[str, Any]) -> list[Output]:
-        try:
-            event = decode_route_input(record.value)
-            if isinstance(event, Resolution):  # already keyed by canonical id
-                return [Output("merge", event.canonical_id, event)]
-            return [self.router.route(event, links)]
-        except REJECTED as exc:
-            return [dead_letter("route", record.topic, record.partition, record.offset,
-                                record.key, record.value, exc, self.clock())]
-
-    def _merge(self, record: Any, records: MutableMapping[str, Any]) -> list[Output]:
-        try:
-            return self.merger.apply(decode_merge_input(record.value), records)
-        except REJECTED as exc:
-            return [dead_letter("merge", record.topic, record.partition, record.offset,
-                                record.key, record.value, exc, self.clock())]
 
     async def ensure_topics(self) -> list[str]:
         """Create the deployment's topics where missing."""
@@ -180,9 +137,9 @@ def load_object(path: str) -> Any:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    worker = MergeWorker(KafkaSettings(bootstrap=args.bootstrap), Topics(args.prefix),
-                         load_object(args.catalog),
-                         topic_settings=TopicSettings(partitions=args.partitions),
+    settings = KafkaSettings(bootstrap=args.bootstrap,
+                             topics=TopicSettings(partitions=args.partitions))
+    worker = MergeWorker(settings, Topics(args.prefix), load_object(args.catalog),
                          max_batch=args.max_batch, checkpoint_interval=args.checkpoint_interval,
                          checkpoint_idle=args.checkpoint_idle,
                          state_dir=args.state_dir)

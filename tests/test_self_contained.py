@@ -15,8 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUTSIDE = ("DESIGN.md", "../shared", "shared/DESIGN", "DESIGN says", 'DESIGN "')
 """How a pointer to the design document beside the repository was spelled."""
 
-PENDING = frozenset({"conflict/state.py", "conflict/fold.py", "daemon/lane.py",
-                     "streams/replay.py"})
+PENDING = frozenset({"conflict/fold.py"})
 """Files being rewritten on other branches at the time of writing, their pointers with them;
 empty this once they are merged."""
 

@@ -24,7 +24,7 @@ from daemon.lane.references import Parked, References
 from daemon.lane.report import Health, Reporter, Round
 from daemon.lane.writing import Writer
 from daemon.metrics import Metrics
-from streams.events import WriteIntent
+from streams import WriteIntent
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,7 @@ from daemon.http import (
     Rejected,
     Unavailable,
 )
-from streams import codec
-from streams.errors import StreamsError
-from streams.events import DeadLetter, Event, WriteIntent
+from streams import DeadLetter, Event, StreamsError, WriteIntent, codec
 
 Operation = Literal["changes", "fetch", "lookup", "deletions", "create", "update", "delete"]
 Failure = Literal["down", "garbled", "refused"]

@@ -16,7 +16,7 @@ from conflict.state import Json
 from daemon.connector.config import EntityEndpointConfig
 from daemon.connector.rest import ChangePage, Deletion, RemoteRecord
 from daemon.http import Precondition
-from streams.events import DeadLetter, Event
+from streams import DeadLetter, Event
 
 
 class Connector(Protocol):

@@ -21,15 +21,7 @@ from daemon.connector.rest import BadRecord, RemoteRecord
 from daemon.http import HttpError
 from daemon.lane.ports import Delivered, Journal, Reading
 from daemon.metrics import Metrics
-from streams.events import (
-    DeadLetter,
-    Event,
-    Observed,
-    WriteFailed,
-    WriteIntent,
-    WriteStale,
-    Written,
-)
+from streams import DeadLetter, Event, Observed, WriteFailed, WriteIntent, WriteStale, Written
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,7 @@ from daemon.lane.decide import Done, Stale, decide_delete, decide_found, decide_
 from daemon.lane.ports import Connector, Delivered, Journal
 from daemon.lane.references import Parked, References, WaitForLink
 from daemon.lane.report import Health, Reporter, Round
-from streams import codec
-from streams.errors import DecodeError
-from streams.events import WriteIntent, WriteStale, Written
+from streams import DecodeError, WriteIntent, WriteStale, Written, codec
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,10 @@ from daemon.review.report import FORMATS, Format, age_text, render, show, when
 from daemon.review.resolve import NO_VALUE, field_types, plan_resolution
 from daemon.review.source import load_view, publish
 from daemon.review.view import STATUSES, ConflictFilter, ReviewView, Status, age, raised_at
-from streams.events import ConflictEvent
-from streams.topics import Topics
+from streams import (
+    ConflictEvent,
+    Topics,
+)
 
 T = TypeVar("T")
 

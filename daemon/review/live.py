@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
-import aiokafka
-
-import conflict
 from daemon.review.view import ReviewView
-from streams import codec
-from streams.errors import DecodeError
-from streams.events import ConflictEvent, RecordEvent
-from streams.kafka import KafkaSettings, translated
-from streams.topics import Topics
-from streams.worker import decode_state
+from streams import (
+    ConflictEvent,
+    ConsumedRecord,
+    DecodeError,
+    KafkaSettings,
+    RecordEvent,
+    RecordsTable,
+    Topics,
+    codec,
+    follow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,17 @@ class LiveView:
         self.topics = topics
         self.conflicts: dict[str, ConflictEvent] = {}
         self.records: dict[str, RecordEvent] = {}
-        self._raw_states: dict[str, bytes] = {}
-        self._decoded: dict[str, tuple[bytes, conflict.RecordState]] = {}
+        self.table = RecordsTable()
         self.unreadable = 0
         self.caught_up = asyncio.Event()
 
-    def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def apply(self, record: ConsumedRecord) -> None:
         """Take one record of one of the three topics."""
-        name = key.decode() if key is not None else ""
+        topic, value = record.topic, record.value
+        if topic not in (self.topics.conflicts, self.topics.records):
+            self.table.apply(record)
+            return
+        name = record.key.decode() if record.key is not None else ""
         try:
             if topic == self.topics.conflicts:
                 if value is not None:
@@ -54,29 +58,14 @@ class LiveView:
                     self.records.pop(name, None)
                 else:
                     self.records[name] = codec.decode(value, (RecordEvent,))
-            elif value is None:
-                self._raw_states.pop(name, None)
-            else:
-                self._raw_states[name] = value
         except DecodeError as exc:
             self.unreadable += 1
             log.warning("%s: %s", topic, exc)
 
     def view(self) -> ReviewView:
         """The view as the topics stand now (as far as they have been read)."""
-        states: dict[str, conflict.RecordState] = {}
-        for cid in {event.canonical_id for event in self.conflicts.values()}:
-            raw = self._raw_states.get(cid)
-            if raw is None:
-                continue
-            cached = self._decoded.get(cid)
-            if cached is None or cached[0] is not raw:
-                try:
-                    cached = (raw, decode_state(raw))
-                except (ValueError, KeyError, IndexError, TypeError):
-                    continue
-                self._decoded[cid] = cached
-            states[cid] = cached[1]
+        states, _ = self.table.states({event.canonical_id
+                                       for event in self.conflicts.values()})
         return ReviewView.build(list(self.conflicts.values()), list(self.records.values()),
                                 states, self.unreadable)
 
@@ -89,27 +78,5 @@ class LiveView:
         """Follow the topics until ``stop`` is set."""
         names = [self.topics.conflicts, self.topics.records,
                  self.topics.name("records_changelog")]
-        consumer: Any = aiokafka.AIOKafkaConsumer(
-            *names, **self.settings.client_options(), group_id=None,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            isolation_level="read_committed")
-        with translated(self.settings, "follow the conflicts for the review page"):
-            await consumer.start()
-        try:
-            partitions = consumer.assignment()
-            while not partitions:
-                await asyncio.sleep(0.05)
-                partitions = consumer.assignment()
-            ends = await consumer.end_offsets(list(partitions))
-            while not stop.is_set():
-                with translated(self.settings, "follow the conflicts for the review page"):
-                    batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-                for tp, records in batch.items():
-                    for record in records:
-                        self.apply(tp.topic, record.key, record.value)
-                if not self.caught_up.is_set():
-                    positions = [await consumer.position(tp) for tp in ends]
-                    if all(at >= end for at, end in zip(positions, ends.values(), strict=True)):
-                        self.caught_up.set()
-        finally:
-            await consumer.stop()
+        await follow(self.settings, names, self.apply, stop, self.caught_up,
+                     "follow the conflicts for the review page")

@@ -45,10 +45,12 @@ from daemon.review.resolve import NO_VALUE, Accepts, field_types, plan_resolutio
 from daemon.review.source import load_view, publish
 from daemon.review.view import ReviewView
 from daemon.web import WebServer
-from streams.errors import StreamsError
-from streams.events import Resolution
-from streams.kafka import KafkaSettings
-from streams.topics import Topics
+from streams import (
+    KafkaSettings,
+    Resolution,
+    StreamsError,
+    Topics,
+)
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,10 @@ import conflict
 from conflict.state import Json
 from daemon.review import templates
 from daemon.review.view import ReviewView, age, candidates, outcome, raised_at
-from streams.events import ConflictEvent, RecordEvent
+from streams import (
+    ConflictEvent,
+    RecordEvent,
+)
 
 Format = Literal["html", "md", "json"]
 FORMATS: tuple[Format, ...] = ("html", "md", "json")

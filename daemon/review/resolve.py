@@ -14,8 +14,11 @@ from typing import Final
 
 from conflict.state import DELETE_FIELD, Json
 from daemon.review.errors import NotResolvable
-from streams.events import ConflictEvent, Resolution
-from streams.merge import EntityModel
+from streams import (
+    ConflictEvent,
+    EntityModel,
+    Resolution,
+)
 
 NO_VALUE: Final = object()
 """Marks that no ``value`` was given (``None`` is a value: it clears the field)."""

@@ -1,9 +1,10 @@
 """The review surfaces' I/O: read the conflicts view from Kafka, publish a resolution.
 
-Reading is :func:`streams.kafka.read_to_end` over ``conflicts``, ``records`` and the records
-table's changelog (read_committed, so an aborted transaction of the merge is never shown);
-:mod:`streams.codec` turns the bytes into events. An event that cannot be decoded is counted
-(:attr:`ReviewView.unreadable`) and skipped: the DLQ is where such inputs are dealt with.
+Reading is :func:`streams.read_to_end` over ``conflicts`` and ``records``, and
+:func:`streams.read_table` for the records table (read_committed, so an aborted transaction
+of the merge is never shown); :mod:`streams.codec` turns the bytes into events. An event
+that cannot be decoded is counted (:attr:`ReviewView.unreadable`) and skipped: the DLQ is
+where such inputs are dealt with.
 """
 
 from __future__ import annotations
@@ -11,25 +12,30 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import conflict
 from daemon.review.view import ReviewView
-from streams import codec
-from streams.errors import DecodeError
-from streams.events import ConflictEvent, RecordEvent, Resolution
-from streams.kafka import Delivery, KafkaSettings, Producer, read_to_end
-from streams.processor import CHECKPOINT_KEY
-from streams.topics import Topics
-from streams.worker import decode_state
+from streams import (
+    ConflictEvent,
+    DecodeError,
+    Delivery,
+    KafkaSettings,
+    Producer,
+    RecordEvent,
+    Resolution,
+    Topics,
+    codec,
+    read_table,
+    read_to_end,
+)
 
 log = logging.getLogger(__name__)
 
 
 async def load_view(settings: KafkaSettings, topics: Topics) -> ReviewView:
     """The conflicts view as the topics hold it now."""
-    conflict_records, record_records, state_records = await asyncio.gather(
+    conflict_records, record_records, table = await asyncio.gather(
         read_to_end(settings, topics.conflicts),
         read_to_end(settings, topics.records),
-        read_to_end(settings, topics.name("records_changelog")))
+        read_table(settings, topics))
     unreadable = 0
     conflicts: list[ConflictEvent] = []
     for item in conflict_records:
@@ -51,20 +57,8 @@ async def load_view(settings: KafkaSettings, topics: Topics) -> ReviewView:
         except DecodeError as exc:
             unreadable += 1
             log.warning("%s[%d]@%d: %s", item.topic, item.partition, item.offset, exc)
-    states: dict[str, conflict.RecordState] = {}
-    for item in state_records:
-        if item.key is None or item.key == CHECKPOINT_KEY.encode():
-            continue
-        key = item.key.decode()
-        if item.value is None:
-            states.pop(key, None)
-            continue
-        try:
-            states[key] = decode_state(item.value)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            unreadable += 1
-            log.warning("%s[%d]@%d: undecodable record state: %s", item.topic,
-                        item.partition, item.offset, exc)
+    states, undecodable = table.states()
+    unreadable += undecodable
     return ReviewView.build(conflicts, [r for r in latest.values() if r is not None], states,
                             unreadable)
 

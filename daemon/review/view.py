@@ -17,7 +17,11 @@ from typing import Literal
 import conflict
 from conflict.state import Json
 from daemon.review.errors import NotFound
-from streams.events import CandidateModel, ConflictEvent, RecordEvent
+from streams import (
+    CandidateModel,
+    ConflictEvent,
+    RecordEvent,
+)
 
 Status = Literal["open", "auto_resolved", "resolved", "superseded"]
 STATUSES: tuple[Status, ...] = ("open", "auto_resolved", "resolved", "superseded")

@@ -7,12 +7,16 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
 from daemon.sandbox import run_crm, run_helpdesk
+from streams.kafka import Admin, KafkaSettings
+from streams.topics import Topics, TopicSettings
+from tests.streams.kafka_helpers import topic_exists
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,8 +140,8 @@ def test_every_problem_gets_its_own_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"{config}:2: kafka.bootstrap: expected host:port[,host:port...], got 'nowhere'",
-        f"{config}:3: kafka.colour: unknown key (allowed: bootstrap, topic_prefix, client_id, "
-        "security_protocol, sasl, ssl)",
+        f"{config}:3: kafka.colour: unknown key (allowed: bootstrap, client_id, "
+        "security_protocol, sasl, ssl, request_timeout, topics, topic_prefix)",
     ]
 
 
@@ -154,3 +158,70 @@ def test_a_broker_that_is_down_is_named_with_what_to_do(tmp_path: Path) -> None:
         f"syncline: cannot reach Kafka at {address}: no broker accepted a connection; "
         f"is the broker running? To start the local one: bash {REPO}/deploy/kafka/kafka.sh up"
     )
+
+
+async def made_topics(kafka_bootstrap: str, partitions: int) -> Topics:
+    """A deployment's topics under a new prefix, as `syncline run` creates them."""
+    topics = Topics(f"check-{uuid.uuid4().hex[:10]}")
+    async with Admin(KafkaSettings(bootstrap=kafka_bootstrap)) as admin:
+        await topics.ensure(admin, TopicSettings(partitions=partitions))
+    return topics
+
+
+@pytest.mark.kafka
+async def test_topics_as_configured_pass_the_check(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topics = await made_topics(kafka_bootstrap, partitions=2)
+    config = write(tmp_path / "syncline.yaml",
+                   f"kafka:\n  bootstrap: {kafka_bootstrap}\n  topic_prefix: {topics.prefix}\n"
+                   "  topics: {partitions: 2, replication_factor: 1}\n")
+
+    result = run_check(config)
+
+    assert result.returncode == 0, result.stderr
+    assert "topics ok: 10 as configured (2 partitions, replication factor 1)" in result.stdout
+
+
+@pytest.mark.kafka
+async def test_topics_that_differ_from_the_settings_fail_the_check(kafka_bootstrap: str,
+                                                                   tmp_path: Path) -> None:
+    topics = await made_topics(kafka_bootstrap, partitions=2)
+    config = write(tmp_path / "syncline.yaml",
+                   f"kafka:\n  bootstrap: {kafka_bootstrap}\n  topic_prefix: {topics.prefix}\n"
+                   "  topics: {partitions: 3, retention_ms: 86400000}\n")
+
+    result = run_check(config)
+
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert (f"topics FAILED: topic {topics.observations}: 2 partitions, kafka.topics.partitions "
+            "is 3; retention.ms is '-1', expected '86400000'") in lines
+    assert (f"topics FAILED: topic {topics.records}: 2 partitions, kafka.topics.partitions "
+            "is 3") in lines
+    assert len([line for line in lines if line.startswith("topics FAILED")]) == 10
+    assert lines[-1].startswith("syncline: the topics do not match kafka.topics (above)")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.kafka
+def test_more_replicas_than_brokers_is_named_by_check_and_run(kafka_bootstrap: str,
+                                                               tmp_path: Path) -> None:
+    prefix = f"check-{uuid.uuid4().hex[:10]}"
+    config = write(tmp_path / "syncline.yaml",
+                   f"kafka:\n  bootstrap: {kafka_bootstrap}\n  topic_prefix: {prefix}\n"
+                   "  topics: {replication_factor: 3, min_insync_replicas: 2}\n")
+    unmet = ("kafka.topics.replication_factor is 3, but the cluster has 1 broker: every "
+             "partition needs that many brokers (lower the setting, or add brokers)")
+
+    checked = run_check(config)
+    ran = subprocess.run([sys.executable, "-m", "daemon", "run", "--config", str(config),
+                          "--role", "merge", "--listen", "127.0.0.1:0"],
+                         capture_output=True, text=True, timeout=60, check=False, cwd=REPO)
+
+    assert checked.returncode == 2
+    assert f"topics FAILED: {unmet}" in checked.stderr.splitlines()
+    assert ran.returncode == 2
+    assert ran.stderr.splitlines()[-1] == (
+        f"syncline: Kafka at {kafka_bootstrap}: the topics cannot be created: {unmet}")
+    assert "Traceback" not in ran.stderr
+    assert not asyncio.run(topic_exists(KafkaSettings(bootstrap=kafka_bootstrap),
+                                        Topics(prefix).observations))

@@ -13,15 +13,15 @@ import pytest
 
 from streams import codec
 from streams.events import Observed, RecordEvent
-from streams.kafka import KafkaSettings
-from streams.topics import Topics
+from streams.kafka import Admin, KafkaSettings
+from streams.topics import Topics, TopicSettings
 from tests.streams.kafka_helpers import produce, read_topic, topic_exists, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 CONFIG = """\
-kafka: {{bootstrap: '{bootstrap}', topic_prefix: {prefix}}}
+kafka: {{bootstrap: '{bootstrap}', topic_prefix: {prefix}, topics: {{partitions: 3}}}}
 systems: {{crm: {{base_url: 'http://127.0.0.1:9'}}, helpdesk: {{base_url: 'http://127.0.0.1:9'}}}}
 entities:
   contact:
@@ -55,6 +55,12 @@ async def test_run_folds_what_systems_report_and_replay_agrees(
         # The worker creates its topics (the log kept forever) before anything is produced.
         await wait_for(lambda: topic_exists(kafka_settings, topics.observations), 30,
                        "the worker to create its topics")
+        await wait_for(lambda: topic_exists(kafka_settings, topics.name("lanes")), 30,
+                       "the worker to create its last topic")
+        async with Admin(kafka_settings) as admin:  # as kafka.topics says, not the default 4
+            shapes = await admin.describe_topics([spec.name for spec in topics.specs(
+                TopicSettings())])
+        assert [shape.partitions for shape in shapes.values()] == [3] * 10
         await produce(kafka_settings, topics.observations,
                       [(e.key().encode(), codec.encode(e)) for e in events])
 

@@ -8,6 +8,7 @@ import pytest
 
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError
+from streams.topics import Topics
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,8 +79,8 @@ def test_the_sasl_password_comes_from_the_named_environment_variable(tmp_path: P
     config = load_config(path, {"KAFKA_PW": "s3cret"})
     settings = config.kafka.settings()
 
-    assert settings.sasl_password is not None
-    assert settings.sasl_password.get_secret_value() == "s3cret"
+    assert settings.sasl is not None and settings.sasl.password is not None
+    assert settings.sasl.password.get_secret_value() == "s3cret"
     assert settings.client_options()["sasl_plain_password"] == "s3cret"
     assert "s3cret" not in repr(config)
     assert "s3cret" not in repr(settings)
@@ -113,7 +114,8 @@ def test_a_secret_may_come_from_a_file_named_by_the_variable_with_file(tmp_path:
 
     config = load_config(path, {"KAFKA_PW_FILE": str(mounted)})
 
-    password = config.kafka.settings().sasl_password
+    sasl = config.kafka.settings().sasl
+    password = sasl.password if sasl is not None else None
     assert password is not None and password.get_secret_value() == "from-a-file"
     with pytest.raises(ConfigError, match=r"KAFKA_PW_FILE names .*nope, which cannot be read"):
         load_config(path, {"KAFKA_PW_FILE": str(tmp_path / "nope")})
@@ -201,3 +203,41 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe")
     assert problems(binary) == [f"{binary}: not UTF-8 text (invalid start byte at byte 0)"]
+
+
+def test_topic_settings_are_read_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "kafka:\n  bootstrap: k:1\n  topics:\n    partitions: 12\n"
+                 "    replication_factor: 3\n    min_insync_replicas: 2\n"
+                 "    retention_ms: 604800000\n")
+
+    topics = load_config(path, {}).kafka.topics
+
+    assert (topics.partitions, topics.replication_factor, topics.min_insync_replicas,
+            topics.retention_ms) == (12, 3, 2, 604800000)
+    specs = {spec.name: spec for spec in Topics("p").specs(topics)}
+    assert specs["p.observations"].replication == 3
+    assert specs["p.observations"].config == {"retention.ms": "604800000",
+                                              "min.insync.replicas": "2"}
+    assert specs["p.records"].config == {"cleanup.policy": "compact",
+                                         "min.insync.replicas": "2"}
+
+
+def test_topic_settings_that_cannot_work_are_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "kafka:\n  bootstrap: k:1\n  topics:\n    partitions: 0\n")
+    assert problems(path) == [
+        f"{path}:4: kafka.topics.partitions: expected greater than or equal to 1, got 0 "
+        "(an integer)"]
+
+    insync = write(tmp_path, "kafka:\n  bootstrap: k:1\n  topics: {min_insync_replicas: 2}\n")
+    assert problems(insync) == [
+        f"{insync}:3: kafka.topics: min_insync_replicas (2) must not exceed "
+        "replication_factor (1): no write could ever be acknowledged"]
+
+
+def test_a_secret_written_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "kafka:\n  bootstrap: k:1\n  security_protocol: SASL_SSL\n"
+                 "  sasl: {username: u, password: hunter2}\n")
+
+    assert problems(path) == [
+        f"{path}:4: kafka.sasl: secrets are never written in the file: set password_env to "
+        "the name of an environment variable holding it"]

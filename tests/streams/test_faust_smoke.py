@@ -1,7 +1,10 @@
-"""faust-streaming with exactly-once processing works against the project's Kafka broker.
+"""faust-streaming starts, processes and stops against the project's Kafka broker.
 
-A compatibility smoke test for the merge topology to come: an App starts, creates its
-topics, processes one event in an agent inside a transaction, and stops cleanly.
+A compatibility smoke test of the pinned faust-streaming with this broker: an App with
+exactly-once transactions on (started as ``faust.Worker`` starts it: ``in_worker`` first;
+``app.start()`` alone leaves them off) creates its topic, processes one event in an agent,
+and stops cleanly. What faust's transactions do with outputs, and why the merge stages do
+not use them, is in ``tests/streams/test_faust_eos.py``.
 """
 
 from __future__ import annotations
@@ -49,8 +52,10 @@ async def test_an_exactly_once_faust_app_processes_an_event(
             if not processed.done():
                 processed.set_result(value)
 
+    app.in_worker = True  # what faust.Worker.on_start does; it turns transactions on
     await app.start()
     try:
+        assert app.in_transaction
         async with Producer(kafka_settings) as producer:
             await producer.send(topic_name, b"key", b"hello")
         async with asyncio.timeout(60):

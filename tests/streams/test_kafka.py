@@ -17,9 +17,11 @@ from streams.kafka import (
     Delivery,
     KafkaSettings,
     Producer,
+    TopicShape,
     TopicSpec,
     probe,
 )
+from streams.topics import Topics, TopicSettings, compare_topics
 
 
 async def _read(settings: KafkaSettings, topic: str, count: int) -> list[ConsumedRecord]:
@@ -145,3 +147,28 @@ async def test_probe_of_a_silent_listener_gives_up_at_the_deadline(silent_listen
         await probe(silent_listener, timeout=0.5)
 
     assert str(caught.value) == f"cannot reach Kafka at {silent_listener}: no answer within 0.5s"
+
+
+@pytest.mark.kafka
+async def test_topic_settings_land_on_the_topics_and_a_later_change_is_named(
+    kafka_settings: KafkaSettings, topic_name: str
+) -> None:
+    topics = Topics(topic_name)
+    kept = TopicSettings(partitions=2, min_insync_replicas=1, retention_ms=3_600_000)
+    async with Admin(kafka_settings) as admin:
+        created = await topics.ensure(admin, kept)
+        shapes = await admin.describe_topics([topics.observations, topics.records])
+        observations = await admin.topic_config(topics.observations)
+        report = await compare_topics(admin, topics, kept)
+        with pytest.raises(TopicMismatch) as caught:
+            await topics.ensure(admin, TopicSettings(partitions=2, retention_ms=-1))
+
+    assert len(created) == 10
+    assert shapes[topics.observations] == TopicShape(topics.observations, 2, 1)
+    assert observations["retention.ms"] == "3600000"
+    assert observations["min.insync.replicas"] == "1"
+    assert (report.problems, report.missing, len(report.matching)) == ([], [], 10)
+    assert str(caught.value) == (
+        f"ensure topic {topics.observations} failed: TOPIC_MISMATCH: retention.ms is "
+        "'3600000', expected '-1' (from kafka.topics: change the setting or the topic; "
+        "`syncline check` lists every difference)")

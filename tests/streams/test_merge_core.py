@@ -11,6 +11,7 @@ from streams import codec
 from streams.errors import InvalidEvent
 from streams.events import Observed, RecordEvent, Resolution, WriteIntent, Written
 from streams.identity import canonical_id
+from streams.kafka import ConsumedRecord
 from streams.merge import (
     REJECTED,
     EntityModel,
@@ -116,6 +117,28 @@ def test_rejected_inputs_become_dead_letters_with_the_original_bytes() -> None:
     assert (letter.topic, letter.partition, letter.offset) == (  # type: ignore[attr-defined]
         "syncline.merge", 2, 41)
     assert "seq" in letter.reason  # type: ignore[attr-defined]
+
+
+def test_handle_takes_an_input_s_bytes_and_gives_its_outputs_or_its_dead_letter() -> None:
+    router, merger = Router(CATALOG), Merger(CATALOG)
+    links: dict[str, str] = {}
+    records: dict[str, conflict.RecordState] = {}
+    good = read("crm", 1, "c-1", email="ann@example.com", name="Ann")
+    consumed = ConsumedRecord("syncline.observations", 0, 5, b"crm/contact",
+                              codec.encode(good), 0)
+
+    (routed,) = router.handle(consumed, links, clock=lambda: 7.0)
+    outputs = merger.handle(ConsumedRecord("syncline.merge", 1, 9, routed.key.encode(),
+                                           routed.encoded(), 0), records, clock=lambda: 7.0)
+
+    assert routed.role == "merge" and list(records) == [routed.key]
+    assert [out.role for out in outputs] == ["records", "intents"]
+    for stage, handle in (("route", router.handle), ("merge", merger.handle)):
+        bad = ConsumedRecord(f"syncline.{stage}", 2, 41, b"k", b"not json", 0)
+        (letter,) = handle(bad, {}, clock=lambda: 7.0)  # type: ignore[operator]
+        assert letter.role == "dlq"
+        event = codec.decode(codec.encode(letter.event))
+        assert (event.stage, event.offset, event.at) == (stage, 41, 7.0)  # type: ignore[attr-defined]
 
 
 def test_changes_coalesced_into_one_record_event_name_every_field_they_changed() -> None:

@@ -22,10 +22,10 @@ import pytest
 
 import conflict
 from streams import codec
+from streams.checkpoint import CHECKPOINT_KEY, decode_checkpoint
 from streams.events import DeadLetter, Observed, RecordEvent, WriteIntent
 from streams.kafka import KafkaSettings
 from streams.merge import Merger
-from streams.processor import CHECKPOINT_KEY, decode_checkpoint
 from streams.replay import live_table, replay
 from streams.topics import Topics, TopicSettings
 from streams.worker import MergeWorker

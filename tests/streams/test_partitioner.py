@@ -6,7 +6,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.processor import CachingPartitioner
+from streams.partitioner import CachingPartitioner
 
 
 @given(st.lists(st.binary(min_size=1, max_size=40), max_size=30), st.integers(1, 12))

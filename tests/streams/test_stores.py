@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streams.processor import RocksStore, Store
+from streams.stores import RocksStore, Store
 
 
 def stores(tmp_path: Path) -> list[Any]:
