@@ -1,0 +1,89 @@
+"""NocoDB contacts and Keycloak users kept in step by examples/real-nocodb-keycloak.yaml.
+
+Each test makes its own records (emails unique to the run) and checks the outcome in both
+systems through their own APIs.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.real.systems import Keycloak, NocoDB, Worker, eventually
+
+pytestmark = pytest.mark.real
+
+SYNC = 90.0
+"""Seconds a change may take to cross (polls every 2 s; generous for a loaded machine)."""
+
+
+def polled(worker: Worker, more: int) -> None:
+    """Wait until each lane has completed ``more`` polls from now."""
+    for system in ("nocodb", "keycloak"):
+        wanted = worker.polls(system) + more
+
+        def done(system: str = system, wanted: float = wanted) -> bool:
+            return worker.polls(system) >= wanted
+
+        eventually(done, SYNC, f"{more} more polls of {system}")
+
+
+def email(worker: Worker, who: str) -> str:
+    return f"{who}-{uuid.uuid4().hex[:6]}@{worker.prefix}.test"
+
+
+def test_creates_cross_both_ways(worker: Worker, noco: NocoDB, keycloak: Keycloak) -> None:
+    ada = email(worker, "ada")
+    bob = email(worker, "bob")
+    noco.create(FirstName="Ada", LastName="Lovelace", Email=ada)
+    keycloak.create(username=bob, email=bob, firstName="Bob", lastName="Byron", enabled=True)
+
+    user = eventually(lambda: keycloak.by_email(ada), SYNC, f"{ada} in Keycloak")
+    row = eventually(lambda: noco.by_email(bob), SYNC, f"{bob} in NocoDB")
+
+    assert (user["firstName"], user["lastName"], user["username"]) == ("Ada", "Lovelace", ada)
+    assert user["enabled"] is True  # the create's constant: Keycloak makes users disabled
+    assert (row["FirstName"], row["LastName"]) == ("Bob", "Byron")
+
+
+def test_edits_cross_both_ways(worker: Worker, noco: NocoDB, keycloak: Keycloak) -> None:
+    cy = email(worker, "cy")
+    dee = email(worker, "dee")
+    row_id = noco.create(FirstName="Cy", LastName="Old", Email=cy)
+    user_id = keycloak.create(username=dee, email=dee, firstName="Dee", lastName="Old",
+                              enabled=True)
+    eventually(lambda: keycloak.by_email(cy), SYNC, f"{cy} in Keycloak")
+    eventually(lambda: noco.by_email(dee), SYNC, f"{dee} in NocoDB")
+
+    noco.update(row_id, LastName="Newrow")
+    keycloak.update(user_id, lastName="Newuser")  # a PUT without attributes keeps the rest
+
+    eventually(lambda: (keycloak.by_email(cy) or {}).get("lastName") == "Newrow", SYNC,
+               f"the NocoDB edit of {cy} in Keycloak")
+    eventually(lambda: (noco.by_email(dee) or {}).get("LastName") == "Newuser", SYNC,
+               f"the Keycloak edit of {dee} in NocoDB")
+    # Neither edit came back to undo the other, and no field was lost on the way.
+    row = noco.by_email(cy)
+    assert row is not None and row["LastName"] == "Newrow"
+    user = keycloak.by_email(dee)
+    assert user is not None and (user["firstName"], user["lastName"]) == ("Dee", "Newuser")
+
+
+def test_nothing_echoes_over_quiet_poll_cycles(worker: Worker, noco: NocoDB,
+                                               keycloak: Keycloak) -> None:
+    eve = email(worker, "eve")
+    fay = email(worker, "fay")
+    noco.create(FirstName="Eve", LastName="Quiet", Email=eve)
+    keycloak.create(username=fay, email=fay, firstName="Fay", lastName="Quiet", enabled=True)
+    eventually(lambda: keycloak.by_email(eve), SYNC, f"{eve} in Keycloak")
+    eventually(lambda: noco.by_email(fay), SYNC, f"{fay} in NocoDB")
+    polled(worker, 2)  # the writes that carried them settle
+
+    rows_before = {r["Id"]: (r["UpdatedAt"], r["CreatedAt"]) for r in noco.rows()}
+    events_before = len(keycloak.user_events())
+    polled(worker, 5)
+
+    rows_after = {r["Id"]: (r["UpdatedAt"], r["CreatedAt"]) for r in noco.rows()}
+    assert rows_after == rows_before  # no row written, none created
+    assert len(keycloak.user_events()) == events_before  # no user created, updated, deleted
