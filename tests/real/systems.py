@@ -215,6 +215,16 @@ class Worker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def cli(self, *args: str) -> str:
+        """``syncline ARGS --config <the config>``; its output (it must succeed)."""
+        done = subprocess.run([sys.executable, "-m", "daemon", *args, "--config",
+                               str(self.config_path)], cwd=REPO, env=self.env(),
+                              capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise AssertionError(f"syncline {' '.join(args)} failed ({done.returncode}):\n"
+                                 f"{done.stdout}\n{done.stderr}")
+        return done.stdout
+
     def metrics(self) -> dict[str, float]:
         """The worker's Prometheus samples: ``name{labels}`` -> value."""
         text = httpx.get(f"http://127.0.0.1:{WORKER_PORT}/metrics", timeout=5).text

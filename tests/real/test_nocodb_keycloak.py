@@ -87,3 +87,51 @@ def test_nothing_echoes_over_quiet_poll_cycles(worker: Worker, noco: NocoDB,
     rows_after = {r["Id"]: (r["UpdatedAt"], r["CreatedAt"]) for r in noco.rows()}
     assert rows_after == rows_before  # no row written, none created
     assert len(keycloak.user_events()) == events_before  # no user created, updated, deleted
+
+
+def test_a_first_name_edited_in_both_at_once_is_resolved_from_the_cli(
+        worker: Worker, noco: NocoDB, keycloak: Keycloak) -> None:
+    gil = email(worker, "gil")
+    row_id = noco.create(FirstName="Gil", LastName="Both", Email=gil)
+    user = eventually(lambda: keycloak.by_email(gil), SYNC, f"{gil} in Keycloak")
+    tag = gil.split("@")[0]
+
+    # Both edits land before either lane polls again: neither side saw the other's.
+    noco.update(row_id, FirstName=f"N-{tag}")
+    keycloak.update(user["id"], firstName=f"K-{tag}")
+
+    def open_conflict() -> str | None:
+        for line in worker.cli("conflicts", "list", "--open", "--field", "first_name"
+                               ).splitlines():
+            if f"N-{tag}" in line and f"K-{tag}" in line:
+                return line.split()[0]
+        return None
+
+    conflict_id = eventually(open_conflict, SYNC, f"an open conflict on {gil}'s first name")
+    worker.cli("conflicts", "resolve", conflict_id, "--take", "keycloak", "--note", "test")
+
+    eventually(lambda: (noco.by_email(gil) or {}).get("FirstName") == f"K-{tag}", SYNC,
+               f"the chosen first name of {gil} in NocoDB")
+    held = keycloak.by_email(gil)
+    assert held is not None and held["firstName"] == f"K-{tag}"
+    assert f"{conflict_id}  resolved" in worker.cli("conflicts", "list", "--field",
+                                                    "first_name")
+
+
+def test_a_delete_in_either_removes_the_contact_from_both(
+        worker: Worker, noco: NocoDB, keycloak: Keycloak) -> None:
+    hal = email(worker, "hal")
+    ivy = email(worker, "ivy")
+    noco.create(FirstName="Hal", LastName="Gone", Email=hal)
+    ivy_id = keycloak.create(username=ivy, email=ivy, firstName="Ivy", lastName="Gone",
+                             enabled=True)
+    hal_user = eventually(lambda: keycloak.by_email(hal), SYNC, f"{hal} in Keycloak")
+    ivy_row = eventually(lambda: noco.by_email(ivy), SYNC, f"{ivy} in NocoDB")
+
+    keycloak.delete(hal_user["id"])
+    noco.delete(ivy_row["Id"])
+
+    # Neither API lists deletes: each lane's sweep (every 30 s) finds them.
+    eventually(lambda: noco.by_email(hal) is None, 2 * SYNC, f"{hal} gone from NocoDB")
+    eventually(lambda: keycloak.by_email(ivy) is None, 2 * SYNC, f"{ivy} gone from Keycloak")
+    assert all(u["id"] != ivy_id for u in keycloak.users())
