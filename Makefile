@@ -41,6 +41,8 @@ test: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
 ## deploy/real-systems/ and sync them with examples/real-nocodb-keycloak.yaml (a few minutes
 ## the first time; see docs/REAL-SYSTEMS.md). Not part of `make test`.
 test-real: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
+	deploy/real-systems/nocodb.sh install
+	deploy/real-systems/keycloak.sh install
 	SYNCLINE_TEST_KAFKA=$(or $(SYNCLINE_TEST_KAFKA),127.0.0.1:$(KAFKA_PORT)) $(BIN)/pytest -m real -p no:randomly tests/real $(PYTEST_ARGS)
 
 ## compile: the fast build of the fold: conflict/ compiled by mypyc, in place (needs a C

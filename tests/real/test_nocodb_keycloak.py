@@ -12,7 +12,8 @@ import pytest
 
 from tests.real.systems import Keycloak, NocoDB, Worker, eventually
 
-pytestmark = pytest.mark.real
+# The first test also starts both systems afresh (a minute or two on a loaded machine).
+pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 
 SYNC = 90.0
 """Seconds a change may take to cross (polls every 2 s; generous for a loaded machine)."""
