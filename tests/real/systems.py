@@ -86,6 +86,11 @@ class NocoDB:
         answer.raise_for_status()
         return int(answer.json()["Id"])
 
+    def create_many(self, rows: list[dict[str, Any]]) -> None:
+        """Rows in batches of 100 (one request each), as a person importing a sheet would."""
+        for start in range(0, len(rows), 100):
+            self.http.post(self.records, json=rows[start:start + 100]).raise_for_status()
+
     def update(self, row_id: int, **fields: Any) -> None:
         self.http.patch(self.records, json={"Id": row_id, **fields}).raise_for_status()
 
@@ -177,6 +182,11 @@ class Worker:
         data["kafka"]["topic_prefix"] = self.prefix
         self.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
 
+    def rate_limit(self, system: str) -> dict[str, float]:
+        """The ``rate_limit:`` the config gives ``system``."""
+        data = yaml.safe_load(self.config_path.read_text())
+        return dict(data["systems"][system]["rate_limit"])
+
     def env(self) -> dict[str, str]:
         return {**os.environ, "NOCO_TOKEN": self.noco_seed["NOCO_TOKEN"],
                 "KEYCLOAK_CLIENT_SECRET": self.keycloak_seed["KEYCLOAK_CLIENT_SECRET"]}
@@ -201,6 +211,12 @@ class Worker:
                 return False
 
         eventually(ready, 120, lambda: f"syncline run ready; log: {self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no flush."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

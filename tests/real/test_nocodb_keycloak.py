@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from tests.real.conftest import MEASURED
 from tests.real.systems import Keycloak, NocoDB, Worker, eventually
 
 # The first test also starts both systems afresh (a minute or two on a loaded machine).
@@ -117,6 +118,62 @@ def test_a_first_name_edited_in_both_at_once_is_resolved_from_the_cli(
     assert held is not None and held["firstName"] == f"K-{tag}"
     assert f"{conflict_id}  resolved" in worker.cli("conflicts", "list", "--field",
                                                     "first_name")
+
+
+def test_kill_9_during_a_burst_of_creates_makes_no_duplicate(
+        worker: Worker, noco: NocoDB, keycloak: Keycloak) -> None:
+    batch = f"burst-{uuid.uuid4().hex[:6]}"
+    emails = [f"{batch}-{i:03d}@{worker.prefix}.test" for i in range(200)]
+    noco.create_many([{"FirstName": f"B{i}", "LastName": batch, "Email": e}
+                      for i, e in enumerate(emails)])
+
+    def in_keycloak() -> list[str]:
+        return [u["email"] for u in keycloak.users()
+                if u.get("email", "").startswith(f"{batch}-")]
+
+    eventually(lambda: len(in_keycloak()) >= 20, SYNC, "the burst under way in Keycloak")
+    worker.kill()
+    worker.start()
+
+    eventually(lambda: len(in_keycloak()) >= 200, 4 * SYNC,
+               lambda: f"all 200 in Keycloak (have {len(in_keycloak())})")
+    polled(worker, 3)  # anything still on its way arrives
+    assert sorted(in_keycloak()) == emails  # each once: no duplicate user
+    rows = [r["Email"] for r in noco.rows() if (r["Email"] or "").startswith(f"{batch}-")]
+    assert sorted(rows) == emails  # and nothing was copied back as a new row
+
+
+def test_a_thousand_records_cross_within_the_configured_rate_limit(
+        worker: Worker, noco: NocoDB, keycloak: Keycloak) -> None:
+    batch = f"many-{uuid.uuid4().hex[:6]}"
+    emails = [f"{batch}-{i:04d}@{worker.prefix}.test" for i in range(1000)]
+    noco.create_many([{"FirstName": f"M{i}", "LastName": batch, "Email": e}
+                      for i, e in enumerate(emails)])
+
+    def in_keycloak() -> list[str]:
+        return [u["email"] for u in keycloak.users()
+                if u.get("email", "").startswith(f"{batch}-")]
+
+    eventually(lambda: len(in_keycloak()) >= 1000, 10 * SYNC,
+               lambda: f"all 1000 in Keycloak (have {len(in_keycloak())})")
+    assert sorted(in_keycloak()) == emails
+
+    # Keycloak's own record of the creates: in no window of T seconds more than the bucket
+    # allows (burst + rate * T), counting creates only (each also costs a lookup and a read).
+    limit = worker.rate_limit("keycloak")
+    ids = {u["id"] for u in keycloak.users() if u.get("email", "").startswith(f"{batch}-")}
+    times = sorted(e["time"] / 1000 for e in keycloak.user_events()
+                   if e["operationType"] == "CREATE" and e["resourcePath"][6:] in ids)
+    assert len(times) == 1000
+    for window in (1.0, 5.0):
+        start = 0
+        for end, moment in enumerate(times):
+            while times[start] < moment - window:
+                start += 1
+            assert end - start + 1 <= limit["burst"] + limit["per_second"] * window
+    MEASURED["1000 creates NocoDB -> Keycloak, first to last create"] = (
+        f"{times[-1] - times[0]:.1f} s ({1000 / (times[-1] - times[0]):.1f} creates/s; "
+        f"limit {limit['per_second']} requests/s)")
 
 
 def test_a_delete_in_either_removes_the_contact_from_both(
