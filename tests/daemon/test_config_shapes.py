@@ -102,3 +102,17 @@ def test_updated_takes_one_field_a_list_or_none(tmp_path: Path) -> None:
 def test_each_mistake_names_the_file_and_the_path(tmp_path: Path, entity: str,
                                                   expected: str) -> None:
     assert problems(write(tmp_path, entity)) == [expected]
+
+
+def test_a_constant_where_a_field_writes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "syncline.yaml"
+    path.write_text(HEAD + "      contact:\n        path: /users\n"
+                    "        create: {method: POST, constants: {profile: {a: 1}}}\n"
+                    "entities:\n  contact:\n    match_on: [email]\n"
+                    "    fields: {email: {api: email}, city: {api: profile.city}}\n",
+                    encoding="utf-8")
+
+    assert problems(path) == [
+        "{f}:8: systems.api.entities.contact.create.constants.profile: the field city writes "
+        "profile.city in api: a constant there would override it on every create (use "
+        "defaults: for a value used only where the field is empty)"]
