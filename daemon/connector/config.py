@@ -354,8 +354,9 @@ class WriteConfig(Section):
 
     Creates only: ``defaults`` are values set where the mapped fields leave a key empty
     (strings are templates over the body's own keys: ``username: "{email}"``; ``{{`` and
-    ``}}`` are literal braces); ``constants`` are values always sent, whatever the fields
-    hold (a project id, a type id). Both are keyed by dotted paths in the system's shape.
+    ``}}`` are literal braces); ``constants`` are values always sent (a project id, a type
+    id; refused where a mapped field writes). Both are keyed by dotted paths in the system's
+    shape.
     """
 
     method: Literal["POST", "PUT", "PATCH", "DELETE"]
