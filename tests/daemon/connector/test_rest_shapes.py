@@ -243,3 +243,24 @@ async def test_an_answer_with_only_the_id_is_read_and_one_without_an_id_is_named
 
     with pytest.raises(Exception, match="the answer to a create has no id at 'id'"):
         await rest.create({"name": "x"})
+
+
+async def test_answer_none_ignores_the_body_and_reads_the_record() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if request.method == "GET":
+            return httpx.Response(200, json={"id": 7, "name": "Ada", "updated_at": 5})
+        return httpx.Response(200, json={"message": "saved"})  # not the record
+
+    rest = entity(handler, path="/people",
+                  create={"method": "POST", "answer": "none"},
+                  update={"method": "PUT", "answer": "none"},
+                  lookup={"path": "/people", "params": {"name": "{name}"}})
+
+    assert await rest.create({"name": "Ada"}) is None  # the lane looks it up
+    updated = await rest.update("7", {"name": "Ada"}, None)
+
+    assert updated is not None and updated.data["name"] == "Ada"
+    assert seen == ["POST", "PUT", "GET"]
