@@ -120,8 +120,9 @@ def test_a_first_name_edited_in_both_at_once_is_resolved_from_the_cli(
                                                     "first_name")
 
 
+@pytest.mark.parametrize("kill_after", [20, 120])
 def test_kill_9_during_a_burst_of_creates_makes_no_duplicate(
-        worker: Worker, noco: NocoDB, keycloak: Keycloak) -> None:
+        worker: Worker, noco: NocoDB, keycloak: Keycloak, kill_after: int) -> None:
     batch = f"burst-{uuid.uuid4().hex[:6]}"
     emails = [f"{batch}-{i:03d}@{worker.prefix}.test" for i in range(200)]
     noco.create_many([{"FirstName": f"B{i}", "LastName": batch, "Email": e}
@@ -131,7 +132,8 @@ def test_kill_9_during_a_burst_of_creates_makes_no_duplicate(
         return [u["email"] for u in keycloak.users()
                 if u.get("email", "").startswith(f"{batch}-")]
 
-    eventually(lambda: len(in_keycloak()) >= 20, SYNC, "the burst under way in Keycloak")
+    eventually(lambda: len(in_keycloak()) >= kill_after, 2 * SYNC,
+               f"{kill_after} of the burst in Keycloak")
     worker.kill()
     worker.start()
 
