@@ -11,7 +11,7 @@ KAFKA := deploy/kafka/kafka.sh
 KAFKA_PORT := $(or $(SYNCLINE_KAFKA_PORT),19092)
 PYTEST_ARGS ?=
 
-.PHONY: setup kafka-up kafka-down kafka-status test lint demo compile clean-compiled test-compiled
+.PHONY: setup kafka-up kafka-down kafka-status test test-real lint demo compile clean-compiled test-compiled
 
 ## setup: create .venv if missing and install syncline with its dev tools into it
 setup: $(VENV)/.installed
@@ -36,6 +36,14 @@ kafka-status:
 ## test: the whole suite; with SYNCLINE_TEST_KAFKA=host:port it uses that broker instead
 test: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
 	SYNCLINE_TEST_KAFKA=$(or $(SYNCLINE_TEST_KAFKA),127.0.0.1:$(KAFKA_PORT)) $(BIN)/pytest $(PYTEST_ARGS)
+
+## test-real: install and start real open-source systems (NocoDB, Keycloak) with
+## deploy/real-systems/ and sync them with examples/real-nocodb-keycloak.yaml (a few minutes
+## the first time; see docs/REAL-SYSTEMS.md). Not part of `make test`.
+test-real: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
+	deploy/real-systems/nocodb.sh install
+	deploy/real-systems/keycloak.sh install
+	SYNCLINE_TEST_KAFKA=$(or $(SYNCLINE_TEST_KAFKA),127.0.0.1:$(KAFKA_PORT)) $(BIN)/pytest -m real -p no:randomly tests/real $(PYTEST_ARGS)
 
 ## compile: the fast build of the fold: conflict/ compiled by mypyc, in place (needs a C
 ## compiler); clean-compiled goes back to the interpreted fold

@@ -144,7 +144,8 @@ async def _check_apis(config: Config) -> int:
                     failed += 1
                     continue
                 count = len(page.records) if page is not None else 0
-                click.echo(f"api ok: {name} {entity} ({system.base_url}{endpoint.path}: "
+                url = page.url if page is not None else f"{system.base_url}{endpoint.path}"
+                click.echo(f"api ok: {name} {entity} ({url}: "
                            f"{count} record{'s' if count != 1 else ''} on the first page)")
     return failed
 

@@ -404,6 +404,23 @@ class Config(_Section):
                                      f"entities.{entity_name} maps fields to {name}, but "
                                      f"{name} does not describe {entity_name}: add "
                                      f"{entity_name}: (its path, records_at, since, ...)"))
+        for name, system in self.systems.items():
+            for entity_name, endpoint in system.entities.items():
+                if entity_name not in self.entities:
+                    continue
+                for field_name, field_config in self.entities[entity_name].fields.items():
+                    mapping = field_config.systems.get(name)
+                    if mapping is None or mapping.direction == "read":
+                        continue
+                    written = mapping.write_path or mapping.path
+                    for constant in endpoint.create.constants:
+                        if _nested(written, constant):
+                            problems.append((
+                                ("systems", name, "entities", entity_name, "create",
+                                 "constants", constant),
+                                f"the field {field_name} writes {written} in {name}: a "
+                                "constant there would override it on every create (use "
+                                "defaults: for a value used only where the field is empty)"))
         for entity_name, entity_config in self.entities.items():
             for field_name, field_config in entity_config.fields.items():
                 for system_name, mapping in field_config.systems.items():
@@ -428,6 +445,12 @@ class Config(_Section):
         order = list(self.systems)
         return {name: EntityModel(entity.spec(name, order), tuple(entity.match_on))
                 for name, entity in self.entities.items()}
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether the dotted paths ``a`` and ``b`` are the same or one holds the other."""
+    pa, pb = a.split("."), b.split(".")
+    return pa[:len(pb)] == pb or pb[:len(pa)] == pa
 
 
 def load_config(path: str | Path, env: Mapping[str, str]) -> Config:

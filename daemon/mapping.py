@@ -16,8 +16,10 @@ In the configuration file each canonical field names, per system, where it lives
       age:    {crm: {path: age, cast: integer}}            # the CRM keeps "42" as text
       seen:   {crm: {path: last_seen, date: unix_ms}}
 
-A system's entry is a dotted path or a :class:`SystemField`. Reading applies, in order: the
-system's representation (``cast`` or ``date``), the value ``map``, then the ``transform``
+A system's entry is a dotted path or a :class:`SystemField`; ``write_path:`` writes the field
+elsewhere than ``path:`` reads it (an API that answers ``status: {id: 2, name: ...}`` but
+takes ``status_id: 2``: ``{path: status.id, write_path: status_id}``). Reading applies, in
+order: the system's representation (``cast`` or ``date``), the value ``map``, then the ``transform``
 normalisations (the field's own first, then the system's; ``sort`` last). Writing runs the
 same steps backwards; the transforms run first on the canonical value, so what is written is
 already normal. ``null`` passes every step unchanged.
@@ -137,6 +139,7 @@ class SystemField(_Frozen):
     """
 
     path: str
+    write_path: str | None = None  # where writes put it, when not where reads find it
     transform: tuple[Transform, ...] = ()
     map: dict[Any, Any] | None = None  # system value -> canonical value
     write_default: tuple[Any, ...] = ()  # per ambiguous canonical value, the system value
@@ -155,10 +158,10 @@ class SystemField(_Frozen):
                          "or a mapping with path:, got {value}", value=_shown(data))
         return data
 
-    @field_validator("path")
+    @field_validator("path", "write_path")
     @classmethod
-    def _dotted_path(cls, path: str) -> str:
-        if not _PATH.fullmatch(path):
+    def _dotted_path(cls, path: str | None) -> str | None:
+        if path is not None and not _PATH.fullmatch(path):
             raise _error("expected a dotted path such as address.city (no spaces, no empty "
                          "parts), got {value}", value=repr(path))
         return path
@@ -196,6 +199,9 @@ class SystemField(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.write_path is not None and self.direction == "read":
+            raise _error("write_path: is where the field is written, but it has direction: "
+                         "read")
         if self.ref is not None and (self.map is not None or self.date is not None
                                      or self.transform):
             raise _error("a ref: field holds another record's id: no map:, date: or "
@@ -559,6 +565,12 @@ class FieldMapper:
     writable: bool
     one_way: str | None  # why the field goes one way only, if it does
     ref: str | None = None  # the entity whose records' ids the field holds
+    write_path: tuple[str, ...] = ()  # where writes put it; () = at ``path``
+
+    @property
+    def written_at(self) -> tuple[str, ...]:
+        """Where a write puts the field's value."""
+        return self.write_path or self.path
 
     @classmethod
     def compile(cls, name: str, field_type: FieldType | str, mapping: SystemField | str,
@@ -589,8 +601,9 @@ class FieldMapper:
             one_way = "direction: read"
         elif mapping.direction == "write":
             one_way = "direction: write"
+        write_path = tuple(mapping.write_path.split(".")) if mapping.write_path else ()
         return cls(name, tuple(mapping.path.split(".")), FieldType(field_type), tuple(steps),
-                   readable, writable, one_way, mapping.ref)
+                   readable, writable, one_way, mapping.ref, write_path)
 
     def read(self, value: Json) -> Json:
         """The canonical value of the system's ``value`` (raises ``_Unfit``)."""
@@ -692,7 +705,7 @@ class EntityMapping:
             if mapper is None or not mapper.writable:
                 continue
             try:
-                _put(record, mapper.path, mapper.write(value))
+                _put(record, mapper.written_at, mapper.write(value))
             except _Unfit as exc:
                 problems[name] = str(exc)
         if problems:
@@ -725,7 +738,7 @@ class EntityMapping:
 
 def overlapping_paths(fields: Iterable[FieldMapper]) -> str | None:
     """Why the written fields cannot all be written, if two share a path or nest."""
-    written = sorted((f.path, f.name) for f in fields if f.writable)
+    written = sorted((f.written_at, f.name) for f in fields if f.writable)
     for (path_a, a), (path_b, b) in itertools.pairwise(written):
         if path_b[:len(path_a)] == path_a:
             return (f"fields {a} and {b} would both be written at {'.'.join(path_a)} (set "

@@ -27,7 +27,8 @@ Example (the simulated CRM)::
 from __future__ import annotations
 
 import string
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     Field,
@@ -58,6 +59,60 @@ from daemon.http.pagination import PaginationStyle
 
 TimeFormat = Literal["iso", "iso_ms", "unix", "unix_ms"]
 """How a time is written in a query: ``2024-05-01T12:34:56Z``, ``…56.789Z``, Unix seconds, ms."""
+
+
+Scalar = str | int | float | bool
+"""A fixed query parameter's value, or a constant written on create."""
+
+
+def split_query(path: str, params: dict[str, Any], where: str) -> tuple[str, dict[str, Any]]:
+    """``path`` without its query string, and ``params`` with that query's parameters.
+
+    A query string written into a path (``/users?brief=false``) is honoured: its parameters
+    are sent with every request to that path, like ``params:``. A parameter given both ways
+    is refused, naming ``where`` (the key that holds the path).
+    """
+    if "?" not in path:
+        return path, params
+    parts = urlsplit(path)
+    if parts.fragment:
+        raise config_error("{where}: expected a path without a #fragment, got {value}",
+                           where=where, value=repr(path))
+    merged = dict(params)
+    for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        if name in merged:
+            raise config_error("{where}: the query parameter {name} is both in the path and "
+                               "in params: (keep one)", where=where, name=repr(name))
+        merged[name] = value
+    return path.split("?", 1)[0], merged
+
+
+def honour_query(data: Any) -> Any:
+    """A section's raw ``data`` with the query string of its ``path`` moved into ``params``."""
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        path, params = split_query(data["path"], dict(data.get("params") or {}), "path")
+        data = {**data, "path": path, "params": params}
+    return data
+
+
+def template_names(template: str) -> set[str]:
+    """The names a ``{name}`` template uses (``{{`` and ``}}`` are literal braces)."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def _valid_template(value: str, where: str) -> None:
+    try:
+        names = template_names(value)
+    except ValueError as exc:
+        raise config_error("{where}: not a valid template ({why}); write {{ and }} for "
+                           "literal braces, got {value}", where=where, why=str(exc),
+                           value=repr(value)) from None
+    for name in names:
+        if not name.replace(".", "").replace("_", "").isalnum():
+            raise config_error("{where}: expected placeholders naming the system's fields "
+                               "(such as {email} or {address.city}), got {placeholder} in "
+                               "{value}", where=where, placeholder="{" + name + "}",
+                               value=repr(value))
 
 
 # -- auth ---------------------------------------------------------------------------------
@@ -238,6 +293,11 @@ class LookupConfig(Section):
     params: dict[str, str] = Field(min_length=1)
     records_at: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _query_in_path(cls, data: Any) -> Any:
+        return honour_query(data)
+
     def fields(self) -> set[str]:
         """The system's field names the templates use."""
         return {name for template in self.params.values()
@@ -248,12 +308,18 @@ class DeleteFeedConfig(Section):
     """An API that lists deleted records: ids and when, since a time, paged."""
 
     path: str = Field(min_length=1)
+    params: dict[str, Scalar] = Field(default_factory=dict)
     since_param: str = Field(min_length=1)
     since_format: TimeFormat = "iso"
     records_at: str | None = None
     id: str = "id"
     at: str = "deleted_at"
     pagination: PaginationConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _query_in_path(cls, data: Any) -> Any:
+        return honour_query(data)
 
 
 class DeletesConfig(Section):
@@ -276,11 +342,56 @@ class WriteConfig(Section):
     per key (``Idempotency-Key`` for Stripe, Zendesk and others). The lane sends the intent's
     id in it, so a create re-run after a crash cannot make a second copy, and is retried
     after a timeout like any other write.
+
+    ``params``: query parameters sent with this write (after the entity's own ``params:``).
+    ``id_field``: the body key that carries the record's id, for an API whose updates and
+    deletes go to the collection with the id in the body (NocoDB: ``PATCH /records
+    {"Id": 7, ...}``); ``id_type: integer`` sends it as a number. ``answer``: what the
+    response holds — ``record`` (the record, or nothing; the default), ``id`` (only the id,
+    at the entity's ``id`` path: the record is read after the write) or ``none`` (ignore the
+    body: the record is read after the write; a create then needs a ``Location`` header or
+    a ``lookup:``).
+
+    Creates only: ``defaults`` are values set where the mapped fields leave a key empty
+    (strings are templates over the body's own keys: ``username: "{email}"``; ``{{`` and
+    ``}}`` are literal braces); ``constants`` are values always sent (a project id, a type
+    id; refused where a mapped field writes). Both are keyed by dotted paths in the system's
+    shape.
     """
 
     method: Literal["POST", "PUT", "PATCH", "DELETE"]
     path: str | None = None
     idempotency_header: str | None = Field(None, min_length=1)
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    id_field: str | None = Field(None, min_length=1)
+    id_type: Literal["string", "integer"] = "string"
+    answer: Literal["record", "id", "none"] = "record"
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    constants: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _query_in_path(cls, data: Any) -> Any:
+        return honour_query(data)
+
+    @model_validator(mode="after")
+    def _templates(self) -> Self:
+        for key, value in self.defaults.items():
+            if isinstance(value, str):
+                _valid_template(value, f"defaults.{key}")
+        for key in self.constants:
+            if key in self.defaults:
+                raise config_error("{key} is both in defaults: and in constants: (keep one)",
+                                   key=repr(key))
+        return self
+
+
+class EnvelopeConfig(Section):
+    """Envelopes that differ between reads and writes: ``{read: data}`` answers
+    ``{"data": {...}}`` but takes bare bodies; ``{write: user}`` the other way round."""
+
+    read: str | None = None
+    write: str | None = None
 
 
 class EntityEndpointConfig(Section):
@@ -288,22 +399,35 @@ class EntityEndpointConfig(Section):
 
     Attributes:
         path: the collection (``/contacts``); one record is at ``item_path`` (default
-            ``{path}/{id}``).
-        id: the id field; ``updated``: the updated-at field (ISO-8601 or Unix seconds);
-            ``version``: a field holding a version number, if any.
+            ``{path}/{id}``). A query string in ``path`` is sent with every request, like
+            ``params:``.
+        params: query parameters sent with every request of this entity (listings, reads,
+            writes, lookups): ``{sort: Id}``, ``{briefRepresentation: "false"}``.
+        id: the id field; ``version``: a field holding a version number, if any.
+        updated: the updated-at field (ISO-8601 or Unix seconds), or a list of fields tried
+            in order (``[UpdatedAt, CreatedAt]`` for an API that leaves updated-at null
+            until the first edit), or ``[]`` for an API with none. A record with none of
+            them is still observed (what changed is decided by its values), without a time.
+        timestamp_resolution: how fine the API's times are, in seconds (``1`` for whole
+            seconds; ``0``, the default, for as fine as it writes them): the since filter
+            asks from the start of the tick, so a filter that compares whole seconds never
+            skips a change made later in the same second.
         records_at: where the records are in a list response (``data``; none = a bare list).
-        envelope: the key that wraps one record, in answers and in writes (``user``).
+        envelope: the key that wraps one record, in answers and in writes (``user``); or
+            ``{read: data, write: null}`` when the two differ.
         conditional: ``etag`` when updates and deletes honour ``If-Match``.
         not_found: the statuses that mean a record does not exist.
     """
 
     path: str = Field(min_length=1)
     item_path: str | None = None
+    params: dict[str, Scalar] = Field(default_factory=dict)
     id: str = "id"
-    updated: str = "updated_at"
+    updated: tuple[str, ...] = ("updated_at",)
+    timestamp_resolution: float = Field(0.0, ge=0, le=86_400)
     version: str | None = None
     records_at: str | None = None
-    envelope: str | None = None
+    envelope: EnvelopeConfig | None = None
     since: SinceConfig | None = None
     pagination: PaginationConfig | None = None
     create: WriteConfig = WriteConfig(method="POST")
@@ -321,6 +445,45 @@ class EntityEndpointConfig(Section):
     webhook_event: str | None = Field(
         default=None, description="the event-name prefix of this entity's webhooks (contact)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _query_in_path(cls, data: Any) -> Any:
+        data = honour_query(data)
+        item_path = data.get("item_path") if isinstance(data, dict) else None
+        if isinstance(item_path, str) and "?" in item_path:
+            raise config_error("item_path: a query string here would be sent with reads of "
+                               "one record only; put it in params: (every request) or in "
+                               "path:, got {value}", value=repr(item_path))
+        return data
+
+    @field_validator("updated", mode="before")
+    @classmethod
+    def _one_or_more_fields(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        if not isinstance(value, list | tuple) or not all(
+                isinstance(v, str) and v for v in value):
+            raise config_error("expected a field name or a list of field names (tried in "
+                               "order), got {value}", value=repr(value))
+        return tuple(value)
+
+    @field_validator("envelope", mode="before")
+    @classmethod
+    def _same_both_ways(cls, value: Any) -> Any:
+        return {"read": value, "write": value} if isinstance(value, str) else value
+
+    @property
+    def read_envelope(self) -> str | None:
+        """The key that wraps a record in answers."""
+        return self.envelope.read if self.envelope is not None else None
+
+    @property
+    def write_envelope(self) -> str | None:
+        """The key that wraps a record in the bodies of writes."""
+        return self.envelope.write if self.envelope is not None else None
+
     @model_validator(mode="after")
     def _writes_fit(self) -> Self:
         if self.update.method not in ("PUT", "PATCH", "POST"):
@@ -333,6 +496,20 @@ class EntityEndpointConfig(Section):
             if getattr(self, op).idempotency_header is not None:
                 raise config_error(f"{op}.idempotency_header: only creates take an idempotency "
                                    "key (updates and deletes are made safe by reading first)")
+            if getattr(self, op).defaults or getattr(self, op).constants:
+                raise config_error(f"{op}: defaults: and constants: apply to creates only")
+        if self.create.id_field is not None:
+            raise config_error("create.id_field: a create has no id yet (id_field is for "
+                               "updates and deletes)")
+        if self.create.answer == "none" and self.lookup is None:
+            raise config_error("create.answer: none needs a lookup: (or drop it and let the "
+                               "Location header say where the record is)")
+        for op in ("update", "delete"):
+            write = getattr(self, op)
+            if write.path is not None and "{id}" not in write.path and write.id_field is None:
+                raise config_error(f"{op}.path: {{id}} is not in it and there is no "
+                                   f"{op}.id_field: nothing would say which record to change, "
+                                   "got {path}", path=repr(write.path))
         return self
 
     def item(self, external_id: str) -> str:

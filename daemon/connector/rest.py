@@ -9,18 +9,24 @@ list deletes where the API reports them — over the shared :class:`~daemon.http
 Records come back as :class:`RemoteRecord` in the system's own shape (envelope removed), with
 the id, the updated-at time and the native version found. A record in a listing that lacks its
 id or has an unreadable updated-at is a :class:`BadRecord`, reported next to the good ones so
-one broken record never hides the rest of its page.
+one broken record never hides the rest of its page. A record with no updated-at at all (none
+of the ``updated`` fields set) is a record without a time, not a broken one.
+
+Where the API's shapes differ between reads and writes, the configuration says so and this
+module follows it: envelopes per direction, fixed query parameters, the id in the body of a
+write, answers that hold only the id, defaults and constants on create.
 """
 
 from __future__ import annotations
 
 import math
+import string
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from daemon.connector.config import EntityEndpointConfig, SystemConfig, TimeFormat
+from daemon.connector.config import EntityEndpointConfig, SystemConfig, TimeFormat, WriteConfig
 from daemon.errors import DaemonError
 from daemon.http import (
     HttpClient,
@@ -164,11 +170,16 @@ class RestEntity:
         external_id = _text_id(path_get(raw, self.config.id))
         if external_id is None:
             return BadRecord(f"the record has no id at {self.config.id!r}", raw)
-        updated_raw = path_get(raw, self.config.updated)
-        updated = parse_time(updated_raw)
-        if updated is None:
-            return BadRecord(f"record {external_id}: no readable updated-at at "
-                             f"{self.config.updated!r} (got {updated_raw!r})", raw, external_id)
+        updated: float | None = None
+        for name in self.config.updated:  # the first one set decides
+            updated_raw = path_get(raw, name)
+            if updated_raw is None:
+                continue
+            updated = parse_time(updated_raw)
+            if updated is None:
+                return BadRecord(f"record {external_id}: no readable updated-at at {name!r} "
+                                 f"(got {updated_raw!r})", raw, external_id)
+            break
         version: str | None = None
         if self.config.version is not None:
             found = path_get(raw, self.config.version)
@@ -180,8 +191,8 @@ class RestEntity:
         return RemoteRecord(external_id, raw, updated, version, precondition, deleted)
 
     def _one(self, body: Any, precondition: Precondition | None = None) -> RemoteRecord:
-        raw = body.get(self.config.envelope) if (
-            self.config.envelope and isinstance(body, dict)) else body
+        envelope = self.config.read_envelope
+        raw = path_get(body, envelope) if envelope and isinstance(body, dict) else body
         found = self.record(raw, precondition)
         if isinstance(found, BadRecord):
             raise ConnectorError(f"{self.system} {self.entity}: {found.reason}")
@@ -189,10 +200,13 @@ class RestEntity:
 
     async def changes(self, since: float | None) -> AsyncGenerator[ChangePage, None]:
         """Every page of the records changed at or after ``since`` (all records for None)."""
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = dict(self.config.params)
         if since is not None and self.config.since is not None:
             filter_ = self.config.since
             moment = max(0.0, since - filter_.overlap_seconds)
+            tick = self.config.timestamp_resolution
+            if tick > 0:
+                moment = math.floor(moment / tick) * tick
             params[filter_.param] = filter_.template.format(
                 since=format_time(moment, filter_.format))
         async for page in self.client.paginate(self.config.path, self._paging, params=params,
@@ -203,7 +217,8 @@ class RestEntity:
     async def fetch(self, external_id: str) -> RemoteRecord | None:
         """The record now, or ``None`` when the system says it does not exist."""
         try:
-            body, precondition = await self.client.get_versioned(self.config.item(external_id))
+            body, precondition = await self.client.get_versioned(
+                self.config.item(external_id), params=self.config.params or None)
         except HttpError as exc:
             if self._is_not_found(exc):
                 return None
@@ -216,8 +231,9 @@ class RestEntity:
         lookup = self.config.lookup
         if lookup is None:
             return []
-        params = {name: template.format_map(_Blank(values))
-                  for name, template in lookup.params.items()}
+        params = {**self.config.params,
+                  **{name: template.format_map(_Blank(values))
+                     for name, template in lookup.params.items()}}
         body = await self.client.get_json(lookup.path, params=params)
         found = path_get(body, lookup.records_at)
         if not isinstance(found, list):
@@ -231,7 +247,7 @@ class RestEntity:
         feed = self.config.deletes.feed
         if feed is None:
             return
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = dict(feed.params)
         if since is not None:
             params[feed.since_param] = format_time(since, feed.since_format)
         style = feed.pagination.build() if feed.pagination else self._paging
@@ -246,7 +262,31 @@ class RestEntity:
 
     # -- writing -------------------------------------------------------------------------
     def _body(self, data: Mapping[str, Any]) -> Any:
-        return {self.config.envelope: dict(data)} if self.config.envelope else dict(data)
+        envelope = self.config.write_envelope
+        return {envelope: dict(data)} if envelope else dict(data)
+
+    def _params(self, write: WriteConfig) -> dict[str, Any] | None:
+        return {**self.config.params, **write.params} or None
+
+    def _id_value(self, write: WriteConfig, external_id: str) -> Any:
+        if write.id_type == "integer":
+            try:
+                return int(external_id)
+            except ValueError:
+                raise ConnectorError(f"{self.system} {self.entity}: id {external_id!r} is not "
+                                     "an integer (id_type: integer)") from None
+        return external_id
+
+    def create_body(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """What a create sends for the mapped ``data``: with the defaults and constants."""
+        write = self.config.create
+        body = _deep_copy(data)
+        for path, value in write.defaults.items():
+            if _is_empty(path_get(body, path)):
+                _put(body, path, render(value, data) if isinstance(value, str) else value)
+        for path, value in write.constants.items():
+            _put(body, path, value)
+        return body
 
     @property
     def idempotent_creates(self) -> bool:
@@ -261,21 +301,49 @@ class RestEntity:
         like any write (the API runs it once); the answer to a repeated key is the first
         create's, whatever happened to the record since. Without one it is sent once, never
         repeated by the retry loop: a timeout may hide a create that happened, and only a
-        lookup can tell (the lane does that).
+        lookup can tell (the lane does that). ``None``: the answer does not say which record
+        was made (the lane looks it up).
         """
         write = self.config.create
         header = write.idempotency_header
         headers = {header: key} if header is not None and key is not None else None
         fetched = await self.client.request(
-            write.method, write.path or self.config.path, json=self._body(data),
-            headers=headers, retry=None if headers else RetryPolicy.never())
-        if fetched.body is not None:
+            write.method, write.path or self.config.path, json=self._body(self.create_body(data)),
+            params=self._params(write), headers=headers,
+            retry=None if headers else RetryPolicy.never())
+        if fetched.body is not None and write.answer == "record":
             return self._one(fetched.body, Precondition.from_response(fetched.response))
+        if fetched.body is not None and write.answer == "id":
+            return await self._read_answered(fetched.body, "create")
         location = fetched.response.headers.get("location")
         if location:
-            body, precondition = await self.client.get_versioned(location)
+            body, precondition = await self.client.get_versioned(
+                location, params=self.config.params or None)
             return self._one(body, precondition)
         return None
+
+    async def _read_answered(self, body: Any, op: str) -> RemoteRecord:
+        """The record whose id an answer holds (``answer: id``), read now."""
+        envelope = self.config.read_envelope
+        raw = path_get(body, envelope) if envelope and isinstance(body, dict) else body
+        external_id = _text_id(path_get(raw, self.config.id)) if isinstance(raw, dict) else None
+        if external_id is None:
+            raise ConnectorError(f"{self.system} {self.entity}: the answer to a {op} has no "
+                                 f"id at {self.config.id!r} (answer: id)")
+        record = await self.fetch(external_id)
+        if record is None:
+            raise ConnectorError(f"{self.system} {self.entity}: record {external_id}, "
+                                 f"answered to a {op}, cannot be read")
+        return record
+
+    def _write_target(self, write: WriteConfig, external_id: str
+                      ) -> tuple[str, dict[str, Any] | None]:
+        """The path of a write to one record, and the id to put in its body, if any."""
+        path = (write.path.replace("{id}", external_id) if write.path
+                else self.config.item(external_id))
+        if write.id_field is None:
+            return path, None
+        return path, {write.id_field: self._id_value(write, external_id)}
 
     async def update(self, external_id: str, data: Mapping[str, Any],
                      precondition: Precondition | None) -> RemoteRecord | None:
@@ -285,23 +353,23 @@ class RestEntity:
         (nothing was written), :class:`~daemon.http.NotFound` when the record is gone.
         """
         write = self.config.update
-        path = (write.path.replace("{id}", external_id) if write.path
-                else self.config.item(external_id))
+        path, id_body = self._write_target(write, external_id)
+        body = self._body({**(id_body or {}), **data})
         headers = precondition.headers() if precondition is not None and self.conditional else {}
-        fetched = await self.client.request(write.method, path, json=self._body(data),
-                                            headers=headers)
-        if fetched.body is not None:
+        fetched = await self.client.request(write.method, path, json=body,
+                                            params=self._params(write), headers=headers)
+        if fetched.body is not None and write.answer == "record":
             return self._one(fetched.body, Precondition.from_response(fetched.response))
         return await self.fetch(external_id)
 
     async def delete(self, external_id: str, precondition: Precondition | None) -> None:
         """Delete the record; one already gone is fine."""
         write = self.config.delete
-        path = (write.path.replace("{id}", external_id) if write.path
-                else self.config.item(external_id))
+        path, id_body = self._write_target(write, external_id)
         headers = precondition.headers() if precondition is not None and self.conditional else {}
         try:
-            await self.client.request(write.method, path, headers=headers)
+            await self.client.request(write.method, path, json=id_body,
+                                      params=self._params(write), headers=headers)
         except HttpError as exc:
             if not self._is_not_found(exc):
                 raise
@@ -319,6 +387,39 @@ class SinglePage:
     def next(self, url: str, params: Params, fetched: Fetched, records: list[Any]
              ) -> tuple[str, Params] | None:
         return None
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """``template`` with each ``{name}`` (a dotted path) replaced by that value in ``values``.
+
+    A value the record lacks (or holds as null) is an empty string; ``{{`` and ``}}`` are
+    literal braces.
+    """
+    out: list[str] = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out.append(literal)
+        if name:
+            value = path_get(values, name)
+            out.append("" if value is None else str(value))
+    return "".join(out)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def _put(record: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    for part in parts[:-1]:
+        inner = record.get(part)
+        if not isinstance(inner, dict):
+            inner = record[part] = {}
+        record = inner
+    record[parts[-1]] = value
 
 
 class _Blank(dict[str, Any]):

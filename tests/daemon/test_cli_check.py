@@ -84,6 +84,7 @@ async def test_the_example_config_reaches_kafka_and_every_api(kafka_bootstrap: s
     assert code == 0, err
     assert "api ok: crm contact (" in out
     assert "api ok: helpdesk contact (" in out
+    assert "/api/v2/users?page=1&per_page=100: " in out  # the exact request, query included
     assert "example-crm-token" not in out + err
 
 

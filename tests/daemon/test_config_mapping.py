@@ -89,7 +89,8 @@ def test_a_field_maps_to_a_path_or_to_a_mapping_per_system(tmp_path: Path) -> No
      ":16: entities.contact.fields.score.crm.direction: ", "expected 'both', 'read' or 'write'"),
     (("{path: score, direction: read}", "{path: score, tranform: lower}"),
      ":16: entities.contact.fields.score.crm.tranform: ",
-     "unknown key (allowed: path, transform, map, write_default, cast, date, direction, ref)"),
+     "unknown key (allowed: path, write_path, transform, map, write_default, cast, date, "
+     "direction, ref)"),
     (("{path: score, direction: read}", "{path: 'a..b'}"),
      ":16: entities.contact.fields.score.crm.path: ", "expected a dotted path"),
     (("{path: score, direction: read}", "{direction: read}"),

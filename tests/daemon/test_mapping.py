@@ -203,6 +203,26 @@ def test_two_written_fields_cannot_share_a_path() -> None:
     mapping(a=("any", "x"), b=("any", {"path": "x.y", "direction": "read"}))  # fine
 
 
+def test_a_field_can_be_written_elsewhere_than_it_is_read() -> None:
+    # Redmine-like: reads answer status: {id, name}, writes take status_id.
+    m = mapping(status=("integer", {"path": "status.id", "write_path": "status_id"}),
+                subject=("string", "subject"))
+
+    assert m.to_canonical({"status": {"id": 2, "name": "Open"}, "subject": "S"}).values == {
+        "status": 2, "subject": "S"}
+    assert m.to_system({"status": 3, "subject": "T"}) == {"status_id": 3, "subject": "T"}
+
+
+def test_write_paths_are_what_must_not_clash() -> None:
+    with pytest.raises(ValueError, match="fields a and b would both be written at x"):
+        mapping(a=("any", {"path": "a", "write_path": "x"}), b=("any", "x"))
+    # read at the same place, written apart: fine
+    mapping(a=("any", "x.id"), b=("any", {"path": "x.id", "write_path": "x_id"}))
+    with pytest.raises(ValueError, match="write_path: is where the field is written, but it "
+                                         "has direction: read"):
+        SystemField.model_validate({"path": "a", "write_path": "b", "direction": "read"})
+
+
 # -- the round-trip law ----------------------------------------------------------------------
 def _canonical_moment(moment: datetime) -> str:
     """The canonical text of a UTC moment, written out independently of the module."""
