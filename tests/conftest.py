@@ -8,14 +8,17 @@ broker at the end only if it was this session that started it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from hypothesis import HealthCheck, settings
 
 from streams.kafka import KafkaSettings
@@ -52,7 +55,9 @@ def kafka_bootstrap() -> Iterator[str]:
     """The bootstrap address of a running Kafka broker."""
     given = os.environ.get("SYNCLINE_TEST_KAFKA")
     if given:
+        before = asyncio.run(_topics(given))
         yield given
+        _delete_topics_made_since(given, before)
         return
     was_running = _kafka_sh("status").returncode == 0
     up = _kafka_sh("up")
@@ -62,9 +67,50 @@ def kafka_bootstrap() -> Iterator[str]:
             f"{up.stdout}{up.stderr}",
             pytrace=False,
         )
-    yield f"127.0.0.1:{os.environ.get('SYNCLINE_KAFKA_PORT', '19092')}"
+    bootstrap = f"127.0.0.1:{os.environ.get('SYNCLINE_KAFKA_PORT', '19092')}"
+    before = asyncio.run(_topics(bootstrap))
+    yield bootstrap
+    _delete_topics_made_since(bootstrap, before)
     if not was_running:
         _kafka_sh("down")
+
+
+async def _topics(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="syncline-tests")
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def _delete_topics_made_since(bootstrap: str, before: set[str]) -> None:
+    """Delete the topics the session made (every test makes its own, named uniquely).
+
+    Left behind, they pile up over runs on the local broker, and a broker holding ~20,000
+    partition directories runs out of file descriptors and takes its log directory offline.
+    Sessions running side by side on one broker would delete each other's topics: set
+    ``SYNCLINE_TEST_KEEP_TOPICS=1`` for them (and clean the broker afterwards).
+    """
+    if os.environ.get("SYNCLINE_TEST_KEEP_TOPICS"):
+        return
+
+    async def delete() -> int:
+        made = sorted(await _topics(bootstrap) - before)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="syncline-tests")
+        await admin.start()
+        try:
+            for start in range(0, len(made), 200):
+                await admin.delete_topics(made[start:start + 200], timeout_ms=60_000)
+        finally:
+            await admin.close()
+        return len(made)
+
+    try:
+        asyncio.run(delete())
+    except Exception as exc:  # cleanup must not turn a green run red
+        print(f"\nconftest: could not delete the session's test topics: {exc!r}",
+              file=sys.stderr)
 
 
 @pytest.fixture
