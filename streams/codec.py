@@ -31,6 +31,14 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 never change or remove one, since the event log keeps old payloads forever."""
 
 
+def _written_1_to_2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A write outcome from before writes were verified: every field counts as kept."""
+    return {**payload, "schema": "syncline.written/2", "not_taken": {}}
+
+
+UPCASTERS[("syncline.written", 1)] = _written_1_to_2
+
+
 def encode(event: Event | dict[str, Any]) -> bytes:
     """The bytes of an event: JSON with sorted keys, ``schema`` included.
 
@@ -115,7 +123,10 @@ def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
         cid, entity, system, seq = p["canonical_id"], p["entity"], p["system"], p["seq"]
         external_id, native, fields = p["external_id"], p["native_version"], p["fields"]
         intent_id, source_ts, observed_at = p["intent_id"], p["source_ts"], p["observed_at"]
+        not_taken = p["not_taken"]
     except KeyError:
+        return None
+    if not_taken:  # rare, and nested: the model checks it
         return None
     if (len(p) != _WRITTEN_KEYS or type(seq) is not int or seq < 0
             or not (fields is None or type(fields) is dict) or type(intent_id) is not str

@@ -1,0 +1,147 @@
+"""Writes that do not take: verified, never taken for a person's edit, never looped.
+
+The smallest form of the worst bug: two systems with one field ``status``; the second drops
+it on writes (keeps its default ``new``). A person creates a record in the first with
+``status: open``; the hub creates it in the second, which holds ``new``. Unverified, that
+``new`` read back is an edit there, and the person's ``open`` is overwritten in the first
+system with no conflict and every status ok. These tests run two lanes and the fold over
+in-memory twins (no Kafka).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from daemon.lane.memory import MemoryConnector
+from streams.events import Written
+
+from .hub import Hub
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def twin(name: str, **behaviour: Any) -> MemoryConnector:
+    return MemoryConnector(name, "ticket", **behaviour)
+
+
+def letters(hub: Hub, system: str, error: str) -> list[str]:
+    return [letter.reason for _, letter in hub.journals[system].dead_letters
+            if letter.error == error]
+
+
+def test_a_dropped_field_never_overwrites_the_persons_value() -> None:
+    a, b = twin("a"), twin("b", drops={"status": "new"})
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(6))
+
+    assert a.held(ticket) == {"status": "open", "title": "printer"}  # the person's value
+    assert a.writes == []  # nothing was written back to the first system
+    [copy] = b.live()
+    assert copy["status"] == "new" and copy["title"] == "printer"
+    [record] = hub.records.values()
+    assert record.fields["status"].value == "open"
+    assert record.conflicts == ()
+    written = [e for e in hub.journals["b"].observations if isinstance(e, Written)]
+    assert [{n: (t.wrote, t.holds) for n, t in e.not_taken.items()} for e in written] == \
+        [{"status": ("open", "new")}]
+    reason = "system b does not keep field status of ticket 1 (wrote 'open', it holds 'new')"
+    assert letters(hub, "b", "NotTaken") == [reason]  # one dead letter, however many rounds
+    status = hub.lanes["b"].status()
+    assert status["not_kept"] == [reason] and status["not_kept_count"] == 1
+
+
+def test_the_field_is_not_written_there_again_until_its_value_changes() -> None:
+    a, b = twin("a"), twin("b", drops={"status": "new"})
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    a.edit(ticket, title="printer on fire")  # another field: written, status is not
+    run(hub.run(4))
+    assert b.live()[0]["title"] == "printer on fire"
+    assert hub.updates("b") == 1
+    a.edit(ticket, status="closed")  # the canonical value changes: tried once more
+    run(hub.run(4))
+    assert hub.updates("b") == 2
+    assert a.held(ticket) == {"status": "closed", "title": "printer on fire"}
+    assert a.writes == []
+    assert len(letters(hub, "b", "NotTaken")) == 2  # one per value not kept
+
+
+def test_a_field_that_takes_again_clears_the_not_kept_status() -> None:
+    a, b = twin("a"), twin("b", drops={"status": "new"})
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    assert hub.lanes["b"].status()["not_kept_count"] == 1
+    b.drops.clear()  # the API is fixed
+    a.edit(ticket, status="closed")
+    run(hub.run(4))
+    assert b.live()[0]["status"] == "closed"
+    assert hub.lanes["b"].status()["not_kept_count"] == 0
+
+
+def test_a_system_that_ignores_a_wrapped_body_keeps_the_other_systems_edits() -> None:
+    a, b = twin("a"), twin("b", ignores_writes=True)
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    for number in range(5):
+        a.edit(ticket, title=f"printer {number}")
+        run(hub.run(3))
+    assert a.held(ticket) == {"status": "open", "title": "printer 4"}
+    assert a.writes == []
+    assert hub.updates("b") == 5  # one per edit, none repeated
+    assert b.live()[0]["title"] == "printer"
+
+
+def test_a_system_that_keeps_its_own_form_is_not_fought_over() -> None:
+    a = twin("a", forms={"title": str.lower})
+    b = twin("b", forms={"title": str.upper})
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="Printer")
+    run(hub.run(20))
+    assert a.held(ticket) == {"status": "open", "title": "Printer"}
+    assert a.writes == []
+    assert b.live()[0]["title"] == "PRINTER"
+    assert len(b.writes) == 1  # the create, and nothing after it
+
+
+def test_answering_200_to_everything_ends_in_the_loop_breaker() -> None:
+    """Both systems keep their own form and answer every write with what they were sent:
+    no answer shows the value not kept, only the next read does. The two would rewrite
+    each other forever; the loop breaker stops it."""
+    a = twin("a", forms={"title": str.lower}, echoes=True)
+    b = twin("b", forms={"title": str.upper}, echoes=True)
+    hub = Hub({"a": a, "b": b})
+    a.put(status="open", title="Printer")
+    run(hub.run(60))
+    bound = a.config.loop_bound
+    assert hub.updates("a") + hub.updates("b") <= 2 * bound + 2
+    opened = [name for name, lane in hub.lanes.items() if lane.status()["loop_breakers_open"]]
+    assert opened
+    for name in opened:
+        [why] = hub.lanes[name].status()["loop_breakers"].values()
+        assert "loop breaker open" in why
+        assert len(letters(hub, name, "LoopBreakerOpen")) == 1
+        assert hub.metrics.loop_breakers_open.labels(name, "ticket")._value.get() == 1
+    # Quiet now: more rounds write nothing.
+    before = len(a.writes) + len(b.writes)
+    run(hub.run(10))
+    assert len(a.writes) + len(b.writes) == before
+
+
+def test_a_record_edited_often_elsewhere_is_not_taken_for_a_loop() -> None:
+    a, b = twin("a"), twin("b")
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(3))
+    for number in range(3 * a.config.loop_bound):
+        a.edit(ticket, title=f"printer {number}")
+        run(hub.run(2))
+    assert b.live()[0]["title"] == f"printer {3 * a.config.loop_bound - 1}"
+    assert hub.updates("b") == 3 * a.config.loop_bound
+    assert all(lane.status()["loop_breakers_open"] == 0 for lane in hub.lanes.values())
