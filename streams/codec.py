@@ -36,7 +36,13 @@ def _written_1_to_2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "schema": "syncline.written/2", "not_taken": {}}
 
 
+def _record_1_to_2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A record from before writes were verified: no field known not kept."""
+    return {**payload, "schema": "syncline.record/2", "not_kept": {}}
+
+
 UPCASTERS[("syncline.written", 1)] = _written_1_to_2
+UPCASTERS[("syncline.record", 1)] = _record_1_to_2
 
 
 def encode(event: Event | dict[str, Any]) -> bytes:

@@ -227,10 +227,13 @@ class FieldProvenance(BaseModel):
 
 
 class RecordEvent(Event):
-    """The canonical record after a change: the product other services consume."""
+    """The canonical record after a change: the product other services consume.
 
-    SCHEMA: ClassVar[str] = "syncline.record/1"
-    schema_: Literal["syncline.record/1"] = Field("syncline.record/1", alias="schema")
+    Version 2 adds ``not_kept``: per system, the fields it was written but does not keep.
+    """
+
+    SCHEMA: ClassVar[str] = "syncline.record/2"
+    schema_: Literal["syncline.record/2"] = Field("syncline.record/2", alias="schema")
     canonical_id: str
     entity: str
     version: int = Field(ge=0, description="grows with every accepted write (sum of the clock)")
@@ -241,6 +244,9 @@ class RecordEvent(Event):
     links: dict[str, str] = Field(description="system -> external id")
     open_conflicts: int
     changed: list[str] = Field(description="fields changed by this event ('_deleted': deletion)")
+    not_kept: dict[str, dict[str, NotTaken]] = Field(
+        default_factory=dict,
+        description="system -> field -> {wrote, holds}: written there but not kept")
 
     @classmethod
     def of(cls, state: conflict.RecordState, changed: tuple[str, ...] = ()) -> RecordEvent:
@@ -284,6 +290,8 @@ class RecordEvent(Event):
             "open_conflicts": sum(1 for c in state.conflicts
                                   if c.status is conflict.ConflictStatus.OPEN),
             "changed": list(changed),
+            "not_kept": {s: {n: {"wrote": w, "holds": h} for n, (w, h) in p.not_kept.items()}
+                         for s, p in state.peers.items() if p.not_kept},
         }
 
 

@@ -101,10 +101,10 @@ def test_the_merge_payloads_keep_their_bytes() -> None:
     assert codec.encode(RecordEvent.payload(step.state, ("name",))) == (
         b'{"canonical_id":"c1","changed":["name"],"clock":{"crm":2,"helpdesk":1},'
         b'"deleted":false,"entity":"contact","fields":{"email":"a@x","name":"A"},'
-        b'"links":{"crm":"c-1","helpdesk":"h-1"},"open_conflicts":1,"provenance":{'
+        b'"links":{"crm":"c-1","helpdesk":"h-1"},"not_kept":{},"open_conflicts":1,"provenance":{'
         b'"email":{"change":"first","conflict_id":null,"dot":"crm:1","source_ts":1.0,'
         b'"system":"crm"},"name":{"change":"edit","conflict_id":null,"dot":"crm:2",'
-        b'"source_ts":2.0,"system":"crm"}},"schema":"syncline.record/1","version":3}')
+        b'"source_ts":2.0,"system":"crm"}},"schema":"syncline.record/2","version":3}')
     spec = conflict.EntitySpec.build("contact", ["crm", "helpdesk"], ["email"])
     (intent,) = conflict.fold(spec, conflict.RecordState("c2", "contact"),
                               conflict.Observed("crm", 1, "c-2", {"email": "z@x"})).intents

@@ -11,10 +11,17 @@ in-memory twins (no Kafka).
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+from click.testing import CliRunner
+
+from daemon.cli import cli
 from daemon.lane.memory import MemoryConnector
-from streams.events import Written
+from streams import codec
+from streams.events import NotTaken, RecordEvent, Written
 
 from .hub import Hub
 
@@ -145,3 +152,70 @@ def test_a_record_edited_often_elsewhere_is_not_taken_for_a_loop() -> None:
     assert b.live()[0]["title"] == f"printer {3 * a.config.loop_bound - 1}"
     assert hub.updates("b") == 3 * a.config.loop_bound
     assert all(lane.status()["loop_breakers_open"] == 0 for lane in hub.lanes.values())
+
+
+def test_the_record_event_and_the_status_command_say_what_is_not_kept() -> None:
+    a, b = twin("a"), twin("b", drops={"status": "new"})
+    hub = Hub({"a": a, "b": b})
+    a.put(status="open", title="printer")
+    run(hub.run(4))
+    [state] = hub.records.values()
+    event = RecordEvent.of(state)
+    assert event.not_kept == {"b": {"status": NotTaken(wrote="open", holds="new")}}
+    assert codec.decode(codec.encode(event), (RecordEvent,)) == event
+
+    code, out = status_command({"lanes": {f"{name}/ticket": lane.status()
+                                          for name, lane in hub.lanes.items()}})
+    assert code == 1
+    assert "NOT KEPT" in out
+    assert ("system b does not keep field status of ticket 1 (wrote 'open', it holds 'new')"
+            in out)
+
+
+def test_the_status_command_is_not_ok_while_a_loop_breaker_is_open() -> None:
+    a = twin("a", forms={"title": str.lower}, echoes=True)
+    b = twin("b", forms={"title": str.upper}, echoes=True)
+    hub = Hub({"a": a, "b": b})
+    a.put(status="open", title="Printer")
+    run(hub.run(30))
+    code, out = status_command({"lanes": {f"{name}/ticket": lane.status()
+                                          for name, lane in hub.lanes.items()}})
+    assert code == 1
+    assert "LOOP STOPPED" in out and "loop breaker open" in out
+
+
+def test_the_status_command_is_ok_when_every_write_took() -> None:
+    a, b = twin("a"), twin("b")
+    hub = Hub({"a": a, "b": b})
+    a.put(status="open", title="printer")
+    run(hub.run(4))
+    code, out = status_command({"lanes": {f"{name}/ticket": lane.status()
+                                          for name, lane in hub.lanes.items()}})
+    assert code == 0, out
+
+
+def status_command(body: dict[str, Any]) -> tuple[int, str]:
+    """``syncline status`` against a web server answering ``/status`` with ``body``."""
+    payload = json.dumps({"roles": ["lanes"], **body}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the server's name for it)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = CliRunner().invoke(cli, ["status", "--url",
+                                          f"http://127.0.0.1:{server.server_port}"])
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+    return result.exit_code, result.output
