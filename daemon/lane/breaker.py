@@ -2,11 +2,12 @@
 
 Two systems that each keep another form of a value, an API that answers a write with the
 body it was sent and keeps nothing: the hub and the systems would rewrite each other forever
-while each write looks fine. The lane counts, per record, the writes that did not hold —
-found not kept when verified, or undone by the next read of the record (a field the lane
-wrote holding something else) — since a person's edit there (a read that is not the echo of
-the lane's write and keeps what it wrote). A write that held until the next write resets the
-count, so a record edited often elsewhere is never stopped. Past the bound the breaker
+while each write looks fine. A write found not kept when verified is no loop (the hub does not send that value
+again), so the lane counts, per record, the writes that looked kept and were undone by the
+next read of the record (a field the lane wrote holding something else), since a person's
+edit there (a read that is not the echo of the lane's write and keeps what it wrote). A write
+that held until the next write resets the count, so a record edited often elsewhere is never
+stopped. Past the bound the breaker
 opens: the record's writes to this system stop and are reported failed, with the reason in
 the lane's status, a metric and one dead letter. A person's edit of the record in this
 system closes it again. The count lives in the process (a restart closes every breaker, and
@@ -42,8 +43,8 @@ class LoopBreaker:
         if held:
             self._last[external_id] = dict(values)
             return None
-        self._last.pop(external_id, None)
-        return self._strike(external_id, "writes not kept")
+        self._last.pop(external_id, None)  # not kept: the hub does not send it again
+        return None
 
     def observed(self, external_id: str, values: Mapping[str, Json]) -> str | None:
         """A read of the record that is not the echo of the lane's write.
@@ -55,17 +56,17 @@ class LoopBreaker:
         last = self._last.pop(external_id, None)
         if last is not None and any(name in values and not same(values[name], value)
                                     for name, value in last.items()):
-            return self._strike(external_id, "writes undone by the next read")
+            return self._strike(external_id)
         self.strikes.pop(external_id, None)
         self.opened.pop(external_id, None)
         return None
 
-    def _strike(self, external_id: str, how: str) -> str | None:
+    def _strike(self, external_id: str) -> str | None:
         count = self.strikes.get(external_id, 0) + 1
         self.strikes[external_id] = count
         if count < self.bound or external_id in self.opened:
             return None
-        why = (f"loop breaker open: {count} writes to record {external_id} did not hold "
-               f"({how}) without a person's edit in between; its writes are stopped")
+        why = (f"loop breaker open: {count} writes to record {external_id} were undone by "
+               "the next read, without a person's edit in between; its writes are stopped")
         self.opened[external_id] = why
         return why

@@ -19,6 +19,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from daemon.cli import cli
+from daemon.config import EntityConfig
 from daemon.lane.memory import MemoryConnector
 from streams import codec
 from streams.events import NotTaken, RecordEvent, Written
@@ -88,6 +89,39 @@ def test_a_field_that_takes_again_clears_the_not_kept_status() -> None:
     a.edit(ticket, status="closed")
     run(hub.run(4))
     assert b.live()[0]["status"] == "closed"
+    assert hub.lanes["b"].status()["not_kept_count"] == 0
+    a.edit(ticket, status="open")  # the value it once did not keep is written again
+    run(hub.run(4))
+    assert b.live()[0]["status"] == "open"
+    [record] = hub.records.values()
+    assert record.peers["b"].not_kept == {}
+
+
+def test_one_dead_letter_per_value_not_kept() -> None:
+    a, b = twin("a"), twin("b", drops={"status": "new"})
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    for value in ("closed", "open", "closed"):
+        a.edit(ticket, status=value)
+        run(hub.run(4))
+    assert hub.updates("b") == 3  # each change of the canonical value is tried once
+    assert len(letters(hub, "b", "NotTaken")) == 2  # 'open' and 'closed'
+    assert a.held(ticket) == {"status": "closed", "title": "printer"}
+
+
+def test_a_form_the_mapping_declares_is_taken() -> None:
+    entity = EntityConfig.model_validate(
+        {"fields": {"status": {"a": "status", "b": "status", "type": "string"},
+                    "title": {"a": "title", "b": {"path": "title", "transform": "lower"},
+                              "type": "string"}}},
+        context={"systems": ["a", "b"]})
+    a, b = twin("a"), twin("b", forms={"title": str.lower})
+    hub = Hub({"a": a, "b": b}, entity)
+    a.put(status="open", title="Printer")
+    run(hub.run(6))
+    assert b.live()[0]["title"] == "printer"
+    assert letters(hub, "b", "NotTaken") == []
     assert hub.lanes["b"].status()["not_kept_count"] == 0
 
 
@@ -199,7 +233,7 @@ def status_command(body: dict[str, Any]) -> tuple[int, str]:
     payload = json.dumps({"roles": ["lanes"], **body}).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the server's name for it)
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -219,3 +253,24 @@ def status_command(body: dict[str, Any]) -> tuple[int, str]:
         thread.join()
         server.server_close()
     return result.exit_code, result.output
+
+
+def test_writes_that_held_clear_the_loop_count() -> None:
+    """Writes undone now and then, with writes that held in between, never open it."""
+    a = twin("a")
+    b = twin("b", forms={"title": str.upper}, echoes=True)
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="PRINTER")
+    run(hub.run(3))
+    bound = a.config.loop_bound
+    for number in range(bound - 1):  # each undone by b's next read: bound - 1 strikes
+        a.edit(ticket, title=f"printer {number}")
+        run(hub.run(3))
+    for value in ("closed", "open"):  # writes b keeps: the count starts again
+        a.edit(ticket, status=value)
+        run(hub.run(3))
+    for number in range(2):
+        a.edit(ticket, title=f"scanner {number}")
+        run(hub.run(3))
+    assert hub.lanes["b"].status()["loop_breakers_open"] == 0
+    assert b.live()[0]["title"] == "SCANNER 1"
