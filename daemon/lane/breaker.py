@@ -2,16 +2,16 @@
 
 Two systems that each keep another form of a value, an API that answers a write with the
 body it was sent and keeps nothing: the hub and the systems would rewrite each other forever
-while each write looks fine. A write found not kept when verified is no loop (the hub does not send that value
-again), so the lane counts, per record, the writes that looked kept and were undone by the
-next read of the record (a field the lane wrote holding something else), since a person's
-edit there (a read that is not the echo of the lane's write and keeps what it wrote). A write
-that held until the next write resets the count, so a record edited often elsewhere is never
-stopped. Past the bound the breaker
-opens: the record's writes to this system stop and are reported failed, with the reason in
-the lane's status, a metric and one dead letter. A person's edit of the record in this
-system closes it again. The count lives in the process (a restart closes every breaker, and
-at most another bound of writes opens it again).
+while each write looks fine. A write found not kept when verified is no loop (the hub does
+not send that value again), so the lane counts, per record, the writes that looked kept and
+were undone by the next read of the record (a field the lane wrote holding something else),
+since a person's edit there (a read that is not the echo of the lane's write and keeps what
+it wrote). A write that held until the next write resets the count, so a record edited often
+elsewhere is never stopped. Past the bound the breaker opens: the record's writes to this
+system stop and are reported failed, with the reason in the lane's status, a metric and one
+dead letter. A person's edit of the record in this system closes it again. The count lives
+in the process (a restart closes every breaker, and at most another bound of writes opens it
+again).
 """
 
 from __future__ import annotations
