@@ -132,8 +132,15 @@ def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
         not_taken = p["not_taken"]
     except KeyError:
         return None
-    if not_taken:  # rare, and nested: the model checks it
-        return None
+    kept: dict[str, tuple[Any, Any]] = {}
+    if not_taken:
+        if type(not_taken) is not dict:
+            return None
+        for name, pair in not_taken.items():
+            if type(pair) is not dict or len(pair) != 2 or "wrote" not in pair \
+                    or "holds" not in pair:
+                return None
+            kept[name] = (pair["wrote"], pair["holds"])
     if (len(p) != _WRITTEN_KEYS or type(seq) is not int or seq < 0
             or not (fields is None or type(fields) is dict) or type(intent_id) is not str
             or type(cid) is not str or type(entity) is not str or type(system) is not str
@@ -142,7 +149,7 @@ def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
             or type(source_ts) not in _NUMBERS or type(observed_at) not in _NUMBERS):
         return None
     return RoutedInput(cid, entity, conflict.Written(
-        system, seq, intent_id, external_id, native, float(source_ts), fields))
+        system, seq, intent_id, external_id, native, float(source_ts), fields, kept))
 
 
 _NUMBERS = (float, int)

@@ -14,6 +14,7 @@ from streams.events import (
     EVENT_TYPES,
     ConflictEvent,
     DeadLetter,
+    NotTaken,
     Observed,
     RecordEvent,
     Resolution,
@@ -169,6 +170,25 @@ def test_older_versions_are_upcast_in_one_place() -> None:
     assert codec.decode(orjson.dumps(payload)) == observed()
 
 
+def test_write_outcomes_and_records_of_version_1_are_upcast() -> None:
+    payload = orjson.loads(codec.encode(written()))
+    del payload["not_taken"]
+    payload["schema"] = "syncline.written/1"
+    assert codec.decode(orjson.dumps(payload)) == written()
+    assert codec.decode_routed(orjson.dumps(payload), ROUTED_TYPES).to_input() == \
+        written().to_input()  # type: ignore[union-attr]
+    step = sample_states()
+    record = orjson.loads(codec.encode(RecordEvent.payload(step.state)))
+    del record["not_kept"]
+    record["schema"] = "syncline.record/1"
+    assert codec.decode(orjson.dumps(record)) == RecordEvent.of(step.state)
+
+
+def test_a_field_not_kept_reaches_the_fold() -> None:
+    event = written(not_taken={"name": NotTaken(wrote="Ann", holds="ann")})
+    assert event.to_input().not_taken == {"name": ("Ann", "ann")}
+
+
 def test_every_event_has_an_exported_json_schema() -> None:
     schemas = json_schemas()
     assert set(schemas) == {cls.SCHEMA for cls in EVENT_TYPES}
@@ -197,6 +217,7 @@ def written(**changes: object) -> Written:
     observed(canonical_id="cid-1", native_version="12", fields={"x": None, "y": {"z": [1]}}),
     written(),
     written(fields=None, external_id=None, native_version=None),
+    written(not_taken={"name": NotTaken(wrote="Ann", holds="ann")}),
 ])
 def test_routed_reads_and_outcomes_give_the_same_fold_input_as_the_models(event: object
                                                                           ) -> None:
