@@ -16,13 +16,18 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+import httpx
+import yaml
 from click.testing import CliRunner
 
 from daemon.cli import cli
 from daemon.config import EntityConfig
-from daemon.lane.memory import MemoryConnector
+from daemon.lane import Lane
+from daemon.lane.memory import MemoryConnector, MemoryJournal
+from daemon.sandbox import run_crm
 from streams import codec
-from streams.events import NotTaken, RecordEvent, Written
+from streams.events import NotTaken, RecordEvent, WriteIntent, Written
+from tests.daemon.connector.conftest import ENV, EXAMPLE, connector
 
 from .hub import Hub
 
@@ -274,3 +279,33 @@ def test_writes_that_held_clear_the_loop_count() -> None:
         run(hub.run(3))
     assert hub.lanes["b"].status()["loop_breakers_open"] == 0
     assert b.live()[0]["title"] == "SCANNER 1"
+
+
+async def test_over_http_a_field_the_simulated_crm_does_not_keep_is_reported_not_taken(
+        ) -> None:
+    """The lane with the real connector, against the simulated CRM told to drop a field."""
+    entity = EntityConfig.model_validate(
+        yaml.safe_load(EXAMPLE.read_text())["entities"]["contact"],
+        context={"systems": ["crm", "helpdesk"]})
+    async with run_crm(token=ENV["CRM_TOKEN"]) as running, \
+            httpx.AsyncClient(base_url=running.url, timeout=5) as admin:
+        made = await admin.post("/_admin/edit/contacts", json={
+            "op": "create", "fields": {"email": "ann@x.org", "full_name": "Ann"}})
+        record_id = str(made.json()["record"]["id"])
+        await admin.post("/_admin/faults", json={"ignore_fields": ["full_name"]})
+        rest = connector("crm", running.url)
+        journal = MemoryJournal("crm", "contact")
+        lane = Lane(rest, entity.mapping("contact", "crm"), journal, match_on=("email",))
+        journal.send(WriteIntent(
+            intent_id="c1/crm#1", canonical_id="c1", entity="contact", system="crm",
+            op="update", external_id=record_id, values={"name": "Bob"},
+            expected={"name": "Ann"}, native_version=None, clock={}, attempt=1))
+        await lane.execute_intents()
+        await rest.client.aclose()
+        [outcome] = [e for e in journal.observations if isinstance(e, Written)]
+        assert outcome.not_taken == {"name": NotTaken(wrote="Bob", holds="Ann")}
+        assert [letter.reason for _, letter in journal.dead_letters] == [
+            "system crm does not keep field name of contact "
+            f"{record_id} (wrote 'Bob', it holds 'Ann')"]
+        held = await admin.get("/_admin/records/contacts")
+        assert [r["full_name"] for r in held.json()["records"]] == ["Ann"]
