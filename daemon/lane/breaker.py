@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from conflict.policy import same
 from conflict.state import Json
 
+REMEMBERED = 100_000
+"""How many records' last writes a lane remembers (the oldest forgotten first): a write
+forgotten cannot be found undone, so at worst a loop takes longer to stop."""
+
 
 @dataclass
 class LoopBreaker:
@@ -42,6 +46,8 @@ class LoopBreaker:
             self.strikes.pop(external_id, None)  # the previous write held until this one
         if held:
             self._last[external_id] = dict(values)
+            while len(self._last) > REMEMBERED:
+                del self._last[next(iter(self._last))]
             return None
         self._last.pop(external_id, None)  # not kept: the hub does not send it again
         return None
