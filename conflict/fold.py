@@ -181,6 +181,8 @@ class _Fold:
                 self._link(peer, system, w.external_id or intent.external_id)
             peer.exists = True
             peer.shadow = {**peer.shadow, **intent.values}
+            if w.not_taken or peer.not_kept:
+                _not_kept(peer, intent.values, w.not_taken)
         self.peers[system] = peer
         if w.fields is not None and intent.op is not WriteOp.DELETE:
             self._read(system, peer, w.fields, w.source_ts)
@@ -617,6 +619,9 @@ class _Fold:
                     if held is value or (held == value and
                                          (type(held) is bool) is (type(value) is bool)):
                         continue
+                    kept = peer.not_kept.get(n)
+                    if kept is not None and same(kept[0], value):
+                        continue  # the system does not keep this value: not again
                     values[n] = value
                 if not values:
                     self._caught_up(system, peer)
@@ -684,6 +689,18 @@ class _Fold:
                                 state.fields if fields is None else fields, self.peers,
                                 self.deleted, conflicts, history),
                     self.intents, new_conflicts, self.changed, self.new_dots, applied)
+
+
+def _not_kept(peer: PeerState, written: Mapping[str, Json],
+              not_taken: Mapping[str, tuple[Json, Json]]) -> None:
+    """A write's fields the system did not keep: its shadow holds what it kept instead, and
+    the marker stops the same value being planned there again; a field that took clears it."""
+    kept = {n: v for n, v in peer.not_kept.items() if n not in written}
+    for name, (wrote, holds) in not_taken.items():
+        kept[name] = (wrote, holds)
+    peer.not_kept = kept
+    if not_taken:
+        peer.shadow = {**peer.shadow, **{n: holds for n, (_, holds) in not_taken.items()}}
 
 
 def _candidate(fs: FieldState) -> Candidate:

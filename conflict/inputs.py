@@ -34,7 +34,9 @@ class Written:
 
     ``fields``, when the API returned the record after the write, holds what the system now
     holds; a value that differs from what was written (the system normalised it) is the
-    system's own change and is folded like a read.
+    system's own change and is folded like a read, unless the lane found it not kept:
+    ``not_taken`` names those fields, each ``(wrote, holds)``. What such a system holds is
+    not an edit there, and the hub stops writing that value to it.
     """
 
     system: str
@@ -44,6 +46,7 @@ class Written:
     native_version: str | None = None
     source_ts: float = 0.0
     fields: Mapping[str, Json] | None = None
+    not_taken: Mapping[str, tuple[Json, Json]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

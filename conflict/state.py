@@ -173,12 +173,17 @@ class PeerState:
     # one of them. A read of the field settles it.
     landed: Mapping[str, tuple[Json, ...]] = field(default_factory=dict)
     replaced: ReplacedCopy | None = None
+    # Per field, a write the system answered but did not keep: ``(wrote, holds)``. The hub
+    # does not write that value there again (until the canonical value changes), and the
+    # copy's shadow holds what the system kept, so reading it back is no edit.
+    not_kept: Mapping[str, tuple[Json, Json]] = field(default_factory=dict)
 
     def copy(self) -> PeerState:
         """A shallow copy (the mappings inside are never mutated)."""
         return PeerState(self.external_id, self.exists, self.knowledge, self.shadow,
                          self.native_version, self.last_seq, self.in_flight,
-                         self.intents_issued, self.failures, self.landed, self.replaced)
+                         self.intents_issued, self.failures, self.landed, self.replaced,
+                         self.not_kept)
 
     def to_dict(self) -> dict[str, Json]:
         """Stable serialised form."""
@@ -194,6 +199,7 @@ class PeerState:
             "failures": self.failures,
             "landed": {k: list(self.landed[k]) for k in sorted(self.landed)},
             "replaced": None if self.replaced is None else self.replaced.to_dict(),
+            "not_kept": {k: list(self.not_kept[k]) for k in sorted(self.not_kept)},
         }
 
     def to_compact(self) -> list[Json]:
@@ -205,6 +211,7 @@ class PeerState:
             self.intents_issued, self.failures,
             {k: list(v) for k, v in self.landed.items()},
             None if self.replaced is None else _compacted(self.replaced),
+            {k: list(v) for k, v in self.not_kept.items()},
         ]
 
     @classmethod
@@ -213,7 +220,8 @@ class PeerState:
         return cls(c[0], c[1], VClock(c[2]), dict(c[3]), c[4], c[5],
                    None if c[6] is None else WriteIntent.from_compact(c[6]), c[7], c[8],
                    {k: tuple(v) for k, v in c[9].items()},
-                   None if c[10] is None else ReplacedCopy.from_compact(c[10]))
+                   None if c[10] is None else ReplacedCopy.from_compact(c[10]),
+                   {k: (v[0], v[1]) for k, v in c[11].items()} if len(c) > 11 else {})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Json]) -> PeerState:
@@ -232,6 +240,7 @@ class PeerState:
             landed={k: tuple(v) for k, v in d.get("landed", {}).items()},
             replaced=None if d.get("replaced") is None else ReplacedCopy.from_dict(
                 d["replaced"]),
+            not_kept={k: (v[0], v[1]) for k, v in d.get("not_kept", {}).items()},
         )
 
 

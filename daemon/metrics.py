@@ -68,6 +68,10 @@ class Metrics:
         webhooks: ``webhooks_total{system,outcome}``, webhook deliveries received.
         merge_inputs: ``merge_inputs_total{stage}``, events the merge stages consumed.
         dead_letters: ``dead_letters_total{stage}``, events sent to the dead-letter topic.
+        writes_not_taken: ``writes_not_taken_total{system,entity,field}``, fields a system
+            answered a write for but did not keep.
+        loop_breakers_open: ``loop_breakers_open{system,entity}``, records whose writes a
+            lane stopped because they kept coming back.
     """
 
     def __init__(self, *, process: bool = True) -> None:
@@ -112,6 +116,15 @@ class Metrics:
         self.dead_letters = Counter(
             "dead_letters", "Events sent to the dead-letter topic, by the stage that gave up.",
             ["stage"], namespace=NAMESPACE, registry=registry,
+        )
+        self.writes_not_taken = Counter(
+            "writes_not_taken", "Fields a system answered a write for but did not keep.",
+            ["system", "entity", "field"], namespace=NAMESPACE, registry=registry,
+        )
+        self.loop_breakers_open = Gauge(
+            "loop_breakers_open", "Records a lane stopped writing to: its writes kept "
+            "coming back without a person's edit in between.",
+            ["system", "entity"], namespace=NAMESPACE, registry=registry,
         )
         if process:
             ProcessCollector(registry=registry)

@@ -31,6 +31,20 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 never change or remove one, since the event log keeps old payloads forever."""
 
 
+def _written_1_to_2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A write outcome from before writes were verified: every field counts as kept."""
+    return {**payload, "schema": "syncline.written/2", "not_taken": {}}
+
+
+def _record_1_to_2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A record from before writes were verified: no field known not kept."""
+    return {**payload, "schema": "syncline.record/2", "not_kept": {}}
+
+
+UPCASTERS[("syncline.written", 1)] = _written_1_to_2
+UPCASTERS[("syncline.record", 1)] = _record_1_to_2
+
+
 def encode(event: Event | dict[str, Any]) -> bytes:
     """The bytes of an event: JSON with sorted keys, ``schema`` included.
 
@@ -115,8 +129,18 @@ def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
         cid, entity, system, seq = p["canonical_id"], p["entity"], p["system"], p["seq"]
         external_id, native, fields = p["external_id"], p["native_version"], p["fields"]
         intent_id, source_ts, observed_at = p["intent_id"], p["source_ts"], p["observed_at"]
+        not_taken = p["not_taken"]
     except KeyError:
         return None
+    kept: dict[str, tuple[Any, Any]] = {}
+    if not_taken:
+        if type(not_taken) is not dict:
+            return None
+        for name, pair in not_taken.items():
+            if type(pair) is not dict or len(pair) != 2 or "wrote" not in pair \
+                    or "holds" not in pair:
+                return None
+            kept[name] = (pair["wrote"], pair["holds"])
     if (len(p) != _WRITTEN_KEYS or type(seq) is not int or seq < 0
             or not (fields is None or type(fields) is dict) or type(intent_id) is not str
             or type(cid) is not str or type(entity) is not str or type(system) is not str
@@ -125,7 +149,7 @@ def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
             or type(source_ts) not in _NUMBERS or type(observed_at) not in _NUMBERS):
         return None
     return RoutedInput(cid, entity, conflict.Written(
-        system, seq, intent_id, external_id, native, float(source_ts), fields))
+        system, seq, intent_id, external_id, native, float(source_ts), fields, kept))
 
 
 _NUMBERS = (float, int)

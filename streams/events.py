@@ -92,20 +92,38 @@ class Observed(ObservationEvent):
                                  self.deleted, self.native_version, self.source_ts)
 
 
-class Written(ObservationEvent):
-    """A write a lane made for an intent; ``fields`` is the record as the API returned it."""
+class NotTaken(BaseModel):
+    """A field a system answered a write for but did not keep."""
 
-    SCHEMA: ClassVar[str] = "syncline.written/1"
-    schema_: Literal["syncline.written/1"] = Field("syncline.written/1", alias="schema")
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    wrote: Json
+    holds: Json
+
+
+class Written(ObservationEvent):
+    """A write a lane made for an intent; ``fields`` is the record as the API returned it
+    (or as a read right after the write found it).
+
+    Version 2 adds ``not_taken``: the fields the lane wrote that the system did not keep,
+    with what it wrote and what the system holds (version 1 payloads have none).
+    """
+
+    SCHEMA: ClassVar[str] = "syncline.written/2"
+    schema_: Literal["syncline.written/2"] = Field("syncline.written/2", alias="schema")
     intent_id: str
     native_version: str | None = None
     source_ts: Timestamp
     fields: dict[str, Json] | None = None
+    not_taken: dict[str, NotTaken] = Field(
+        default_factory=dict,
+        description="fields written but not kept by the system: field -> {wrote, holds}")
 
     def to_input(self) -> conflict.Written:
         """The fold's input."""
         return conflict.Written(self.system, self.seq, self.intent_id, self.external_id,
-                                self.native_version, self.source_ts, self.fields)
+                                self.native_version, self.source_ts, self.fields,
+                                {name: (n.wrote, n.holds) for name, n in self.not_taken.items()})
 
 
 class WriteStale(ObservationEvent):
@@ -209,10 +227,13 @@ class FieldProvenance(BaseModel):
 
 
 class RecordEvent(Event):
-    """The canonical record after a change: the product other services consume."""
+    """The canonical record after a change: the product other services consume.
 
-    SCHEMA: ClassVar[str] = "syncline.record/1"
-    schema_: Literal["syncline.record/1"] = Field("syncline.record/1", alias="schema")
+    Version 2 adds ``not_kept``: per system, the fields it was written but does not keep.
+    """
+
+    SCHEMA: ClassVar[str] = "syncline.record/2"
+    schema_: Literal["syncline.record/2"] = Field("syncline.record/2", alias="schema")
     canonical_id: str
     entity: str
     version: int = Field(ge=0, description="grows with every accepted write (sum of the clock)")
@@ -223,6 +244,9 @@ class RecordEvent(Event):
     links: dict[str, str] = Field(description="system -> external id")
     open_conflicts: int
     changed: list[str] = Field(description="fields changed by this event ('_deleted': deletion)")
+    not_kept: dict[str, dict[str, NotTaken]] = Field(
+        default_factory=dict,
+        description="system -> field -> {wrote, holds}: written there but not kept")
 
     @classmethod
     def of(cls, state: conflict.RecordState, changed: tuple[str, ...] = ()) -> RecordEvent:
@@ -266,6 +290,8 @@ class RecordEvent(Event):
             "open_conflicts": sum(1 for c in state.conflicts
                                   if c.status is conflict.ConflictStatus.OPEN),
             "changed": list(changed),
+            "not_kept": {s: {n: {"wrote": w, "holds": h} for n, (w, h) in p.not_kept.items()}
+                         for s, p in state.peers.items() if p.not_kept},
         }
 
 

@@ -442,6 +442,9 @@ class EntityEndpointConfig(Section):
         4, ge=1, le=64, description="records written at once (one record's writes in order)")
     max_page_records: int = Field(
         10_000, ge=1, description="a page with more records is refused, not held in memory")
+    loop_bound: int = Field(
+        5, ge=1, description="writes to one record that did not hold (not kept, or undone "
+        "before a person's edit) before the lane stops writing it: the loop breaker")
     webhook_event: str | None = Field(
         default=None, description="the event-name prefix of this entity's webhooks (contact)")
 

@@ -69,7 +69,9 @@ class Lane:
         self.health = Health(self.name)
         self.reporter = Reporter(self.system, self.entity, lane_log, self.references.read,
                                  clock=clock, metrics=metrics,
-                                 max_write_attempts=max_write_attempts)
+                                 max_write_attempts=max_write_attempts,
+                                 normalise=getattr(mapping, "normalise", None),
+                                 loop_bound=connector.config.loop_bound)
         self.reader = Reader(connector, lane_log, self.reporter, self.health, clock=clock,
                              metrics=metrics)
         self.writer = Writer(connector, lane_log, self.reporter, self.health, self.references,
@@ -105,6 +107,11 @@ class Lane:
                                    if head.cursor is not None else None),
             "known_records": len(self.log.index), "waiting_for_links": len(self.parked),
             "behind": self.behind, "last_error": self._last_error,
+            "not_kept": [found.reason(self.system, self.entity)
+                         for found in list(self.reporter.kept.fields.values())[:20]],
+            "not_kept_count": len(self.reporter.kept),
+            "loop_breakers": dict(sorted(self.reporter.breaker.opened.items())[:20]),
+            "loop_breakers_open": len(self.reporter.breaker.opened),
         }
 
     def request_read(self, external_id: str, deleted_hint: bool = False) -> None:

@@ -78,11 +78,23 @@ class MemoryConnector:
         page_size: records per page of a listing.
         required: fields a create must have (else 422, like an API's validation).
         unique: fields no two live records may share (else a create gets 409).
+        drops: fields the API silently does not keep on writes, with the value a created
+            record gets instead (its default): a write of them is answered 200 and ignored.
+        forms: fields the API keeps in its own form: the function it applies on writes.
+        ignores_writes: updates keep nothing at all (as an API that wants its body wrapped
+            ignores an unwrapped one) and are answered with the record as it is.
+        echoes: writes are answered with the body that was sent laid over the record,
+            whatever was kept (an API that answers 200 to everything).
+
+    The last four apply to the lane's writes, not to a person's edits (:meth:`put`,
+    :meth:`edit`).
     """
 
     def __init__(self, system: str, entity: str, config: EntityEndpointConfig | None = None,
                  *, page_size: int = 50, required: Sequence[str] = (),
-                 unique: Sequence[str] = ()) -> None:
+                 unique: Sequence[str] = (), drops: Mapping[str, Any] | None = None,
+                 forms: Mapping[str, Callable[[Any], Any]] | None = None,
+                 ignores_writes: bool = False, echoes: bool = False) -> None:
         self.system = system
         self.entity = entity
         self.config = config or EntityEndpointConfig.model_validate(
@@ -90,6 +102,10 @@ class MemoryConnector:
         self.page_size = page_size
         self.required = tuple(required)
         self.unique = tuple(unique)
+        self.drops = dict(drops or {})
+        self.forms = dict(forms or {})
+        self.ignores_writes = ignores_writes
+        self.echoes = echoes
         self.now = 1_000.0  # the system's clock: one second passes per write
         self.records: dict[str, _Stored] = {}
         self.broken: list[BadRecord] = []  # listed on the first page of every listing
@@ -219,9 +235,9 @@ class MemoryConnector:
                     s.deleted_at is None and s.data.get(name) == data.get(name)
                     for s in self.records.values()):
                 raise self._error(Conflict, f"{name} {data.get(name)!r} is taken", 409, "POST")
-        stored = self._insert(dict(data))
+        stored = self._insert({**self._kept(data), **self.drops})
         self.writes.append(("create", stored.id))
-        answer = self._remote(stored)
+        answer = self._answer(stored, data)
         if idempotent and key is not None:
             self._answers[key] = answer
         return self._leave("create", answer, fault)
@@ -233,9 +249,9 @@ class MemoryConnector:
         if stored is None or stored.deleted_at is not None:
             raise self._error(NotFound, "no such record", 404, "PATCH", external_id)
         self._check(stored, precondition, "PATCH")
-        self._change(stored, data)
+        self._change(stored, {} if self.ignores_writes else self._kept(data))
         self.writes.append(("update", external_id))
-        return self._leave("update", self._remote(stored), fault)
+        return self._leave("update", self._answer(stored, data), fault)
 
     async def delete(self, external_id: str, precondition: Precondition | None) -> None:
         fault = self._enter("delete")
@@ -247,6 +263,17 @@ class MemoryConnector:
         self._leave("delete", None, fault)
 
     # -- inside --------------------------------------------------------------------------
+    def _kept(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """What the system keeps of a write's ``data``."""
+        return {name: self.forms[name](value) if name in self.forms else value
+                for name, value in data.items() if name not in self.drops}
+
+    def _answer(self, stored: _Stored, sent: Mapping[str, Any]) -> RemoteRecord:
+        answer = self._remote(stored)
+        if self.echoes:
+            answer = replace(answer, data={**answer.data, **sent})
+        return answer
+
     def _insert(self, data: dict[str, Any]) -> _Stored:
         self._last_id += 1
         self.now += 1.0

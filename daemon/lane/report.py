@@ -19,9 +19,20 @@ import orjson
 from conflict.state import Json
 from daemon.connector.rest import BadRecord, RemoteRecord
 from daemon.http import HttpError
+from daemon.lane.breaker import LoopBreaker
 from daemon.lane.ports import Delivered, Journal, Reading
+from daemon.lane.verify import Kept, Normalise, not_taken
 from daemon.metrics import Metrics
-from streams import DeadLetter, Event, Observed, WriteFailed, WriteIntent, WriteStale, Written
+from streams import (
+    DeadLetter,
+    Event,
+    NotTaken,
+    Observed,
+    WriteFailed,
+    WriteIntent,
+    WriteStale,
+    Written,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +94,15 @@ class Reporter:
         metrics: where counts go, if anywhere.
         max_write_attempts: the fold's budget per intent; a failure at the last attempt is
             also a dead letter.
+        normalise: the field mapping's normalisation, for verifying writes.
+        loop_bound: the loop breaker's bound (see :mod:`daemon.lane.breaker`).
     """
 
     def __init__(self, system: str, entity: str, journal: Journal,
                  read: Callable[[RemoteRecord], Awaitable[Reading]], *,
                  clock: Callable[[], float], metrics: Metrics | None,
-                 max_write_attempts: int) -> None:
+                 max_write_attempts: int, normalise: Normalise | None = None,
+                 loop_bound: int = 5) -> None:
         self.system = system
         self.entity = entity
         self.name = f"{system}/{entity}"
@@ -98,6 +112,9 @@ class Reporter:
         self.metrics = metrics
         self.max_write_attempts = max_write_attempts
         self.behind = 0  # intents given up on since start (dead letters): records behind
+        self.normalise = normalise
+        self.kept = Kept()  # fields written and not kept, until a write of them takes
+        self.breaker = LoopBreaker(loop_bound)
 
     def known(self, work: Round, external_id: str) -> str | None:
         """The fingerprint last reported for a record (in this round or committed before)."""
@@ -125,6 +142,7 @@ class Reporter:
             if self.metrics is not None:
                 self.metrics.echoes_suppressed.labels(self.system, self.entity).inc()
             return 0
+        self.loop_check(work, record.id, self.breaker.observed(record.id, reading.values))
         work.events.append(Observed(
             system=self.system, entity=self.entity, seq=self.journal.next_seq(),
             external_id=record.id, observed_at=self.clock(), fields=reading.values,
@@ -144,24 +162,58 @@ class Reporter:
 
     # -- outcomes of intents -------------------------------------------------------------
     async def written(self, work: Round, intent: WriteIntent, record: RemoteRecord | None,
-                      external_id: str) -> None:
-        """The intent is carried out; ``record`` as the system holds it now (None: deleted)."""
+                      external_id: str) -> dict[str, tuple[Json, Json]]:
+        """The intent is carried out; ``record`` as the system holds it now (None: deleted).
+
+        The write is verified (:mod:`daemon.lane.verify`): the intent's fields ``record``
+        does not hold are reported not taken, and returned.
+        """
         fields: dict[str, Json] | None = None
         version = None
         source_ts = self.clock()
+        missed: dict[str, tuple[Json, Json]] = {}
         if record is not None:
             reading = await self.read(record)
             fields = reading.values
             version = record.version
             source_ts = record.updated if record.updated is not None else source_ts
             work.index[external_id] = fingerprint(fields, version)
+            if intent.op != "delete":
+                missed = not_taken(intent.values, fields, self.normalise)
+                self._not_kept(work, external_id, intent.values, missed, record.data)
         else:
             work.index[external_id] = None
         work.events.append(Written(
             system=self.system, entity=self.entity, seq=self.journal.next_seq(),
             external_id=external_id, canonical_id=intent.canonical_id,
             observed_at=self.clock(), intent_id=intent.intent_id,
-            native_version=version, source_ts=source_ts, fields=fields))
+            native_version=version, source_ts=source_ts, fields=fields,
+            not_taken={name: NotTaken(wrote=wrote, holds=holds)
+                       for name, (wrote, holds) in missed.items()}))
+        return missed
+
+    def _not_kept(self, work: Round, external_id: str, wrote: Mapping[str, Json],
+                  missed: Mapping[str, tuple[Json, Json]], raw: Any) -> None:
+        for found in self.kept.record(external_id, wrote, missed):
+            self.letter(work, f"{self.name}/{external_id}", "NotTaken",
+                        found.reason(self.system, self.entity), raw)
+        if self.metrics is not None:
+            for name in missed:
+                self.metrics.writes_not_taken.labels(self.system, self.entity, name).inc()
+
+    def loop_check(self, work: Round, external_id: str, why: str | None) -> None:
+        """A loop breaker that just opened (``why``): a dead letter and the gauge."""
+        if why is None:
+            if self.metrics is not None:
+                self.metrics.loop_breakers_open.labels(self.system, self.entity).set(
+                    len(self.breaker.opened))
+            return
+        log.error("lane %s: %s", self.name, why)
+        self.letter(work, f"{self.name}/{external_id}", "LoopBreakerOpen",
+                    f"{self.system} {self.entity}: {why}", None)
+        if self.metrics is not None:
+            self.metrics.loop_breakers_open.labels(self.system, self.entity).set(
+                len(self.breaker.opened))
 
     async def stale_after_read(self, work: Round, intent: WriteIntent, current: RemoteRecord,
                                changed: list[str]) -> None:

@@ -246,6 +246,10 @@ class Writer:
                 if isinstance(decision, Done):
                     await self.reporter.written(work, intent, current, current.id)
                     return work
+                stopped = self.reporter.breaker.is_open(external_id)
+                if stopped is not None:
+                    work.events.append(self.reporter.failed(intent, stopped, work))
+                    return work
                 after = await self.connector.update(
                     external_id, self.references.to_system(decision.values),
                     current.precondition)
@@ -255,7 +259,9 @@ class Writer:
                 self.reporter.observe_deleted(work, external_id, None)
                 self.reporter.stale(work, intent, [])
             else:
-                await self.reporter.written(work, intent, after, after.id)
+                missed = await self.reporter.written(work, intent, after, after.id)
+                self.reporter.loop_check(work, after.id, self.reporter.breaker.wrote(
+                    after.id, decision.values, held=not missed))
             return work
         raise ConnectorError(f"{self.system} kept changing record {external_id} "
                              f"during {PRECONDITION_ROUNDS} conditional writes")

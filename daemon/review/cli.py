@@ -293,6 +293,10 @@ def record(obj: CliContext | None, config_path: Path, record_ref: str) -> None:
             why = event.provenance.get(name)
             source = f"  (from {why.system}, {when(why.source_ts)})" if why else ""
             click.echo(f"  {name:<10} {show(value)}{source}")
+        for system, fields in sorted(event.not_kept.items()):
+            for name, kept in sorted(fields.items()):
+                click.echo(f"  system {system} does not keep field {name} "
+                           f"(wrote {show(kept.wrote)}, it holds {show(kept.holds)})")
     else:
         click.echo(f"record {cid}")
     rows = view.history(cid)

@@ -10,6 +10,9 @@ Faults touch API requests only, never ``/_admin``. Their effects, in request ord
   ``timeout_ms`` (longer than any client waits): a write in such a request *did* happen.
 - ``malformed_rate``: this share of requests is processed, then the body the client gets is
   damaged: an HTML page with status 200 or truncated JSON (``malformed_kind``).
+- ``ignore_fields``: API writes of these fields are answered as usual and not kept (a
+  created record gets the field's default), like an API that silently drops what it does
+  not know.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class FaultSettings:
     malformed_rate: float = 0.0
     malformed_kind: Literal["html", "truncated", "mixed"] = "mixed"
     down: bool = False
+    ignore_fields: tuple[str, ...] = ()
 
     def merged(self, changes: Mapping[str, Any]) -> FaultSettings:
         """These settings with ``changes`` applied (a JSON object from the admin API).
@@ -56,6 +60,12 @@ class FaultSettings:
         unknown = sorted(set(changes) - known)
         if unknown:
             raise BadRequest(f"unknown fault(s): {', '.join(unknown)}; known: {sorted(known)}")
+        changes = dict(changes)
+        if "ignore_fields" in changes:
+            names = changes["ignore_fields"]
+            if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                raise BadRequest("ignore_fields must be a list of field names")
+            changes["ignore_fields"] = tuple(names)
         updated = replace(self, **changes)
         for name in ("error_rate", "timeout_rate", "malformed_rate"):
             value = getattr(updated, name)
@@ -74,7 +84,7 @@ class FaultSettings:
 
     def as_json(self) -> dict[str, Any]:
         """The settings as a JSON object."""
-        return asdict(self)
+        return {**asdict(self), "ignore_fields": list(self.ignore_fields)}
 
 
 @dataclass(frozen=True)

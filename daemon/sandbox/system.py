@@ -137,7 +137,7 @@ class SimulatedSystem(abc.ABC):
         self, spec: ResourceSpec, values: Mapping[str, Any], request: web.Request | None
     ) -> WriteResult:
         """Create a record; ``request`` is the API request, ``None`` for an admin edit."""
-        result = self.store.create(spec.name, values, self.clock.now_ms())
+        result = self.store.create(spec.name, self._kept(values, request), self.clock.now_ms())
         return self._written(spec, "create", result, request)
 
     async def idempotent(
@@ -180,7 +180,7 @@ class SimulatedSystem(abc.ABC):
         result = self.store.update(
             spec.name,
             key,
-            values,
+            self._kept(values, request),
             self.clock.now_ms(),
             replace=replace,
             expect_versions=expect_versions,
@@ -200,6 +200,13 @@ class SimulatedSystem(abc.ABC):
             spec.name, key, self.clock.now_ms(), expect_versions=expect_versions
         )
         return self._written(spec, "delete", result, request)
+
+    def _kept(self, values: Mapping[str, Any], request: web.Request | None) -> Mapping[str, Any]:
+        """What an API write keeps of ``values`` (the ``ignore_fields`` fault drops some)."""
+        ignored = self.faults.settings.ignore_fields
+        if request is None or not ignored:
+            return values
+        return {name: value for name, value in values.items() if name not in ignored}
 
     def _written(
         self, spec: ResourceSpec, op: str, result: WriteResult, request: web.Request | None

@@ -14,6 +14,7 @@ from streams.events import (
     EVENT_TYPES,
     ConflictEvent,
     DeadLetter,
+    NotTaken,
     Observed,
     RecordEvent,
     Resolution,
@@ -101,10 +102,10 @@ def test_the_merge_payloads_keep_their_bytes() -> None:
     assert codec.encode(RecordEvent.payload(step.state, ("name",))) == (
         b'{"canonical_id":"c1","changed":["name"],"clock":{"crm":2,"helpdesk":1},'
         b'"deleted":false,"entity":"contact","fields":{"email":"a@x","name":"A"},'
-        b'"links":{"crm":"c-1","helpdesk":"h-1"},"open_conflicts":1,"provenance":{'
+        b'"links":{"crm":"c-1","helpdesk":"h-1"},"not_kept":{},"open_conflicts":1,"provenance":{'
         b'"email":{"change":"first","conflict_id":null,"dot":"crm:1","source_ts":1.0,'
         b'"system":"crm"},"name":{"change":"edit","conflict_id":null,"dot":"crm:2",'
-        b'"source_ts":2.0,"system":"crm"}},"schema":"syncline.record/1","version":3}')
+        b'"source_ts":2.0,"system":"crm"}},"schema":"syncline.record/2","version":3}')
     spec = conflict.EntitySpec.build("contact", ["crm", "helpdesk"], ["email"])
     (intent,) = conflict.fold(spec, conflict.RecordState("c2", "contact"),
                               conflict.Observed("crm", 1, "c-2", {"email": "z@x"})).intents
@@ -169,6 +170,25 @@ def test_older_versions_are_upcast_in_one_place() -> None:
     assert codec.decode(orjson.dumps(payload)) == observed()
 
 
+def test_write_outcomes_and_records_of_version_1_are_upcast() -> None:
+    payload = orjson.loads(codec.encode(written()))
+    del payload["not_taken"]
+    payload["schema"] = "syncline.written/1"
+    assert codec.decode(orjson.dumps(payload)) == written()
+    assert codec.decode_routed(orjson.dumps(payload), ROUTED_TYPES).to_input() == \
+        written().to_input()  # type: ignore[union-attr]
+    step = sample_states()
+    record = orjson.loads(codec.encode(RecordEvent.payload(step.state)))
+    del record["not_kept"]
+    record["schema"] = "syncline.record/1"
+    assert codec.decode(orjson.dumps(record)) == RecordEvent.of(step.state)
+
+
+def test_a_field_not_kept_reaches_the_fold() -> None:
+    event = written(not_taken={"name": NotTaken(wrote="Ann", holds="ann")})
+    assert event.to_input().not_taken == {"name": ("Ann", "ann")}
+
+
 def test_every_event_has_an_exported_json_schema() -> None:
     schemas = json_schemas()
     assert set(schemas) == {cls.SCHEMA for cls in EVENT_TYPES}
@@ -197,6 +217,7 @@ def written(**changes: object) -> Written:
     observed(canonical_id="cid-1", native_version="12", fields={"x": None, "y": {"z": [1]}}),
     written(),
     written(fields=None, external_id=None, native_version=None),
+    written(not_taken={"name": NotTaken(wrote="Ann", holds="ann")}),
 ])
 def test_routed_reads_and_outcomes_give_the_same_fold_input_as_the_models(event: object
                                                                           ) -> None:

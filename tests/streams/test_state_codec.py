@@ -65,3 +65,23 @@ def test_the_compact_form_is_smaller_and_versioned() -> None:
         compact = len(encode_state(state))
         assert compact < 0.7 * len(orjson.dumps(state.to_dict(), option=orjson.OPT_SORT_KEYS))
         assert orjson.loads(encode_state(state))[0] == conflict.state.COMPACT_VERSION
+
+
+def test_a_field_not_kept_round_trips_and_older_states_decode_without_one() -> None:
+    spec = conflict.EntitySpec.build("contact", ["crm", "helpdesk"], ["status"])
+    step = conflict_fold(spec, conflict.RecordState("c1", "contact"),
+                         conflict.Observed("crm", 1, "c-1", {"status": "open"}))
+    (intent,) = step.intents
+    step = conflict_fold(spec, step.state, conflict.Written(
+        "helpdesk", 1, intent.intent_id, "h-1", None, 2.0, {"status": "new"},
+        {"status": ("open", "new")}))
+    peer = step.state.peers["helpdesk"]
+    assert peer.not_kept == {"status": ("open", "new")} and peer.shadow == {"status": "new"}
+    assert step.intents == () and step.state.fields["status"].value == "open"
+    _round_trip(step.state)
+    older = orjson.loads(encode_state(step.state))
+    for compact_peer in older[5]:
+        compact_peer.pop()  # peers written before the marker existed
+    decoded = decode_state(orjson.dumps(older))
+    assert decoded.peers["helpdesk"].not_kept == {}
+    assert decoded.peers["helpdesk"].shadow == {"status": "new"}

@@ -42,6 +42,10 @@ class ConnectorContract(abc.ABC):
     async def advance(self, seconds: float) -> None:
         """The system's clock moves on."""
 
+    @abc.abstractmethod
+    async def does_not_keep(self, name: str) -> None:
+        """The API stops keeping this field on writes (it answers them as usual)."""
+
     def body(self, email: str, name: str) -> dict[str, Any]:
         return {self.email_field: email, self.name_field: name}
 
@@ -72,6 +76,16 @@ class ConnectorContract(abc.ABC):
         assert after.data[self.email_field] == "bo@example.com"
         if current.version is not None:
             assert after.version != current.version
+
+    async def test_an_update_of_a_field_not_kept_answers_what_was_kept(self) -> None:
+        # What the lane's verification reads: the answer (or the read after it) shows what
+        # the system holds, not what was sent.
+        record_id = await self.person("keep@x.org", "Ann")
+        await self.does_not_keep(self.name_field)
+        after = await self.entity.update(record_id, {self.name_field: "Bob"}, None)
+        assert after is not None and after.data[self.name_field] == "Ann"
+        again = await self.entity.fetch(record_id)
+        assert again is not None and again.data[self.name_field] == "Ann"
 
     async def test_a_conditional_update_after_another_write_writes_nothing(self) -> None:
         external_id = await self.person("cy@example.com", "Cy")
@@ -164,6 +178,10 @@ class SandboxContract(ConnectorContract):
         answer = await self.admin.post("/_admin/clock", json={"advance_seconds": seconds})
         assert answer.status_code == 200, answer.text
 
+    async def does_not_keep(self, name: str) -> None:
+        answer = await self.admin.post("/_admin/faults", json={"ignore_fields": [name]})
+        assert answer.status_code == 200, answer.text
+
 
 class TwinContract(ConnectorContract):
     """The in-memory twin, configured like the simulated system it stands for."""
@@ -185,6 +203,9 @@ class TwinContract(ConnectorContract):
 
     async def advance(self, seconds: float) -> None:
         self.memory.now += seconds
+
+    async def does_not_keep(self, name: str) -> None:
+        self.memory.drops[name] = None
 
 
 class TestCrm(SandboxContract):

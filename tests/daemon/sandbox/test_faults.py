@@ -157,3 +157,31 @@ async def test_invalid_fault_settings_are_400(target: Target, settings: dict[str
 
     assert response.status_code == 400
     assert (await target.client.get("/_admin/faults")).json()["error_rate"] == 0
+
+
+async def test_ignored_fields_are_answered_and_not_kept(target: Target) -> None:
+    settings = (await target.faults(ignore_fields=["phone"])).json()
+    assert settings["ignore_fields"] == ["phone"]
+
+    def body(phone: str) -> dict[str, Any]:
+        fields = {**next(iter(target.body("Ann").values())), "phone": phone} \
+            if target.envelope else {**target.body("Ann"), "phone": phone}
+        return fields if target.envelope is None else {target.envelope: fields}
+
+    def unwrap(response: httpx.Response) -> dict[str, Any]:
+        data: dict[str, Any] = response.json()
+        return data if target.envelope is None else data[target.envelope]
+
+    created = await target.client.post(target.list_path, json=body("555-1"))
+    assert created.status_code == 201
+    record = unwrap(created)
+    assert record.get("phone") is None  # answered, not kept
+    item = f"{target.list_path}/{record['id']}"
+    update = target.client.patch if target.envelope is None else target.client.put
+    answer = await update(item, json=body("555-2"))
+    assert answer.status_code == 200
+    assert unwrap(await target.client.get(item)).get("phone") is None
+
+    refused = await target.faults(ignore_fields="phone")
+    assert refused.status_code == 400
+    assert "ignore_fields must be a list of field names" in refused.text
