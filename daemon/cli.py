@@ -337,15 +337,18 @@ def status(url: str) -> None:
     trouble = False
     for name, lane in sorted(lanes.items()):
         lag = lane.get("cursor_lag_seconds")
-        state = "ok" if lane["healthy"] else "NOT ANSWERING"
+        problems = lane.get("problems", [])
+        state = ("NOT ANSWERING" if not lane["healthy"] else "PROBLEMS" if problems else "ok")
         behind = lane.get("behind", 0)
-        trouble = trouble or not lane["healthy"] or behind > 0
+        trouble = trouble or not lane["healthy"] or behind > 0 or bool(problems)
         click.echo(f"  {name:<24} {state:<14} seq {lane['seq']:<6} "
                    f"cursor lag {'-' if lag is None else f'{lag:.0f} s':<8} "
                    f"records {lane['known_records']:<6} behind {behind:<3} "
                    f"waiting for links {lane['waiting_for_links']}")
         if lane.get("last_error"):
             click.echo(f"      last error: {lane['last_error']}")
+        for problem in problems:
+            click.echo(f"      {problem}")
     raise SystemExit(1 if trouble else 0)
 
 

@@ -68,6 +68,8 @@ class Metrics:
         webhooks: ``webhooks_total{system,outcome}``, webhook deliveries received.
         merge_inputs: ``merge_inputs_total{stage}``, events the merge stages consumed.
         dead_letters: ``dead_letters_total{stage}``, events sent to the dead-letter topic.
+        delete_breaker_open: ``delete_breaker_open{system,entity}``, 1 while a sweep found too
+            many records missing to believe it, and deletes nothing.
     """
 
     def __init__(self, *, process: bool = True) -> None:
@@ -112,6 +114,11 @@ class Metrics:
         self.dead_letters = Counter(
             "dead_letters", "Events sent to the dead-letter topic, by the stage that gave up.",
             ["stage"], namespace=NAMESPACE, registry=registry,
+        )
+        self.delete_breaker_open = Gauge(
+            "delete_breaker_open",
+            "1 while a lane's sweep finds too many records missing to believe, and holds.",
+            ["system", "entity"], namespace=NAMESPACE, registry=registry,
         )
         if process:
             ProcessCollector(registry=registry)

@@ -262,11 +262,20 @@ class DeletesConfig(Section):
     ``feed`` for an API that reports them; ``tombstone`` names a field that marks a record as
     deleted in listings; without either, a periodic sweep over all records (at most every
     ``reconcile_every_seconds``) finds ids that disappeared, and confirms each with a read.
+
+    A sweep's circuit breaker: when more than ``max_missing_share`` of the records the lane
+    knows are missing from the listing (and more than ``max_missing_records`` of them), the
+    sweep deletes nothing and holds, and the lane says so in its status, its metrics and its
+    log: a listing that suddenly comes back empty, or a token that lost its rights, is not a
+    mass delete. The next sweep decides again. ``max_missing_share: 1`` turns the breaker off
+    (to let a real mass delete through, say).
     """
 
     feed: DeleteFeedConfig | None = None
     tombstone: str | None = None
     reconcile_every_seconds: float = Field(300.0, gt=0)
+    max_missing_share: float = Field(0.5, gt=0, le=1)
+    max_missing_records: int = Field(2, ge=0)
 
 
 class WriteConfig(Section):

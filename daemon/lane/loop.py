@@ -105,7 +105,16 @@ class Lane:
                                    if head.cursor is not None else None),
             "known_records": len(self.log.index), "waiting_for_links": len(self.parked),
             "behind": self.behind, "last_error": self._last_error,
+            "dead_letters": self.reporter.dead_letters, "problems": self.problems(),
         }
+
+    def problems(self) -> list[str]:
+        """Why the lane is not fine although its system answers (empty when it is): each a
+        sentence for ``syncline status``."""
+        found = []
+        if self.reader.breaker is not None:
+            found.append(self.reader.breaker)
+        return found
 
     def request_read(self, external_id: str, deleted_hint: bool = False) -> None:
         """Read this record soon (a webhook named it)."""
