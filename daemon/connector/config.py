@@ -285,11 +285,19 @@ class WriteConfig(Section):
     per key (``Idempotency-Key`` for Stripe, Zendesk and others). The lane sends the intent's
     id in it, so a create re-run after a crash cannot make a second copy, and is retried
     after a timeout like any other write.
+
+    ``canonical_id_field`` (creates only): a field of the record (a dotted path) where the API
+    can keep a value of ours: a custom field, metadata, an ``external_id``. A create writes
+    the record's canonical id there, so a create that may have landed (a crash, a lost or
+    unreadable answer) finds its copy by it. Without it (and without an idempotency key or a
+    match key) the copy is found by its content: a record the lane has not reported, changed
+    since its cursor, holding every value the create wrote.
     """
 
     method: Literal["POST", "PUT", "PATCH", "DELETE"]
     path: str | None = None
     idempotency_header: str | None = Field(None, min_length=1)
+    canonical_id_field: str | None = Field(None, pattern=r"^[^.]+(\.[^.]+)*$")
 
 
 class EntityEndpointConfig(Section):
@@ -342,6 +350,9 @@ class EntityEndpointConfig(Section):
             if getattr(self, op).idempotency_header is not None:
                 raise config_error(f"{op}.idempotency_header: only creates take an idempotency "
                                    "key (updates and deletes are made safe by reading first)")
+            if getattr(self, op).canonical_id_field is not None:
+                raise config_error(f"{op}.canonical_id_field: only a create writes the "
+                                   "canonical id (create.canonical_id_field)")
         return self
 
     def item(self, external_id: str) -> str:
