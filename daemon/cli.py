@@ -322,9 +322,11 @@ def dlq_redrive(obj: CliContext | None, config_path: Path, ids: tuple[str, ...],
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True,
               help="The worker's web server.")
 def status(url: str) -> None:
-    """Per system and entity: healthy or not, how far behind, writes given up on.
+    """Per system and entity: healthy or not, how far behind, writes given up on, dead
+    letters, and any problem a lane reports (an open delete breaker, say).
 
-    Exit code 0 when every lane is healthy and nothing is behind, 1 otherwise.
+    Exit code 0 when every lane is healthy, nothing is behind and no lane reports a problem,
+    1 otherwise.
     """
     try:
         answer = httpx.get(f"{url.rstrip('/')}/status", timeout=5)
@@ -344,7 +346,8 @@ def status(url: str) -> None:
         click.echo(f"  {name:<24} {state:<14} seq {lane['seq']:<6} "
                    f"cursor lag {'-' if lag is None else f'{lag:.0f} s':<8} "
                    f"records {lane['known_records']:<6} behind {behind:<3} "
-                   f"waiting for links {lane['waiting_for_links']}")
+                   f"waiting for links {lane['waiting_for_links']} "
+                   f"dead letters {lane.get('dead_letters', 0)}")
         if lane.get("last_error"):
             click.echo(f"      last error: {lane['last_error']}")
         for problem in problems:
