@@ -310,11 +310,12 @@ def dlq_redrive(obj: CliContext | None, config_path: Path, ids: tuple[str, ...],
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True,
               help="The worker's web server.")
 def status(url: str) -> None:
-    """Per system and entity: healthy or not, how far behind, writes given up on, fields a
-    system does not keep, records whose loop breaker stopped their writes.
+    """Per system and entity: healthy or not, how far behind, writes given up on, dead
+    letters, fields a system does not keep, records whose loop breaker stopped their writes,
+    and any other problem a lane reports (an open delete breaker, say).
 
-    Exit code 0 when every lane is healthy, nothing is behind, every write took and no loop
-    breaker is open; 1 otherwise.
+    Exit code 0 when every lane is healthy, nothing is behind, every write took, no loop
+    breaker is open and no lane reports a problem; 1 otherwise.
     """
     try:
         answer = httpx.get(f"{url.rstrip('/')}/status", timeout=5)
@@ -327,7 +328,8 @@ def status(url: str) -> None:
     trouble = False
     for name, lane in sorted(lanes.items()):
         lag = lane.get("cursor_lag_seconds")
-        state = "ok" if lane["healthy"] else "NOT ANSWERING"
+        problems = lane.get("problems", [])
+        state = ("NOT ANSWERING" if not lane["healthy"] else "PROBLEMS" if problems else "ok")
         behind = lane.get("behind", 0)
         not_kept = lane.get("not_kept_count", 0)
         breakers = lane.get("loop_breakers_open", 0)
@@ -335,11 +337,13 @@ def status(url: str) -> None:
             state = "LOOP STOPPED"
         elif lane["healthy"] and not_kept:
             state = "NOT KEPT"
-        trouble = trouble or not lane["healthy"] or behind > 0 or not_kept > 0 or breakers > 0
+        trouble = (trouble or not lane["healthy"] or behind > 0 or not_kept > 0 or breakers > 0
+                   or bool(problems))
         click.echo(f"  {name:<24} {state:<14} seq {lane['seq']:<6} "
                    f"cursor lag {'-' if lag is None else f'{lag:.0f} s':<8} "
                    f"records {lane['known_records']:<6} behind {behind:<3} "
-                   f"waiting for links {lane['waiting_for_links']}")
+                   f"waiting for links {lane['waiting_for_links']} "
+                   f"dead letters {lane.get('dead_letters', 0)}")
         if lane.get("last_error"):
             click.echo(f"      last error: {lane['last_error']}")
         for reason in lane.get("not_kept", []):
@@ -348,6 +352,8 @@ def status(url: str) -> None:
             click.echo(f"      ... {not_kept} fields not kept in all")
         for external_id, why in sorted(lane.get("loop_breakers", {}).items()):
             click.echo(f"      record {external_id}: {why}")
+        for problem in problems:
+            click.echo(f"      {problem}")
     raise SystemExit(1 if trouble else 0)
 
 

@@ -72,6 +72,8 @@ class Metrics:
             answered a write for but did not keep.
         loop_breakers_open: ``loop_breakers_open{system,entity}``, records whose writes a
             lane stopped because they kept coming back.
+        delete_breaker_open: ``delete_breaker_open{system,entity}``, 1 while a sweep found too
+            many records missing to believe it, and deletes nothing.
     """
 
     def __init__(self, *, process: bool = True) -> None:
@@ -116,6 +118,11 @@ class Metrics:
         self.dead_letters = Counter(
             "dead_letters", "Events sent to the dead-letter topic, by the stage that gave up.",
             ["stage"], namespace=NAMESPACE, registry=registry,
+        )
+        self.delete_breaker_open = Gauge(
+            "delete_breaker_open",
+            "1 while a lane's sweep finds too many records missing to believe, and holds.",
+            ["system", "entity"], namespace=NAMESPACE, registry=registry,
         )
         self.writes_not_taken = Counter(
             "writes_not_taken", "Fields a system answered a write for but did not keep.",

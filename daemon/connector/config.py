@@ -328,11 +328,20 @@ class DeletesConfig(Section):
     ``feed`` for an API that reports them; ``tombstone`` names a field that marks a record as
     deleted in listings; without either, a periodic sweep over all records (at most every
     ``reconcile_every_seconds``) finds ids that disappeared, and confirms each with a read.
+
+    A sweep's circuit breaker: when more than ``max_missing_share`` of the records the lane
+    knows are missing from the listing (and more than ``max_missing_records`` of them), the
+    sweep deletes nothing and holds, and the lane says so in its status, its metrics and its
+    log: a listing that suddenly comes back empty, or a token that lost its rights, is not a
+    mass delete. The next sweep decides again. ``max_missing_share: 1`` turns the breaker off
+    (to let a real mass delete through, say).
     """
 
     feed: DeleteFeedConfig | None = None
     tombstone: str | None = None
     reconcile_every_seconds: float = Field(300.0, gt=0)
+    max_missing_share: float = Field(0.5, gt=0, le=1)
+    max_missing_records: int = Field(2, ge=0)
 
 
 class WriteConfig(Section):
@@ -357,6 +366,13 @@ class WriteConfig(Section):
     ``}}`` are literal braces); ``constants`` are values always sent (a project id, a type
     id; refused where a mapped field writes). Both are keyed by dotted paths in the system's
     shape.
+
+    ``canonical_id_field`` (creates only): a field of the record (a dotted path) where the API
+    can keep a value of ours: a custom field, metadata, an ``external_id``. A create writes
+    the record's canonical id there, so a create that may have landed (a crash, a lost or
+    unreadable answer) finds its copy by it. Without it (and without an idempotency key or a
+    match key) the copy is found by its content: a record the lane has not reported, changed
+    since its cursor, holding every value the create wrote.
     """
 
     method: Literal["POST", "PUT", "PATCH", "DELETE"]
@@ -368,6 +384,7 @@ class WriteConfig(Section):
     answer: Literal["record", "id", "none"] = "record"
     defaults: dict[str, Any] = Field(default_factory=dict)
     constants: dict[str, Any] = Field(default_factory=dict)
+    canonical_id_field: str | None = Field(None, pattern=r"^[^.]+(\.[^.]+)*$")
 
     @model_validator(mode="before")
     @classmethod
@@ -499,6 +516,9 @@ class EntityEndpointConfig(Section):
             if getattr(self, op).idempotency_header is not None:
                 raise config_error(f"{op}.idempotency_header: only creates take an idempotency "
                                    "key (updates and deletes are made safe by reading first)")
+            if getattr(self, op).canonical_id_field is not None:
+                raise config_error(f"{op}.canonical_id_field: only a create writes the "
+                                   "canonical id (create.canonical_id_field)")
             if getattr(self, op).defaults or getattr(self, op).constants:
                 raise config_error(f"{op}: defaults: and constants: apply to creates only")
         if self.create.id_field is not None:

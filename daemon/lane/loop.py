@@ -28,6 +28,9 @@ from streams import WriteIntent
 
 log = logging.getLogger(__name__)
 
+SETTLE_WAIT_MS = 500
+"""How long a restarted lane waits for the intents it found at its start to be delivered."""
+
 BACKOFF = RetryPolicy(base_seconds=1.0, max_delay_seconds=30.0)
 """How long the loop waits after a round the system answered badly: the HTTP retries' own
 jittered doubling (only its delays are used; the loop never gives up)."""
@@ -80,6 +83,7 @@ class Lane:
         self._wake = asyncio.Event()
         self._last_error: str | None = None  # the last error reported as a dead letter
         self._rng = random.Random()
+        self._settled = False  # the intents this process found at its start are executed
 
     # -- what the rest of the worker sees ------------------------------------------------
     @property
@@ -112,7 +116,16 @@ class Lane:
             "not_kept_count": len(self.reporter.kept),
             "loop_breakers": dict(sorted(self.reporter.breaker.opened.items())[:20]),
             "loop_breakers_open": len(self.reporter.breaker.opened),
+            "dead_letters": self.reporter.dead_letters, "problems": self.problems(),
         }
+
+    def problems(self) -> list[str]:
+        """Why the lane is not fine although its system answers (empty when it is): each a
+        sentence for ``syncline status``."""
+        found = []
+        if self.reader.breaker is not None:
+            found.append(self.reader.breaker)
+        return found
 
     def request_read(self, external_id: str, deleted_hint: bool = False) -> None:
         """Read this record soon (a webhook named it)."""
@@ -166,7 +179,14 @@ class Lane:
             await self._idle(stop, wait)
 
     async def round(self) -> None:
-        """One round: poll if due, read triggered records, find deletes, execute intents."""
+        """One round: poll if due, read triggered records, find deletes, execute intents.
+
+        A restarted lane first executes the intents that were there when it started: a
+        create among them may have landed before the crash, and its copy must be found by
+        the create (and linked), not reported by a poll as a person's new record.
+        """
+        if not self._settled:
+            await self._settle()
         if time.monotonic() >= self._next_poll:
             await self.reader.poll()
             await self.reader.deletes()
@@ -176,6 +196,19 @@ class Lane:
         if self.health.healthy:
             await self.writer.retry_parked()
             await self.writer.execute_intents(timeout_ms=0)
+
+    async def _settle(self) -> None:
+        """Execute the intents there at the start (raises the system's error while they
+        wait for it: the loop backs off, and nothing is polled)."""
+        head = self.log.head
+        while (head.intents_offset or 0) < self.log.resumed_below:
+            before, waited = head.intents_offset, self.writer.waits
+            await self.writer.execute_intents(timeout_ms=SETTLE_WAIT_MS)
+            if self.writer.waits != waited and self.writer.unanswered is not None:
+                raise self.writer.unanswered
+            if head.intents_offset == before:
+                break  # nothing more to read (the end was a transaction's marker)
+        self._settled = True
 
     async def _idle(self, stop: asyncio.Event, wait: float) -> None:
         """Wait for intents (the usual thing to wait for), a trigger, or the next poll."""

@@ -110,6 +110,9 @@ class MemoryConnector:
         self.records: dict[str, _Stored] = {}
         self.broken: list[BadRecord] = []  # listed on the first page of every listing
         self.unlisted: set[str] = set()  # ids a listing leaves out (as an API's filter may)
+        # Every listing empty and every read "not found": a token that lost its rights, on an
+        # API that hides what it may not show rather than refusing.
+        self.blind = False
         self.writes: list[tuple[str, str]] = []  # (create|update|delete, id) made by the lane
         self.calls: Counter[str] = Counter()  # requests made, by operation (a page is one)
         self._last_id = 0
@@ -186,6 +189,7 @@ class MemoryConnector:
             self._enter("changes")  # each page is another request
             chosen = sorted((s for s in self.records.values()
                              if (s.deleted_at is None or tombstones) and s.id not in self.unlisted
+                             and not self.blind
                              and (not filtered or s.updated >= (since or 0.0))),
                             key=lambda s: (s.updated, int(s.id)))
             records: list[RemoteRecord | BadRecord] = [*self.broken,
@@ -199,7 +203,7 @@ class MemoryConnector:
     async def fetch(self, external_id: str) -> RemoteRecord | None:
         fault = self._enter("fetch")
         stored = self.records.get(external_id)
-        if stored is None or stored.deleted_at is not None:
+        if stored is None or stored.deleted_at is not None or self.blind:
             return self._leave("fetch", None, fault)
         return self._leave("fetch", self._remote(stored), fault)
 

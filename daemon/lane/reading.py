@@ -42,6 +42,7 @@ class Reader:
         self.sweep_every = connector.config.deletes.reconcile_every_seconds
         self.polls = 0  # complete polls, for status and tests
         self.triggers: dict[str, bool] = {}  # external id -> a webhook said it was deleted
+        self.breaker: str | None = None  # why the last sweep held its deletes, while it does
 
     def request_read(self, external_id: str, deleted_hint: bool = False) -> None:
         """Read this record at the next round (a webhook named it)."""
@@ -143,7 +144,9 @@ class Reader:
         """Walk every record: report changes a poll missed and records that disappeared.
 
         A record the lane knows that is not in the listing is read once more: only a "not
-        found" makes it a delete. Returns how many deletes were found.
+        found" makes it a delete. When too many known records are missing (the circuit
+        breaker, ``deletes.max_missing_share``), none is: the sweep holds until one finds
+        them again. Returns how many deletes were found.
         """
         work = Round()
         present: set[str] = set()
@@ -155,9 +158,11 @@ class Reader:
                 elif record.id is not None:
                     present.add(record.id)  # unreadable, but there: not a delete
         deleted = 0
-        for external_id in sorted(set(self.journal.index) - present):
-            if work.index.get(external_id, "") is None:
-                continue
+        missing = sorted(external_id for external_id in set(self.journal.index) - present
+                         if work.index.get(external_id, "") is not None)
+        if self._trip(len(missing), len(self.journal.index)):
+            missing = []
+        for external_id in missing:
             still = await self.connector.fetch(external_id)
             if still is None:
                 self.reporter.observe_deleted(work, external_id, None)
@@ -167,3 +172,23 @@ class Reader:
         self.journal.head.swept_at = self.clock()
         await self.reporter.commit(work)
         return deleted
+
+    def _trip(self, missing: int, known: int) -> bool:
+        """Whether a sweep that misses ``missing`` of ``known`` records must hold its deletes.
+        """
+        deletes = self.connector.config.deletes
+        opened = (missing > deletes.max_missing_records
+                  and missing > deletes.max_missing_share * known)
+        if opened:
+            self.breaker = (f"delete breaker open: a sweep found {missing} of {known} known "
+                            f"records missing (more than {deletes.max_missing_share:.0%}); "
+                            "deleting none of them until a sweep finds them again")
+            log.error("lane %s: %s", self.name, self.breaker)
+        elif self.breaker is not None:
+            log.warning("lane %s: delete breaker closed: a sweep found %d of %d known records "
+                        "missing", self.name, missing, known)
+            self.breaker = None
+        if self.metrics is not None:
+            self.metrics.delete_breaker_open.labels(
+                self.connector.system, self.connector.entity).set(1 if opened else 0)
+        return opened

@@ -36,6 +36,9 @@ from streams import (
 
 log = logging.getLogger(__name__)
 
+LETTERS_REMEMBERED = 100_000
+"""How many distinct errors read from a system a lane remembers having a dead letter for."""
+
 
 def fingerprint(values: Mapping[str, Json], version: str | None) -> str:
     """What the lane remembers of a record it reported: a hash of its values and version."""
@@ -53,6 +56,7 @@ class Round:
     letter_keys: list[str] = field(default_factory=list)
     parked: dict[str, bytes | None] = field(default_factory=dict)  # intent id -> intent
     done: list[str] = field(default_factory=list)  # intents executed, once this commits
+    lettered: list[str] = field(default_factory=list)  # errors given a letter, once this commits
 
     def __bool__(self) -> bool:
         return bool(self.events or self.index or self.letters or self.parked)
@@ -64,6 +68,7 @@ class Round:
         self.letter_keys.extend(other.letter_keys)
         self.parked.update(other.parked)
         self.done.extend(other.done)
+        self.lettered.extend(other.lettered)
 
 
 @dataclass
@@ -115,6 +120,9 @@ class Reporter:
         self.normalise = normalise
         self.kept = Kept()  # fields written and not kept, until a write of them takes
         self.breaker = LoopBreaker(loop_bound)
+        self.dead_letters = 0  # dead letters committed since start
+        # The errors read from the system that have their dead letter (see :meth:`letter`).
+        self._lettered: dict[str, None] = {}
 
     def known(self, work: Round, external_id: str) -> str | None:
         """The fingerprint last reported for a record (in this round or committed before)."""
@@ -123,6 +131,11 @@ class Reporter:
     async def commit(self, work: Round) -> None:
         await self.journal.commit(work.events, index=work.index, dead_letters=work.letters,
                                   dead_letter_keys=work.letter_keys, parked=work.parked)
+        self.dead_letters += len(work.letters)
+        for error in work.lettered:
+            self._lettered[error] = None
+        while len(self._lettered) > LETTERS_REMEMBERED:
+            del self._lettered[next(iter(self._lettered))]
 
     # -- observations --------------------------------------------------------------------
     async def observe(self, work: Round, record: RemoteRecord, *, force: bool = False) -> int:
@@ -252,11 +265,24 @@ class Reporter:
     def bad_record(self, work: Round, record: BadRecord, url: str) -> None:
         log.warning("lane %s: skipped a record from %s: %s", self.name, url, record.reason)
         self.letter(work, f"{self.name}/{record.id or ''}", "BadRecord",
-                    f"{self.system} {self.entity}: {record.reason} (from {url})", record.raw)
+                    f"{self.system} {self.entity}: {record.reason} (from {url})", record.raw,
+                    error_id=record.reason)
 
     def letter(self, work: Round, key: str, error: str, reason: str, raw: Any,
-               source: Delivered | None = None, attempts: int = 1) -> None:
-        """A dead letter: an input from ``source`` (re-drivable), or ``raw`` from the API."""
+               source: Delivered | None = None, attempts: int = 1,
+               error_id: str | None = None) -> None:
+        """A dead letter: an input from ``source`` (re-drivable), or ``raw`` from the API.
+
+        What is read from the API gets one letter per distinct error per record (``key``,
+        ``error`` and ``error_id``, by default the reason), however many polls see it again:
+        a record that stays bad is one letter, not one per poll.
+        """
+        if source is None:
+            once = f"{key}\x00{error}\x00{error_id if error_id is not None else reason}"
+            if once in self._lettered or once in work.lettered:
+                log.debug("lane %s: dead letter already sent: %s", self.name, reason)
+                return
+            work.lettered.append(once)
         if source is not None:
             topic, partition, offset = source.topic, source.partition, source.offset
             value = source.value

@@ -5,8 +5,9 @@ record and lets :mod:`daemon.lane.decide` say what may be written: a field alrea
 the intended value is done (a retried intent), one holding anything else than the expected
 value makes the write ``stale`` and nothing is written; the read is reported first, so the
 edit reaches the fold. The write is conditional on the version read where the API allows (a
-412 means: read and decide again). A create first looks the record up by its match key, so
-a crash between a create and its commit never makes a duplicate.
+412 means: read and decide again). A create first looks the record up by its match key, and
+one that may have landed before (a crash between it and its commit, a lost answer) looks for
+its copy (:mod:`daemon.lane.copies`): a create never makes a duplicate.
 
 Intents wait (in the journal, not in memory) while the system does not answer: the lane
 rewinds to the first intent that could not run, and runs it again once the system answers.
@@ -24,6 +25,7 @@ from typing import Any
 from daemon.connector.rest import ConnectorError, RemoteRecord
 from daemon.errors import DaemonError
 from daemon.http import HttpError, MalformedResponse, PreconditionFailed
+from daemon.lane.copies import Copies
 from daemon.lane.decide import Done, Stale, decide_delete, decide_found, decide_update
 from daemon.lane.ports import Connector, Delivered, Journal
 from daemon.lane.references import Parked, References, WaitForLink
@@ -75,6 +77,9 @@ class Writer:
         # outage's rewind is not run twice (insertion-ordered, the oldest forgotten first).
         self._done: dict[str, None] = {}
         self._attempted: set[str] = set()  # intents started that wait for the system
+        self.copies = Copies(connector, journal, references)
+        self.waits = 0  # batches stopped because the system did not answer
+        self.unanswered: HttpError | None = None  # the last error that stopped a batch
 
     # -- a batch of intents --------------------------------------------------------------
     async def execute_intents(self, timeout_ms: int = 0, max_records: int = 50) -> int:
@@ -101,8 +106,10 @@ class Writer:
                 try:
                     async with gate:
                         await self._intent(outcome, one)
-                except Outage:
+                except Outage as outage:
                     stopped.append(one.offset)
+                    if isinstance(outage.__cause__, HttpError):
+                        self.unanswered = outage.__cause__
                     return
                 outcomes[one.offset] = outcome
 
@@ -116,6 +123,7 @@ class Writer:
         next_offset = min(stopped) if stopped else delivered[-1].offset + 1
         if stopped:
             self.journal.rewind_intents(next_offset)
+            self.waits += 1
         self.journal.head.intents_offset = next_offset
         await self.reporter.commit(work)
         for intent_id in work.done:
@@ -267,16 +275,18 @@ class Writer:
                              f"during {PRECONDITION_ROUNDS} conditional writes")
 
     async def _create(self, work: Round, intent: WriteIntent, *, rerun: bool = False) -> None:
-        """Create the record, unless a lookup finds it there already.
+        """Create the record, unless the system holds it already: never two copies.
 
-        A create an earlier process may have made before it died, whose copy a person then
-        deleted, is found by no lookup. Only an API with idempotent creates can tell: the
-        intent's id is the key, so the re-run gets the first create's answer, and a read
-        of that copy tells whether it is still there (a person's delete of it is then
-        reported after the create, like any delete). Without one, the create is made again:
-        the one window where a person's delete can be undone (docs/DECISIONS.md).
+        A lookup by match key finds the record made by an earlier try (or by a person). An
+        API with idempotent creates is sent the intent's id as the key, so a re-run gets the
+        first create's answer, and a read of that copy tells whether it is still there (a
+        person's delete of it is then reported after the create, like any delete). Without
+        one, a create that may have landed (re-run after a restart, an answer lost or
+        unreadable) first looks for its copy (:mod:`daemon.lane.copies`). A copy an earlier
+        process made that a person deleted since is found by nothing: the create is made
+        again, the one window where a person's delete can be undone (docs/DECISIONS.md).
         """
-        body = self.references.to_system(intent.values)
+        body = self.copies.body(intent, self.references.to_system(intent.values))
         found = await self._look_up(body)
         if found is not None:
             await self._adopt(work, intent, found)
@@ -296,26 +306,32 @@ class Writer:
             await self.reporter.written(work, intent, created, created.id)
             return
         if rerun:
-            log.info("lane %s: re-running create %s after a restart; without idempotent "
-                     "creates a copy deleted since cannot be told from one never made",
-                     self.name, intent.intent_id)
+            copy = await self.copies.find(intent)
+            if copy is not None:
+                await self.reporter.written(work, intent, copy, copy.id)
+                return
         try:
             created = await self.connector.create(body)
         except HttpError as exc:
-            # A timeout may hide a create that happened; a duplicate-key answer means the
-            # record exists. Either way a lookup tells.
-            if self.connector.can_look_up and (exc.retriable or exc.status in (409, 422)):
+            # A timeout or a garbled answer may hide a create that happened; a duplicate-key
+            # answer means the record exists. The copy, if any, tells.
+            if exc.retriable or isinstance(exc, MalformedResponse) or exc.status in (409, 422):
                 found = await self._look_up(body)
                 if found is not None:
                     await self._adopt(work, intent, found)
                     return
+                if exc.status not in (409, 422):
+                    copy = await self.copies.find(intent)
+                    if copy is not None:
+                        await self.reporter.written(work, intent, copy, copy.id)
+                        return
             raise
         if created is None:
-            found = await self._look_up(body)
-            if found is None:
+            created = await self._look_up(body) or await self.copies.find(intent)
+            if created is None:
                 raise ConnectorError(f"{self.system} answered a create without the record "
                                      "or its location, and no lookup finds it")
-            created = found
+        self.copies.claimed.add(created.id)
         await self.reporter.written(work, intent, created, created.id)
 
     async def _look_up(self, body: Mapping[str, Any]) -> RemoteRecord | None:

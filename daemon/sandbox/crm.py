@@ -63,6 +63,7 @@ class Crm(SimulatedSystem):
         webhook: where change notifications go (also settable via ``/_admin/webhooks``).
         rate_limit: an optional token bucket for API requests.
         seed: seeds the fault injector.
+        unique: ``False`` makes no field a key (two records may hold the same values).
     """
 
     name = "crm"
@@ -79,6 +80,7 @@ class Crm(SimulatedSystem):
         webhook: WebhookTarget | None = None,
         rate_limit: RateLimit | None = None,
         seed: int | None = None,
+        unique: bool = True,
     ) -> None:
         super().__init__(
             db=db,
@@ -86,6 +88,7 @@ class Crm(SimulatedSystem):
             rate_limit=rate_limit,
             webhook=webhook,
             seed=seed,
+            unique=unique,
         )
 
     def add_api_routes(self, router: web.UrlDispatcher) -> None:

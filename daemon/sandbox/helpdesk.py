@@ -78,6 +78,7 @@ class Helpdesk(SimulatedSystem):
         api_key_header: the header that carries the key.
         rate_limit: the token bucket; ``None`` for no limit.
         seed: seeds the fault injector.
+        unique: ``False`` makes no field a key (two records may hold the same values).
     """
 
     name = "helpdesk"
@@ -95,11 +96,12 @@ class Helpdesk(SimulatedSystem):
         api_key_header: str = "X-API-Key",
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
         seed: int | None = None,
+        unique: bool = True,
     ) -> None:
         auth = None
         if api_key is not None or basic is not None:
             auth = KeyOrBasicAuth(api_key, basic, api_key_header)
-        super().__init__(db=db, auth=auth, rate_limit=rate_limit, seed=seed)
+        super().__init__(db=db, auth=auth, rate_limit=rate_limit, seed=seed, unique=unique)
 
     def add_api_routes(self, router: web.UrlDispatcher) -> None:
         """``/api/v2/{users|tickets}`` with list, create, search and per-record routes."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -54,6 +54,7 @@ class SimulatedSystem(abc.ABC):
         rate_limit: the token bucket for API requests; ``None`` for no limit.
         webhook: where change notifications go (only for systems that send them).
         seed: seeds the fault injector's random draws.
+        unique: ``False`` makes no field a key (two records may hold the same values).
     """
 
     #: The system's name (``crm``); also stamped into its database file.
@@ -75,12 +76,18 @@ class SimulatedSystem(abc.ABC):
         rate_limit: RateLimit | None = None,
         webhook: WebhookTarget | None = None,
         seed: int | None = None,
+        unique: bool = True,
     ) -> None:
+        resources = self.resources
+        if not unique:  # no field is a key: two records may hold the same values
+            resources = tuple(
+                replace(spec, fields=tuple(replace(f, unique=False) for f in spec.fields))
+                for spec in resources)
         self.clock = SimClock()
         self.store = Store(
             db,
             system=self.name,
-            resources=self.resources,
+            resources=resources,
             tick_ms=self.tick_ms,
             strictly_ordered=self.strictly_ordered,
         )

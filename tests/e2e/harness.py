@@ -257,9 +257,11 @@ async def eventually(check: Callable[[], Awaitable[Any]], within: float,
 
 @contextlib.asynccontextmanager
 async def stack(tmp: Path, kafka: KafkaSettings, systems: tuple[str, ...] = ("crm", "helpdesk"),
-                customize: Callable[[dict[str, Any]], None] | None = None
-                ) -> AsyncIterator[Stack]:
-    """Systems up, config written; the daemon is started by the test (``await s.start()``)."""
+                customize: Callable[[dict[str, Any]], None] | None = None,
+                options: dict[str, Any] | None = None) -> AsyncIterator[Stack]:
+    """Systems up, config written; the daemon is started by the test (``await s.start()``).
+
+    ``options`` go to every simulated system (``unique=False``, say)."""
     s = Stack(tmp, kafka, worker_port=free_port())
     async with contextlib.AsyncExitStack() as exits:
         for name in systems:
@@ -267,10 +269,10 @@ async def stack(tmp: Path, kafka: KafkaSettings, systems: tuple[str, ...] = ("cr
                 hook = WebhookTarget(f"http://127.0.0.1:{s.worker_port}/webhooks/{name}",
                                      ENV["CRM_WEBHOOK_SECRET"])
                 running = await exits.enter_async_context(
-                    run_crm(token=ENV["CRM_TOKEN"], webhook=hook))
+                    run_crm(token=ENV["CRM_TOKEN"], webhook=hook, **(options or {})))
             else:
                 running = await exits.enter_async_context(
-                    run_helpdesk(api_key=ENV["HELPDESK_API_KEY"]))
+                    run_helpdesk(api_key=ENV["HELPDESK_API_KEY"], **(options or {})))
             s.systems[name] = running
             s.admins[name] = await exits.enter_async_context(
                 httpx.AsyncClient(base_url=running.url, timeout=10))

@@ -57,4 +57,5 @@ async def test_status_says_where_the_lane_is() -> None:
         "system": "crm", "entity": "contact", "healthy": True, "polls": 1, "seq": 2,
         "cursor": cursor, "cursor_lag_seconds": round(rig.clock.now - cursor, 1),
         "known_records": 1, "waiting_for_links": 0, "behind": 1, "last_error": None,
-        "not_kept": [], "not_kept_count": 0, "loop_breakers": {}, "loop_breakers_open": 0}
+        "not_kept": [], "not_kept_count": 0, "loop_breakers": {}, "loop_breakers_open": 0,
+        "dead_letters": 1, "problems": []}

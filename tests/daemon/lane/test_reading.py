@@ -181,3 +181,63 @@ async def test_a_write_is_reported_with_what_the_system_answered(rig: Rig) -> No
     assert (written.intent_id, written.canonical_id) == (job.intent_id, job.canonical_id)
     assert written.fields == {"email": "ann@x.org", "name": "Ann Lee"}
     assert written.native_version == "2"
+
+
+async def test_a_record_bad_on_ten_polls_is_one_dead_letter_per_distinct_error() -> None:
+    """The documented promise: one dead letter per error, not one per poll that sees it."""
+    from daemon.metrics import Metrics
+
+    metrics = Metrics(process=False)
+    rig = make_rig(metrics=metrics)
+    rig.system.broken = [BadRecord("the record has no updated-at at 'updated_at'",
+                                   {"id": "77", "full_name": "New"}, id="77")]
+    cy = rig.system.put(email="cy@x.org", full_name="Cy", company_id="9")  # no company 9
+    for _ in range(10):
+        rig.lane.poll_soon()
+        await rig.lane.round()
+        rig.system.edit(cy, full_name=f"Cy {rig.lane.polls}")  # seen again on every poll
+    assert len(rig.letters()) == 2
+    assert rig.lane.status()["dead_letters"] == 2
+    rig.system.edit(cy, company_id="10")  # another error of the same record: its own letter
+    await rig.lane.poll()
+    assert [letter.reason for letter in rig.letters()][2:] == [
+        f"crm contact {cy}: field company: refers to company 10, which crm does not have"]
+    assert rig.lane.status()["dead_letters"] == 3
+    assert metrics.registry.get_sample_value(
+        "syncline_dead_letters_total", {"stage": "lane:crm"}) == 3
+
+
+async def test_a_sweep_that_finds_the_known_records_gone_deletes_nothing_and_says_so() -> None:
+    """A token that lost its rights: every listing empty, every read "not found". The
+    circuit breaker holds the deletes, and the lane's status says why."""
+    from daemon.metrics import Metrics
+
+    metrics = Metrics(process=False)
+    rig = make_rig(metrics=metrics)
+    ids = [rig.system.put(email=f"p{i}@x.org", full_name=f"P{i}") for i in range(6)]
+    await rig.lane.poll()
+    assert rig.lane.problems() == []
+    rig.system.blind = True
+    assert await rig.lane.sweep() == 0
+    assert "Observed-deleted" not in rig.kinds()
+    problems = rig.lane.status()["problems"]
+    assert len(problems) == 1 and "6 of 6 known records missing" in problems[0]
+    gauge = {"system": "crm", "entity": "contact"}
+    assert metrics.registry.get_sample_value("syncline_delete_breaker_open", gauge) == 1
+    assert await rig.lane.sweep() == 0  # holds, sweep after sweep
+    rig.system.blind = False
+    rig.system.remove(ids[0])
+    rig.system.remove(ids[1])  # a person's real deletes, below the bound, go through
+    assert await rig.lane.sweep() == 2
+    assert rig.lane.problems() == []
+    assert metrics.registry.get_sample_value("syncline_delete_breaker_open", gauge) == 0
+
+
+async def test_the_delete_breaker_can_be_turned_off_for_a_real_mass_delete() -> None:
+    rig = make_rig(endpoint(deletes={"max_missing_share": 1}))
+    ids = [rig.system.put(email=f"p{i}@x.org", full_name=f"P{i}") for i in range(6)]
+    await rig.lane.poll()
+    for external_id in ids:
+        rig.system.remove(external_id)
+    assert await rig.lane.sweep() == 6
+    assert rig.lane.problems() == []
