@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import orjson
 
 from conflict.state import Json
+from conflict.values import same
 from daemon.connector.rest import BadRecord, ConnectorError, RemoteRecord, RestEntity
 from daemon.errors import DaemonError
 from daemon.http import HttpError, MalformedResponse, PreconditionFailed
@@ -621,7 +622,7 @@ class Lane:
             try:
                 if intent.op == "delete":
                     changed = sorted(f for f, v in intent.expected.items()
-                                     if reading.values.get(f) != v)
+                                     if not same(reading.values.get(f), v))
                     if changed:
                         await self._stale_after_read(work, intent, current, changed)
                         return work
@@ -632,9 +633,9 @@ class Lane:
                 changed = []
                 for name, value in intent.values.items():
                     held = reading.values.get(name)
-                    if held == value:
+                    if same(held, value):
                         continue  # done already (a retried intent)
-                    if held == intent.expected.get(name):
+                    if same(held, intent.expected.get(name)):
                         todo[name] = value
                     else:
                         changed.append(name)
@@ -724,7 +725,7 @@ class Lane:
         """A record with the intent's match key exists already: ours, or a person's."""
         reading = await self._read(found)
         changed = sorted(name for name, value in intent.values.items()
-                         if reading.values.get(name) != value)
+                         if not same(reading.values.get(name), value))
         if not changed:
             await self._written(work, intent, found, found.id)  # our own create, made before
         else:
