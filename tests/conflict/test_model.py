@@ -84,6 +84,8 @@ class SyncMachine(RuleBasedStateMachine):
     """Systems, lanes, users, reviewers and the hub, played in random order."""
 
     stale_check = True  # the lanes' stale check; a sanity test switches it off
+    # Config.values: 0 (unique values), or small value sets of 2 or 3 values per field
+    value_sets: tuple[int, ...] = (0, 2, 3)
     fold_fn: Callable[..., Step] = staticmethod(conflict_fold)  # sanity tests break it
 
     def __init__(self) -> None:
@@ -109,13 +111,14 @@ class SyncMachine(RuleBasedStateMachine):
         lookup_sees_deleted=st.booleans(),
         idempotent=st.frozensets(INDEX),
         creators=st.frozensets(INDEX, min_size=1),
+        values=st.integers(0, 2),
     )
     @_tracked
     def start(self, n: int, default_policy: str, field_policies: tuple[str, ...],
               rotation: int, delete_policy: DeletePolicy, deletes: bool, tags: bool,
               conditional: frozenset[int], returns_record: frozenset[int], kept: int,
               lookup_sees_deleted: bool, idempotent: frozenset[int],
-              creators: frozenset[int]) -> None:
+              creators: frozenset[int], values: int) -> None:
         systems = Config(n_systems=n).systems
         config = Config(n_systems=n, default_policy=default_policy,
                         field_policies=field_policies, rotation=rotation,
@@ -125,6 +128,7 @@ class SyncMachine(RuleBasedStateMachine):
                         closed_conflicts_kept=kept, lookup_sees_deleted=lookup_sees_deleted,
                         idempotent_creates=frozenset(systems[i % n] for i in idempotent),
                         stale_check=self.stale_check,
+                        values=self.value_sets[values % len(self.value_sets)],
                         workarounds=KNOWN_BUGS | LIMITATIONS | LANE_CONTRACT)
         self.world = World(config, self.fold_fn)
         self.deletes = deletes
@@ -142,13 +146,13 @@ class SyncMachine(RuleBasedStateMachine):
         self.world.create(self._pick(self.world.never_had_record(), s))
 
     @precondition(lambda self: self.world.holding())
-    @rule(s=INDEX, f=st.lists(INDEX, min_size=1, max_size=3))
+    @rule(s=INDEX, f=st.lists(st.tuples(INDEX, INDEX), min_size=1, max_size=3))
     @_tracked
-    def edit(self, s: int, f: list[int]) -> None:
+    def edit(self, s: int, f: list[tuple[int, int]]) -> None:
         system = self._pick(self.world.holding(), s)
         fields = self.world.dbs[system].fields
-        for i in f:
-            self.world.edit(system, fields[i % len(fields)])
+        for i, pick in f:
+            self.world.edit(system, fields[i % len(fields)], pick)
 
     @precondition(lambda self: self.deletes and self.world.deletable())
     @rule(s=INDEX)
