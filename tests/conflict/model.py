@@ -298,6 +298,9 @@ class SystemDb:
     gone: dict[str, str | None] = field(default_factory=dict)  # older copies deleted, unread
     delete_read: bool = False  # whether a read has reported the current copy deleted
     seen: dict[str, frozenset[str]] = field(default_factory=dict)  # causal past per field
+    # per field, every value the copy showed, with when: a person who saw a value saw
+    # every edit of it made before (what the hub's caught-up rule assumes)
+    shown: dict[str, list[tuple[float, Json]]] = field(default_factory=dict)
 
     def seen_all(self) -> frozenset[str]:
         return frozenset().union(*(self.seen.get(f, frozenset()) for f in self.fields))
@@ -310,6 +313,7 @@ class ReadTruth:
     seen: Mapping[str, frozenset[str]]
     delete_id: str | None  # who deleted the copy, when the read found it deleted
     ids: Mapping[str, Json] = field(default_factory=dict)  # per field, the edit ids it held
+    shown: Mapping[str, tuple[tuple[float, Json], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -383,9 +387,9 @@ class World:
         self.landed_before_crash: set[str] = set()  # intents written, then their lane crashed
         self.quiet = False  # settle: users stop, writes neither fail nor crash
         # Identity, when values repeat: a copy holds edit ids; ``value_of`` says what value
-        # each id stands for, ``prev`` what the copy showed just before that edit.
+        # each id stands for, ``made_at`` when it was made.
         self.value_of: dict[str, Json] = {}
-        self.prev: dict[str, Json] = {}
+        self.made_at: dict[str, float] = {}
         self.dot_ids: dict[tuple[Dot, str], str] = {}  # (dot, field) -> the id it took
         self.intent_ids: dict[str, dict[str, Json]] = {}  # intent -> the ids it writes
         self.checked_policy: set[str] = set()
@@ -411,6 +415,12 @@ class World:
     def _hold(self, db: SystemDb, name: str, value: Json) -> None:
         """``db``'s copy of ``name`` now holds ``value``: its causal past grows."""
         db.seen[name] = db.seen.get(name, frozenset()) | self._closure(content(value))
+        if name != TAGS:
+            db.shown.setdefault(name, []).append((self.now, self.value(name, value)))
+
+    @staticmethod
+    def _shown(db: SystemDb) -> dict[str, tuple[tuple[float, Json], ...]]:
+        return {n: tuple(v) for n, v in db.shown.items()}
 
     def dots(self) -> int:
         return sum(self.hub.clock.values())
@@ -546,6 +556,7 @@ class World:
             record[name] = [eid] if name == TAGS else eid
             self.value_of[eid] = VALUE_POOLS[name][n % self.config.values] \
                 if self.config.values and name != TAGS else eid
+            self.made_at[eid] = at
             self._hold(db, name, record[name])
             self.actions.append(UserAction(eid, system, name, at))
         db.record = record
@@ -575,7 +586,7 @@ class World:
         at = self._tick()
         eid = f"{system}.{name}.{next(self._ids)}"
         self.value_of[eid] = eid if raw is None else raw
-        self.prev[eid] = self.value(name, db.record.get(name))
+        self.made_at[eid] = at
         self.saw[eid] = db.seen.get(name, frozenset())
         if name == TAGS:
             value: Json = [*db.record.get(TAGS, []), eid]
@@ -598,7 +609,6 @@ class World:
         at = self._tick()
         did = f"{system}.delete.{next(self._ids)}"
         self.saw[did] = db.seen_all()
-        self.prev[did] = self.read_record(db.record)  # the values the person deleted
         for name in db.fields:  # whatever the system holds later comes after this delete
             db.seen[name] = db.seen.get(name, frozenset()) | {did}
         db.record = None
@@ -615,7 +625,7 @@ class World:
         db = self.dbs[system]
         seq = self.lanes[system].next_seq()
         truth = ReadTruth(dict(db.seen), db.deleted_by if db.record is None else None,
-                          dict(db.record or {}))
+                          dict(db.record or {}), self._shown(db))
         if db.record is None:
             db.delete_read = True
             obs = Observed(system, seq, db.external_id, deleted=True,
@@ -637,7 +647,7 @@ class World:
         for ext, deleted_by in db.gone.items():
             seq = self.lanes[system].next_seq()
             gone = Pending(Observed(system, seq, ext, deleted=True, source_ts=db.updated_at),
-                           ReadTruth(dict(db.seen), deleted_by))
+                           ReadTruth(dict(db.seen), deleted_by, {}, self._shown(db)))
             self.lanes[system].outbox.append(gone)
             self._note(f"lane {system} reads: {_show(gone.inp)}")
         db.gone.clear()
@@ -776,7 +786,7 @@ class World:
                 Written(system, lane.next_seq(), intent.intent_id, external_id=ext,
                         native_version=str(db.version), source_ts=db.updated_at,
                         fields=self.read_record(db.record)),
-                ReadTruth(dict(db.seen), None, dict(db.record))))
+                ReadTruth(dict(db.seen), None, dict(db.record), self._shown(db))))
         else:
             # The hub takes what the copy holds in the written fields for its own write (a
             # person's equal value included, which nothing can tell apart): shown to it.
@@ -1060,14 +1070,7 @@ class World:
                 return None  # a delete removes fields its system does not carry
             return truth.seen.get(name, frozenset())
 
-        def prev_by(name: str) -> Json:
-            if deleted:  # what the person who deleted the copy saw in it
-                last = self.prev.get(truth.delete_id or "")
-                return last.get(name, _NOTHING) if isinstance(last, dict) else _NOTHING
-            held = truth.ids.get(name)
-            return self.prev.get(held, _NOTHING) if isinstance(held, str) else _NOTHING
-
-        self._check_replaced(before, after, inp, mentioned, seen_by, prev_by)
+        self._check_replaced(before, after, inp, mentioned, seen_by, truth.shown)
         if before.deleted is not None and after.deleted is None and not any(
                 c.field == DELETE_FIELD for c in step.conflicts):
             # An update brings a deleted record back without a conflict only if it was made
@@ -1235,12 +1238,13 @@ class World:
     def _check_replaced(self, before: RecordState, after: RecordState, inp: Input,
                         mentioned: set[str],
                         seen_by: Callable[[str], frozenset[str] | None],
-                        prev_by: Callable[[str], Json] = lambda name: _NOTHING) -> None:
+                        shown: Mapping[str, Iterable[tuple[float, Json]]] | None = None
+                        ) -> None:
         """No silent loss (b): whatever leaves the canonical record was seen or recorded.
 
         With repeated values, an id may also leave for another of the same value (two edits
         that agree), and the edit that replaced it may have been made on a copy that showed
-        its value (``prev``): the person saw what it said.
+        its value after it was made (``shown``): the person saw what it said.
         """
         was, now = self.canonical_ids(before), self.canonical_ids(after)
         for name, ids in was.items():
@@ -1254,9 +1258,10 @@ class World:
             if seen is None:
                 continue
             unseen = lost - seen
-            prev = prev_by(name)
-            if prev is not _NOTHING and name != TAGS:
-                unseen = {x for x in unseen if not same(self.value(name, x), prev)}
+            if shown is not None and name != TAGS:
+                unseen = {x for x in unseen
+                          if not _showed_since(shown.get(name, ()), self.made_at[x],
+                                               self.value(name, x))}
             if unseen:
                 how = "deleted" if after.deleted is not None else "replaced"
                 raise self.fail("no silent loss", f"{_show(inp)} {how} {sorted(unseen)} in "
@@ -1365,6 +1370,17 @@ def _copy(v: Json) -> Json:
 
 
 _NOTHING = object()
+
+
+def _showed_since(shown: Iterable[tuple[float, Json]], since: float, value: Json) -> bool:
+    """Whether a copy showed ``value`` at some time from ``since`` on (each entry holds from
+    its time until the next one)."""
+    entries = list(shown)
+    for i, (_, v) in enumerate(entries):
+        until = entries[i + 1][0] if i + 1 < len(entries) else float("inf")
+        if until >= since and same(v, value):
+            return True
+    return False
 
 
 def _shadow(peer: Any) -> Mapping[str, Json]:

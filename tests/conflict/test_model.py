@@ -234,6 +234,24 @@ def test_a_few_schedules_obey_the_laws() -> None:
                                                               database=None))
 
 
+class RepeatedValuesMachine(SyncMachine):
+    """Every field drawn from 2 or 3 values: reverts, agreeing edits, true and 1."""
+
+    value_sets = (2, 3)
+
+
+FAST = 150  # schedules of the fast profile: seconds, and it catches the mutations below
+
+
+def test_the_fast_profile_with_repeated_values_obeys_the_laws() -> None:
+    """The fast profile, in every test session (a few seconds, repeatable). It catches a
+    ``latest`` whose comparison is flipped (policy decision), a ``Written`` that does not
+    join the copy's knowledge and a fold without its caught-up check (convergence), each
+    in its first schedules; docs/BENCHMARKS.md lists the runs."""
+    run_state_machine_as_test(RepeatedValuesMachine,
+                              settings=_settings(FAST, derandomize=True, database=None))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(max(300, EXAMPLES // 4))
 def test_the_fold_obeys_the_laws_over_random_schedules() -> None:
