@@ -22,6 +22,28 @@ The hub sees only observations; the model also knows what really happened:
   carries. A person who resolves a conflict saw its two candidates (and their pasts).
 * ``hub_seen`` is every id the hub has been shown: the content of every applied observation.
 
+Identity (``Config.values``)
+----------------------------
+With small value sets (``VALUE_POOLS``: ``true``/``1``/``false``, ``1``/``2``/``1.0``,
+``open``/``pending``/`` Open``, read through a ``strip, lower`` transform) values repeat, so a
+value is no longer an edit's id. A copy then holds edit ids and a lane reads their values
+(``value_of``); every dot the hub takes is named by the id its read showed in each field
+(``dot_ids``), so the canonical content is the id its field's dot took, a conflict's sides are
+the ids of their dots, and a write carries the ids of the canonical values it writes. "No
+silent loss" keeps working by id: an edit the hub reverts as its own echo leaves its id
+behind, whatever its value. Three things are no loss by id, because nobody can see them as
+one: an id replaced by another of the same value (two edits that agree); an id replaced by a
+person whose copy showed its value after it was made (``SystemDb.shown``: the hub's caught-up
+rule -- a copy holding the canonical value has seen it); and an edit undone before anyone
+read it (``1 -> true -> 1``). One is exempt as a known limit (docs/DECISIONS.md): a person's
+value equal to the hub's write in flight to that copy is taken for the write.
+
+**Policy decision** -- every conflict an input raises is decided as its policy says for its
+two candidates (the model's own ``_pick``), and an edit equal to the canonical value leaves
+the field remembering the edit the policy would pick (the new one when its system had seen
+the field's dot): a flipped ``latest`` comparison, or a fold that keeps an older agreeing
+edit's time, breaks it.
+
 Invariants
 ----------
 Each check raises :class:`InvariantViolation` naming its law, with the schedule so far.
