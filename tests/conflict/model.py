@@ -631,6 +631,7 @@ class World:
         at = self._tick()
         did = f"{system}.delete.{next(self._ids)}"
         self.saw[did] = db.seen_all()
+        self.made_at[did] = at
         for name in db.fields:  # whatever the system holds later comes after this delete
             db.seen[name] = db.seen.get(name, frozenset()) | {did}
         db.record = None
@@ -1092,7 +1093,14 @@ class World:
                 return None  # a delete removes fields its system does not carry
             return truth.seen.get(name, frozenset())
 
-        self._check_replaced(before, after, inp, mentioned, seen_by, truth.shown)
+        def acted_at(name: str) -> float:
+            """When the person whose edit (or delete) this read shows made it."""
+            if deleted:
+                return self.made_at.get(truth.delete_id or "", float("inf"))
+            held = truth.ids.get(name)
+            return self.made_at.get(held, 0.0) if isinstance(held, str) else 0.0
+
+        self._check_replaced(before, after, inp, mentioned, seen_by, truth.shown, acted_at)
         if before.deleted is not None and after.deleted is None and not any(
                 c.field == DELETE_FIELD for c in step.conflicts):
             # An update brings a deleted record back without a conflict only if it was made
@@ -1260,13 +1268,15 @@ class World:
     def _check_replaced(self, before: RecordState, after: RecordState, inp: Input,
                         mentioned: set[str],
                         seen_by: Callable[[str], frozenset[str] | None],
-                        shown: Mapping[str, Iterable[tuple[float, Json]]] | None = None
-                        ) -> None:
+                        shown: Mapping[str, Iterable[tuple[float, Json]]] | None = None,
+                        acted_at: Callable[[str], float] = lambda name: 0.0) -> None:
         """No silent loss (b): whatever leaves the canonical record was seen or recorded.
 
         With repeated values, an id may also leave for another of the same value (two edits
         that agree), and the edit that replaced it may have been made on a copy that showed
-        its value after it was made (``shown``): the person saw what it said.
+        its value after it was made, or that showed its value when the person acted on it
+        (``shown``, ``acted_at``): the person saw what it said -- the hub's caught-up rule
+        (a copy holding the canonical value has seen it) takes it so too.
         """
         was, now = self.canonical_ids(before), self.canonical_ids(after)
         for name, ids in was.items():
@@ -1281,9 +1291,11 @@ class World:
                 continue
             unseen = lost - seen
             if shown is not None and name != TAGS:
+                history = list(shown.get(name, ()))
+                acted = [v for t, v in history if t < acted_at(name)][-1:]
                 unseen = {x for x in unseen
-                          if not _showed_since(shown.get(name, ()), self.made_at[x],
-                                               self.value(name, x))}
+                          if not _showed_since(history, self.made_at[x], self.value(name, x))
+                          and not (acted and same(acted[0], self.value(name, x)))}
             if unseen:
                 how = "deleted" if after.deleted is not None else "replaced"
                 raise self.fail("no silent loss", f"{_show(inp)} {how} {sorted(unseen)} in "
