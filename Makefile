@@ -56,7 +56,8 @@ test-compiled: setup
 ## (unique values, and values from small sets); MODEL_SCHEDULES=N for another count
 MODEL_SCHEDULES ?= 100000
 test-model-long: setup
-	SYNCLINE_HYPOTHESIS_EXAMPLES=$(MODEL_SCHEDULES) $(BIN)/pytest -p no:cacheprovider -m slow \
+	SYNCLINE_MODEL_REPEATED=1 SYNCLINE_HYPOTHESIS_EXAMPLES=$(MODEL_SCHEDULES) \
+		$(BIN)/pytest -p no:cacheprovider -m slow \
 		tests/conflict/test_model.py
 
 ## lint: ruff and mypy (strict), as configured in pyproject.toml

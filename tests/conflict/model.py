@@ -1013,7 +1013,10 @@ class World:
                                 f"by {before.deleted.dot}, a delete the reviewer never saw")
             if not (after.deleted is not None and record_level):
                 # (Deleting the record takes every field with it: nothing to compare.)
-                self._check_replaced(before, after, inp, mentioned, lambda name: seen)
+                # The reviewer saw both candidates' values, as the conflict shows them.
+                shown = {} if resolved is None or record_level else {resolved.field: (
+                    (inp.at, resolved.current.value), (inp.at, resolved.incoming.value))}
+                self._check_replaced(before, after, inp, mentioned, lambda name: seen, shown)
             self._check_decisions(step)
             return
         if isinstance(inp, Written) and inp.external_id is not None:
