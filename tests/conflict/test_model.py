@@ -247,7 +247,7 @@ class RepeatedValuesMachine(SyncMachine):
     value_sets = (2, 3)
 
 
-FAST = 150  # schedules of the fast profile: seconds, and it catches the mutations below
+FAST = 150  # schedules of the fast profile: ~5 s, and it catches the mutations below
 
 
 def test_the_fast_profile_with_repeated_values_obeys_the_laws() -> None:
