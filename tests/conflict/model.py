@@ -1055,7 +1055,7 @@ class World:
                             "hub's own write)")
         # No silent loss (a): what the hub sees for the first time is kept or recorded.
         now = self.canonical_ids(after)
-        ours = self._hubs_own(before.peers.get(system), reported)
+        ours = self._hubs_own(before.peers.get(system), reported, isinstance(inp, Written))
         was_held = _shadow(before.peers.get(system))
         for name, held in truth.ids.items():
             dropped = (content(held) & novel) - now.get(name, frozenset()) - mentioned
@@ -1153,7 +1153,8 @@ class World:
                                 f"{c.current.value!r}")
 
     @staticmethod
-    def _hubs_own(peer: Any, reported: Mapping[str, Json]) -> dict[str, tuple[Json, ...]]:
+    def _hubs_own(peer: Any, reported: Mapping[str, Json],
+                  written: bool = False) -> dict[str, tuple[Json, ...]]:
         """Per field, the values a read of this copy may show as the hub's own writes: those
         of the write in flight (while it can still land) and of failed ones that may have
         landed. A person's edit to exactly such a value is taken for the write: nothing can
@@ -1164,8 +1165,8 @@ class World:
         flight = peer.in_flight
         if flight is not None and flight.op is not WriteOp.DELETE:
             shadow = peer.shadow if peer.exists else {}
-            if all(same(shadow.get(n), flight.expected.get(n)) or same(shadow.get(n), v)
-                   for n, v in flight.values.items()):
+            if written or all(same(shadow.get(n), flight.expected.get(n)) or
+                              same(shadow.get(n), v) for n, v in flight.values.items()):
                 for n, v in flight.values.items():
                     out[n] = (*out.get(n, ()), v)
         return out
@@ -1214,7 +1215,7 @@ class World:
                     n in inp.fields and same(inp.fields[n], v)
                     for n, v in flight.values.items())):
                 knowledge = knowledge.join(flight.clock)  # the write landed: it saw its clock
-        ours = self._hubs_own(peer, inp.fields)
+        ours = self._hubs_own(peer, inp.fields, isinstance(inp, Written))
         was_held = _shadow(peer)
         for name, held in truth.ids.items():
             if name == TAGS or not (content(held) - self.hub_seen):
