@@ -11,7 +11,8 @@ KAFKA := deploy/kafka/kafka.sh
 KAFKA_PORT := $(or $(SYNCLINE_KAFKA_PORT),19092)
 PYTEST_ARGS ?=
 
-.PHONY: setup kafka-up kafka-down kafka-status test test-real lint demo compile clean-compiled test-compiled
+.PHONY: setup kafka-up kafka-down kafka-status test test-real lint demo compile clean-compiled \
+	test-compiled test-model-long
 
 ## setup: create .venv if missing and install syncline with its dev tools into it
 setup: $(VENV)/.installed
@@ -58,6 +59,14 @@ test-compiled: setup
 	@tools/compile_fold.sh
 	SYNCLINE_EXPECT_COMPILED=1 $(BIN)/pytest -p no:cacheprovider tests/conflict; \
 		status=$$?; tools/compile_fold.sh clean; exit $$status
+
+## test-model-long: the fold against its model over 100,000 random schedules of each kind
+## (unique values, and values from small sets); MODEL_SCHEDULES=N for another count
+MODEL_SCHEDULES ?= 100000
+test-model-long: setup
+	SYNCLINE_MODEL_REPEATED=1 SYNCLINE_HYPOTHESIS_EXAMPLES=$(MODEL_SCHEDULES) \
+		$(BIN)/pytest -p no:cacheprovider -m slow \
+		tests/conflict/test_model.py
 
 ## lint: ruff and mypy (strict), as configured in pyproject.toml
 lint: setup

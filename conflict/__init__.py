@@ -22,7 +22,7 @@ from conflict.errors import (
 )
 from conflict.fold import Step, fold
 from conflict.inputs import Input, Observation, Observed, Resolve, WriteFailed, WriteStale, Written
-from conflict.policy import decide, same
+from conflict.policy import decide
 from conflict.spec import (
     MERGE,
     REVIEW,
@@ -57,6 +57,7 @@ from conflict.state import (
     WriteIntent,
     WriteOp,
 )
+from conflict.values import same, value_key
 
 
 def compiled() -> bool:
@@ -120,4 +121,5 @@ __all__ = [
     "fold",
     "parse_policy",
     "same",
+    "value_key",
 ]

@@ -2,7 +2,8 @@
 
 ``fold(spec, state, input) -> Step`` is pure and total over valid inputs: it never mutates
 ``state``, reads no clock, draws no randomness, and raises an :class:`~conflict.errors.InputError`
-(leaving nothing changed) for an input it rejects. The algorithm is DESIGN.md "The merge":
+(leaving nothing changed) for an input it rejects. The algorithm (docs/ARCHITECTURE.md, "The
+merge"):
 
 * a read from system S is filtered against S's shadow (the hub's own writes coming back are
   not edits), the edited fields get one new dot ``(S, n)``, and each is a fast-forward when S
@@ -34,7 +35,7 @@ from conflict.errors import (
     UnknownSystem,
 )
 from conflict.inputs import Input, Observed, Resolve, WriteFailed, WriteStale, Written
-from conflict.policy import decide, same
+from conflict.policy import agreeing, decide
 from conflict.spec import MERGE, REVIEW, DeletePolicy, EntitySpec, Owner
 from conflict.state import (
     DELETE_FIELD,
@@ -55,6 +56,7 @@ from conflict.state import (
     WriteOp,
     intent_number,
 )
+from conflict.values import same
 
 _NO_VALUES: Mapping[str, Json] = {}
 _UNKNOWN = object()
@@ -317,13 +319,17 @@ class _Fold:
         flight = peer.in_flight
         pending = flight.values if flight is not None and flight.op is not WriteOp.DELETE \
             else _NO_VALUES
+        if pending and not _may_land(flight, shadow):  # type: ignore[arg-type]
+            # A read since the write was planned showed the copy holding what the write did
+            # not expect: the lane finds it stale and writes nothing, so a read showing the
+            # write's values is a person's edit (a revert to them), not the write's echo.
+            pending = _NO_VALUES
         landed = peer.landed
         edits: list[tuple[str, Json]] = []
         news = False  # anything the shadow did not hold yet (edits, or our own write)
         for name, value in reported.items():
             held = shadow.get(name, _UNKNOWN)
-            # Inlined policy.same(held, value): this loop runs for every field of every read.
-            if held is value or (held == value and (type(held) is bool) is (type(value) is bool)):
+            if held is value or same(held, value):
                 continue
             news = True
             if name in pending and same(pending[name], value):
@@ -374,12 +380,18 @@ class _Fold:
                 return
             if self.conflicts:
                 self._supersede_open(name, dot)
-            if not same(current.value, value):
+            # An edit that had seen the current value replaces it, even with an equal value:
+            # it is the field's newest edit (its dot, its time) for whatever comes next.
+            self._set(name, value, dot, source_ts, Change.EDIT)
+            return
+        incoming = Candidate(value, system, dot, source_ts)
+        if same(current.value, value):
+            # Two concurrent edits that agree: nothing to decide, but the field remembers the
+            # one its policy would pick, so a later conflict is decided against that one
+            # (docs/DECISIONS.md, "An edit equal to the canonical value").
+            if agreeing(self.spec, policy, _candidate(current), incoming) is incoming:
                 self._set(name, value, dot, source_ts, Change.EDIT)
             return
-        if same(current.value, value):
-            return  # the same value written twice: nothing to decide
-        incoming = Candidate(value, system, dot, source_ts)
         decision, decided = decide(self.spec, policy, name, _candidate(current), incoming)
         status = ConflictStatus.OPEN if decision is Decision.OPEN else \
             ConflictStatus.AUTO_RESOLVED
@@ -429,9 +441,11 @@ class _Fold:
         if not was_live:
             return False  # the delete of a copy already gone (or never seen)
         flight = peer.in_flight
-        if flight is not None and flight.op is WriteOp.DELETE:
+        if flight is not None and flight.op is WriteOp.DELETE and same(dict(held),
+                                                                        dict(flight.expected)):
             # Our own delete, seen before its outcome (a lane that crashed after deleting):
-            # the copy now reflects what the delete was planned on.
+            # the copy now reflects what the delete was planned on. (Had a read shown the
+            # copy changed since, the lane would find the delete stale: a person deleted.)
             peer.knowledge = peer.knowledge.join(flight.clock)
             return True
         if self.deleted is not None:
@@ -616,8 +630,7 @@ class _Fold:
                         continue
                     held = shadow.get(n, _UNKNOWN)
                     value = fs.value
-                    if held is value or (held == value and
-                                         (type(held) is bool) is (type(value) is bool)):
+                    if held is value or same(held, value):
                         continue
                     kept = peer.not_kept.get(n)
                     if kept is not None and same(kept[0], value):
@@ -701,6 +714,18 @@ def _not_kept(peer: PeerState, written: Mapping[str, Json],
     peer.not_kept = kept
     if not_taken:
         peer.shadow = {**peer.shadow, **{n: holds for n, (_, holds) in not_taken.items()}}
+
+
+def _may_land(flight: WriteIntent, shadow: Mapping[str, Json]) -> bool:
+    """Whether the write in flight can still land: the copy, as the hub last saw it, holds
+    what the write expected (or what it writes) in every field it writes; a lane that finds
+    anything else reports it stale."""
+    expected = flight.expected
+    for name, value in flight.values.items():
+        held = shadow.get(name)
+        if not (same(held, expected.get(name)) or same(held, value)):
+            return False
+    return True
 
 
 def _candidate(fs: FieldState) -> Candidate:

@@ -22,6 +22,9 @@ from conflict.spec import (
     Union,
 )
 from conflict.state import Candidate, Decision, Json
+from conflict.values import same, value_key
+
+__all__ = ["agreeing", "decide", "latest_winner", "same"]
 
 
 def _order_key(value: Json) -> str:
@@ -30,15 +33,6 @@ def _order_key(value: Json) -> str:
 
 def _rank(spec: EntitySpec, c: Candidate) -> int:
     return spec.rank.get(c.system, len(spec.rank))
-
-
-def same(a: Json, b: Json) -> bool:
-    """JSON equality: ``True`` is not ``1``, but ``1`` is ``1.0``."""
-    if a is b:
-        return True
-    if (type(a) is bool) is not (type(b) is bool):
-        return False
-    return bool(a == b)
 
 
 def latest_winner(spec: EntitySpec, current: Candidate, incoming: Candidate) -> Candidate:
@@ -52,12 +46,12 @@ def latest_winner(spec: EntitySpec, current: Candidate, incoming: Candidate) -> 
 
 
 def _union(a: Json, b: Json) -> list[Any]:
-    merged: dict[str, Any] = {}
+    merged: dict[Any, Any] = {}
     for side in (a, b):
         items = side if isinstance(side, list) else ([] if side is None else [side])
         for item in items:
-            merged.setdefault(_order_key(item), item)
-    return [merged[k] for k in sorted(merged)]
+            merged.setdefault(value_key(item), item)  # 1 and 1.0 once, true and 1 apart
+    return sorted(merged.values(), key=_order_key)
 
 
 def _extreme(a: Json, b: Json, *, largest: bool) -> Json:
@@ -71,6 +65,25 @@ def _extreme(a: Json, b: Json, *, largest: bool) -> Json:
         ka, kb = _order_key(a), _order_key(b)
         a_wins = ka > kb if largest else ka < kb
     return a if a_wins else b
+
+
+def agreeing(spec: EntitySpec, policy: Policy, current: Candidate,
+             incoming: Candidate) -> Candidate:
+    """Of two concurrent edits that set the same value, the one the field remembers.
+
+    Nothing is decided (the value is the same), but a later conflict on the field is decided
+    against the field's dot, system and time: they must be those of the edit the policy
+    would have picked had the two values differed, or the other edit's claim is lost (a
+    newer ``pending`` losing to an older ``closed`` because the field remembered the older
+    of two agreeing edits). For ``latest`` that is the newer edit, for ``prefer`` the
+    preferred system's, for ``owner`` the owner's; every other policy remembers the newer.
+    """
+    if isinstance(policy, Owner):
+        return incoming if incoming.system == policy.system else current
+    if isinstance(policy, Prefer):
+        decision, _ = decide(spec, policy, "", current, incoming)
+        return incoming if decision is Decision.INCOMING else current
+    return latest_winner(spec, current, incoming)
 
 
 def decide(

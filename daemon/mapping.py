@@ -45,6 +45,7 @@ from pydantic_core import PydanticCustomError
 
 from conflict import FieldSpec, FieldType
 from conflict.state import Json
+from conflict.values import value_key
 from daemon.errors import DaemonError
 
 MAPPING_ERROR = "field_mapping"
@@ -477,14 +478,13 @@ class _ValueMap(_Codec):
 
 
 def _key(value: Any) -> tuple[str, Any]:
-    """A dict key that keeps ``True`` apart from ``1`` (but ``1`` and ``1.0`` together)."""
-    if isinstance(value, bool):
-        return ("boolean", value)
-    if _is_number(value):
-        return ("number", value)
-    if isinstance(value, str):
-        return ("string", value)
-    raise TypeError(value)
+    """A dict key that keeps ``True`` apart from ``1`` (but ``1`` and ``1.0`` together): the
+    fold's equality (:func:`conflict.values.same`), so map keys and the fold agree."""
+    if not isinstance(value, bool | int | float | str):
+        raise TypeError(value)
+    key = value_key(value)  # (kind, value) for these
+    assert isinstance(key, tuple)
+    return key
 
 
 class _Transforms(_Codec):
@@ -510,8 +510,8 @@ class _Transforms(_Codec):
         if self.sort:
             if not isinstance(value, list):
                 raise _Unfit(f"sort needs a list, got {_shown(value)}")
-            unique = {_order_key(v): v for v in value}
-            value = [unique[k] for k in sorted(unique)]
+            unique = {value_key(v): v for v in value}  # the fold's equality
+            value = sorted(unique.values(), key=_order_key)
         return value
 
     def _string(self, text: str) -> str:

@@ -15,11 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 OUTSIDE = ("DESIGN.md", "../shared", "shared/DESIGN", "DESIGN says", 'DESIGN "')
 """How a pointer to the design document beside the repository was spelled."""
 
-PENDING = frozenset({"conflict/fold.py"})
-"""Files being rewritten on other branches at the time of writing, their pointers with them;
-empty this once they are merged."""
-
-
 def project_files() -> list[str]:
     try:
         listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
@@ -42,4 +37,4 @@ def test_no_file_points_outside_the_repository() -> None:
             continue  # not text
         if any(pointer in text for pointer in OUTSIDE):
             offenders.add(name)
-    assert sorted(offenders - PENDING) == []
+    assert sorted(offenders) == []

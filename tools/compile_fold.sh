@@ -13,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
-MODULES=(conflict/fold.py conflict/policy.py conflict/state.py conflict/spec.py conflict/inputs.py)
+MODULES=(conflict/fold.py conflict/policy.py conflict/state.py conflict/spec.py conflict/inputs.py
+         conflict/values.py)
 
 clean() {
   rm -f conflict/*.so ./*__mypyc*.so

@@ -9,7 +9,9 @@ last saw the system hold (``expected``). The lane reads the record and decides, 
   **stale** and nothing at all is written (the edit goes to the hub first).
 
 Pure: no I/O, no clock. Every comparison of a held value with an intent's value goes through
-:func:`values_equal`.
+:func:`conflict.values.same`, the one equality of values the fold and the mapping use too
+(JSON's: ``true`` is not ``1``, ``1`` is ``1.0``), so the lane and the fold never disagree on
+whether a field changed.
 """
 
 from __future__ import annotations
@@ -18,14 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from conflict.state import Json
-
-
-def values_equal(a: Json, b: Json) -> bool:
-    """Whether a field holding ``a`` holds the value ``b`` (the one comparison used here).
-
-    Python's ``==`` for now, under which ``True == 1`` and ``1 == 1.0``.
-    """
-    return bool(a == b)
+from conflict.values import same
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +55,9 @@ def decide_update(held: Mapping[str, Json], intended: Mapping[str, Json],
     changed: list[str] = []
     for name, value in intended.items():
         now = held.get(name)
-        if values_equal(now, value):
+        if same(now, value):
             continue
-        if values_equal(now, expected.get(name)):
+        if same(now, expected.get(name)):
             todo[name] = value
         else:
             changed.append(name)
@@ -76,7 +71,7 @@ def decide_update(held: Mapping[str, Json], intended: Mapping[str, Json],
 def decide_delete(held: Mapping[str, Json], expected: Mapping[str, Json]) -> Stale | Write:
     """Whether a delete may go ahead: only if every field still holds what the hub expects."""
     changed = sorted(name for name, value in expected.items()
-                     if not values_equal(held.get(name), value))
+                     if not same(held.get(name), value))
     return Stale(changed) if changed else Write()
 
 
@@ -88,5 +83,5 @@ def decide_found(held: Mapping[str, Json], intended: Mapping[str, Json]) -> Done
     create is stale.
     """
     changed = sorted(name for name, value in intended.items()
-                     if not values_equal(held.get(name), value))
+                     if not same(held.get(name), value))
     return Stale(changed) if changed else Done()

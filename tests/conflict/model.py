@@ -22,6 +22,28 @@ The hub sees only observations; the model also knows what really happened:
   carries. A person who resolves a conflict saw its two candidates (and their pasts).
 * ``hub_seen`` is every id the hub has been shown: the content of every applied observation.
 
+Identity (``Config.values``)
+----------------------------
+With small value sets (``VALUE_POOLS``: ``true``/``1``/``false``, ``1``/``2``/``1.0``,
+``open``/``pending``/`` Open``, read through a ``strip, lower`` transform) values repeat, so a
+value is no longer an edit's id. A copy then holds edit ids and a lane reads their values
+(``value_of``); every dot the hub takes is named by the id its read showed in each field
+(``dot_ids``), so the canonical content is the id its field's dot took, a conflict's sides are
+the ids of their dots, and a write carries the ids of the canonical values it writes. "No
+silent loss" keeps working by id: an edit the hub reverts as its own echo leaves its id
+behind, whatever its value. Three things are no loss by id, because nobody can see them as
+one: an id replaced by another of the same value (two edits that agree); an id replaced by a
+person whose copy showed its value after it was made (``SystemDb.shown``: the hub's caught-up
+rule -- a copy holding the canonical value has seen it); and an edit undone before anyone
+read it (``1 -> true -> 1``). One is exempt as a known limit (docs/DECISIONS.md): a person's
+value equal to the hub's write in flight to that copy is taken for the write.
+
+**Policy decision** -- every conflict an input raises is decided as its policy says for its
+two candidates (the model's own ``_pick``), and an edit equal to the canonical value leaves
+the field remembering the edit the policy would pick (the new one when its system had seen
+the field's dot): a flipped ``latest`` comparison, or a fold that keeps an older agreeing
+edit's time, breaks it.
+
 Invariants
 ----------
 Each check raises :class:`InvariantViolation` naming its law, with the schedule so far.
@@ -109,6 +131,7 @@ regression test passes.
 from __future__ import annotations
 
 import itertools
+import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +140,7 @@ from typing import Any
 from conflict import (
     DELETE_FIELD,
     REVIEW,
+    Candidate,
     ConflictError,
     ConflictRecord,
     ConflictStatus,
@@ -137,6 +161,7 @@ from conflict import (
     Resolve,
     Step,
     Union,
+    VClock,
     WriteFailed,
     WriteIntent,
     WriteOp,
@@ -155,6 +180,14 @@ STRING_FIELDS = ("name", "email", "phone")
 TAGS = "tags"
 PARTIAL_FIELD = "phone"  # carried by every system but the second one
 HUB_DELETE = "hub"  # ``SystemDb.deleted_by`` when a lane deleted the copy
+# Small value sets (``Config.values``): per string field, the values a user picks from (the
+# first 2 or 3). Fields are then of type ``any``; a lane reads strings through a ``strip,
+# lower`` transform, so `` Open`` is ``open`` to the hub. ``true`` is not ``1``; ``1.0`` is ``1``.
+VALUE_POOLS: dict[str, tuple[Json, ...]] = {
+    "name": (True, 1, False),
+    "email": (1, 2, 1.0),
+    "phone": ("open", "pending", " Open"),
+}
 
 # Known fold bugs (Config.workarounds): the tests in test_model_regressions.py show each one.
 # Each comment says how the random schedules step around it.
@@ -227,6 +260,8 @@ class Config:
     # re-run after a crash gets the first create's copy, which the lane then reads.
     idempotent_creates: frozenset[str] = frozenset()
     stale_check: bool = True  # the lane's check; off only to show that the model catches it
+    # 0: every edit writes a value nobody else writes; 2 or 3: values come from VALUE_POOLS
+    values: int = 0
     closed_conflicts_kept: int = 16
     # Known fold bugs the random schedules step around, so that they keep looking for new
     # ones; each has a failing example in test_model_regressions.py. Empty it to see them.
@@ -258,7 +293,7 @@ class Config:
             if name == PARTIAL_FIELD:
                 carriers = tuple(s for i, s in enumerate(systems) if i != 1)
             fields.append(FieldSpec(
-                name, FieldType.STRING,
+                name, FieldType.ANY if self.values else FieldType.STRING,
                 systems=None if carriers == systems else frozenset(carriers),
                 policy=self._policy(kind, carriers)))
         if self.tags:
@@ -286,6 +321,9 @@ class SystemDb:
     gone: dict[str, str | None] = field(default_factory=dict)  # older copies deleted, unread
     delete_read: bool = False  # whether a read has reported the current copy deleted
     seen: dict[str, frozenset[str]] = field(default_factory=dict)  # causal past per field
+    # per field, every value the copy showed, with when: a person who saw a value saw
+    # every edit of it made before (what the hub's caught-up rule assumes)
+    shown: dict[str, list[tuple[float, Json]]] = field(default_factory=dict)
 
     def seen_all(self) -> frozenset[str]:
         return frozenset().union(*(self.seen.get(f, frozenset()) for f in self.fields))
@@ -297,6 +335,8 @@ class ReadTruth:
 
     seen: Mapping[str, frozenset[str]]
     delete_id: str | None  # who deleted the copy, when the read found it deleted
+    ids: Mapping[str, Json] = field(default_factory=dict)  # per field, the edit ids it held
+    shown: Mapping[str, tuple[tuple[float, Json], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -369,6 +409,14 @@ class World:
         self.crashed: set[str] = set()  # systems whose lane lost a Written in a crash
         self.landed_before_crash: set[str] = set()  # intents written, then their lane crashed
         self.quiet = False  # settle: users stop, writes neither fail nor crash
+        # Identity, when values repeat: a copy holds edit ids; ``value_of`` says what value
+        # each id stands for, ``made_at`` when it was made.
+        self.value_of: dict[str, Json] = {}
+        self.made_at: dict[str, float] = {}
+        self.dot_ids: dict[tuple[Dot, str], str] = {}  # (dot, field) -> the id it took
+        self.intent_ids: dict[str, dict[str, Json]] = {}  # intent -> the ids it writes
+        self.checked_policy: set[str] = set()
+        self.candidate_cache: dict[tuple[str, Dot], frozenset[str]] = {}
 
     # -- helpers ---------------------------------------------------------------------------
     def _tick(self) -> float:
@@ -390,9 +438,101 @@ class World:
     def _hold(self, db: SystemDb, name: str, value: Json) -> None:
         """``db``'s copy of ``name`` now holds ``value``: its causal past grows."""
         db.seen[name] = db.seen.get(name, frozenset()) | self._closure(content(value))
+        if name != TAGS:
+            db.shown.setdefault(name, []).append((self.now, self.value(name, value)))
+
+    @staticmethod
+    def _shown(db: SystemDb) -> dict[str, tuple[tuple[float, Json], ...]]:
+        return {n: tuple(v) for n, v in db.shown.items()}
 
     def dots(self) -> int:
         return sum(self.hub.clock.values())
+
+    # -- identity --------------------------------------------------------------------------
+    def value(self, name: str, held: Json) -> Json:
+        """What a lane reads for the id (or tag list) a copy holds in field ``name``."""
+        if held is None or name == TAGS:
+            return held
+        v = self.value_of[held]
+        if self.config.values and isinstance(v, str):
+            v = v.strip().lower()  # the system's transform
+        return v
+
+    def read_record(self, record: Mapping[str, Json]) -> dict[str, Json]:
+        return {n: self.value(n, x) for n, x in record.items()}
+
+    def canonical_ids(self, state: RecordState) -> dict[str, frozenset[str]]:
+        """The canonical content: per field, the edit ids it holds (nothing when deleted).
+
+        A string field's value is the edit that set it: the id its field's dot took.
+        """
+        if state.deleted is not None:
+            return {}
+        return {name: self._field_ids(name, fs.value, fs.dot) for name, fs in state.fields.items()}
+
+    def _field_ids(self, name: str, value: Json, dot: Dot) -> frozenset[str]:
+        if value is None:
+            return frozenset()
+        if name == TAGS:
+            return content(value)
+        eid = self.dot_ids.get((dot, name))
+        if eid is None:
+            raise ModelError(f"no edit id known for {name} of dot {dot}")
+        return frozenset([eid])
+
+    def candidate_ids(self, c: ConflictRecord, cand: Candidate, state: RecordState,
+                      fresh: Iterable[Dot] = ()) -> frozenset[str]:
+        """The edit ids in one side of a conflict (``state``: the record when it was made,
+        ``fresh``: the dots the input that made it took)."""
+        if cand.deleted or cand.value is None:
+            return frozenset()
+        if c.field != DELETE_FIELD:
+            return self._field_ids(c.field, cand.value, cand.dot)
+        key = (c.conflict_id, cand.dot)
+        known = self.candidate_cache.get(key)
+        if known is not None:
+            return known
+        out: set[str] = set()
+        for n, v in cand.value.items():
+            fs = state.fields.get(n)
+            if n == TAGS:
+                out |= content(v)
+            elif cand.dot in fresh or fs is None:  # an update read while deleted: its own
+                out.add(self.dot_ids[(cand.dot, n)])
+            else:  # canonical fields the delete had not seen
+                out |= self._field_ids(n, v, fs.dot)
+        self.candidate_cache[key] = frozenset(out)
+        return self.candidate_cache[key]
+
+    def _name_dots(self, before: RecordState, step: Step, inp: Input,
+                   truth: ReadTruth | None) -> None:
+        """Remember which edit id each new dot took, per field."""
+        for d in step.new_dots:
+            if isinstance(inp, Resolve):
+                c = before.conflict(inp.conflict_id)
+                if c is None or c.field == DELETE_FIELD:
+                    continue
+                cand = c.incoming if c.incoming.system == inp.take else c.current
+                if (cand.dot, c.field) in self.dot_ids:
+                    self.dot_ids[(d, c.field)] = self.dot_ids[(cand.dot, c.field)]
+            elif truth is not None and d.actor == inp.system:
+                for n, held in truth.ids.items():
+                    if n != TAGS:
+                        self.dot_ids[(d, n)] = held
+
+    def _name_intent(self, intent: WriteIntent) -> None:
+        """The ids an intent writes: those of the canonical values it carries."""
+        ids: dict[str, Json] = {}
+        for n, v in intent.values.items():
+            if n == TAGS:
+                ids[n] = _copy(v)
+                continue
+            (eid,) = self._field_ids(n, v, self.hub.fields[n].dot)
+            if not same(self.value(n, eid), v):
+                raise ModelError(f"{intent.intent_id}: {n} = {v!r} but its id {eid} reads "
+                                 f"{self.value(n, eid)!r}")
+            ids[n] = eid
+        self.intent_ids[intent.intent_id] = ids
 
     def never_had_record(self) -> list[str]:
         """Systems where a user may create the record now (it never had a copy)."""
@@ -433,9 +573,13 @@ class World:
         db.external_id = f"{system}-{db.creates}"
         record: dict[str, Json] = {}
         for name in db.fields:
-            eid = f"{system}.{name}.{next(self._ids)}"
+            n = next(self._ids)
+            eid = f"{system}.{name}.{n}"
             self.saw[eid] = db.seen.get(name, frozenset())
             record[name] = [eid] if name == TAGS else eid
+            self.value_of[eid] = VALUE_POOLS[name][n % self.config.values] \
+                if self.config.values and name != TAGS else eid
+            self.made_at[eid] = at
             self._hold(db, name, record[name])
             self.actions.append(UserAction(eid, system, name, at))
         db.record = record
@@ -445,13 +589,27 @@ class World:
         self._note(f"user creates the record in {system} as {db.external_id}: {record}")
         return record
 
-    def edit(self, system: str, name: str) -> str:
-        """A user edits one field: a unique value (for tags: appends a unique tag)."""
+    def edit(self, system: str, name: str, pick: int = 0) -> str | None:
+        """A user edits one field: a unique value (for tags: appends a unique tag), or with
+        ``Config.values`` the ``pick``-th of the field's values that differs from the copy's
+        (None, and nothing happens, when none does)."""
         db = self.dbs[system]
         if db.record is None or name not in db.fields:
             raise ModelError(f"{system} cannot edit {name}")
+        raw: Json = None
+        if self.config.values and name != TAGS:
+            pool = VALUE_POOLS[name][:self.config.values]
+            shown = self.value(name, db.record.get(name))
+            for k in range(len(pool)):
+                raw = pool[(pick + k) % len(pool)]
+                if not same(raw.strip().lower() if isinstance(raw, str) else raw, shown):
+                    break
+            else:
+                return None
         at = self._tick()
         eid = f"{system}.{name}.{next(self._ids)}"
+        self.value_of[eid] = eid if raw is None else raw
+        self.made_at[eid] = at
         self.saw[eid] = db.seen.get(name, frozenset())
         if name == TAGS:
             value: Json = [*db.record.get(TAGS, []), eid]
@@ -462,7 +620,8 @@ class World:
         db.version += 1
         db.updated_at = at
         self.actions.append(UserAction(eid, system, name, at))
-        self._note(f"user edits {system}.{name} = {value!r}")
+        shown = f" ({self.value_of[eid]!r})" if raw is not None else ""
+        self._note(f"user edits {system}.{name} = {value!r}{shown}")
         return eid
 
     def delete(self, system: str) -> str:
@@ -473,6 +632,7 @@ class World:
         at = self._tick()
         did = f"{system}.delete.{next(self._ids)}"
         self.saw[did] = db.seen_all()
+        self.made_at[did] = at
         for name in db.fields:  # whatever the system holds later comes after this delete
             db.seen[name] = db.seen.get(name, frozenset()) | {did}
         db.record = None
@@ -488,13 +648,14 @@ class World:
     def _observe(self, system: str) -> Pending:
         db = self.dbs[system]
         seq = self.lanes[system].next_seq()
-        truth = ReadTruth(dict(db.seen), db.deleted_by if db.record is None else None)
+        truth = ReadTruth(dict(db.seen), db.deleted_by if db.record is None else None,
+                          dict(db.record or {}), self._shown(db))
         if db.record is None:
             db.delete_read = True
             obs = Observed(system, seq, db.external_id, deleted=True,
                            native_version=str(db.version), source_ts=db.updated_at)
         else:
-            obs = Observed(system, seq, db.external_id, dict(db.record),
+            obs = Observed(system, seq, db.external_id, self.read_record(db.record),
                            native_version=str(db.version), source_ts=db.updated_at)
         return Pending(obs, truth)
 
@@ -510,7 +671,7 @@ class World:
         for ext, deleted_by in db.gone.items():
             seq = self.lanes[system].next_seq()
             gone = Pending(Observed(system, seq, ext, deleted=True, source_ts=db.updated_at),
-                           ReadTruth(dict(db.seen), deleted_by))
+                           ReadTruth(dict(db.seen), deleted_by, {}, self._shown(db)))
             self.lanes[system].outbox.append(gone)
             self._note(f"lane {system} reads: {_show(gone.inp)}")
         db.gone.clear()
@@ -522,7 +683,7 @@ class World:
 
     def _lane_decision(self, db: SystemDb, intent: WriteIntent) -> str:
         """``done`` (already holds it), ``write`` or ``stale``, after re-reading the record."""
-        record = db.record
+        record = None if db.record is None else self.read_record(db.record)
         values = intent.values
         if intent.op is WriteOp.CREATE:
             if record is None:
@@ -648,17 +809,28 @@ class World:
             lane.outbox.append(Pending(
                 Written(system, lane.next_seq(), intent.intent_id, external_id=ext,
                         native_version=str(db.version), source_ts=db.updated_at,
-                        fields=dict(db.record)),
-                ReadTruth(dict(db.seen), None)))
+                        fields=self.read_record(db.record)),
+                ReadTruth(dict(db.seen), None, dict(db.record), self._shown(db))))
         else:
+            # The hub takes what the copy holds in the written fields for its own write (a
+            # person's equal value included, which nothing can tell apart): shown to it.
+            held = {n: db.record[n] for n in intent.values if db.record and n in db.record}
             lane.outbox.append(Pending(Written(system, lane.next_seq(), intent.intent_id,
-                                               external_id=ext, native_version=version)))
+                                               external_id=ext, native_version=version),
+                                       ReadTruth(dict(db.seen), None, held)))
         verb = "writes" if decision == "write" else "finds already done"
         self._note(f"lane {system} {verb} {_show_intent(intent)}")
         return "written" if decision == "write" else "done"
 
     def _write(self, db: SystemDb, intent: WriteIntent, *, reported_gone: bool = False) -> None:
         before = {n: content((db.record or {}).get(n)) for n in db.fields}
+        # A copy that shows what the hub believes it holds was not changed, for all anyone
+        # can tell (an edit and its undo, true -> 1 -> true): its ids are as good as shown.
+        shown_before = self.read_record(db.record or {})
+        for n in intent.expected:
+            if n in shown_before and n != TAGS and same(shown_before[n], intent.expected[n]):
+                self.hub_seen |= before.get(n, frozenset())
+        held = self.intent_ids.get(intent.intent_id, {})
         at = self._tick()
         if intent.op is WriteOp.DELETE:
             db.record = None
@@ -671,12 +843,16 @@ class World:
             db.external_id = f"{db.name}-{db.creates}"
             self.hub_created.add(db.external_id)
             self.created_by[intent.intent_id] = db.external_id
-            db.record = {n: _copy(v) for n, v in intent.values.items()}
+            db.record = {n: _copy(v) for n, v in held.items()}
             db.deleted_by = None
         else:
             assert db.record is not None
-            db.record = {**db.record, **{n: _copy(v) for n, v in intent.values.items()}}
-        for n, v in intent.values.items():
+            shown = self.read_record(db.record)
+            # Like the lane, write only what the copy does not hold already.
+            held = {n: v for n, v in held.items()
+                    if not same(shown.get(n), intent.values[n])}
+            db.record = {**db.record, **{n: _copy(v) for n, v in held.items()}}
+        for n, v in held.items():
             self._hold(db, n, v)
         db.version += 1
         db.updated_at = at
@@ -750,7 +926,7 @@ class World:
         truth: frozenset[str] = frozenset()
         for cand in (c.current, c.incoming):
             truth |= self.delete_truth.get(cand.dot, frozenset()) if cand.deleted else \
-                self._closure(content(cand.value))
+                self._closure(self.candidate_ids(c, cand, self.hub))
         self.resolution_truth[r.resolution_id] = truth
         self._note(f"reviewer resolves {c.conflict_id} ({c.field}: "
                    f"{_show_candidate(c.current)} vs {_show_candidate(c.incoming)}) "
@@ -785,6 +961,7 @@ class World:
             return step
         state = step.state
         self.hub = state
+        self._name_dots(before, step, inp, truth)
         # Determinism: the table's changelog form gives the same state back.
         if RecordState.from_dict(state.to_dict()) != state:
             raise self.fail("determinism", "from_dict(to_dict()) does not round-trip")
@@ -807,6 +984,7 @@ class World:
                 raise self.fail("one write in flight", f"{_show_intent(intent)} issued while "
                                 f"{_show_intent(lane.intents[0])} is still queued")
             lane.intents.append(intent)
+            self._name_intent(intent)
             self._note(f"    hub plans {_show_intent(intent)}")
         for c in step.conflicts:
             self._note(f"    conflict {c.conflict_id} {c.status.value}: "
@@ -820,7 +998,8 @@ class World:
         after = step.state
         mentioned: set[str] = set()
         for c in step.conflicts:
-            mentioned |= content(c.current.value) | content(c.incoming.value)
+            mentioned |= self.candidate_ids(c, c.current, before, step.new_dots) | \
+                self.candidate_ids(c, c.incoming, before, step.new_dots)
         if isinstance(inp, Resolve):
             if len(step.new_dots) != 1 or step.new_dots[0].actor != REVIEW:
                 raise self.fail("no echo", f"resolution took dots {step.new_dots}")
@@ -835,7 +1014,10 @@ class World:
                                 f"by {before.deleted.dot}, a delete the reviewer never saw")
             if not (after.deleted is not None and record_level):
                 # (Deleting the record takes every field with it: nothing to compare.)
-                self._check_replaced(before, after, inp, mentioned, lambda name: seen)
+                # The reviewer saw both candidates' values, as the conflict shows them.
+                shown = {} if resolved is None or record_level else {resolved.field: (
+                    (inp.at, resolved.current.value), (inp.at, resolved.incoming.value))}
+                self._check_replaced(before, after, inp, mentioned, lambda name: seen, shown)
             self._check_decisions(step)
             return
         if isinstance(inp, Written) and inp.external_id is not None:
@@ -846,15 +1028,17 @@ class World:
             # WriteStale, WriteFailed, or a Written that does not carry the record.
             if step.new_dots:
                 raise self.fail("no echo", f"{_show(inp)} took dots {step.new_dots}")
-            if _canonical(before) != _canonical(after):
+            if self.canonical_ids(before) != self.canonical_ids(after):
                 raise self.fail("no echo", f"{_show(inp)} changed the canonical record")
+            if truth is not None:
+                self.hub_seen |= frozenset().union(*(content(x) for x in truth.ids.values()))
             return
         assert truth is not None
         reported = reported or {}
         system = inp.system
         carried = self.spec.system_fields[system]
         # What this read shows the hub for the first time.
-        shown = content(reported)
+        shown = frozenset().union(*(content(x) for x in truth.ids.values()))
         novel = shown - self.hub_seen
         novel_delete = truth.delete_id if deleted and truth.delete_id not in (
             None, HUB_DELETE) and truth.delete_id not in self.hub_seen else None
@@ -871,9 +1055,20 @@ class World:
                             f"user of {system} did that the hub had not seen (an echo of the "
                             "hub's own write)")
         # No silent loss (a): what the hub sees for the first time is kept or recorded.
-        now = _canonical(after)
-        for name, value in reported.items():
-            dropped = (content(value) & novel) - now.get(name, frozenset()) - mentioned
+        now = self.canonical_ids(after)
+        ours = self._hubs_own(before.peers.get(system), reported, isinstance(inp, Written))
+        was_held = _shadow(before.peers.get(system))
+        for name, held in truth.ids.items():
+            dropped = (content(held) & novel) - now.get(name, frozenset()) - mentioned
+            if dropped and name != TAGS and name in was_held and \
+                    same(self.value(name, held), was_held[name]):
+                continue  # edited and back (1 -> true -> 1): no change anyone can see
+            if dropped and after.deleted is None and name in after.fields and \
+                    same(self.value(name, held), after.fields[name].value):
+                continue  # it agrees with the canonical value: its edit is there
+            if dropped and name != TAGS and any(same(self.value(name, held), v)
+                                                for v in ours.get(name, ())):
+                continue  # exempt: the value of the hub's own write (see the docstring)
             if dropped:
                 raise self.fail("no silent loss", f"{_show(inp)} showed {sorted(dropped)} in "
                                 f"{name} for the first time; the hub neither kept it nor "
@@ -902,7 +1097,14 @@ class World:
                 return None  # a delete removes fields its system does not carry
             return truth.seen.get(name, frozenset())
 
-        self._check_replaced(before, after, inp, mentioned, seen_by)
+        def acted_at(name: str) -> float:
+            """When the person whose edit (or delete) this read shows made it."""
+            if deleted:
+                return self.made_at.get(truth.delete_id or "", float("inf"))
+            held = truth.ids.get(name)
+            return self.made_at.get(held, 0.0) if isinstance(held, str) else 0.0
+
+        self._check_replaced(before, after, inp, mentioned, seen_by, truth.shown, acted_at)
         if before.deleted is not None and after.deleted is None and not any(
                 c.field == DELETE_FIELD for c in step.conflicts):
             # An update brings a deleted record back without a conflict only if it was made
@@ -913,7 +1115,8 @@ class World:
                                 f"back without recording a conflict with the delete "
                                 f"{before.deleted.dot}, which {system} had not seen")
         self._check_decisions(step)
-        self._check_concurrent(step, system, truth)
+        self._check_policy(before, step, inp, truth)
+        self._check_concurrent(step, system, truth, before)
         if not deleted and isinstance(inp, Observed) and inp.external_id is not None:
             self.seen_alive.add(inp.external_id)
         self.hub_seen |= shown
@@ -924,7 +1127,8 @@ class World:
                 peer_before.external_id == ext:
             self.hub_seen.add(truth.delete_id)
 
-    def _check_concurrent(self, step: Step, system: str, truth: ReadTruth) -> None:
+    def _check_concurrent(self, step: Step, system: str, truth: ReadTruth,
+                          before: RecordState) -> None:
         """A conflict is raised only when neither write had seen the other.
 
         Checked for field conflicts whose incoming side is this read's edit: its author must
@@ -943,25 +1147,160 @@ class World:
             self.checked_concurrent.add(c.conflict_id)
             if system in self.crashed:
                 continue
-            current = content(c.current.value)
+            current = self.candidate_ids(c, c.current, before)
             if current and current <= truth.seen.get(c.field, frozenset()):
                 raise self.fail("no false conflict", f"conflict {c.conflict_id}: {system}'s "
                                 f"{c.incoming.value!r} was made after {system} held "
                                 f"{c.current.value!r}")
 
+    @staticmethod
+    def _hubs_own(peer: Any, reported: Mapping[str, Json],
+                  written: bool = False) -> dict[str, tuple[Json, ...]]:
+        """Per field, the values a read of this copy may show as the hub's own writes: those
+        of the write in flight (while it can still land) and of failed ones that may have
+        landed. A person's edit to exactly such a value is taken for the write: nothing can
+        tell them apart (the lane, reading first, would find the write done as well)."""
+        if peer is None:
+            return {}
+        out: dict[str, tuple[Json, ...]] = {k: tuple(v) for k, v in peer.landed.items()}
+        flight = peer.in_flight
+        if flight is not None and flight.op is not WriteOp.DELETE:
+            shadow = peer.shadow if peer.exists else {}
+            if written or all(same(shadow.get(n), flight.expected.get(n)) or
+                              same(shadow.get(n), v) for n, v in flight.values.items()):
+                for n, v in flight.values.items():
+                    out[n] = (*out.get(n, ()), v)
+        return out
+
+    def _check_policy(self, before: RecordState, step: Step, inp: Input,
+                      truth: ReadTruth) -> None:
+        """The policy's decision, given the dots and times (the model's own reading of it).
+
+        * A conflict this input raised is decided as its policy says for its two candidates:
+          ``latest`` the newer source time (ties: the system listed first, then the larger
+          JSON text), ``prefer`` the earlier listed system (neither: latest), ``owner`` the
+          owner, ``manual`` nobody (open).
+        * An edit equal to the canonical value (two edits that agree) decides nothing, but
+          the field must remember the edit a later conflict is to be decided against: the
+          new one when its system had seen the field's dot (a fast-forward), else the one
+          the policy would pick of the two.
+        """
+        for c in step.conflicts:
+            if c.field == DELETE_FIELD or c.conflict_id in self.checked_policy or \
+                    c.incoming.dot not in step.new_dots or c.policy not in _DECIDED:
+                continue
+            self.checked_policy.add(c.conflict_id)
+            want = self._pick(c.field, c.current, c.incoming)
+            if c.decision is not want:
+                raise self.fail("policy decision", f"{c.conflict_id} ({c.policy}): "
+                                f"{_show_candidate(c.current)} at {c.current.source_ts} vs "
+                                f"{_show_candidate(c.incoming)} at {c.incoming.source_ts} "
+                                f"was decided {c.decision.value}, the policy says "
+                                f"{want.value}")
+        if not isinstance(inp, Observed | Written) or inp.fields is None or \
+                before.deleted is not None or step.state.deleted is not None:
+            return
+        system = inp.system
+        own = [d for d in step.new_dots if d.actor == system]
+        if not own:
+            return
+        peer = before.peers.get(system)
+        knowledge = VClock() if peer is None else peer.knowledge
+        flight = None if peer is None else peer.in_flight
+        may_land = False
+        if flight is not None and flight.op is not WriteOp.DELETE:
+            shadow = peer.shadow if peer is not None and peer.exists else {}
+            may_land = all(same(shadow.get(n), flight.expected.get(n)) or same(shadow.get(n), v)
+                           for n, v in flight.values.items())
+            if isinstance(inp, Written) or (may_land and all(
+                    n in inp.fields and same(inp.fields[n], v)
+                    for n, v in flight.values.items())):
+                knowledge = knowledge.join(flight.clock)  # the write landed: it saw its clock
+        ours = self._hubs_own(peer, inp.fields, isinstance(inp, Written))
+        was_held = _shadow(peer)
+        for name, held in truth.ids.items():
+            if name == TAGS or not (content(held) - self.hub_seen):
+                continue  # not an edit the hub had not been shown
+            if name in was_held and same(self.value(name, held), was_held[name]):
+                continue  # edited and back: no change the hub can see
+            was, now = before.fields.get(name), step.state.fields.get(name)
+            value = self.value(name, held)
+            if was is None or now is None or not same(was.value, value) or \
+                    not same(now.value, value):
+                continue
+            if any(same(value, v) for v in ours.get(name, ())):
+                continue  # it may be the hub's own write, landed: the hub cannot tell
+            incoming = Candidate(value, system, own[0], inp.source_ts)
+            if knowledge.covers(was.dot):
+                want, why = incoming, "it had seen the field's edit"
+            else:
+                current = Candidate(was.value, was.dot.actor, was.dot, was.source_ts)
+                picked = self._pick(name, current, incoming, agreeing=True) is \
+                    Decision.INCOMING
+                want = incoming if picked else current
+                why = f"the {self.spec.policy_for(name).name} policy picks {want.system}"
+            if (now.dot, now.source_ts) != (want.dot, want.source_ts):
+                raise self.fail("policy decision", f"{_show(inp)} agrees with canonical "
+                                f"{name} ({was.dot} at {was.source_ts}); the field must "
+                                f"remember {want.dot} at {want.source_ts} ({why}), it "
+                                f"remembers {now.dot} at {now.source_ts}")
+
+    def _pick(self, name: str, current: Candidate, incoming: Candidate, *,
+              agreeing: bool = False) -> Decision:
+        """What the field's policy decides between two candidates (see _check_policy);
+        ``agreeing``: which of two equal values to remember (``manual``: the newer)."""
+        policy = self.spec.policy_for(name)
+        if isinstance(policy, Manual) and not agreeing:
+            return Decision.OPEN
+        if isinstance(policy, Owner):
+            return Decision.INCOMING if incoming.system == policy.system else Decision.CURRENT
+        if isinstance(policy, Prefer):
+            order = list(policy.systems)
+            ri = order.index(incoming.system) if incoming.system in order else len(order)
+            rc = order.index(current.system) if current.system in order else len(order)
+            if ri != rc:
+                return Decision.INCOMING if ri < rc else Decision.CURRENT
+        if incoming.source_ts != current.source_ts:
+            newer = incoming.source_ts > current.source_ts
+            return Decision.INCOMING if newer else Decision.CURRENT
+        rank = {REVIEW: -2, "merge": -1, **{s: i for i, s in enumerate(self.systems)}}
+        ri, rc = rank[incoming.system], rank[current.system]
+        if ri != rc:
+            return Decision.INCOMING if ri < rc else Decision.CURRENT
+        larger = _json(incoming.value) > _json(current.value)
+        return Decision.INCOMING if larger else Decision.CURRENT
+
     def _check_replaced(self, before: RecordState, after: RecordState, inp: Input,
                         mentioned: set[str],
-                        seen_by: Callable[[str], frozenset[str] | None]) -> None:
-        """No silent loss (b): whatever leaves the canonical record was seen or recorded."""
-        was, now = _canonical(before), _canonical(after)
+                        seen_by: Callable[[str], frozenset[str] | None],
+                        shown: Mapping[str, Iterable[tuple[float, Json]]] | None = None,
+                        acted_at: Callable[[str], float] = lambda name: 0.0) -> None:
+        """No silent loss (b): whatever leaves the canonical record was seen or recorded.
+
+        With repeated values, an id may also leave for another of the same value (two edits
+        that agree), and the edit that replaced it may have been made on a copy that showed
+        its value after it was made, or that showed its value when the person acted on it
+        (``shown``, ``acted_at``): the person saw what it said -- the hub's caught-up rule
+        (a copy holding the canonical value has seen it) takes it so too.
+        """
+        was, now = self.canonical_ids(before), self.canonical_ids(after)
         for name, ids in was.items():
             lost = ids - now.get(name, frozenset()) - mentioned
             if not lost:
                 continue
+            if after.deleted is None and name in after.fields and name != TAGS and \
+                    same(before.fields[name].value, after.fields[name].value):
+                continue  # the value stays: an agreeing edit took its place
             seen = seen_by(name)
             if seen is None:
                 continue
             unseen = lost - seen
+            if shown is not None and name != TAGS:
+                history = list(shown.get(name, ()))
+                acted = [v for t, v in history if t < acted_at(name)][-1:]
+                unseen = {x for x in unseen
+                          if not _showed_since(history, self.made_at[x], self.value(name, x))
+                          and not (acted and same(acted[0], self.value(name, x)))}
             if unseen:
                 how = "deleted" if after.deleted is not None else "replaced"
                 raise self.fail("no silent loss", f"{_show(inp)} {how} {sorted(unseen)} in "
@@ -999,12 +1338,12 @@ class World:
                     self.run_intent(s)
                     busy = True
                     self.deliver_all()
-            canonical = _canonical(self.hub), self.hub.clock
+            canonical = self.canonical_ids(self.hub), self.hub.clock
             for s in self.readable():
                 self.read(s)
             self.deliver_all()
             if busy or any(lane.intents for lane in self.lanes.values()) or \
-                    canonical != (_canonical(self.hub), self.hub.clock):
+                    canonical != (self.canonical_ids(self.hub), self.hub.clock):
                 continue
             break
         else:
@@ -1026,7 +1365,7 @@ class World:
                 if db.record is None:
                     raise self.fail("convergence", f"the record is alive but {s} has no copy")
                 for n in db.fields:
-                    if not same(db.record.get(n), values.get(n)):
+                    if not same(self.value(n, db.record.get(n)), values.get(n)):
                         raise self.fail("convergence", f"{s}.{n} = {db.record.get(n)!r}, "
                                         f"canonical {n} = {values.get(n)!r}")
             if peer is None:
@@ -1037,7 +1376,8 @@ class World:
                 raise self.fail("convergence", f"{s} still has a write in flight")
             if peer.exists != (db.record is not None):
                 raise self.fail("convergence", f"the hub thinks {s} exists={peer.exists}")
-            if db.record is not None and dict(peer.shadow) != db.record:
+            if db.record is not None and not same(dict(peer.shadow),
+                                                  self.read_record(db.record)):
                 raise self.fail("convergence", f"shadow of {s} is {dict(peer.shadow)}, "
                                 f"{s} holds {db.record}")
             if db.record is None:
@@ -1068,11 +1408,28 @@ def _copy(v: Json) -> Json:
     return list(v) if isinstance(v, list) else v
 
 
-def _canonical(state: RecordState) -> dict[str, frozenset[str]]:
-    """The canonical content: per field, the edit ids in its value (nothing when deleted)."""
-    if state.deleted is not None:
-        return {}
-    return {name: content(fs.value) for name, fs in state.fields.items()}
+_NOTHING = object()
+
+
+def _showed_since(shown: Iterable[tuple[float, Json]], since: float, value: Json) -> bool:
+    """Whether a copy showed ``value`` at some time from ``since`` on (each entry holds from
+    its time until the next one)."""
+    entries = list(shown)
+    for i, (_, v) in enumerate(entries):
+        until = entries[i + 1][0] if i + 1 < len(entries) else float("inf")
+        if until >= since and same(v, value):
+            return True
+    return False
+
+
+def _shadow(peer: Any) -> Mapping[str, Json]:
+    """What the hub believes a copy holds (nothing when it knows no live copy)."""
+    return peer.shadow if peer is not None and peer.exists else {}
+_DECIDED = frozenset({"latest", "prefer", "owner", "manual"})  # policies _pick knows
+
+
+def _json(value: Json) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _show(inp: Input) -> str:

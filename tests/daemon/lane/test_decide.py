@@ -7,6 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conflict.values import same
 from daemon.lane.decide import (
     Done,
     Stale,
@@ -14,7 +15,6 @@ from daemon.lane.decide import (
     decide_delete,
     decide_found,
     decide_update,
-    values_equal,
 )
 
 # -- examples --------------------------------------------------------------------------------
@@ -79,9 +79,9 @@ def _held(record: dict[str, Any], name: str) -> Any:
 @given(records, records, records)
 def test_the_decision_sorts_every_intended_field_into_exactly_one_outcome(
         held: dict[str, Any], intended: dict[str, Any], expected: dict[str, Any]) -> None:
-    done = {n for n, v in intended.items() if values_equal(_held(held, n), v)}
+    done = {n for n, v in intended.items() if same(_held(held, n), v)}
     todo = {n for n, v in intended.items()
-            if n not in done and values_equal(_held(held, n), expected.get(n))}
+            if n not in done and same(_held(held, n), expected.get(n))}
     changed = set(intended) - done - todo
     decision = decide_update(held, intended, expected)
     if changed:
@@ -109,8 +109,8 @@ def test_nothing_is_written_over_a_value_the_hub_did_not_expect(
     if isinstance(decision, Write):
         assert decision.values
         for name, value in decision.values.items():
-            assert values_equal(_held(held, name), expected.get(name))
-            assert values_equal(intended[name], value)
+            assert same(_held(held, name), expected.get(name))
+            assert same(intended[name], value)
 
 
 @given(records, records)
@@ -125,7 +125,7 @@ def test_a_record_as_the_hub_expects_it_is_written_whole(
 @given(records, records)
 def test_a_delete_is_stale_exactly_when_an_expected_field_differs(
         held: dict[str, Any], expected: dict[str, Any]) -> None:
-    differ = sorted(n for n, v in expected.items() if not values_equal(_held(held, n), v))
+    differ = sorted(n for n, v in expected.items() if not same(_held(held, n), v))
     assert decide_delete(held, expected) == (Stale(differ) if differ else Write())
 
 
@@ -134,4 +134,4 @@ def test_a_found_record_is_the_creates_own_exactly_when_it_holds_every_intended_
         held: dict[str, Any], intended: dict[str, Any]) -> None:
     verdict = decide_found(held, intended)
     assert isinstance(verdict, Done) == all(
-        values_equal(_held(held, n), v) for n, v in intended.items())
+        same(_held(held, n), v) for n, v in intended.items())

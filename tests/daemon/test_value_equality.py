@@ -1,0 +1,172 @@
+"""The lane and the mapping decide "same value" as the fold does: ``true`` is not ``1``.
+
+Issue 13, story 3: with a field of type ``any`` (the default), one system holding ``true`` and
+the hub writing ``1``, a lane that compared with Python's ``==`` (where ``True == 1``) found
+the write "done already" and wrote nothing; its next read showed ``true`` again, which the
+fold (JSON semantics) took for a new edit, and so on every round: the record never
+converged. Lane, mapping and fold now share :func:`conflict.values.same`.
+
+A small HTTP server written here holds people with any JSON in their fields (the simulated
+systems keep text only).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from conflict import same
+from daemon.config import EntityConfig
+from daemon.connector.config import SystemConfig
+from daemon.connector.rest import RestEntity, build_client
+from daemon.lane import Lane
+from streams import codec
+from streams.events import WriteIntent, Written
+from streams.kafka import Admin, KafkaSettings
+from streams.lanelog import LaneLog
+from streams.topics import Topics, TopicSettings
+from tests.streams.kafka_helpers import produce, read_topic
+
+SYSTEM = """
+base_url: {url}
+auth: {{type: api_key, key_env: PEOPLE_KEY, query: key}}
+entities:
+  contact:
+    path: /v1/people
+    records_at: items
+    id: pid
+    updated: modified
+    since: {{param: changed_since, format: unix}}
+    pagination: {{style: offset, param: offset, size_param: limit, size: 10}}
+    update: {{method: PUT}}
+retry: {{attempts: 2, base_seconds: 0.01}}
+"""
+
+ENTITY = """
+match_on: [email]
+fields:
+  email: {people: mail, type: string}
+  flag: {people: flag}
+  score: {people: score}
+  labels: {people: {path: labels, transform: sort}}
+"""
+
+
+class PeopleApi:
+    """People with JSON fields of any type; counts the writes it was sent."""
+
+    def __init__(self) -> None:
+        self.people: list[dict[str, Any]] = []
+        self.writes = 0
+
+    def _find(self, request: web.Request) -> dict[str, Any] | None:
+        return next((p for p in self.people if str(p["pid"]) == request.match_info["pid"]),
+                    None)
+
+    async def one(self, request: web.Request) -> web.Response:
+        person = self._find(request)
+        if person is None:
+            return web.json_response({"error": "not found"}, status=404)
+        return web.json_response(person)
+
+    async def update(self, request: web.Request) -> web.Response:
+        person = self._find(request)
+        if person is None:
+            return web.json_response({"error": "not found"}, status=404)
+        self.writes += 1
+        person.update(await request.json())
+        person["modified"] = person["modified"] + 1
+        return web.json_response(person)
+
+    async def list(self, request: web.Request) -> web.Response:
+        offset, limit = int(request.query["offset"]), int(request.query["limit"])
+        since = float(request.query.get("changed_since", "0"))
+        chosen = [p for p in self.people if p["modified"] >= since]
+        return web.json_response({"items": chosen[offset:offset + limit],
+                                  "total": len(chosen)})
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[PeopleApi, str]]:
+    people = PeopleApi()
+    app = web.Application()
+    app.router.add_get("/v1/people", people.list)
+    app.router.add_get("/v1/people/{pid}", people.one)
+    app.router.add_put("/v1/people/{pid}", people.update)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield people, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+def entity() -> EntityConfig:
+    return EntityConfig.model_validate(yaml.safe_load(ENTITY), context={"systems": ["people"]})
+
+
+async def run_intent(settings: KafkaSettings, url: str, values: dict[str, Any],
+                     expected: dict[str, Any]) -> list[Any]:
+    """The lane polls, runs one update of person 1, and returns what it reported."""
+    topics = Topics(f"eq{uuid.uuid4().hex[:10]}")
+    async with Admin(settings) as admin:
+        await topics.ensure(admin, TopicSettings(partitions=2))
+    intent = WriteIntent(intent_id="i-1", canonical_id="c-1", entity="contact",
+                         system="people", op="update", external_id="1", values=values,
+                         expected=expected, native_version=None, clock={}, attempt=1)
+    await produce(settings, topics.intents, [(intent.key().encode(), codec.encode(intent))])
+    system = SystemConfig.model_validate(yaml.safe_load(SYSTEM.format(url=url)),
+                                         context={"env": {"PEOPLE_KEY": "k-123"}})
+    lane_log = LaneLog(settings, topics, "people", "contact")
+    await lane_log.start()
+    connector = RestEntity(build_client("people", system), "people", "contact",
+                           system.entities["contact"])
+    lane = Lane(connector, entity().mapping("contact", "people"), lane_log)
+    try:
+        await lane.poll()
+        assert await lane.execute_intents(timeout_ms=5000) == 1
+    finally:
+        await lane_log.stop()
+        await connector.client.aclose()
+    return [codec.decode(r.value) for r in await read_topic(settings, topics.observations)]
+
+
+@pytest.mark.kafka
+async def test_a_lane_writes_one_over_true(kafka_settings: KafkaSettings,
+                                           api: tuple[PeopleApi, str]) -> None:
+    """The hub writes ``1`` where the system holds ``true``: that is a change to make."""
+    people, url = api
+    people.people = [{"pid": 1, "mail": "ann@x.org", "flag": True, "modified": 100}]
+    seen = await run_intent(kafka_settings, url, {"flag": 1}, {"flag": True})
+    assert people.writes == 1
+    held = people.people[0]["flag"]
+    assert held == 1 and held is not True
+    written = seen[-1]
+    assert isinstance(written, Written) and written.fields is not None
+    assert same(written.fields["flag"], 1)
+
+
+@pytest.mark.kafka
+async def test_a_lane_finds_one_point_zero_already_written_as_one(
+        kafka_settings: KafkaSettings, api: tuple[PeopleApi, str]) -> None:
+    """``1.0`` is the number ``1``: a system answering ``1.0`` needs no write of ``1``."""
+    people, url = api
+    people.people = [{"pid": 1, "mail": "bo@x.org", "score": 1.0, "modified": 100}]
+    seen = await run_intent(kafka_settings, url, {"score": 1}, {"score": 7})
+    assert people.writes == 0
+    assert isinstance(seen[-1], Written)
+
+
+def test_the_sort_transform_drops_repeats_as_the_fold_sees_them() -> None:
+    """``1`` and ``1.0`` are one element; ``true`` and ``1`` are two."""
+    mapping = entity().mapping("contact", "people")
+    normal = mapping.normalise({"labels": [1, True, 1.0, "1"]})["labels"]
+    assert len(normal) == 3
+    assert sum(1 for v in normal if v is True) == 1
+    assert mapping.to_canonical({"labels": [True, 1, 1.0]}).values["labels"] == [1, True]
