@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-OUTSIDE = ("DESIGN.md", "../shared", "shared/DESIGN", "DESIGN says", 'DESIGN "')
+_DESIGN, _SHARED = "DESIGN", "shared"  # spelled apart, so this file is no pointer itself
+OUTSIDE = (f"{_DESIGN}.md", f"../{_SHARED}", f"{_SHARED}/{_DESIGN}", f"{_DESIGN} says",
+           f'{_DESIGN} "')
 """How a pointer to the design document beside the repository was spelled."""
 
 def project_files() -> list[str]:
@@ -29,8 +31,6 @@ def test_no_file_points_outside_the_repository() -> None:
     files = project_files()
     assert "docs/ARCHITECTURE.md" in files
     for name in files:
-        if name == "tests/test_self_contained.py":
-            continue
         try:
             text = (REPO / name).read_text(encoding="utf-8")
         except UnicodeDecodeError:
