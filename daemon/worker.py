@@ -111,7 +111,9 @@ class Worker:
         config = self.config
         system_config = config.systems[system]
         entity_config = config.entities[entity]
-        client = build_client(system, system_config)
+        answers = self.metrics.http_requests
+        client = build_client(system, system_config,
+                              on_answer=lambda status: answers.labels(system, status).inc())
         stack.push_async_callback(client.aclose)
         connector = RestEntity(client, system, entity, system_config.entities[entity])
         mapping = entity_config.mapping(entity, system)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -429,8 +429,10 @@ class _Blank(dict[str, Any]):
         return ""
 
 
-def build_client(name: str, config: SystemConfig) -> HttpClient:
-    """The HTTP client of one system: its base URL, auth, rate limit, retries and timeout."""
+def build_client(name: str, config: SystemConfig,
+                 on_answer: Callable[[str], None] | None = None) -> HttpClient:
+    """The HTTP client of one system: its base URL, auth, rate limit, retries and timeout;
+    ``on_answer`` hears each attempt's status (:class:`~daemon.http.HttpClient`)."""
     return HttpClient(
         config.base_url,
         auth=config.auth.build() if config.auth is not None else None,
@@ -438,4 +440,5 @@ def build_client(name: str, config: SystemConfig) -> HttpClient:
         retry=config.retry.build(),
         timeout=config.timeout_seconds,
         system=name,
+        on_answer=on_answer,
     )

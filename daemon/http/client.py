@@ -80,6 +80,8 @@ class HttpClient:
         transport: an :class:`httpx.AsyncBaseTransport` (``httpx.MockTransport`` in tests).
         clock, sleep, rng: time and randomness for the retry loop (injectable for tests).
         wall: Unix seconds, to read a ``Retry-After`` given as an HTTP date.
+        on_answer: called once per attempt with its HTTP status (``"200"``), or ``"error"``
+            when no answer came (a timeout, a refused connection): for metrics.
 
     The OAuth2 token requests of ``auth`` go through the same transport but not through
     the limiter or the retry loop: a failed refresh fails the request that needed it.
@@ -102,8 +104,10 @@ class HttpClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
+        on_answer: Callable[[str], None] | None = None,
     ) -> None:
         self.system = system
+        self._on_answer = on_answer
         self.auth = auth
         self.limiter = limiter or RateLimiter.unlimited(clock=clock, sleep=sleep, wall=wall)
         self._wall = wall
@@ -292,6 +296,8 @@ class HttpClient:
     ) -> None:
         elapsed_ms = round((self._clock() - started) * 1000, 1)
         status = response.status_code if response is not None else None
+        if self._on_answer is not None:
+            self._on_answer("error" if status is None else str(status))
         url = self._shown(request.url)
         log.log(
             logging.DEBUG if response is not None and response.is_success else logging.INFO,

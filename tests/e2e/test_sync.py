@@ -10,7 +10,9 @@ import random
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka import KafkaSettings
 from tests.e2e.harness import REPO, eventually, free_port, stack
@@ -67,6 +69,14 @@ async def test_no_echo_exactly_the_writes_needed_and_then_none(
         assert await s.writes() == {"crm": 2, "helpdesk": 2}
         await asyncio.sleep(6)  # several polls and a helpdesk sweep: quiet means quiet
         assert await s.writes() == {"crm": 2, "helpdesk": 2}
+        # The worker counts every answer of each system's API, by status.
+        async with httpx.AsyncClient(timeout=5) as client:
+            text = (await client.get(f"http://127.0.0.1:{s.worker_port}/metrics")).text
+        answers = {(sample.labels["system"], sample.labels["status"]): sample.value
+                   for family in text_string_to_metric_families(text)
+                   if family.name == "syncline_http_requests"
+                   for sample in family.samples if sample.name.endswith("_total")}
+        assert answers.get(("crm", "200"), 0) > 0 and answers.get(("helpdesk", "200"), 0) > 0
 
 
 async def test_concurrent_edits_same_field_by_policy_different_fields_merge(

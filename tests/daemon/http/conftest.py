@@ -51,6 +51,7 @@ def mock_client(
     limiter: RateLimiter | None = None,
     retry: RetryPolicy | None = None,
     base_url: str = "https://api.example.test",
+    on_answer: Callable[[str], None] | None = None,
 ) -> HttpClient:
     """An :class:`HttpClient` over ``httpx.MockTransport(handler)`` on fake time."""
     import random
@@ -67,4 +68,5 @@ def mock_client(
         sleep=fake_time.sleep,
         rng=random.Random(7),
         wall=fake_time.wall,
+        on_answer=on_answer,
     )

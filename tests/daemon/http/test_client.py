@@ -228,3 +228,12 @@ async def test_429_without_retry_after_backs_off(fake_time: FakeTime) -> None:
     async with mock_client(script, fake_time) as client:
         await client.get_json("/x")
     assert len(script.requests) == 2 and len(fake_time.sleeps) == 1
+
+
+async def test_every_attempt_is_heard_with_its_status_or_error(fake_time: FakeTime) -> None:
+    script = Script(httpx.ConnectError("refused"), httpx.Response(503),
+                    httpx.Response(200, json={}))
+    heard: list[str] = []  # the worker counts these in syncline_http_requests_total
+    async with mock_client(script, fake_time, on_answer=heard.append) as client:
+        assert await client.get_json("/things") == {}
+    assert heard == ["error", "503", "200"]
