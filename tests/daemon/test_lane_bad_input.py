@@ -28,6 +28,7 @@ from streams.events import DeadLetter, Observed, WriteIntent
 from streams.kafka import Admin, KafkaSettings
 from streams.lanelog import LaneLog
 from streams.topics import Topics, TopicSettings
+from tests.daemon.served import served
 from tests.streams.kafka_helpers import produce, read_topic, wait_for
 
 pytestmark = [pytest.mark.kafka]
@@ -101,13 +102,8 @@ async def api() -> AsyncIterator[tuple[PeopleApi, str]]:
     app.router.add_get("/v1/people", people.list)
     app.router.add_get("/v1/people/{pid}", people.one)
     app.router.add_delete("/v1/people/{pid}", people.delete)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield people, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with served(app) as url:
+        yield people, url
 
 
 @pytest.fixture

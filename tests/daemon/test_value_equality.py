@@ -30,6 +30,7 @@ from streams.events import WriteIntent, Written
 from streams.kafka import Admin, KafkaSettings
 from streams.lanelog import LaneLog
 from streams.topics import Topics, TopicSettings
+from tests.daemon.served import served
 from tests.streams.kafka_helpers import produce, read_topic
 
 SYSTEM = """
@@ -98,13 +99,8 @@ async def api() -> AsyncIterator[tuple[PeopleApi, str]]:
     app.router.add_get("/v1/people", people.list)
     app.router.add_get("/v1/people/{pid}", people.one)
     app.router.add_put("/v1/people/{pid}", people.update)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield people, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with served(app) as url:
+        yield people, url
 
 
 def entity() -> EntityConfig:
