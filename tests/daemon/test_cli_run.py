@@ -15,6 +15,7 @@ from streams import codec
 from streams.events import Observed, RecordEvent
 from streams.kafka import Admin, KafkaSettings
 from streams.topics import Topics, TopicSettings
+from tests.e2e.harness import free_port
 from tests.streams.kafka_helpers import produce, read_topic, topic_exists, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +48,7 @@ async def test_run_folds_what_systems_report_and_replay_agrees(
     with log.open("wb") as out:
         worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "daemon", "run", "--config", str(config),
+            "--listen", f"127.0.0.1:{free_port()}",  # not the default 8080: runs side by side
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         # The same person in both systems, the helpdesk's name edited later.
