@@ -245,6 +245,18 @@ class PaginationConfig(Section):
                                "body, e.g. next_cursor)")
         return self
 
+    def query_names(self) -> list[str]:
+        """The query parameters the paging sets."""
+        if self.style == "page":
+            names = [self.param or "page", self.size_param]
+        elif self.style == "offset":
+            names = [self.param or "offset", self.size_param or "limit"]
+        elif self.style == "cursor":
+            names = [self.param or "cursor", self.size_param]
+        else:
+            names = [self.size_param]
+        return [name for name in names if name]
+
     def build(self) -> PaginationStyle:
         if self.style == "page":
             return PageNumber(param=self.param or "page", size_param=self.size_param,
@@ -411,6 +423,45 @@ class EnvelopeConfig(Section):
     write: str | None = None
 
 
+class CheckConfig(Section):
+    """What ``syncline check --write-probe`` may do to this entity of this system.
+
+    Without ``scratch`` the probe writes one existing record's own values back (a write that
+    changes nothing on an API that keeps what it is sent). With it, the probe creates a
+    scratch record from these canonical values, reads it back, names every field that did
+    not round-trip, and deletes it.
+    """
+
+    scratch: dict[str, Any] | None = Field(
+        default=None,
+        description="canonical field -> value of a scratch record the write probe may create "
+        "and delete; in strings {nonce} is a fresh random token (for unique fields such as an "
+        "email), {{ and }} are literal braces",
+        examples=[{"email": "syncline-check-{nonce}@example.invalid", "name": "Check Probe"}])
+
+    @field_validator("scratch")
+    @classmethod
+    def _nonce_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not value:
+            raise config_error("expected at least one field: value (or leave scratch out)")
+        for key, item in value.items():
+            if not isinstance(item, str):
+                continue
+            try:
+                names = template_names(item)
+            except ValueError as exc:
+                raise config_error("scratch.{key}: not a valid template ({why}); write {{{{ "
+                                   "and }}}} for literal braces", key=key,
+                                   why=str(exc)) from None
+            if names - {"nonce"}:
+                raise config_error("scratch.{key}: only {{nonce}} may be in braces (write "
+                                   "{{{{ and }}}} for literal ones), got {value}", key=key,
+                                   value=repr(item))
+        return value
+
+
 class EntityEndpointConfig(Section):
     """How one system's API shapes one entity.
 
@@ -464,6 +515,7 @@ class EntityEndpointConfig(Section):
         "before a person's edit) before the lane stops writing it: the loop breaker")
     webhook_event: str | None = Field(
         default=None, description="the event-name prefix of this entity's webhooks (contact)")
+    check: CheckConfig = CheckConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -503,6 +555,24 @@ class EntityEndpointConfig(Section):
     def write_envelope(self) -> str | None:
         """The key that wraps a record in the bodies of writes."""
         return self.envelope.write if self.envelope is not None else None
+
+    @model_validator(mode="after")
+    def _no_parameter_replaced(self) -> Self:
+        """A fixed query parameter that the since filter or the paging would replace is
+        refused: it would be silently dropped from the requests."""
+        takers: list[tuple[str, str]] = []
+        if self.since is not None:
+            takers.append((self.since.param, "since.param"))
+        if self.pagination is not None:
+            takers += [(name, f"pagination ({self.pagination.style})")
+                       for name in self.pagination.query_names()]
+        for name, taker in takers:
+            if name in self.params:
+                raise config_error("the query parameter {name} is fixed (params:, or the query "
+                                   "string of path:) and also set by {taker}, which would "
+                                   "replace it in every listing: keep one", name=repr(name),
+                                   taker=taker)
+        return self
 
     @model_validator(mode="after")
     def _writes_fit(self) -> Self:
@@ -571,4 +641,8 @@ class SystemConfig(Section):
         if not value.startswith(("http://", "https://")):
             raise config_error("expected an http:// or https:// URL, got {value}",
                                value=repr(value))
+        if "?" in value or "#" in value:
+            raise config_error("expected a URL without a query string or #fragment (it would "
+                               "be dropped from every request); put query parameters in an "
+                               "entity's params: or path:, got {value}", value=repr(value))
         return value.rstrip("/")
