@@ -29,6 +29,7 @@ from daemon.clibase import (
     run_kafka,
 )
 from daemon.config import Config
+from daemon.configdoc import config_reference, config_schema
 from daemon.errors import DaemonError
 from daemon.review.cli import register as register_review
 from daemon.worker import ROLES, Worker
@@ -397,6 +398,23 @@ def demo(obj: CliContext | None, keep_running: bool, crm_port: int, helpdesk_por
     code = demo_module.main(demo_module.Ports(crm_port, helpdesk_port, worker_port, kafka_port),
                             keep_running, directory, env)
     raise SystemExit(code)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """The configuration file described: its JSON Schema and its reference."""
+
+
+@config_group.command("schema")
+def config_schema_command() -> None:
+    """Print the JSON Schema of the configuration file (for editors and validators)."""
+    click.echo(orjson.dumps(config_schema(), option=orjson.OPT_INDENT_2).decode())
+
+
+@config_group.command("reference")
+def config_reference_command() -> None:
+    """Print the configuration reference in Markdown (docs/CONFIG.md is this, generated)."""
+    click.echo(config_reference(), nl=False)
 
 
 register_review(cli)  # conflicts list|show|resolve, report, record
