@@ -450,6 +450,21 @@ class Config(_Section):
                                 f"the field {field_name} writes {written} in {name}: a "
                                 "constant there would override it on every create (use "
                                 "defaults: for a value used only where the field is empty)"))
+        for name, system in self.systems.items():
+            for entity_name, endpoint in system.entities.items():
+                scratch = endpoint.check.scratch
+                if scratch is None or entity_name not in self.entities:
+                    continue
+                fields = self.entities[entity_name].fields
+                for key in scratch:
+                    mapping = fields[key].systems.get(name) if key in fields else None
+                    if mapping is None or mapping.direction == "read":
+                        carried = [f for f, c in fields.items() if name in c.systems
+                                   and c.systems[name].direction != "read"]
+                        problems.append((
+                            ("systems", name, "entities", entity_name, "check", "scratch", key),
+                            f"{key!r} is not a field of {entity_name} written to {name} "
+                            f"(those are: {', '.join(carried) or 'none'})"))
         for entity_name, entity_config in self.entities.items():
             for field_name, field_config in entity_config.fields.items():
                 for system_name, mapping in field_config.systems.items():

@@ -244,3 +244,13 @@ async def test_the_write_probe_without_scratch_writes_a_records_own_values_back(
             "round-trip") in out.splitlines()
     assert stats["total"] == 1 and stats["unchanged"] == 1  # a write that changed nothing
     assert record["full_name"] == "Ada Lovelace"
+
+
+async def test_a_scratch_value_for_a_field_the_system_does_not_carry_is_refused(
+        tmp_path: Path) -> None:
+    endpoint = CRM_CONTACT + "        check: {scratch: {email: a@b.c, phone: '1'}}\n"
+    code, _, err = await check(tmp_path, config_text("http://127.0.0.1:9", endpoint))
+
+    assert code == 2
+    assert ("systems.crm.entities.contact.check.scratch.phone: 'phone' is not a field of "
+            "contact written to crm (those are: email, name)") in err
