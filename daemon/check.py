@@ -9,7 +9,8 @@ comes back:
   that page, every record of the page must come back (a record whose updated-at is null is
   invisible to such a filter); and from a moment after now, none may (an API that ignores
   the filter answers everything);
-- one record by its id, as a lane reads before it writes;
+- one record by its id, as a lane reads before it writes; the match-key lookup (it must
+  find that record by its own values) and the delete feed, where configured;
 - every mapped path present in the records read, and readable by its field's mapping;
 - with ``write_probe``, a write: a scratch record created from ``check.scratch`` (read back,
   compared, deleted), or else one record's own values written back; every field that does
@@ -128,6 +129,23 @@ async def _check_entity(rest: RestEntity, mapping: EntityMapping, report: Entity
         report.notes.append("no record to read by id or to check the mapped paths against "
                             "(the listing is empty)")
     _check_paths(mapping, endpoint, read, report)
+    if one is not None and endpoint.lookup is not None:
+        found = await rest.lookup(one.data)
+        if not any(r.id == one.id for r in found):
+            report.problems.append(
+                f"lookup: searching {endpoint.lookup.path} with record {one.id}'s own values "
+                f"did not find it ({len(found)} found): a create could duplicate it; check "
+                "lookup.params and lookup.records_at")
+        else:
+            report.notes.append(f"lookup finds record {one.id} by its own values")
+    if endpoint.deletes.feed is not None:
+        feed = rest.deletions(now - 86_400)
+        try:
+            page = await anext(feed, None)
+        finally:
+            await feed.aclose()
+        count = len(page or [])
+        report.notes.append(f"delete feed: {count} delete{_s(count)} in the last day")
     if write_probe:
         try:
             await _probe_writes(rest, mapping, one, report)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -242,7 +242,7 @@ class RestEntity:
         records = [self.record(raw) for raw in found]
         return [r for r in records if isinstance(r, RemoteRecord)]
 
-    async def deletions(self, since: float | None) -> AsyncIterator[list[Deletion]]:
+    async def deletions(self, since: float | None) -> AsyncGenerator[list[Deletion], None]:
         """Pages of the deletes the API reports at or after ``since``."""
         feed = self.config.deletes.feed
         if feed is None:

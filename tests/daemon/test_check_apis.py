@@ -254,3 +254,23 @@ async def test_a_scratch_value_for_a_field_the_system_does_not_carry_is_refused(
     assert code == 2
     assert ("systems.crm.entities.contact.check.scratch.phone: 'phone' is not a field of "
             "contact written to crm (those are: email, name)") in err
+
+
+LOOKUP = "        lookup: {path: /contacts/search, params: {email: \"{email}\"}, records_at: data}\n"
+
+
+async def test_a_lookup_that_cannot_find_a_record_by_its_own_values_fails(
+        tmp_path: Path) -> None:
+    good = CRM_CONTACT + LOOKUP
+    wrong = CRM_CONTACT + LOOKUP.replace('"{email}"', '"{full_name}"')
+    async with crm_with(ADA) as (crm, _):
+        ok, out, ok_err = await check(tmp_path, config_text(crm.url, good))
+        code, _, err = await check(tmp_path, config_text(crm.url, wrong))
+
+    assert ok == 0, ok_err
+    assert f"    GET {crm.url}/contacts/search?email=ada%40example.com" in out.splitlines()
+    assert "    lookup finds record ct_00000001 by its own values" in out.splitlines()
+    assert code == 1
+    assert ("api FAILED: crm contact: lookup: searching /contacts/search with record "
+            "ct_00000001's own values did not find it (0 found): a create could duplicate "
+            "it") in err

@@ -30,7 +30,7 @@ def test_the_shipped_config_proves_it_can_sync_and_a_naive_one_is_caught(
         tmp_path: Path, kafka_bootstrap: str, noco_seed: dict[str, str],
         keycloak_seed: dict[str, str], noco: NocoDB, keycloak: Keycloak) -> None:
     tag = uuid.uuid4().hex[:6]
-    row = noco.create(FirstName="Check", LastName="Row", Email=f"check-{tag}@check.test")
+    noco.create(FirstName="Check", LastName="Row", Email=f"check-{tag}@check.test")
     keycloak.create(username=f"check-{tag}@check.test", email=f"check-{tag}@check.test",
                     firstName="Check", lastName="User", enabled=True)
     worker = Worker(tmp_path, noco_seed, keycloak_seed, kafka_bootstrap)
@@ -48,13 +48,16 @@ def test_the_shipped_config_proves_it_can_sync_and_a_naive_one_is_caught(
             "&first=0&max=500") in out
     assert "no since filter: every poll reads the whole listing" in out  # Keycloak
     assert out.count("0 unreadable") == 2
-    assert out.count("write probe: wrote record") == 2 and "round-trip" in out
+    assert out.count("write probe: wrote record") == 2
+    assert out.count("fields round-trip") == 2
 
     data = yaml.safe_load(worker.config_path.read_text())
     contact = data["systems"]["nocodb"]["entities"]["contact"]
     contact["updated"] = "UpdatedAt"
     contact["since"]["template"] = "(UpdatedAt,gte,exactDate,{since})"
     worker.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    # A new row: the probe's write-back above gave the first one an UpdatedAt.
+    row = noco.create(FirstName="New", LastName="Row", Email=f"new-{tag}@check.test")
 
     naive = run_check(worker, "--skip-kafka")
 
