@@ -256,7 +256,8 @@ async def test_a_scratch_value_for_a_field_the_system_does_not_carry_is_refused(
             "contact written to crm (those are: email, name)") in err
 
 
-LOOKUP = "        lookup: {path: /contacts/search, params: {email: \"{email}\"}, records_at: data}\n"
+LOOKUP = ("        lookup: {path: /contacts/search, params: {email: \"{email}\"}, "
+          "records_at: data}\n")
 
 
 async def test_a_lookup_that_cannot_find_a_record_by_its_own_values_fails(
