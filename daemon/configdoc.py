@@ -185,6 +185,8 @@ def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     if "enum" in prop:
         return "one of " + ", ".join(f"`{v}`" for v in prop["enum"])
     options = prop.get("anyOf") or prop.get("oneOf")
+    if options and len(options) >= 2 and options[1].get("items") == options[0]:
+        return f"{_type_of(options[0], defs)}, or a list of them"
     if options:
         kinds = [_type_of(o, defs) for o in options if o.get("type") != "null"]
         return " or ".join(dict.fromkeys(kinds))

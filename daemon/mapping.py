@@ -148,7 +148,7 @@ class SystemField(_Frozen):
     transform: tuple[Transform, ...] = Field((), examples=['email'])
     """This system's normalisations, after the field's own."""
     map: dict[Any, Any] | None = Field(
-        None, examples=[{"new": "open", "open": "open", "done": "closed"}])
+        None, examples=[{"new": "open", "done": "closed"}])
     """Value map, **system value -> canonical value** (reads map left to right; writes use the
     inverse). Two system values for one canonical value need ``write_default``."""
     write_default: tuple[Any, ...] = Field((), examples=["open"])
