@@ -127,7 +127,7 @@ async def _check_entity(rest: RestEntity, mapping: EntityMapping, report: Entity
             read.append(one)
     else:
         report.notes.append("no record to read by id or to check the mapped paths against "
-                            "(the listing is empty)")
+                            f"(the first page has {'no readable record' if bad else 'none'})")
     _check_paths(mapping, endpoint, read, report)
     if one is not None and endpoint.lookup is not None:
         found = await rest.lookup(one.data)
@@ -207,7 +207,8 @@ async def _check_since(rest: RestEntity, good: list[RemoteRecord], report: Entit
         report.problems.append(f"... {len(missing)} records missed by the since filter in all")
     if not missing:
         report.notes.append(f"since filter ({since_config.param} from {shown_since}) returns "
-                            f"every record of the first page")
+                            + ("every record of the first page" if wanted else
+                               "an answer (the first page has no record to look for)"))
     future = now + 86_400 + since_config.overlap_seconds
     later = await _first_page(rest, future)
     if later:
