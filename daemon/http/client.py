@@ -260,10 +260,18 @@ class HttpClient:
         headers: Mapping[str, str],
     ) -> Fetched:
         await self.limiter.acquire()
+        query: Any = dict(params) if params else None
+        if query and "?" in path:
+            # httpx replaces a URL's own query with ``params``: keep both (a Location header
+            # with a query, read with the entity's params), the URL's own first.
+            url = httpx.URL(path)
+            own = url.params
+            query = [*own.multi_items(), *((k, v) for k, v in query.items() if k not in own)]
+            path = str(url.copy_with(query=None))
         request = self._client.build_request(
             method,
             path,
-            params=dict(params) if params else None,
+            params=query,
             content=content,
             headers=headers,
         )
