@@ -11,8 +11,8 @@ KAFKA := deploy/kafka/kafka.sh
 KAFKA_PORT := $(or $(SYNCLINE_KAFKA_PORT),19092)
 PYTEST_ARGS ?=
 
-.PHONY: setup kafka-up kafka-down kafka-status test test-real lint demo compile clean-compiled \
-	test-compiled test-model-long
+.PHONY: setup kafka-up kafka-down kafka-status test test-real lint docs demo compile \
+	clean-compiled test-compiled test-model-long
 
 ## setup: create .venv if missing and install syncline with its dev tools into it
 setup: $(VENV)/.installed
@@ -67,6 +67,12 @@ test-model-long: setup
 	SYNCLINE_MODEL_REPEATED=1 SYNCLINE_HYPOTHESIS_EXAMPLES=$(MODEL_SCHEDULES) \
 		$(BIN)/pytest -p no:cacheprovider -m slow \
 		tests/conflict/test_model.py
+
+## docs: regenerate what is generated from the code: docs/CONFIG.md (the configuration
+## reference) and docs/schemas/ (the events' JSON Schemas); tests fail while either is stale
+docs: setup
+	$(BIN)/syncline config reference > docs/CONFIG.md
+	$(BIN)/syncline schemas --out docs/schemas
 
 ## lint: ruff and mypy (strict), as configured in pyproject.toml
 lint: setup

@@ -19,6 +19,7 @@ import orjson
 
 import conflict
 from daemon import __version__
+from daemon.check import check_systems
 from daemon.clibase import (
     CliContext,
     fail,
@@ -28,7 +29,7 @@ from daemon.clibase import (
     run_kafka,
 )
 from daemon.config import Config
-from daemon.connector.rest import RestEntity, build_client
+from daemon.configdoc import config_reference, config_schema
 from daemon.errors import DaemonError
 from daemon.review.cli import register as register_review
 from daemon.worker import ROLES, Worker
@@ -77,34 +78,71 @@ def cli() -> None:
     type=click.FloatRange(min=0.1),
     help="Seconds to wait for Kafka to answer.",
 )
+@click.option("--write-probe", is_flag=True,
+              help="Also write: create and delete a scratch record where check.scratch "
+              "allows it, else write one record's own values back; name every field that "
+              "does not round-trip.")
+@click.option("--skip-kafka", is_flag=True,
+              help="Check the file and the systems' APIs only, not Kafka and its topics.")
 @click.pass_obj
-def check(obj: CliContext | None, config_path: Path, timeout: float) -> None:
-    """Validate the configuration file, then reach Kafka and every system's API."""
+def check(obj: CliContext | None, config_path: Path, timeout: float, write_probe: bool,
+          skip_kafka: bool) -> None:
+    """Prove the configuration can sync before it runs.
+
+    Validates the file, reaches Kafka and compares its topics, then per system and entity
+    makes the requests the lanes will make, and prints each (method and URL, query
+    included): the first page of the listing; the listing with the since filter (it must
+    return every record of that page, and nothing from tomorrow on); one record by its id.
+    Every mapped path must be present and readable in the records read; unreadable records
+    are counted as such. With --write-probe it also writes.
+
+    Exit code 0 when all is well; 1 when an API answered but the config would not sync
+    (each problem named on stderr); 2 for a bad file, an unreachable broker or API.
+    """
     config = load_or_fail(obj, config_path)
     click.echo(
         f"config ok: {config_path} ({len(config.systems)} systems, "
         f"{len(config.entities)} entities, topic prefix {config.kafka.topic_prefix!r})"
     )
-    settings = config.kafka.settings()
+    topics_ok = True
+    if not skip_kafka:
+        settings = config.kafka.settings()
+        quiet_kafka_client()
+        try:
+            cluster = asyncio.run(probe(settings, timeout))
+        except KafkaUnavailable as exc:
+            fail(f"syncline: {exc}; {kafka_hint(settings.bootstrap)}")
+        except StreamsError as exc:
+            fail(f"syncline: Kafka at {settings.bootstrap}: {exc}")
+        brokers = len(cluster.brokers)
+        click.echo(
+            f"kafka ok: {settings.bootstrap} (cluster {cluster.cluster_id}, "
+            f"{brokers} broker{'s' if brokers != 1 else ''})"
+        )
+        topics_ok = _check_topics(config)
     quiet_kafka_client()
-    try:
-        cluster = asyncio.run(probe(settings, timeout))
-    except KafkaUnavailable as exc:
-        fail(f"syncline: {exc}; {kafka_hint(settings.bootstrap)}")
-    except StreamsError as exc:
-        fail(f"syncline: Kafka at {settings.bootstrap}: {exc}")
-    brokers = len(cluster.brokers)
-    click.echo(
-        f"kafka ok: {settings.bootstrap} (cluster {cluster.cluster_id}, "
-        f"{brokers} broker{'s' if brokers != 1 else ''})"
-    )
-    topics_ok = _check_topics(config)
-    failed = asyncio.run(_check_apis(config))
+    reports = asyncio.run(check_systems(config, write_probe=write_probe))
+    unreachable = sum(1 for r in reports if r.unreachable)
+    problems = sum(len(r.problems) for r in reports if not r.unreachable)
+    for report in reports:
+        where = f"{report.system} {report.entity}"
+        state = "ok" if report.ok else "UNREACHABLE" if report.unreachable else "PROBLEMS"
+        click.echo(f"api {state}: {where}")
+        for request in report.requests:
+            click.echo(f"    {request}")
+        for note in report.notes:
+            click.echo(f"    {note}")
+        for problem in report.problems:
+            click.echo(f"api FAILED: {where}: {problem}", err=True)
     if not topics_ok:
         fail("syncline: the topics do not match kafka.topics (above): change the settings "
               "to match the cluster, or the cluster to match the settings")
-    if failed:
-        fail(f"syncline: {failed} of the systems' APIs could not be reached (above)")
+    if unreachable:
+        fail(f"syncline: {unreachable} of the systems' APIs could not be reached (above)")
+    if problems:
+        click.echo(f"syncline: this config would not sync: {problems} problem"
+                   f"{'s' if problems != 1 else ''} (above)", err=True)
+        raise SystemExit(1)
 
 
 def _check_topics(config: Config) -> bool:
@@ -126,28 +164,6 @@ def _check_topics(config: Config) -> bool:
     if report.missing:
         click.echo(f"topics: {len(report.missing)} to be created by `syncline run` ({shape})")
     return not report.problems
-
-
-async def _check_apis(config: Config) -> int:
-    """Read the first page of every entity of every system; how many failed."""
-    failed = 0
-    for name, system in config.systems.items():
-        async with build_client(name, system) as client:
-            for entity, endpoint in system.entities.items():
-                rest = RestEntity(client, name, entity, endpoint)
-                try:
-                    pages = rest.changes(None)
-                    page = await anext(pages, None)
-                    await pages.aclose()
-                except DaemonError as exc:
-                    click.echo(f"api FAILED: {name} {entity}: {exc}", err=True)
-                    failed += 1
-                    continue
-                count = len(page.records) if page is not None else 0
-                url = page.url if page is not None else f"{system.base_url}{endpoint.path}"
-                click.echo(f"api ok: {name} {entity} ({url}: "
-                           f"{count} record{'s' if count != 1 else ''} on the first page)")
-    return failed
 
 
 @cli.command()
@@ -382,6 +398,23 @@ def demo(obj: CliContext | None, keep_running: bool, crm_port: int, helpdesk_por
     code = demo_module.main(demo_module.Ports(crm_port, helpdesk_port, worker_port, kafka_port),
                             keep_running, directory, env)
     raise SystemExit(code)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """The configuration file described: its JSON Schema and its reference."""
+
+
+@config_group.command("schema")
+def config_schema_command() -> None:
+    """Print the JSON Schema of the configuration file (for editors and validators)."""
+    click.echo(orjson.dumps(config_schema(), option=orjson.OPT_INDENT_2).decode())
+
+
+@config_group.command("reference")
+def config_reference_command() -> None:
+    """Print the configuration reference in Markdown (docs/CONFIG.md is this, generated)."""
+    click.echo(config_reference(), nl=False)
 
 
 register_review(cli)  # conflicts list|show|resolve, report, record

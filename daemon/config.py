@@ -98,7 +98,8 @@ def _secret_from_env(data: Any, info: ValidationInfo, field: str) -> Any:
 class SaslConfig(SaslSettings, _Section):
     """SASL credentials; the password comes from the environment variable ``password_env``."""
 
-    password_env: EnvName
+    password_env: EnvName = Field(examples=['KAFKA_PASSWORD'])
+    """The environment variable that holds the SASL password."""
 
     @model_validator(mode="before")
     @classmethod
@@ -115,7 +116,8 @@ class SaslConfig(SaslSettings, _Section):
 class SslConfig(TlsSettings, _Section):
     """TLS files; relative paths are relative to the configuration file."""
 
-    key_password_env: EnvName | None = None
+    key_password_env: EnvName | None = Field(None, examples=['KAFKA_KEY_PASSWORD'])
+    """The environment variable that holds the key's password, if it has one."""
 
     @model_validator(mode="before")
     @classmethod
@@ -141,9 +143,15 @@ class KafkaConfig(KafkaSettings, _Section):
     variables instead of written in the file."""
 
     topic_prefix: TopicPrefix = "syncline"
+    """Every topic's name starts with this (``syncline.observations``, ...): two deployments on
+    one cluster need two prefixes."""
     # validate_default: the check against security_protocol must also run when absent.
-    sasl: SaslConfig | None = Field(default=None, validate_default=True)
-    ssl: SslConfig | None = Field(default=None, validate_default=True)
+    sasl: SaslConfig | None = Field(default=None, validate_default=True, examples=[
+        {"mechanism": "SCRAM-SHA-512", "username": "syncline", "password_env": "KAFKA_PASSWORD"}])
+    """SASL credentials; required with the ``SASL_*`` protocols."""
+    ssl: SslConfig | None = Field(default=None, validate_default=True,
+        examples=[{'cafile': '/etc/syncline/kafka-ca.pem'}])
+    """TLS files, with ``SSL`` and ``SASL_SSL``; relative paths are relative to the file."""
 
     @field_validator("bootstrap")
     @classmethod
@@ -223,11 +231,14 @@ class FieldConfig(_Section):
 
     # Extra keys are the systems, validated as SystemField; errors keep the file's path
     # (fields.email.crm.transform), which a nested "systems:" key would not.
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", use_attribute_docstrings=True)
     __pydantic_extra__: dict[str, SystemField] = Field(init=False)
 
-    type: FieldTypeName = "any"
-    transform: tuple[Transform, ...] = ()
+    type: FieldTypeName = Field("any", examples=['string'])
+    """The canonical value's type; values of another type are refused where they are read."""
+    transform: tuple[Transform, ...] = Field((), examples=[['lower', 'sort']])
+    """Normalisations applied in every system, before the system's own: ``lower``, ``upper``,
+    ``strip``, ``collapse_whitespace``, ``email``, ``phone``, ``sort`` (lists)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -300,11 +311,21 @@ _CANONICAL_OF_CAST: dict[str, Any] = {"string": "", "integer": 0, "number": 0.5,
 class EntityConfig(_Section):
     """One entity (a kind of record): its fields, match keys and conflict policies."""
 
-    match_on: list[str] = Field(default_factory=list)
-    fields: dict[str, FieldConfig] = Field(min_length=1)
-    policy: dict[str, Any] = Field(default_factory=dict)  # default: and per-field overrides
+    match_on: list[str] = Field(default_factory=list, examples=[['email']])
+    """Fields whose equal values make two systems' records the same record (looked up before a
+    create)."""
+    fields: dict[str, FieldConfig] = Field(min_length=1, examples=[
+        {"email": {"crm": "email", "helpdesk": "email_address", "type": "string",
+                   "transform": "email"}}])
+    """The canonical fields, each mapped to its place in each system."""
+    policy: dict[str, Any] = Field(default_factory=dict, examples=[
+        {"default": "latest", "tags": "union", "name": "manual"}])
+    """How a conflict is decided: ``default:`` and per field: ``latest``, ``manual``, ``union``
+    (lists), ``prefer: <system>``, ..."""
     delete_policy: Literal["delete_wins", "update_wins", "manual"] = "manual"
+    """A delete concurrent with an edit: ``delete_wins``, ``update_wins`` or ``manual``."""
     max_write_attempts: int = Field(5, ge=1)
+    """Tries of one write to a system before it is given up (a dead letter)."""
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Self:
@@ -364,7 +385,8 @@ class ReviewConfig(SecretSection):
     """The review page on the worker's web server, protected by a token."""
 
     SECRET_FROM = "token_env"
-    token_env: EnvName
+    token_env: EnvName = Field(examples=['SYNCLINE_REVIEW_TOKEN'])
+    """The environment variable that holds the review page's token."""
 
     @property
     def token(self) -> SecretStr:
@@ -381,10 +403,17 @@ class Config(_Section):
     elsewhere).
     """
 
-    kafka: KafkaConfig
-    systems: dict[str, SystemConfig] = Field(default_factory=dict)
-    entities: dict[str, EntityConfig] = Field(default_factory=dict)
-    review: ReviewConfig | None = None
+    kafka: KafkaConfig = Field(examples=[{'bootstrap': '127.0.0.1:19092'}])
+    """The Kafka cluster and syncline's topics there."""
+    systems: dict[str, SystemConfig] = Field(default_factory=dict, examples=[
+        {"crm": {"base_url": "https://crm.example.com",
+                 "entities": {"contact": {"path": "/contacts"}}}}])
+    """The systems to keep in sync, by name; their order breaks ties of the ``latest`` policy."""
+    entities: dict[str, EntityConfig] = Field(default_factory=dict,
+        examples=[{'contact': {'fields': {'email': {'crm': 'email'}}}}])
+    """The entities (kinds of record) to keep in sync, by name."""
+    review: ReviewConfig | None = Field(None, examples=[{'token_env': 'SYNCLINE_REVIEW_TOKEN'}])
+    """The review page on the worker's web server (none: no review page)."""
 
     def cross_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """What no single section can see: systems' entities against the entities."""
@@ -421,6 +450,21 @@ class Config(_Section):
                                 f"the field {field_name} writes {written} in {name}: a "
                                 "constant there would override it on every create (use "
                                 "defaults: for a value used only where the field is empty)"))
+        for name, system in self.systems.items():
+            for entity_name, endpoint in system.entities.items():
+                scratch = endpoint.check.scratch
+                if scratch is None or entity_name not in self.entities:
+                    continue
+                fields = self.entities[entity_name].fields
+                for key in scratch:
+                    mapping = fields[key].systems.get(name) if key in fields else None
+                    if mapping is None or mapping.direction == "read":
+                        carried = [f for f, c in fields.items() if name in c.systems
+                                   and c.systems[name].direction != "read"]
+                        problems.append((
+                            ("systems", name, "entities", entity_name, "check", "scratch", key),
+                            f"{key!r} is not a field of {entity_name} written to {name} "
+                            f"(those are: {', '.join(carried) or 'none'})"))
         for entity_name, entity_config in self.entities.items():
             for field_name, field_config in entity_config.fields.items():
                 for system_name, mapping in field_config.systems.items():

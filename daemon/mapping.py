@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from conflict import FieldSpec, FieldType
@@ -94,7 +94,7 @@ class _Unfit(Exception):
 
 # -- the configuration of one field in one system ---------------------------------------------
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class Cast(_Frozen):
@@ -106,7 +106,9 @@ class Cast(_Frozen):
     """
 
     system: CastType = "string"
-    canonical: CastType
+    """The type the system keeps the value as."""
+    canonical: CastType = Field(examples=['integer'])
+    """The canonical type (exactly one of the two is ``string``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -139,15 +141,29 @@ class SystemField(_Frozen):
     the optional keys below.
     """
 
-    path: str
-    write_path: str | None = None  # where writes put it, when not where reads find it
-    transform: tuple[Transform, ...] = ()
-    map: dict[Any, Any] | None = None  # system value -> canonical value
-    write_default: tuple[Any, ...] = ()  # per ambiguous canonical value, the system value
-    cast: Cast | None = None
-    date: str | None = None
+    path: str = Field(examples=['address.city'])
+    """Where reads find the value (a dotted path)."""
+    write_path: str | None = Field(None, examples=["status_id"])
+    """Where writes put it, when not at ``path`` (read ``status.id``, write ``status_id``)."""
+    transform: tuple[Transform, ...] = Field((), examples=['email'])
+    """This system's normalisations, after the field's own."""
+    map: dict[Any, Any] | None = Field(
+        None, examples=[{"new": "open", "done": "closed"}])
+    """Value map, **system value -> canonical value** (reads map left to right; writes use the
+    inverse). Two system values for one canonical value need ``write_default``."""
+    write_default: tuple[Any, ...] = Field((), examples=["open"])
+    """Per canonical value that several system values map to, the system value to write (one, or
+    a list)."""
+    cast: Cast | None = Field(None, examples=['integer'])
+    """A value kept as text on one side and typed on the other (``integer`` is short for
+    ``{system: string, canonical: integer}``)."""
+    date: str | None = Field(None, examples=['unix_ms'])
+    """The system's date form: ``iso``, ``iso_ms``, ``unix``, ``unix_ms``, ``date``, or a
+    strftime pattern; canonical dates are ISO-8601 with ms."""
     direction: Direction = "both"
-    ref: str | None = None  # the field holds the id of a record of this entity
+    """``both``, ``read`` (never written to this system) or ``write`` (never read from it)."""
+    ref: str | None = Field(None, examples=["company"])
+    """The field holds the id of a record of this entity (translated between systems' ids)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -34,23 +34,28 @@ WEEK_MS = 7 * 24 * 3600 * 1000
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class SaslSettings(_Settings):
     """SASL credentials, used with the ``SASL_*`` security protocols."""
 
     mechanism: SaslMechanism = "PLAIN"
-    username: str = Field(min_length=1)
+    """``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``."""
+    username: str = Field(min_length=1, examples=['syncline'])
+    """The SASL user."""
     password: SecretStr | None = None
 
 
 class TlsSettings(_Settings):
     """TLS files, used with the ``SSL`` and ``SASL_SSL`` security protocols."""
 
-    cafile: Path | None = None
-    certfile: Path | None = None
-    keyfile: Path | None = None
+    cafile: Path | None = Field(None, examples=['/etc/syncline/kafka-ca.pem'])
+    """The CA bundle that signs the brokers' certificates."""
+    certfile: Path | None = Field(None, examples=['/etc/syncline/client.pem'])
+    """A client certificate (mutual TLS)."""
+    keyfile: Path | None = Field(None, examples=['/etc/syncline/client.key'])
+    """The client certificate's key."""
     key_password: SecretStr | None = None
 
 
@@ -67,11 +72,20 @@ class TopicSettings(_Settings):
     """
 
     partitions: int = Field(default=4, ge=1)
+    """Partitions of every topic (the same for all: a stage reads a key's partition of several
+    topics); more spread the merge over more workers."""
     replication_factor: int = Field(default=1, ge=1)
-    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """Replicas of every partition (1 for a local broker, 3 in production)."""
+    min_insync_replicas: int | None = Field(default=None, ge=1, examples=[2])
+    """Replicas that must have a write before it counts (unset: the broker's default); at most
+    replication_factor."""
     retention_ms: int = Field(default=FOREVER, ge=-1)
+    """Retention of the kept-forever topics (observations, resolutions, merge, conflicts); -1
+    keeps them forever, as replay needs."""
     dlq_retention_ms: int = Field(default=FOREVER, ge=-1)
+    """Retention of the dead-letter topic (-1: forever)."""
     intents_retention_ms: int = Field(default=WEEK_MS, ge=-1)
+    """Retention of the write intents (default a week)."""
 
     @model_validator(mode="after")
     def _insync_within_replicas(self) -> Self:
@@ -92,14 +106,18 @@ class KafkaSettings(_Settings):
     ``SASL_*`` protocols, ``ssl`` with ``SSL`` and ``SASL_SSL``. Secrets are ``SecretStr``.
     """
 
-    bootstrap: str
+    bootstrap: str = Field(examples=['127.0.0.1:19092'])
+    """The brokers: ``host:port[,host:port...]``."""
     client_id: str = Field(default="syncline", min_length=1)
+    """The client id the brokers see."""
     security_protocol: SecurityProtocol = "PLAINTEXT"
+    """``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``."""
     sasl: SaslSettings | None = None
     ssl: TlsSettings | None = None
     request_timeout: float = Field(default=30.0, gt=0)
     """Seconds a single request to the broker may take."""
     topics: TopicSettings = TopicSettings()
+    """How syncline's topics are made (and what ``syncline check`` compares them with)."""
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments shared by aiokafka's producer, consumer and admin client."""

@@ -121,7 +121,9 @@ class BearerAuthConfig(SecretSection):
 
     SECRET_FROM = "token_env"
     type: Literal["bearer"]
-    token_env: EnvName
+    """Selects this kind of auth."""
+    token_env: EnvName = Field(examples=['CRM_TOKEN'])
+    """The environment variable that holds the token (or ``<NAME>_FILE`` a file holding it)."""
 
     def build(self) -> SecretAuth:
         return BearerToken(self.secret_value)
@@ -132,9 +134,14 @@ class ApiKeyAuthConfig(SecretSection):
 
     SECRET_FROM = "key_env"
     type: Literal["api_key"]
-    key_env: EnvName
+    """Selects this kind of auth."""
+    key_env: EnvName = Field(examples=['HELPDESK_API_KEY'])
+    """The environment variable that holds the API key."""
     header: str = "X-API-Key"
-    query: str | None = None
+    """The header that carries the key."""
+    query: str | None = Field(None, examples=['api_key'])
+    """Send the key as this query parameter instead of a header (it is redacted from logs and
+    from `syncline check`)."""
 
     def build(self) -> SecretAuth:
         if self.query is not None:
@@ -147,8 +154,11 @@ class BasicAuthConfig(SecretSection):
 
     SECRET_FROM = "password_env"
     type: Literal["basic"]
-    username: str = Field(min_length=1)
-    password_env: EnvName
+    """Selects this kind of auth."""
+    username: str = Field(min_length=1, examples=['syncline@example.com'])
+    """The user name."""
+    password_env: EnvName = Field(examples=['HELPDESK_PASSWORD'])
+    """The environment variable that holds the password."""
 
     def build(self) -> SecretAuth:
         return BasicAuth(self.username, self.secret_value)
@@ -159,10 +169,16 @@ class OAuth2ClientCredentialsConfig(SecretSection):
 
     SECRET_FROM = "client_secret_env"
     type: Literal["oauth2_client_credentials"]
-    token_url: str = Field(min_length=1)
-    client_id: str = Field(min_length=1)
-    client_secret_env: EnvName
-    scope: str | None = None
+    """Selects this kind of auth."""
+    token_url: str = Field(min_length=1,
+        examples=['https://sso.example.com/realms/acme/protocol/openid-connect/token'])
+    """The token endpoint (absolute URL)."""
+    client_id: str = Field(min_length=1, examples=['syncline'])
+    """The client id."""
+    client_secret_env: EnvName = Field(examples=['SSO_CLIENT_SECRET'])
+    """The environment variable that holds the client secret."""
+    scope: str | None = Field(None, examples=['contacts.read contacts.write'])
+    """The scope to ask for, if the server needs one."""
 
     def build(self) -> SecretAuth:
         return OAuth2ClientCredentials(self.token_url, self.client_id, self.secret_value,
@@ -173,11 +189,17 @@ class OAuth2RefreshTokenConfig(Section):
     """OAuth2 refresh token: access tokens from ``token_url``; a rotated refresh token is kept."""
 
     type: Literal["oauth2_refresh_token"]
-    token_url: str = Field(min_length=1)
-    refresh_token_env: EnvName
-    client_id: str | None = None
-    client_secret_env: EnvName | None = None
-    scope: str | None = None
+    """Selects this kind of auth."""
+    token_url: str = Field(min_length=1, examples=['https://api.example.com/oauth/token'])
+    """The token endpoint (absolute URL)."""
+    refresh_token_env: EnvName = Field(examples=['CRM_REFRESH_TOKEN'])
+    """The environment variable that holds the refresh token."""
+    client_id: str | None = Field(None, examples=['syncline'])
+    """The client id, if the server wants one."""
+    client_secret_env: EnvName | None = Field(None, examples=['CRM_CLIENT_SECRET'])
+    """The environment variable that holds the client secret, if any."""
+    scope: str | None = Field(None, examples=['offline_access'])
+    """The scope to ask for, if the server needs one."""
     _refresh: SecretStr = PrivateAttr()
     _client_secret: SecretStr | None = PrivateAttr(default=None)
 
@@ -204,8 +226,10 @@ AuthConfig = Annotated[
 class RateLimitConfig(Section):
     """A token bucket: ``per_second`` requests on average, at most ``burst`` back to back."""
 
-    per_second: float = Field(gt=0)
-    burst: int | None = Field(default=None, ge=1)
+    per_second: float = Field(gt=0, examples=[15])
+    """Requests per second on average (keep it under the API's own limit)."""
+    burst: int | None = Field(default=None, ge=1, examples=[30])
+    """At most this many requests back to back (default: per_second rounded up)."""
 
     def build(self) -> RateLimiter:
         return RateLimiter(self.per_second, self.burst)
@@ -215,9 +239,13 @@ class RetryConfig(Section):
     """Retries of timeouts, connection errors, 5xx and 429, with jittered backoff."""
 
     attempts: int = Field(5, ge=1)
+    """Tries of one request in all (1: no retry)."""
     total_seconds: float = Field(60.0, gt=0)
+    """Give up retrying after this many seconds in all."""
     base_seconds: float = Field(0.2, gt=0)
+    """The first backoff; it doubles per try, with jitter."""
     max_delay_seconds: float = Field(20.0, gt=0)
+    """The longest backoff between two tries (a Retry-After header is obeyed up to the total)."""
 
     def build(self) -> RetryPolicy:
         return RetryPolicy(attempts=self.attempts, total_seconds=self.total_seconds,
@@ -231,12 +259,21 @@ class PaginationConfig(Section):
     ``next`` is where the next cursor (or next page number) sits in the body.
     """
 
-    style: Literal["page", "offset", "cursor", "link"]
-    param: str | None = None
-    next: str | None = None
-    size_param: str | None = None
-    size: int | None = Field(default=None, ge=1)
+    style: Literal["page", "offset", "cursor", "link"] = Field(examples=['cursor'])
+    """``page`` numbers, ``offset``/limit, an opaque ``cursor`` token, or the ``link`` header
+    (RFC 8288)."""
+    param: str | None = Field(None, examples=['cursor'])
+    """The query parameter of the page number, offset or cursor (default ``page``, ``offset``,
+    ``cursor``)."""
+    next: str | None = Field(None, examples=['next_cursor'])
+    """Where the next cursor (or next page number) is in the body; a null or empty value there
+    ends the walk. Required for ``cursor``."""
+    size_param: str | None = Field(None, examples=['limit'])
+    """The query parameter of the page size (offset: default ``limit``)."""
+    size: int | None = Field(default=None, ge=1, examples=[100])
+    """The page size to ask for (offset: default 100)."""
     start: int = 1
+    """The number of the first page (``page`` style)."""
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
@@ -244,6 +281,18 @@ class PaginationConfig(Section):
             raise config_error("a cursor style needs next: (where the next cursor is in the "
                                "body, e.g. next_cursor)")
         return self
+
+    def query_names(self) -> list[str]:
+        """The query parameters the paging sets."""
+        if self.style == "page":
+            names = [self.param or "page", self.size_param]
+        elif self.style == "offset":
+            names = [self.param or "offset", self.size_param or "limit"]
+        elif self.style == "cursor":
+            names = [self.param or "cursor", self.size_param]
+        else:
+            names = [self.size_param]
+        return [name for name in names if name]
 
     def build(self) -> PaginationStyle:
         if self.style == "page":
@@ -268,10 +317,16 @@ class SinceConfig(Section):
     whose clock is coarse; records seen again are recognised and not reported twice.
     """
 
-    param: str = Field(min_length=1)
+    param: str = Field(min_length=1, examples=['updated_after'])
+    """The query parameter that filters on the updated-at time."""
     format: TimeFormat = "iso"
-    template: str = "{since}"
-    overlap_seconds: float = Field(0.0, ge=0)
+    """How the time is written: ``iso`` (``2024-05-01T12:34:56Z``), ``iso_ms`` (``…56.789Z``),
+    ``unix`` (seconds), ``unix_ms``."""
+    template: str = Field("{since}", examples=['(UpdatedAt,gte,exactDate,{since})'])
+    """The parameter's value; ``{since}`` is the time; ``{{`` and ``}}`` are literal braces."""
+    overlap_seconds: float = Field(0.0, ge=0, examples=[1])
+    """Ask from this much before the newest time seen (an exclusive ``>`` filter, or a coarse
+    clock); records seen again are not reported twice."""
 
     @field_validator("template")
     @classmethod
@@ -289,9 +344,13 @@ class LookupConfig(Section):
     ``params`` values are templates over the system's own field names: ``{email}``.
     """
 
-    path: str = Field(min_length=1)
-    params: dict[str, str] = Field(min_length=1)
-    records_at: str | None = None
+    path: str = Field(min_length=1, examples=['/contacts/search'])
+    """The search endpoint; a query string here is sent too."""
+    params: dict[str, str] = Field(min_length=1, examples=[{'email': '{email}'}])
+    """Query parameters, each a template over the system's field names (``{email}``,
+    ``{address.city}``; ``{{``/``}}`` literal braces)."""
+    records_at: str | None = Field(None, examples=['data'])
+    """Where the records are in the answer (none: a bare list)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -307,14 +366,23 @@ class LookupConfig(Section):
 class DeleteFeedConfig(Section):
     """An API that lists deleted records: ids and when, since a time, paged."""
 
-    path: str = Field(min_length=1)
-    params: dict[str, Scalar] = Field(default_factory=dict)
-    since_param: str = Field(min_length=1)
+    path: str = Field(min_length=1, examples=['/contacts/deleted'])
+    """The endpoint that lists deleted records."""
+    params: dict[str, Scalar] = Field(default_factory=dict, examples=[{'type': 'contact'}])
+    """Fixed query parameters of the feed."""
+    since_param: str = Field(min_length=1, examples=['since'])
+    """The query parameter of the time to list deletes from."""
     since_format: TimeFormat = "iso"
-    records_at: str | None = None
+    """How that time is written (as ``since.format``)."""
+    records_at: str | None = Field(None, examples=['data'])
+    """Where the deletes are in the answer (none: a bare list)."""
     id: str = "id"
+    """Where a delete holds the record's id."""
     at: str = "deleted_at"
-    pagination: PaginationConfig | None = None
+    """Where a delete holds its time."""
+    pagination: PaginationConfig | None = Field(None,
+        examples=[{'style': 'cursor', 'next': 'next_cursor'}])
+    """How the feed is paged (default: as the entity's listing)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -337,11 +405,18 @@ class DeletesConfig(Section):
     (to let a real mass delete through, say).
     """
 
-    feed: DeleteFeedConfig | None = None
-    tombstone: str | None = None
+    feed: DeleteFeedConfig | None = Field(None,
+        examples=[{'path': '/contacts/deleted', 'since_param': 'since', 'records_at': 'data'}])
+    """An API that lists deletes."""
+    tombstone: str | None = Field(None, examples=['archived'])
+    """A field whose true value marks a listed record as deleted."""
     reconcile_every_seconds: float = Field(300.0, gt=0)
+    """Without a feed: sweep the whole listing for vanished ids at most this often."""
     max_missing_share: float = Field(0.5, gt=0, le=1)
+    """The delete breaker: a sweep missing more than this share of the known records deletes
+    none (1 turns it off)."""
     max_missing_records: int = Field(2, ge=0)
+    """... and more than this many of them (a few records missing is never a breaker)."""
 
 
 class WriteConfig(Section):
@@ -375,16 +450,32 @@ class WriteConfig(Section):
     since its cursor, holding every value the create wrote.
     """
 
-    method: Literal["POST", "PUT", "PATCH", "DELETE"]
-    path: str | None = None
-    idempotency_header: str | None = Field(None, min_length=1)
-    params: dict[str, Scalar] = Field(default_factory=dict)
-    id_field: str | None = Field(None, min_length=1)
+    method: Literal["POST", "PUT", "PATCH", "DELETE"] = Field(examples=['PATCH'])
+    """The HTTP method (create: POST or PUT; update: PUT, PATCH or POST; delete: any)."""
+    path: str | None = Field(None, examples=['/api/v1/db/data/noco/p1/contacts/{id}'])
+    """The path, when not the entity's (``{id}`` is the record's id); a query string here is
+    sent too."""
+    idempotency_header: str | None = Field(None, min_length=1, examples=['Idempotency-Key'])
+    """Creates only: the header that makes the API run a create once per key."""
+    params: dict[str, Scalar] = Field(default_factory=dict, examples=[{'notify': 'false'}])
+    """Query parameters of this write (after the entity's ``params:``)."""
+    id_field: str | None = Field(None, min_length=1, examples=['Id'])
+    """Updates and deletes: the body key that carries the record's id, for an API that takes it
+    there."""
     id_type: Literal["string", "integer"] = "string"
+    """How ``id_field`` is sent: ``string`` or ``integer``."""
     answer: Literal["record", "id", "none"] = "record"
-    defaults: dict[str, Any] = Field(default_factory=dict)
-    constants: dict[str, Any] = Field(default_factory=dict)
-    canonical_id_field: str | None = Field(None, pattern=r"^[^.]+(\.[^.]+)*$")
+    """What the answer holds: ``record``, only the ``id`` (the record is read after), or
+    ``none``."""
+    defaults: dict[str, Any] = Field(default_factory=dict, examples=[{'username': '{email}'}])
+    """Creates only: values for keys the mapped fields leave empty, by dotted path; strings are
+    templates over the body (``{email}``; ``{{``/``}}`` literal braces)."""
+    constants: dict[str, Any] = Field(default_factory=dict, examples=[{'project_id': 7}])
+    """Creates only: values always sent, by dotted path (refused where a mapped field writes)."""
+    canonical_id_field: str | None = Field(None, pattern=r"^[^.]+(\.[^.]+)*$",
+        examples=['attributes.syncline_id'])
+    """Creates only: a field (dotted path) where the API keeps a value of ours; the canonical id
+    is written there so a create that may have landed finds its copy."""
 
     @model_validator(mode="before")
     @classmethod
@@ -407,8 +498,49 @@ class EnvelopeConfig(Section):
     """Envelopes that differ between reads and writes: ``{read: data}`` answers
     ``{"data": {...}}`` but takes bare bodies; ``{write: user}`` the other way round."""
 
-    read: str | None = None
-    write: str | None = None
+    read: str | None = Field(None, examples=['data'])
+    """The key that wraps one record in answers."""
+    write: str | None = Field(None, examples=['user'])
+    """The key that wraps one record in the bodies of writes."""
+
+
+class CheckConfig(Section):
+    """What ``syncline check --write-probe`` may do to this entity of this system.
+
+    Without ``scratch`` the probe writes one existing record's own values back (a write that
+    changes nothing on an API that keeps what it is sent). With it, the probe creates a
+    scratch record from these canonical values, reads it back, names every field that did
+    not round-trip, and deletes it.
+    """
+
+    scratch: dict[str, Any] | None = Field(
+        default=None,
+        description="canonical field -> value of a scratch record the write probe may create "
+        "and delete; in strings {nonce} is a fresh random token (for unique fields such as an "
+        "email), {{ and }} are literal braces",
+        examples=[{"email": "syncline-check-{nonce}@example.invalid", "name": "Check Probe"}])
+
+    @field_validator("scratch")
+    @classmethod
+    def _nonce_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not value:
+            raise config_error("expected at least one field: value (or leave scratch out)")
+        for key, item in value.items():
+            if not isinstance(item, str):
+                continue
+            try:
+                names = template_names(item)
+            except ValueError as exc:
+                raise config_error("scratch.{key}: not a valid template ({why}); write {{{{ "
+                                   "and }}}} for literal braces", key=key,
+                                   why=str(exc)) from None
+            if names - {"nonce"}:
+                raise config_error("scratch.{key}: only {{nonce}} may be in braces (write "
+                                   "{{{{ and }}}} for literal ones), got {value}", key=key,
+                                   value=repr(item))
+        return value
 
 
 class EntityEndpointConfig(Section):
@@ -436,25 +568,54 @@ class EntityEndpointConfig(Section):
         not_found: the statuses that mean a record does not exist.
     """
 
-    path: str = Field(min_length=1)
-    item_path: str | None = None
-    params: dict[str, Scalar] = Field(default_factory=dict)
+    path: str = Field(min_length=1, examples=['/contacts'])
+    """The collection; a query string here is sent with every request of the entity, like
+    ``params:``."""
+    item_path: str | None = Field(None, examples=['/users/{id}'])
+    """The path of one record (default ``{path}/{id}``); no query string here."""
+    params: dict[str, Scalar] = Field(default_factory=dict,
+        examples=[{'briefRepresentation': 'false'}])
+    """Query parameters sent with every request of this entity (listings, reads, writes,
+    lookups)."""
     id: str = "id"
-    updated: tuple[str, ...] = ("updated_at",)
-    timestamp_resolution: float = Field(0.0, ge=0, le=86_400)
-    version: str | None = None
-    records_at: str | None = None
-    envelope: EnvelopeConfig | None = None
-    since: SinceConfig | None = None
-    pagination: PaginationConfig | None = None
+    """Where a record holds its id (a dotted path)."""
+    updated: tuple[str, ...] = Field(("updated_at",), examples=[['UpdatedAt', 'CreatedAt']])
+    """The updated-at field, or fields tried in order (``[]``: none). A record with none set is
+    still observed, without a time."""
+    timestamp_resolution: float = Field(0.0, ge=0, le=86_400, examples=[1])
+    """How fine the API's times are, in seconds (``1``: whole seconds); the since filter asks
+    from the start of the tick."""
+    version: str | None = Field(None, examples=['version'])
+    """A field holding a version number, if any."""
+    records_at: str | None = Field(None, examples=['data'])
+    """Where the records are in a listing (none: a bare list)."""
+    envelope: EnvelopeConfig | None = Field(None, examples=[{'read': 'data'}])
+    """The key that wraps one record in answers and in writes; or ``{read: ..., write: ...}``
+    when they differ."""
+    since: SinceConfig | None = Field(None,
+        examples=[{'param': 'updated_after', 'format': 'iso_ms'}])
+    """How to ask for records changed since a time (none: every poll reads the whole listing)."""
+    pagination: PaginationConfig | None = Field(None,
+        examples=[{'style': 'page', 'next': 'next_page', 'size_param': 'per_page', 'size': 100}])
+    """How the listing is paged (none: one answer holds every record)."""
     create: WriteConfig = WriteConfig(method="POST")
+    """How a record is created."""
     update: WriteConfig = WriteConfig(method="PATCH")
+    """How a record is changed."""
     delete: WriteConfig = WriteConfig(method="DELETE")
+    """How a record is deleted."""
     conditional: Literal["etag", "none"] = "none"
-    lookup: LookupConfig | None = None
+    """``etag`` when updates and deletes honour ``If-Match``."""
+    lookup: LookupConfig | None = Field(None, examples=[
+        {"path": "/contacts/search", "params": {"email": "{email}"}, "records_at": "data"}])
+    """Finding a record by its match key, before creating it."""
     deletes: DeletesConfig = DeletesConfig()
-    not_found: list[int] = Field(default_factory=lambda: [404], min_length=1)
+    """How deletes are seen: a feed, a tombstone field, or sweeps."""
+    not_found: list[int] = Field(default_factory=lambda: [404], min_length=1,
+                                 examples=[[404, 410]])
+    """The statuses that mean a record does not exist."""
     poll_every_seconds: float = Field(5.0, gt=0)
+    """Seconds between polls for changes."""
     concurrency: int = Field(
         4, ge=1, le=64, description="records written at once (one record's writes in order)")
     max_page_records: int = Field(
@@ -463,7 +624,10 @@ class EntityEndpointConfig(Section):
         5, ge=1, description="writes to one record that did not hold (not kept, or undone "
         "before a person's edit) before the lane stops writing it: the loop breaker")
     webhook_event: str | None = Field(
-        default=None, description="the event-name prefix of this entity's webhooks (contact)")
+        default=None, description="the event-name prefix of this entity's webhooks (contact)",
+        examples=["contact"])
+    check: CheckConfig = CheckConfig()
+    """What ``syncline check --write-probe`` may do here."""
 
     @model_validator(mode="before")
     @classmethod
@@ -503,6 +667,24 @@ class EntityEndpointConfig(Section):
     def write_envelope(self) -> str | None:
         """The key that wraps a record in the bodies of writes."""
         return self.envelope.write if self.envelope is not None else None
+
+    @model_validator(mode="after")
+    def _no_parameter_replaced(self) -> Self:
+        """A fixed query parameter that the since filter or the paging would replace is
+        refused: it would be silently dropped from the requests."""
+        takers: list[tuple[str, str]] = []
+        if self.since is not None:
+            takers.append((self.since.param, "since.param"))
+        if self.pagination is not None:
+            takers += [(name, f"pagination ({self.pagination.style})")
+                       for name in self.pagination.query_names()]
+        for name, taker in takers:
+            if name in self.params:
+                raise config_error("the query parameter {name} is fixed (params:, or the query "
+                                   "string of path:) and also set by {taker}, which would "
+                                   "replace it in every listing: keep one", name=repr(name),
+                                   taker=taker)
+        return self
 
     @model_validator(mode="after")
     def _writes_fit(self) -> Self:
@@ -545,25 +727,40 @@ class WebhookConfig(SecretSection):
     """Webhooks the system sends: signed with a shared secret, naming a record to read."""
 
     SECRET_FROM = "secret_env"
-    secret_env: EnvName
+    secret_env: EnvName = Field(examples=['CRM_WEBHOOK_SECRET'])
+    """The environment variable that holds the shared secret."""
     signature_header: str = "X-Signature"
+    """The header with the hex HMAC-SHA256 of ``timestamp.body``."""
     timestamp_header: str = "X-Timestamp"
+    """The header with the Unix time the sender signed at."""
     tolerance_seconds: float = Field(300.0, gt=0)
+    """Deliveries signed longer ago (or ahead) are refused."""
     id_at: str = "id"
+    """Where the payload holds the record's id."""
     event_at: str = "event"
+    """Where the payload holds the event name (``contact.updated``)."""
 
 
 class SystemConfig(Section):
     """One system: its connector and how to reach its API."""
 
     connector: Literal["rest"] = "rest"
-    base_url: str = Field(min_length=1)
-    auth: AuthConfig | None = None
-    rate_limit: RateLimitConfig | None = None
+    """The connector: ``rest``, the generic one, described entirely here."""
+    base_url: str = Field(min_length=1, examples=['https://crm.example.com/api'])
+    """The API's base URL (http or https, no query string); paths are relative to it."""
+    auth: AuthConfig | None = Field(None, examples=[{'type': 'bearer', 'token_env': 'CRM_TOKEN'}])
+    """How to authenticate; secrets only through environment variables (none: no auth)."""
+    rate_limit: RateLimitConfig | None = Field(None, examples=[{'per_second': 15, 'burst': 30}])
+    """The most this system may be asked (none: only the server's rate-limit headers are obeyed)."""
     retry: RetryConfig = RetryConfig()
+    """Retries of timeouts, connection errors, 5xx and 429."""
     timeout_seconds: float = Field(10.0, gt=0)
-    webhooks: WebhookConfig | None = None
-    entities: dict[str, EntityEndpointConfig] = Field(default_factory=dict)
+    """Seconds one request may take."""
+    webhooks: WebhookConfig | None = Field(None, examples=[{'secret_env': 'CRM_WEBHOOK_SECRET'}])
+    """Webhooks this system sends (to ``/webhooks/<system>``)."""
+    entities: dict[str, EntityEndpointConfig] = Field(default_factory=dict, examples=[
+        {"contact": {"path": "/contacts", "records_at": "data"}}])
+    """Per entity, how the API shapes it (a system with none has no lane)."""
 
     @field_validator("base_url")
     @classmethod
@@ -571,4 +768,8 @@ class SystemConfig(Section):
         if not value.startswith(("http://", "https://")):
             raise config_error("expected an http:// or https:// URL, got {value}",
                                value=repr(value))
+        if "?" in value or "#" in value:
+            raise config_error("expected a URL without a query string or #fragment (it would "
+                               "be dropped from every request); put query parameters in an "
+                               "entity's params: or path:, got {value}", value=repr(value))
         return value.rstrip("/")

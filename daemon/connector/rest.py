@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -242,7 +242,7 @@ class RestEntity:
         records = [self.record(raw) for raw in found]
         return [r for r in records if isinstance(r, RemoteRecord)]
 
-    async def deletions(self, since: float | None) -> AsyncIterator[list[Deletion]]:
+    async def deletions(self, since: float | None) -> AsyncGenerator[list[Deletion], None]:
         """Pages of the deletes the API reports at or after ``since``."""
         feed = self.config.deletes.feed
         if feed is None:
@@ -430,9 +430,11 @@ class _Blank(dict[str, Any]):
 
 
 def build_client(name: str, config: SystemConfig,
-                 on_answer: Callable[[str], None] | None = None) -> HttpClient:
+                 on_answer: Callable[[str], None] | None = None,
+                 on_request: Callable[[str, str], None] | None = None) -> HttpClient:
     """The HTTP client of one system: its base URL, auth, rate limit, retries and timeout;
-    ``on_answer`` hears each attempt's status (:class:`~daemon.http.HttpClient`)."""
+    ``on_answer`` hears each attempt's status, ``on_request`` each attempt's method and URL
+    (:class:`~daemon.http.HttpClient`)."""
     return HttpClient(
         config.base_url,
         auth=config.auth.build() if config.auth is not None else None,
@@ -441,4 +443,5 @@ def build_client(name: str, config: SystemConfig,
         timeout=config.timeout_seconds,
         system=name,
         on_answer=on_answer,
+        on_request=on_request,
     )

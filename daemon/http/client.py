@@ -82,6 +82,8 @@ class HttpClient:
         wall: Unix seconds, to read a ``Retry-After`` given as an HTTP date.
         on_answer: called once per attempt with its HTTP status (``"200"``), or ``"error"``
             when no answer came (a timeout, a refused connection): for metrics.
+        on_request: called once per attempt, before it is sent, with its method and URL
+            (query included, secrets redacted): ``syncline check`` shows every request.
 
     The OAuth2 token requests of ``auth`` go through the same transport but not through
     the limiter or the retry loop: a failed refresh fails the request that needed it.
@@ -105,9 +107,11 @@ class HttpClient:
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
         on_answer: Callable[[str], None] | None = None,
+        on_request: Callable[[str, str], None] | None = None,
     ) -> None:
         self.system = system
         self._on_answer = on_answer
+        self._on_request = on_request
         self.auth = auth
         self.limiter = limiter or RateLimiter.unlimited(clock=clock, sleep=sleep, wall=wall)
         self._wall = wall
@@ -256,13 +260,23 @@ class HttpClient:
         headers: Mapping[str, str],
     ) -> Fetched:
         await self.limiter.acquire()
+        query: Any = dict(params) if params else None
+        if query and "?" in path:
+            # httpx replaces a URL's own query with ``params``: keep both (a Location header
+            # with a query, read with the entity's params), the URL's own first.
+            url = httpx.URL(path)
+            own = url.params
+            query = [*own.multi_items(), *((k, v) for k, v in query.items() if k not in own)]
+            path = str(url.copy_with(query=None))
         request = self._client.build_request(
             method,
             path,
-            params=dict(params) if params else None,
+            params=query,
             content=content,
             headers=headers,
         )
+        if self._on_request is not None:
+            self._on_request(method, self._shown(request.url))
         started = self._clock()
         try:
             response = await self._client.send(request)

@@ -107,12 +107,13 @@ class Crm(SimulatedSystem):
 
     def render(self, record: StoredRecord) -> dict[str, Any]:
         """``{"id", <fields>, "version", "created_at", "updated_at"}``."""
+        never_edited = self.faults.settings.null_updated_until_edit and record.version == 1
         return {
             "id": record.id,
             **record.fields,
             "version": record.version,
             "created_at": format_iso_ms(record.created_ms),
-            "updated_at": format_iso_ms(record.updated_ms),
+            "updated_at": None if never_edited else format_iso_ms(record.updated_ms),
         }
 
     def error_answer(self, error: ApiError) -> tuple[int, dict[str, Any]]:
@@ -143,9 +144,10 @@ class Crm(SimulatedSystem):
         if len(found) > limit:
             last = page[-1]
             next_cursor = Cursor(spec.name, since_ms, last.updated_ms, last.key).encode()
-        return web.json_response(
-            {"data": [self.render(r) for r in page], "next_cursor": next_cursor}
-        )
+        shown = [self.render(r) for r in page]
+        if since_ms > 0 and self.faults.settings.null_updated_until_edit:
+            shown = [r for r in shown if r["updated_at"] is not None]  # null >= x is not true
+        return web.json_response({"data": shown, "next_cursor": next_cursor})
 
     async def list_deleted(self, request: web.Request) -> web.Response:
         """``GET /{resource}/deleted?since=ISO&limit=N&cursor=TOKEN``."""
@@ -218,8 +220,10 @@ class Crm(SimulatedSystem):
         return self._record_response(result.record)
 
     def _record_response(self, record: StoredRecord, *, status: int = 200) -> web.Response:
+        wrap = self.faults.settings.wrap_answers
+        body = self.render(record)
         return web.json_response(
-            self.render(record), status=status, headers={"ETag": _etag(record)}
+            {wrap: body} if wrap else body, status=status, headers={"ETag": _etag(record)}
         )
 
     def _walk_start(

@@ -13,6 +13,14 @@ Faults touch API requests only, never ``/_admin``. Their effects, in request ord
 - ``ignore_fields``: API writes of these fields are answered as usual and not kept (a
   created record gets the field's default), like an API that silently drops what it does
   not know.
+- ``ignore_unknown_fields``: API writes with fields the resource does not have keep the
+  rest instead of being refused (422), like an API that takes any JSON: a body wrapped in
+  an envelope it does not expect (``{"data": {...}}``) writes nothing.
+- ``wrap_answers`` (CRM): one-record answers (read, create, update) come wrapped in this key
+  (``{"data": {...}}``), while writes still take bare bodies (NocoDB does this).
+- ``null_updated_until_edit`` (CRM): a record's ``updated_at`` is null until its first
+  update, and a since-filtered listing (``updated_after``) does not return such a record
+  (a filter on a null field is never true).
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ class FaultSettings:
     malformed_kind: Literal["html", "truncated", "mixed"] = "mixed"
     down: bool = False
     ignore_fields: tuple[str, ...] = ()
+    ignore_unknown_fields: bool = False
+    wrap_answers: str | None = None
+    null_updated_until_edit: bool = False
 
     def merged(self, changes: Mapping[str, Any]) -> FaultSettings:
         """These settings with ``changes`` applied (a JSON object from the admin API).
@@ -76,8 +87,12 @@ class FaultSettings:
             value = getattr(updated, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise BadRequest(f"{name} must be an integer >= 0")
-        if not isinstance(updated.down, bool):
-            raise BadRequest("down must be true or false")
+        for name in ("down", "ignore_unknown_fields", "null_updated_until_edit"):
+            if not isinstance(getattr(updated, name), bool):
+                raise BadRequest(f"{name} must be true or false")
+        if updated.wrap_answers is not None and not (
+                isinstance(updated.wrap_answers, str) and updated.wrap_answers):
+            raise BadRequest("wrap_answers must be a key (such as data) or null")
         if updated.malformed_kind not in ("html", "truncated", "mixed"):
             raise BadRequest("malformed_kind must be html, truncated or mixed")
         return updated

@@ -28,7 +28,14 @@ from daemon.sandbox.errors import ApiError, NotFound, RateLimited, Unauthorized
 from daemon.sandbox.faults import FaultInjector
 from daemon.sandbox.ratelimit import RateLimit, TokenBucket
 from daemon.sandbox.stats import Stats
-from daemon.sandbox.store import Change, ResourceSpec, Store, StoredRecord, WriteResult
+from daemon.sandbox.store import (
+    READ_ONLY_FIELDS,
+    Change,
+    ResourceSpec,
+    Store,
+    StoredRecord,
+    WriteResult,
+)
 from daemon.sandbox.webhooks import WebhookSender, WebhookTarget
 
 ADMIN_PREFIX = "/_admin"
@@ -144,7 +151,8 @@ class SimulatedSystem(abc.ABC):
         self, spec: ResourceSpec, values: Mapping[str, Any], request: web.Request | None
     ) -> WriteResult:
         """Create a record; ``request`` is the API request, ``None`` for an admin edit."""
-        result = self.store.create(spec.name, self._kept(values, request), self.clock.now_ms())
+        result = self.store.create(spec.name, self._kept(spec, values, request),
+                                   self.clock.now_ms())
         return self._written(spec, "create", result, request)
 
     async def idempotent(
@@ -187,7 +195,7 @@ class SimulatedSystem(abc.ABC):
         result = self.store.update(
             spec.name,
             key,
-            self._kept(values, request),
+            self._kept(spec, values, request),
             self.clock.now_ms(),
             replace=replace,
             expect_versions=expect_versions,
@@ -208,11 +216,17 @@ class SimulatedSystem(abc.ABC):
         )
         return self._written(spec, "delete", result, request)
 
-    def _kept(self, values: Mapping[str, Any], request: web.Request | None) -> Mapping[str, Any]:
-        """What an API write keeps of ``values`` (the ``ignore_fields`` fault drops some)."""
-        ignored = self.faults.settings.ignore_fields
-        if request is None or not ignored:
+    def _kept(self, spec: ResourceSpec, values: Mapping[str, Any], request: web.Request | None
+              ) -> Mapping[str, Any]:
+        """What an API write keeps of ``values`` (the ``ignore_fields`` and
+        ``ignore_unknown_fields`` faults drop some)."""
+        settings = self.faults.settings
+        if request is None:
             return values
+        if settings.ignore_unknown_fields:
+            values = {name: value for name, value in values.items()
+                      if spec.field(name) is not None or name in READ_ONLY_FIELDS}
+        ignored = settings.ignore_fields
         return {name: value for name, value in values.items() if name not in ignored}
 
     def _written(

@@ -54,21 +54,25 @@ EXAMPLE_ENV = {"CRM_TOKEN": "example-crm-token", "CRM_WEBHOOK_SECRET": "example-
                "HELPDESK_API_KEY": "example-helpdesk-key"}
 
 
-async def check_example(kafka_bootstrap: str, tmp_path: Path, *, helpdesk_down: bool = False
+async def check_example(kafka_bootstrap: str, tmp_path: Path, *args: str,
+                        helpdesk_down: bool = False, helpdesk_user: bool = False
                         ) -> tuple[int, str, str]:
     """``syncline check`` of the example config, pointed at running simulated systems."""
     async with run_crm(token=EXAMPLE_ENV["CRM_TOKEN"]) as crm, run_helpdesk(
             api_key=EXAMPLE_ENV["HELPDESK_API_KEY"], rate_limit=None) as helpdesk:
-        if helpdesk_down:
-            async with httpx.AsyncClient(base_url=helpdesk.url) as admin:
+        async with httpx.AsyncClient(base_url=helpdesk.url) as admin:
+            if helpdesk_down:
                 await admin.post("/_admin/faults", json={"down": True})
+            if helpdesk_user:
+                (await admin.post("/_admin/edit/users", json={"op": "create", "fields": {
+                    "name": "Ada", "email_address": "ada@example.com"}})).raise_for_status()
         text = (REPO / "examples" / "syncline.yaml").read_text()
         text = (text.replace("http://127.0.0.1:8101", crm.url)
                 .replace("http://127.0.0.1:8102", helpdesk.url)
                 .replace("127.0.0.1:19092", kafka_bootstrap))
         config = write(tmp_path / "syncline.yaml", text)
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "daemon", "check", "--config", str(config), cwd=REPO,
+            sys.executable, "-m", "daemon", "check", "--config", str(config), *args, cwd=REPO,
             env={**os.environ, **EXAMPLE_ENV}, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         out, err = await process.communicate()
@@ -82,10 +86,29 @@ async def test_the_example_config_reaches_kafka_and_every_api(kafka_bootstrap: s
     code, out, err = await check_example(kafka_bootstrap, tmp_path)
 
     assert code == 0, err
-    assert "api ok: crm contact (" in out
-    assert "api ok: helpdesk contact (" in out
-    assert "/api/v2/users?page=1&per_page=100: " in out  # the exact request, query included
+    assert "api ok: crm contact\n" in out
+    assert "api ok: helpdesk contact\n" in out
+    assert "/api/v2/users?page=1&per_page=100\n" in out  # the exact request, query included
     assert "example-crm-token" not in out + err
+
+
+@pytest.mark.kafka
+async def test_the_example_config_passes_the_write_probe(kafka_bootstrap: str,
+                                                         tmp_path: Path) -> None:
+    empty = await check_example(kafka_bootstrap, tmp_path, "--write-probe")
+    code, out, err = await check_example(kafka_bootstrap, tmp_path, "--write-probe",
+                                         helpdesk_user=True)
+
+    assert code == 0, err
+    # The CRM allows a scratch record (check.scratch); the helpdesk's user is written back.
+    lines = out.splitlines()
+    assert "    write probe: created scratch record ct_00000001; all 2 fields round-trip" in lines
+    assert "    write probe: scratch record ct_00000001 deleted" in lines
+    assert "    write probe: wrote record 1's own values back; all 4 fields round-trip" in lines
+    # With nothing to write back and no scratch allowed, the probe proves nothing: not ok.
+    assert empty[0] == 1
+    assert ("api FAILED: helpdesk contact: write probe: no record to write back (the listing "
+            "is empty); set check.scratch to let the probe create one") in empty[2]
 
 
 @pytest.mark.kafka

@@ -237,3 +237,13 @@ async def test_every_attempt_is_heard_with_its_status_or_error(fake_time: FakeTi
     async with mock_client(script, fake_time, on_answer=heard.append) as client:
         assert await client.get_json("/things") == {}
     assert heard == ["error", "503", "200"]
+
+
+async def test_a_query_in_the_path_is_sent_with_the_params_not_replaced(
+        fake_time: FakeTime) -> None:
+    script = Script(httpx.Response(200, json={}))
+    async with mock_client(script, fake_time) as client:
+        await client.get_json("/users/5?expand=roles&expand=groups", params={"brief": "false"})
+
+    assert script.requests[0].url == (
+        "https://api.example.test/users/5?expand=roles&expand=groups&brief=false")
