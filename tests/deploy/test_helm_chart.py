@@ -450,3 +450,30 @@ def test_the_pods_run_unprivileged_on_a_read_only_root(helm: str) -> None:
             "/etc/syncline", str(SECRETS_DIR)}
         requests = spec["resources"]["requests"]
         assert requests["cpu"] and requests["memory"] and spec["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize("config,says", [
+    ("kafka: [unclosed", "config is not valid YAML"),
+    ("systems: {}\n", "needs a kafka: section"),
+])
+def test_a_broken_config_is_refused_at_render_naming_the_problem(
+        helm: str, tmp_path: Path, config: str, says: str) -> None:
+    given = tmp_path / "syncline.yaml"
+    given.write_text(config, encoding="utf-8")
+    done = helm_run(helm, "template", "sync", str(CHART), "--set-file", f"config={given}")
+    assert done.returncode != 0
+    assert says in done.stderr
+
+
+def test_tools_sh_without_go_says_what_to_install(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "cat", "mkdir"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    done = subprocess.run(
+        [str(TOOLS_SH), "install"], capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": str(bin_dir), "SYNCLINE_TOOLS_DIR": str(tmp_path / "tools")})
+    assert done.returncode == 2, done.stderr
+    assert "go (1.24 or newer) is needed to build helm" in done.stderr
