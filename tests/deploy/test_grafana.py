@@ -184,3 +184,26 @@ def test_every_label_a_query_uses_is_one_its_metrics_carry(where: str, expr: str
         return
     grouped = grouping_labels(node)
     assert grouped <= carried, f"{where}: groups by {grouped - carried}, which no metric has"
+
+
+def test_the_dashboard_imports_cleanly_ids_unique_layout_without_overlap() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    panels = dashboard["panels"]
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        for row in range(grid["y"], grid["y"] + grid["h"]):
+            for column in range(grid["x"], grid["x"] + grid["w"]):
+                assert (row, column) not in cells, (panel["title"], cells.get((row, column)))
+                cells[(row, column)] = panel["title"]
+        if panel["type"] != "row":
+            # Every query goes to the data source the person picks on import.
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+            assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
+    names = [variable["name"] for variable in dashboard["templating"]["list"]]
+    assert names[0] == "datasource"
+    used = {name for _, expr in expressions() for name in _VARIABLES.findall(expr)}
+    assert used - {"__rate_interval", "__range", "__interval"} <= set(names)
