@@ -27,7 +27,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from daemon.cli import _listen_address, run
+from daemon.cli import _listen_address, run, status
 from daemon.config import Config, load_config
 from daemon.configbase import EnvName
 from daemon.web import WebServer
@@ -118,7 +118,8 @@ def test_by_default_one_deployment_runs_every_role_in_one_replica_replaced_not_r
     # It runs the lanes: the old pod must stop before the new one starts.
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert {doc["kind"] for doc in docs} == {
-        "ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "ServiceAccount"}
+        "ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "ServiceAccount",
+        "Pod"}  # the Pod is `helm test`'s
 
 
 def test_per_role_a_deployment_per_role_lanes_alone_and_the_stages_rolling(helm: str) -> None:
@@ -477,3 +478,25 @@ def test_tools_sh_without_go_says_what_to_install(tmp_path: Path) -> None:
         env={"PATH": str(bin_dir), "SYNCLINE_TOOLS_DIR": str(tmp_path / "tools")})
     assert done.returncode == 2, done.stderr
     assert "go (1.24 or newer) is needed to build helm" in done.stderr
+
+
+@pytest.mark.parametrize("values", [(), (PER_ROLE,)])
+def test_helm_test_runs_syncline_status_against_the_pods_running_the_lanes(
+        helm: str, values: tuple[Path, ...]) -> None:
+    docs = render(helm, *values)
+    pods = of_kind(docs, "Pod")
+    assert list(pods) == ["sync-syncline-status"]
+    pod = pods["sync-syncline-status"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]["containers"][0]
+    assert spec["command"] == ["syncline"] and spec["args"][0] == "status"
+    context = status.make_context("status", list(spec["args"][1:]))
+    url = httpx.URL(context.params["url"])
+    service = of_kind(docs, "Service")[url.host]
+    assert service["spec"]["ports"][0]["port"] == url.port
+    deployments = [d for d in of_kind(docs, "Deployment").values()
+                   if service["spec"]["selector"].items()
+                   <= d["spec"]["template"]["metadata"]["labels"].items()]
+    assert [role_of(d) for d in deployments] in (["all"], ["lanes"])
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["readOnlyRootFilesystem"] is True
