@@ -12,7 +12,7 @@ KAFKA_PORT := $(or $(SYNCLINE_KAFKA_PORT),19092)
 PYTEST_ARGS ?=
 
 .PHONY: setup kafka-up kafka-down kafka-status test test-real lint docs demo compile \
-	clean-compiled test-compiled test-model-long
+	clean-compiled test-compiled test-model-long test-helm
 
 ## setup: create .venv if missing and install syncline with its dev tools into it
 setup: $(VENV)/.installed
@@ -73,6 +73,15 @@ test-model-long: setup
 docs: setup
 	$(BIN)/syncline config reference > docs/CONFIG.md
 	$(BIN)/syncline schemas --out docs/schemas
+
+## test-helm: the Helm chart (deploy/helm/syncline): build helm and kubernetes-validate into
+## .tools/ the first time (deploy/helm/tools.sh: helm from the Go module proxy, about 18
+## minutes cold on a busy 2-core machine), then helm lint, helm template with the default
+## values and each file in deploy/helm/syncline/ci/, kubernetes-validate of every manifest
+## (deploy/helm/check.sh), and the chart's tests (tests/deploy/test_helm_chart.py)
+test-helm: setup
+	deploy/helm/check.sh
+	SYNCLINE_REQUIRE_HELM=1 $(BIN)/pytest -p no:cacheprovider -m helm tests/deploy/test_helm_chart.py
 
 ## lint: ruff and mypy (strict), as configured in pyproject.toml
 lint: setup
