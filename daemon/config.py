@@ -372,6 +372,30 @@ class ReviewConfig(SecretSection):
         return self.secret_value
 
 
+class LoggingConfig(_Section):
+    """How the worker logs (see :mod:`daemon.logs`).
+
+    ``format``: ``json`` (one object per line), ``console`` (text for a person) or ``auto``
+    (text on a terminal, JSON elsewhere); ``SYNCLINE_LOG_FORMAT`` overrides it.
+    ``redact_fields``: keys whose values never appear in a log line, at any depth (canonical
+    field names such as ``email``, or a system's own). Secrets are always redacted.
+    """
+
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    redact_fields: list[str] = Field(default_factory=list)
+
+
+class WorkerConfig(_Section):
+    """The worker process.
+
+    ``shutdown_timeout_seconds``: after SIGTERM, how long the worker may take to stop reading,
+    finish the writes in flight and commit; past it, it exits with code 1 and says so.
+    """
+
+    shutdown_timeout_seconds: float = Field(30.0, gt=0)
+
+
 class Config(_Section):
     """The whole file.
 
@@ -385,6 +409,8 @@ class Config(_Section):
     systems: dict[str, SystemConfig] = Field(default_factory=dict)
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     review: ReviewConfig | None = None
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
 
     def cross_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """What no single section can see: systems' entities against the entities."""
