@@ -20,6 +20,7 @@ import logging
 import sys
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Final, Literal, TextIO
+from urllib.parse import quote, quote_plus
 
 import structlog
 from pydantic import BaseModel, SecretStr
@@ -76,12 +77,13 @@ class Redactor:
 
     Args:
         secrets: values replaced wherever they occur in a string of the line (the message,
-            an exception's text, a URL, any key's value), longest first.
+            an exception's text, a URL, any key's value), as they are or URL-encoded.
         fields: keys whose value is replaced, at any depth (``fields.email`` too).
     """
 
     def __init__(self, secrets: Iterable[str] = (), fields: Iterable[str] = ()) -> None:
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        forms = {form for s in secrets if s for form in (s, quote(s, safe=""), quote_plus(s))}
+        self.secrets = sorted(forms, key=len, reverse=True)
         self.fields = frozenset(fields)
 
     def __call__(self, logger: Any, method: str,

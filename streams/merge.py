@@ -213,12 +213,12 @@ class Merger:
             # The fold's decision that leads to writes or a conflict, on the change's trail.
             log.info("fold %s: changed %s; writes to %s; conflicts %s", cid,
                      ", ".join(step.changed) or "nothing",
-                     ", ".join(f"{i.system} ({i.op})" for i in step.intents) or "none",
+                     ", ".join(f"{i.system} ({i.op.value})" for i in step.intents) or "none",
                      ", ".join(f"{c.field} ({c.status.value})" for c in step.conflicts)
                      or "none",
                      extra={"correlation_id": correlation, "canonical_id": cid,
                             "entity": event.entity, "changed": list(step.changed),
-                            "writes": [{"system": i.system, "op": i.op,
+                            "writes": [{"system": i.system, "op": i.op.value,
                                         "intent_id": i.intent_id} for i in step.intents]})
         return outputs
 
