@@ -51,7 +51,8 @@ def sample_states() -> conflict.Step:
 
 def test_encoding_is_sorted_json_with_the_schema() -> None:
     data = codec.encode(observed())
-    assert data.startswith(b'{"canonical_id":null,"correlation_id":null,"deleted":false,"entity":"contact"')
+    assert data.startswith(b'{"canonical_id":null,"correlation_id":null,"deleted":false,'
+                           b'"entity":"contact"')
     payload = orjson.loads(data)
     assert payload["schema"] == "syncline.observed/2"
     assert list(payload) == sorted(payload)
@@ -111,7 +112,8 @@ def test_the_merge_payloads_keep_their_bytes() -> None:
     (intent,) = conflict.fold(spec, conflict.RecordState("c2", "contact"),
                               conflict.Observed("crm", 1, "c-2", {"email": "z@x"})).intents
     assert codec.encode(WriteIntent.payload(intent)) == (
-        b'{"attempt":1,"canonical_id":"c2","clock":{"crm":1},"correlation_id":null,"entity":"contact",'
+        b'{"attempt":1,"canonical_id":"c2","clock":{"crm":1},"correlation_id":null,'
+        b'"entity":"contact",'
         b'"expected":{},"external_id":null,"intent_id":"c2/helpdesk#1",'
         b'"native_version":null,"op":"create","schema":"syncline.intent/2",'
         b'"system":"helpdesk","values":{"email":"z@x"}}')
