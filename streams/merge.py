@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -178,6 +179,8 @@ class Merger:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        # Conflict events emitted, by (entity, policy, status), for /metrics.
+        self.conflicts: Counter[tuple[str, str, str]] = Counter()
 
     def apply(self, event: AnyObservation | Resolution | RoutedInput,
               records: MutableMapping[str, conflict.RecordState]) -> list[Output]:
@@ -209,6 +212,7 @@ class Merger:
                                   WriteIntent.payload(intent, correlation)))
         for record in step.conflicts:
             outputs.append(Output("conflicts", cid, ConflictEvent.of(record)))
+            self.conflicts[event.entity, record.policy, record.status.value] += 1
         if (step.intents or step.conflicts) and log.isEnabledFor(logging.INFO):
             # The fold's decision that leads to writes or a conflict, on the change's trail.
             log.info("fold %s: changed %s; writes to %s; conflicts %s", cid,

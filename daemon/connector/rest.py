@@ -430,9 +430,11 @@ class _Blank(dict[str, Any]):
 
 
 def build_client(name: str, config: SystemConfig,
-                 on_answer: Callable[[str], None] | None = None) -> HttpClient:
+                 on_answer: Callable[[str], None] | None = None,
+                 on_wait: Callable[[float], None] | None = None) -> HttpClient:
     """The HTTP client of one system: its base URL, auth, rate limit, retries and timeout;
-    ``on_answer`` hears each attempt's status (:class:`~daemon.http.HttpClient`)."""
+    ``on_answer`` hears each attempt's status, ``on_wait`` each wait for the rate limit
+    (:class:`~daemon.http.HttpClient`)."""
     return HttpClient(
         config.base_url,
         auth=config.auth.build() if config.auth is not None else None,
@@ -441,4 +443,5 @@ def build_client(name: str, config: SystemConfig,
         timeout=config.timeout_seconds,
         system=name,
         on_answer=on_answer,
+        on_wait=on_wait,
     )

@@ -82,6 +82,8 @@ class HttpClient:
         wall: Unix seconds, to read a ``Retry-After`` given as an HTTP date.
         on_answer: called once per attempt with its HTTP status (``"200"``), or ``"error"``
             when no answer came (a timeout, a refused connection): for metrics.
+        on_wait: called with the seconds a request waited for the rate limit (the client's
+            budget, or a pause a 429 answer asked for), when it waited: for metrics.
 
     The OAuth2 token requests of ``auth`` go through the same transport but not through
     the limiter or the retry loop: a failed refresh fails the request that needed it.
@@ -105,9 +107,11 @@ class HttpClient:
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
         on_answer: Callable[[str], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self.system = system
         self._on_answer = on_answer
+        self._on_wait = on_wait
         self.auth = auth
         self.limiter = limiter or RateLimiter.unlimited(clock=clock, sleep=sleep, wall=wall)
         self._wall = wall
@@ -236,7 +240,8 @@ class HttpClient:
             return await self._attempt(method, path, params, content, send_headers)
 
         return await retrying(
-            attempt, retry or self.retry, clock=self._clock, sleep=self._sleep, rng=self._rng
+            attempt, retry or self.retry, clock=self._clock, sleep=self._sleep, rng=self._rng,
+            on_rate_limited=self._on_wait,
         )
 
     # -- one attempt ------------------------------------------------------------------------
@@ -255,7 +260,9 @@ class HttpClient:
         content: bytes | None,
         headers: Mapping[str, str],
     ) -> Fetched:
-        await self.limiter.acquire()
+        waited = await self.limiter.acquire()
+        if waited > 0 and self._on_wait is not None:
+            self._on_wait(waited)
         request = self._client.build_request(
             method,
             path,

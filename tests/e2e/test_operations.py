@@ -7,18 +7,24 @@ simulated systems; everything is checked on the bytes it wrote and through the s
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams import codec
 from streams.events import Written
 from streams.kafka import KafkaSettings, read_to_end
-from tests.e2e.harness import ENV, Stack, eventually, stack
+from tests.e2e.harness import ENV, REPO, Stack, eventually, stack
+from tests.e2e.test_review import open_name_conflict
+from tests.streams.kafka_helpers import produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -163,3 +169,73 @@ async def test_a_stop_past_the_deadline_exits_1_saying_so_and_a_restart_converge
         await s.start()
         await s.converged({"zed@example.com": {"email": "zed@example.com", "name": "Zed",
                                                "phone": None, "tags": []}}, within=90)
+
+
+async def scrape(s: Stack) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The worker's /metrics: value by sample name and labels."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"http://127.0.0.1:{s.worker_port}/metrics")).text
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+          **labels: str) -> float:
+    """The sum of ``name``'s samples that carry ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
+
+
+async def test_metrics_an_operator_reads_count_real_activity(
+        kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    async with stack(tmp_path, kafka_settings) as s:
+        event = await open_name_conflict(s, "amy@example.com")
+        # The helpdesk asks for a pause: the lane's next requests wait for it.
+        await s.fault("helpdesk", burst_429=2)
+        await s.create("crm", "bo@example.com", "Bo")
+        # Something that is no event, on the lanes' topic: the route stage's dead letter.
+        await produce(s.kafka, s.topics.observations, [(b"crm/contact", b"not an event")])
+        await s.converged(within=90)
+
+        last: list[float] = []
+
+        async def counted() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+            samples = await scrape(s)
+            last[:] = wanted = [
+                value(samples, "syncline_observations_total", system="crm", kind="observed"),
+                value(samples, "syncline_observations_total", system="helpdesk"),
+                value(samples, "syncline_writes_total", system="helpdesk", op="create",
+                      outcome="written"),
+                value(samples, "syncline_merge_inputs_total", stage="route"),
+                value(samples, "syncline_merge_inputs_total", stage="merge"),
+                value(samples, "syncline_dead_letters_total", stage="route"),
+                value(samples, "syncline_rate_limit_waits_total", system="helpdesk"),
+                value(samples, "syncline_conflicts_open", entity="contact"),
+                value(samples, "syncline_conflicts_total", entity="contact", policy="manual",
+                      status="open"),
+            ]
+            return samples if all(wanted) else None
+
+        samples = await eventually(counted, 30, lambda: f"every metric counted: {last}")
+        assert value(samples, "syncline_conflicts_open", entity="contact") == 1
+        assert value(samples, "syncline_dead_letters_total", stage="route") == 1
+        assert value(samples, "syncline_rate_limit_wait_seconds_total", system="helpdesk") > 0
+        assert {dict(labels)["stage"] for name, labels in samples
+                if name == "syncline_consumer_lag"} == {"route", "merge"}
+
+        # Resolved by a person: no conflict open any more.
+        resolve = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "conflicts", "resolve", event.conflict_id,
+            "--take", "crm", "--config", str(s.config_path), cwd=REPO, env={**os.environ, **ENV},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await resolve.communicate()
+        assert resolve.returncode == 0, out
+
+        async def settled() -> bool:
+            samples = await scrape(s)
+            return (value(samples, "syncline_conflicts_open", entity="contact") == 0
+                    and value(samples, "syncline_conflicts_total", policy="manual",
+                              status="resolved") == 1
+                    and value(samples, "syncline_consumer_lag") == 0)
+
+        await eventually(settled, 30, lambda: "the conflict resolved in /metrics, no lag")
