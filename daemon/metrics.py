@@ -45,6 +45,9 @@ WEBHOOK_OUTCOMES: Final[tuple[WebhookOutcome, ...]] = (
     "trigger_failed",
 )
 
+# One request: from a millisecond on a LAN to the client's timeout (30 s by default).
+HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
 # A poll is one walk over every page since the cursor: from milliseconds to a minute or so.
 POLL_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -66,6 +69,8 @@ class Stages(Collector):
         self.stages: dict[str, StageStats] = {}
         self.conflicts: Mapping[tuple[str, str, str], int] = {}
         self.open_conflicts: Callable[[], Mapping[str, int]] | None = None
+        # "lane:<system>/<entity>" -> the lane's intents not executed yet
+        self.lanes: dict[str, Callable[[], int | None]] = {}
         self.lane_letters = lane_letters
 
     def collect(self) -> Iterator[Metric]:
@@ -81,6 +86,10 @@ class Stages(Collector):
             inputs.add_metric([stage], stats.committed)
             letters.add_metric([stage], stats.dead_letters)
             lag.add_metric([stage], sum(stats.lag.values()))
+        for stage, behind in sorted(self.lanes.items()):
+            intents = behind()
+            if intents is not None:
+                lag.add_metric([stage], intents)
         for family in self.lane_letters.collect():
             for sample in family.samples:
                 if sample.name.endswith("_total"):
@@ -114,6 +123,7 @@ class Metrics:
             the lane saw nothing new.
         http_requests: ``http_requests_total{system,status}``, answers from systems' APIs
             (``status`` is the HTTP status, or ``error`` when no answer came).
+        http_request_seconds: ``http_request_seconds{system}``, how long each attempt took.
         lane_poll_seconds: ``lane_poll_seconds{system,entity}``, how long one poll took.
         lane_behind: ``lane_behind{system,entity}``, intents that failed past their budget.
         lane_cursor_lag_seconds: ``lane_cursor_lag_seconds{system,entity}``, how far the
@@ -152,6 +162,11 @@ class Metrics:
         self.http_requests = Counter(
             "http_requests", "Requests to systems' APIs, by answer status.",
             ["system", "status"], namespace=NAMESPACE, registry=registry,
+        )
+        self.http_request_seconds = Histogram(
+            "http_request_seconds", "How long one request to a system's API took (each "
+            "attempt, answered or not).",
+            ["system"], buckets=HTTP_BUCKETS, namespace=NAMESPACE, registry=registry,
         )
         self.lane_poll_seconds = Histogram(
             "lane_poll_seconds", "How long one poll of a system (every page) took.",

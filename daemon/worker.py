@@ -121,7 +121,8 @@ class Worker:
         answers, metrics = self.metrics.http_requests, self.metrics
         client = build_client(system, system_config,
                               on_answer=lambda status: answers.labels(system, status).inc(),
-                              on_wait=lambda seconds: metrics.count_wait(system, seconds))
+                              on_wait=lambda seconds: metrics.count_wait(system, seconds),
+                              on_latency=metrics.http_request_seconds.labels(system).observe)
         stack.push_async_callback(client.aclose)
         connector = RestEntity(client, system, entity, system_config.entities[entity])
         mapping = entity_config.mapping(entity, system)
@@ -129,6 +130,7 @@ class Worker:
             log.warning("%s.%s is one-way for %s: %s", entity, name, system, reason)
         lane_log = LaneLog(config.kafka.settings(), topics, system, entity)
         await lane_log.start()
+        self.metrics.stages.lanes[f"lane:{system}/{entity}"] = lane_log.intents_lag
         stack.push_async_callback(lane_log.stop)
         return Lane(connector, mapping, lane_log, match_on=tuple(entity_config.match_on),
                     max_write_attempts=entity_config.max_write_attempts, metrics=self.metrics,

@@ -84,6 +84,7 @@ class HttpClient:
             when no answer came (a timeout, a refused connection): for metrics.
         on_wait: called with the seconds a request waited for the rate limit (the client's
             budget, or a pause a 429 answer asked for), when it waited: for metrics.
+        on_latency: called once per attempt with its seconds, answered or not: for metrics.
 
     The OAuth2 token requests of ``auth`` go through the same transport but not through
     the limiter or the retry loop: a failed refresh fails the request that needed it.
@@ -108,10 +109,12 @@ class HttpClient:
         wall: Callable[[], float] = time.time,
         on_answer: Callable[[str], None] | None = None,
         on_wait: Callable[[float], None] | None = None,
+        on_latency: Callable[[float], None] | None = None,
     ) -> None:
         self.system = system
         self._on_answer = on_answer
         self._on_wait = on_wait
+        self._on_latency = on_latency
         self.auth = auth
         self.limiter = limiter or RateLimiter.unlimited(clock=clock, sleep=sleep, wall=wall)
         self._wall = wall
@@ -305,6 +308,8 @@ class HttpClient:
         status = response.status_code if response is not None else None
         if self._on_answer is not None:
             self._on_answer("error" if status is None else str(status))
+        if self._on_latency is not None:
+            self._on_latency(elapsed_ms / 1000)
         url = self._shown(request.url)
         log.log(
             logging.DEBUG if response is not None and response.is_success else logging.INFO,

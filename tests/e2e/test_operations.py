@@ -210,6 +210,7 @@ async def test_metrics_an_operator_reads_count_real_activity(
                 value(samples, "syncline_merge_inputs_total", stage="merge"),
                 value(samples, "syncline_dead_letters_total", stage="route"),
                 value(samples, "syncline_rate_limit_waits_total", system="helpdesk"),
+                value(samples, "syncline_http_request_seconds_count", system="helpdesk"),
                 value(samples, "syncline_conflicts_open", entity="contact"),
                 value(samples, "syncline_conflicts_total", entity="contact", policy="manual",
                       status="open"),
@@ -221,7 +222,8 @@ async def test_metrics_an_operator_reads_count_real_activity(
         assert value(samples, "syncline_dead_letters_total", stage="route") == 1
         assert value(samples, "syncline_rate_limit_wait_seconds_total", system="helpdesk") > 0
         assert {dict(labels)["stage"] for name, labels in samples
-                if name == "syncline_consumer_lag"} == {"route", "merge"}
+                if name == "syncline_consumer_lag"} == {
+            "route", "merge", "lane:crm/contact", "lane:helpdesk/contact"}
 
         # Resolved by a person: no conflict open any more.
         resolve = await asyncio.create_subprocess_exec(

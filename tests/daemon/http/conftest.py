@@ -53,6 +53,7 @@ def mock_client(
     base_url: str = "https://api.example.test",
     on_answer: Callable[[str], None] | None = None,
     on_wait: Callable[[float], None] | None = None,
+    on_latency: Callable[[float], None] | None = None,
 ) -> HttpClient:
     """An :class:`HttpClient` over ``httpx.MockTransport(handler)`` on fake time."""
     import random
@@ -71,4 +72,5 @@ def mock_client(
         wall=fake_time.wall,
         on_answer=on_answer,
         on_wait=on_wait,
+        on_latency=on_latency,
     )

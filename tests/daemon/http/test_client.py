@@ -235,9 +235,12 @@ async def test_every_attempt_is_heard_with_its_status_or_error(fake_time: FakeTi
     script = Script(httpx.ConnectError("refused"), httpx.Response(503),
                     httpx.Response(200, json={}))
     heard: list[str] = []  # the worker counts these in syncline_http_requests_total
-    async with mock_client(script, fake_time, on_answer=heard.append) as client:
+    took: list[float] = []  # and these in syncline_http_request_seconds
+    async with mock_client(script, fake_time, on_answer=heard.append,
+                           on_latency=took.append) as client:
         assert await client.get_json("/things") == {}
     assert heard == ["error", "503", "200"]
+    assert len(took) == 3 and all(seconds >= 0 for seconds in took)
 
 
 async def test_every_wait_for_the_rate_limit_is_heard(fake_time: FakeTime) -> None:
