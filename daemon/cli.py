@@ -242,9 +242,8 @@ def run(obj: CliContext | None, config_path: Path, roles: tuple[str, ...],
     except DaemonError as exc:
         fail(f"syncline: {exc}")
     if not stopped_in_time:
-        # The work in flight is redone by the next start (the journal has not moved past it).
-        click.echo(f"syncline: the worker did not stop within worker.shutdown_timeout_seconds "
-                   f"({deadline:g} s); exiting with its work in flight unfinished", err=True)
+        # Said in the log (one more line on stderr in its format); the work in flight is
+        # redone by the next start (the journal has not moved past it).
         logging.shutdown()
         os._exit(1)  # the tasks that did not stop in time would be awaited again otherwise
 
@@ -265,7 +264,9 @@ async def run_until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event
         began = time.monotonic()
         await asyncio.wait({task}, timeout=deadline)
         if not task.done():
-            log.error("did not stop within worker.shutdown_timeout_seconds (%g s)", deadline)
+            log.error("did not stop within worker.shutdown_timeout_seconds (%g s): exiting "
+                      "with code 1, the work in flight unfinished (the next start carries it "
+                      "out)", deadline)
             task.cancel()
             await asyncio.wait({task}, timeout=1.0)
             return False
