@@ -50,6 +50,22 @@ def test_every_secret_of_the_example_config_is_found() -> None:
     assert sorted(secrets_of(config)) == sorted(ENV.values())
 
 
+def test_secrets_in_private_attributes_and_the_kafka_section_are_found(tmp_path: Path) -> None:
+    config = tmp_path / "syncline.yaml"
+    config.write_text(
+        "kafka:\n"
+        "  bootstrap: 127.0.0.1:9\n"
+        "  security_protocol: SASL_PLAINTEXT\n"
+        "  sasl: {mechanism: SCRAM-SHA-512, username: u, password_env: KAFKA_PASSWORD}\n"
+        "systems:\n"
+        "  crm:\n"
+        "    base_url: http://crm.example\n"
+        "    auth: {type: oauth2_refresh_token, token_url: 'http://crm.example/t',\n"
+        "           client_id: c, refresh_token_env: RT, client_secret_env: CS}\n")
+    loaded = load_config(config, {"KAFKA_PASSWORD": "kp-1", "RT": "rt-2", "CS": "cs-3"})
+    assert sorted(secrets_of(loaded)) == ["cs-3", "kp-1", "rt-2"]
+
+
 @pytest.mark.usefixtures("restore_logging")
 def test_lines_of_any_library_are_json_with_their_extra_keys() -> None:
     out = io.StringIO()
