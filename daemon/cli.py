@@ -11,7 +11,11 @@ import asyncio
 import logging
 import os
 import signal
+import sys
+import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -31,6 +35,8 @@ from daemon.clibase import (
 from daemon.config import Config
 from daemon.configdoc import config_reference, config_schema
 from daemon.errors import DaemonError
+from daemon.logs import Redactor, choose_format, secrets_of
+from daemon.logs import configure as configure_logs
 from daemon.review.cli import register as register_review
 from daemon.worker import ROLES, Worker
 from streams import (
@@ -223,28 +229,66 @@ def run(obj: CliContext | None, config_path: Path, roles: tuple[str, ...],
     except click.BadParameter as exc:
         fail(f"syncline run: --listen: {exc.message}")
     settings = config.kafka.settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
-                        "%(message)s")
+    env = obj.env if obj is not None else {}
+    log_format = env.get("SYNCLINE_LOG_FORMAT") or config.logging.format
+    if log_format not in ("auto", "json", "console"):
+        fail(f"syncline run: SYNCLINE_LOG_FORMAT: expected json, console or auto, "
+             f"got {log_format!r}")
+    configure_logs(choose_format(log_format, sys.stderr), level=config.logging.level.upper(),
+                   redactor=Redactor(secrets_of(config), config.logging.redact_fields))
     quiet_kafka_client()
+    log = logging.getLogger("syncline")
     chosen = ROLES if "all" in roles else tuple(r for r in ROLES if r in roles)
     worker = Worker(config, roles=chosen, state_dir=state_dir, host=host, port=port)
     if "merge" in chosen:
-        logging.getLogger("syncline").info(
-            "the fold: %s", "compiled by mypyc" if conflict.compiled()
-            else "interpreted (`make compile` builds the faster compiled fold)")
+        log.info("the fold: %s", "compiled by mypyc" if conflict.compiled()
+                 else "interpreted (`make compile` builds the faster compiled fold)")
+    deadline = config.worker.shutdown_timeout_seconds
 
-    async def serve() -> None:
+    async def serve() -> bool:
         tune_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await worker.run(stop)
+        return await run_until_stopped(worker.run(stop), stop, deadline, log)
 
     try:
-        run_kafka(settings, serve())
+        stopped_in_time = run_kafka(settings, serve())
     except DaemonError as exc:
         fail(f"syncline: {exc}")
+    if not stopped_in_time:
+        # Said in the log (one more line on stderr in its format); the work in flight is
+        # redone by the next start (the journal has not moved past it).
+        logging.shutdown()
+        os._exit(1)  # the tasks that did not stop in time would be awaited again otherwise
+
+
+async def run_until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event,
+                            deadline: float, log: logging.Logger) -> bool:
+    """Run ``work`` until it ends; once ``stop`` is set, give it ``deadline`` seconds to end
+    on its own (stop reading, finish and commit what is in flight). False if it did not."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not task.done():
+        log.info("stopping: finishing the writes in flight and committing (at most %g s)",
+                 deadline)
+        began = time.monotonic()
+        await asyncio.wait({task}, timeout=deadline)
+        if not task.done():
+            log.error("did not stop within worker.shutdown_timeout_seconds (%g s): exiting "
+                      "with code 1, the work in flight unfinished (the next start carries it "
+                      "out)", deadline)
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+            return False
+        log.info("stopped in %.1f s", time.monotonic() - began)
+    task.result()
+    return True
 
 
 @cli.command()

@@ -394,6 +394,27 @@ class ReviewConfig(SecretSection):
         return self.secret_value
 
 
+class LoggingConfig(_Section):
+    """How the worker logs (see :mod:`daemon.logs`); secrets are always redacted."""
+
+    format: Literal["auto", "json", "console"] = Field("auto", examples=["json"])
+    """``json`` (one object per line), ``console`` (text for a person) or ``auto`` (text on
+    a terminal, JSON elsewhere); ``SYNCLINE_LOG_FORMAT`` overrides it."""
+    level: Literal["debug", "info", "warning", "error"] = Field("info", examples=["warning"])
+    """The lowest level logged (``warning`` drops the per-change lines of a bulk load)."""
+    redact_fields: list[str] = Field(default_factory=list, examples=[["email", "phone"]])
+    """Keys whose values never appear in a log line, at any depth (canonical field names
+    such as ``email``, or a system's own)."""
+
+
+class WorkerConfig(_Section):
+    """The worker process."""
+
+    shutdown_timeout_seconds: float = Field(30.0, gt=0, examples=[30])
+    """After SIGTERM, how long the worker may take to stop reading, finish the writes in
+    flight and commit; past it, it exits with code 1 and says so."""
+
+
 class Config(_Section):
     """The whole file.
 
@@ -414,6 +435,12 @@ class Config(_Section):
     """The entities (kinds of record) to keep in sync, by name."""
     review: ReviewConfig | None = Field(None, examples=[{'token_env': 'SYNCLINE_REVIEW_TOKEN'}])
     """The review page on the worker's web server (none: no review page)."""
+    logging: LoggingConfig = Field(default_factory=LoggingConfig,
+        examples=[{"format": "json", "redact_fields": ["email", "phone"]}])
+    """How the worker logs: the format and the fields whose values are never logged."""
+    worker: WorkerConfig = Field(default_factory=WorkerConfig,
+        examples=[{"shutdown_timeout_seconds": 30}])
+    """The worker process: how long a stop may take."""
 
     def cross_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """What no single section can see: systems' entities against the entities."""

@@ -12,7 +12,8 @@ rather than a new time series.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from collections.abc import Callable, Iterator, Mapping
+from typing import Final, Literal, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +24,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 NAMESPACE: Final = "syncline"
 
@@ -42,8 +45,67 @@ WEBHOOK_OUTCOMES: Final[tuple[WebhookOutcome, ...]] = (
     "trigger_failed",
 )
 
+# One request: from a millisecond on a LAN to the client's timeout (30 s by default).
+HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
 # A poll is one walk over every page since the cursor: from milliseconds to a minute or so.
 POLL_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class StageStats(Protocol):
+    """What a stage runner counts (:class:`streams.partition.Stats`)."""
+
+    committed: int
+    dead_letters: int
+    lag: dict[tuple[str, int], int]
+
+
+class Stages(Collector):
+    """The merge stages' own counters, read when /metrics is scraped (the stages count in
+    plain integers: they know nothing of Prometheus), and the lanes' dead letters with theirs.
+    """
+
+    def __init__(self, lane_letters: Counter) -> None:
+        self.stages: dict[str, StageStats] = {}
+        self.conflicts: Mapping[tuple[str, str, str], int] = {}
+        self.open_conflicts: Callable[[], Mapping[str, int]] | None = None
+        # "lane:<system>/<entity>" -> the lane's intents not executed yet
+        self.lanes: dict[str, Callable[[], int | None]] = {}
+        self.lane_letters = lane_letters
+
+    def collect(self) -> Iterator[Metric]:
+        inputs = CounterMetricFamily(f"{NAMESPACE}_merge_inputs",
+                                     "Inputs the stages consumed and committed.", labels=["stage"])
+        letters = CounterMetricFamily(f"{NAMESPACE}_dead_letters", "Events sent to the "
+                                      "dead-letter topic, by the stage that gave up.",
+                                      labels=["stage"])
+        lag = GaugeMetricFamily(f"{NAMESPACE}_consumer_lag", "Records a stage has not "
+                                "consumed yet: its source partitions' ends less its positions.",
+                                labels=["stage"])
+        for stage, stats in sorted(self.stages.items()):
+            inputs.add_metric([stage], stats.committed)
+            letters.add_metric([stage], stats.dead_letters)
+            lag.add_metric([stage], sum(stats.lag.values()))
+        for stage, behind in sorted(self.lanes.items()):
+            intents = behind()
+            if intents is not None:
+                lag.add_metric([stage], intents)
+        for family in self.lane_letters.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    letters.add_metric([sample.labels["stage"]], sample.value)
+        conflicts = CounterMetricFamily(f"{NAMESPACE}_conflicts", "Conflicts the merge stage "
+                                        "found or settled, by the policy and the status it "
+                                        "gave them.", labels=["entity", "policy", "status"])
+        for (entity, policy, status), count in sorted(self.conflicts.items()):
+            conflicts.add_metric([entity, policy, status], count)
+        yield from (inputs, letters, lag, conflicts)
+        if self.open_conflicts is not None:
+            opened = GaugeMetricFamily(f"{NAMESPACE}_conflicts_open",
+                                       "Conflicts waiting for a person.", labels=["entity"])
+            for entity, count in sorted(self.open_conflicts().items()):
+                opened.add_metric([entity], count)
+            yield opened
 
 
 class Metrics:
@@ -61,13 +123,19 @@ class Metrics:
             the lane saw nothing new.
         http_requests: ``http_requests_total{system,status}``, answers from systems' APIs
             (``status`` is the HTTP status, or ``error`` when no answer came).
+        http_request_seconds: ``http_request_seconds{system}``, how long each attempt took.
         lane_poll_seconds: ``lane_poll_seconds{system,entity}``, how long one poll took.
         lane_behind: ``lane_behind{system,entity}``, intents that failed past their budget.
         lane_cursor_lag_seconds: ``lane_cursor_lag_seconds{system,entity}``, how far the
             durable cursor is behind now.
         webhooks: ``webhooks_total{system,outcome}``, webhook deliveries received.
-        merge_inputs: ``merge_inputs_total{stage}``, events the merge stages consumed.
-        dead_letters: ``dead_letters_total{stage}``, events sent to the dead-letter topic.
+        dead_letters: ``dead_letters_total{stage}``, events sent to the dead-letter topic
+            (the lanes' here; the merge stages' read from their counters by :attr:`stages`).
+        stages: ``merge_inputs_total{stage}``, ``consumer_lag{stage}``,
+            ``conflicts_total{entity,policy,status}`` and ``conflicts_open{entity}``, read
+            from the stages and the links view when scraped.
+        rate_limit_waits: ``rate_limit_waits_total{system}``, requests that waited for the
+            rate limit; ``rate_limit_wait_seconds_total{system}``, how long in all.
         writes_not_taken: ``writes_not_taken_total{system,entity,field}``, fields a system
             answered a write for but did not keep.
         loop_breakers_open: ``loop_breakers_open{system,entity}``, records whose writes a
@@ -95,6 +163,11 @@ class Metrics:
             "http_requests", "Requests to systems' APIs, by answer status.",
             ["system", "status"], namespace=NAMESPACE, registry=registry,
         )
+        self.http_request_seconds = Histogram(
+            "http_request_seconds", "How long one request to a system's API took (each "
+            "attempt, answered or not).",
+            ["system"], buckets=HTTP_BUCKETS, namespace=NAMESPACE, registry=registry,
+        )
         self.lane_poll_seconds = Histogram(
             "lane_poll_seconds", "How long one poll of a system (every page) took.",
             ["system", "entity"], buckets=POLL_BUCKETS, namespace=NAMESPACE, registry=registry,
@@ -111,13 +184,20 @@ class Metrics:
             "webhooks", "Webhook deliveries received, by outcome.",
             ["system", "outcome"], namespace=NAMESPACE, registry=registry,
         )
-        self.merge_inputs = Counter(
-            "merge_inputs", "Events consumed by the merge stages.",
-            ["stage"], namespace=NAMESPACE, registry=registry,
-        )
+        # Exported by :attr:`stages` together with the merge stages' letters.
         self.dead_letters = Counter(
             "dead_letters", "Events sent to the dead-letter topic, by the stage that gave up.",
-            ["stage"], namespace=NAMESPACE, registry=registry,
+            ["stage"], namespace=NAMESPACE, registry=None,
+        )
+        self.stages = Stages(self.dead_letters)
+        registry.register(self.stages)
+        self.rate_limit_waits = Counter(
+            "rate_limit_waits", "Requests that waited for a system's rate limit.",
+            ["system"], namespace=NAMESPACE, registry=registry,
+        )
+        self.rate_limit_wait_seconds = Counter(
+            "rate_limit_wait_seconds", "Seconds requests waited for a system's rate limit.",
+            ["system"], namespace=NAMESPACE, registry=registry,
         )
         self.delete_breaker_open = Gauge(
             "delete_breaker_open",
@@ -143,6 +223,11 @@ class Metrics:
     def count_write(self, system: str, entity: str, op: WriteOp, outcome: WriteOutcome) -> None:
         """Count one write a lane made (or found already done)."""
         self.writes.labels(system, entity, op, outcome).inc()
+
+    def count_wait(self, system: str, seconds: float) -> None:
+        """Count one request's wait for the rate limit."""
+        self.rate_limit_waits.labels(system).inc()
+        self.rate_limit_wait_seconds.labels(system).inc(seconds)
 
     def count_webhook(self, system: str, outcome: WebhookOutcome) -> None:
         """Count one webhook delivery received."""

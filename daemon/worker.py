@@ -77,9 +77,16 @@ class Worker:
         topics = Topics(config.kafka.topic_prefix)
         merge = MergeWorker(settings, topics, config.catalog(), state_dir=self.state_dir)
         await merge.ensure_topics()
+        exported = self.metrics.stages
+        if "route" in self.roles:
+            exported.stages["route"] = merge.route_stage.stats
+        if "merge" in self.roles:
+            exported.stages["merge"] = merge.merge_stage.stats
+            exported.conflicts = merge.merger.conflicts
         async with contextlib.AsyncExitStack() as stack:
             if "lanes" in self.roles:
                 self.links = LinksView(settings, topics)
+                exported.open_conflicts = self.links.open_conflicts
                 for system, entity in self.lane_specs():
                     self.lanes[f"{system}/{entity}"] = await self._lane(
                         stack, topics, system, entity)
@@ -111,9 +118,11 @@ class Worker:
         config = self.config
         system_config = config.systems[system]
         entity_config = config.entities[entity]
-        answers = self.metrics.http_requests
+        answers, metrics = self.metrics.http_requests, self.metrics
         client = build_client(system, system_config,
-                              on_answer=lambda status: answers.labels(system, status).inc())
+                              on_answer=lambda status: answers.labels(system, status).inc(),
+                              on_wait=lambda seconds: metrics.count_wait(system, seconds),
+                              on_latency=metrics.http_request_seconds.labels(system).observe)
         stack.push_async_callback(client.aclose)
         connector = RestEntity(client, system, entity, system_config.entities[entity])
         mapping = entity_config.mapping(entity, system)
@@ -121,6 +130,7 @@ class Worker:
             log.warning("%s.%s is one-way for %s: %s", entity, name, system, reason)
         lane_log = LaneLog(config.kafka.settings(), topics, system, entity)
         await lane_log.start()
+        self.metrics.stages.lanes[f"lane:{system}/{entity}"] = lane_log.intents_lag
         stack.push_async_callback(lane_log.stop)
         return Lane(connector, mapping, lane_log, match_on=tuple(entity_config.match_on),
                     max_write_attempts=entity_config.max_write_attempts, metrics=self.metrics,

@@ -41,8 +41,24 @@ def _record_1_to_2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "schema": "syncline.record/2", "not_kept": {}}
 
 
+def _correlated(name: str, version: int) -> Upcaster:
+    """The step to the version of ``name`` that adds ``correlation_id``: an event from
+    before correlation ids belongs to no known change (null)."""
+    schema = f"{name}/{version + 1}"
+
+    def step(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "schema": schema, "correlation_id": None}
+
+    step.__doc__ = f"{name}/{version} to {schema}: no correlation id."
+    return step
+
+
 UPCASTERS[("syncline.written", 1)] = _written_1_to_2
 UPCASTERS[("syncline.record", 1)] = _record_1_to_2
+for _name, _version in (("syncline.observed", 1), ("syncline.written", 2),
+                        ("syncline.write_stale", 1), ("syncline.write_failed", 1),
+                        ("syncline.intent", 1)):
+    UPCASTERS[(_name, _version)] = _correlated(_name, _version)
 
 
 def encode(event: Event | dict[str, Any]) -> bytes:
@@ -111,9 +127,11 @@ def _routed_observed(p: dict[str, Any]) -> RoutedInput | None:
         cid, entity, system, seq = p["canonical_id"], p["entity"], p["system"], p["seq"]
         external_id, native, fields = p["external_id"], p["native_version"], p["fields"]
         deleted, source_ts, observed_at = p["deleted"], p["source_ts"], p["observed_at"]
+        correlation = p["correlation_id"]
     except KeyError:
         return None
-    if (len(p) != _OBSERVED_KEYS or type(seq) is not int or seq < 0
+    if (len(p) != _OBSERVED_KEYS or not (correlation is None or type(correlation) is str)
+            or type(seq) is not int or seq < 0
             or type(fields) is not dict or type(deleted) is not bool
             or type(cid) is not str or type(entity) is not str or type(system) is not str
             or not (external_id is None or type(external_id) is str)
@@ -121,7 +139,7 @@ def _routed_observed(p: dict[str, Any]) -> RoutedInput | None:
             or type(source_ts) not in _NUMBERS or type(observed_at) not in _NUMBERS):
         return None
     return RoutedInput(cid, entity, conflict.Observed(
-        system, seq, external_id, fields, deleted, native, float(source_ts)))
+        system, seq, external_id, fields, deleted, native, float(source_ts)), correlation)
 
 
 def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
@@ -129,7 +147,7 @@ def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
         cid, entity, system, seq = p["canonical_id"], p["entity"], p["system"], p["seq"]
         external_id, native, fields = p["external_id"], p["native_version"], p["fields"]
         intent_id, source_ts, observed_at = p["intent_id"], p["source_ts"], p["observed_at"]
-        not_taken = p["not_taken"]
+        not_taken, correlation = p["not_taken"], p["correlation_id"]
     except KeyError:
         return None
     kept: dict[str, tuple[Any, Any]] = {}
@@ -141,7 +159,8 @@ def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
                     or "holds" not in pair:
                 return None
             kept[name] = (pair["wrote"], pair["holds"])
-    if (len(p) != _WRITTEN_KEYS or type(seq) is not int or seq < 0
+    if (len(p) != _WRITTEN_KEYS or not (correlation is None or type(correlation) is str)
+            or type(seq) is not int or seq < 0
             or not (fields is None or type(fields) is dict) or type(intent_id) is not str
             or type(cid) is not str or type(entity) is not str or type(system) is not str
             or not (external_id is None or type(external_id) is str)
@@ -149,7 +168,8 @@ def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
             or type(source_ts) not in _NUMBERS or type(observed_at) not in _NUMBERS):
         return None
     return RoutedInput(cid, entity, conflict.Written(
-        system, seq, intent_id, external_id, native, float(source_ts), fields, kept))
+        system, seq, intent_id, external_id, native, float(source_ts), fields, kept),
+        correlation)
 
 
 _NUMBERS = (float, int)

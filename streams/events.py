@@ -60,6 +60,10 @@ class ObservationEvent(Event):
     external_id: str | None = None
     canonical_id: str | None = None  # known for write outcomes; found by the router for reads
     observed_at: Timestamp
+    correlation_id: str | None = Field(
+        None, description="the change this event belongs to: a read's own id, a write "
+        "outcome the id of the intent's cause (for log lines; null in events written before "
+        "version 2 of observed, write_stale and write_failed and version 3 of written)")
 
     def key(self) -> str:
         """The ``observations`` key: ``system/entity``, the lane's.
@@ -79,8 +83,8 @@ class ObservationEvent(Event):
 class Observed(ObservationEvent):
     """A record as read from a system (or seen deleted there)."""
 
-    SCHEMA: ClassVar[str] = "syncline.observed/1"
-    schema_: Literal["syncline.observed/1"] = Field("syncline.observed/1", alias="schema")
+    SCHEMA: ClassVar[str] = "syncline.observed/2"
+    schema_: Literal["syncline.observed/2"] = Field("syncline.observed/2", alias="schema")
     fields: dict[str, Json] = Field(default_factory=dict)
     deleted: bool = False
     native_version: str | None = None
@@ -106,11 +110,12 @@ class Written(ObservationEvent):
     (or as a read right after the write found it).
 
     Version 2 adds ``not_taken``: the fields the lane wrote that the system did not keep,
-    with what it wrote and what the system holds (version 1 payloads have none).
+    with what it wrote and what the system holds (version 1 payloads have none). Version 3
+    adds ``correlation_id``, as every observation event's next version does.
     """
 
-    SCHEMA: ClassVar[str] = "syncline.written/2"
-    schema_: Literal["syncline.written/2"] = Field("syncline.written/2", alias="schema")
+    SCHEMA: ClassVar[str] = "syncline.written/3"
+    schema_: Literal["syncline.written/3"] = Field("syncline.written/3", alias="schema")
     intent_id: str
     native_version: str | None = None
     source_ts: Timestamp
@@ -129,8 +134,8 @@ class Written(ObservationEvent):
 class WriteStale(ObservationEvent):
     """A write not made: the system held a value the hub had not seen."""
 
-    SCHEMA: ClassVar[str] = "syncline.write_stale/1"
-    schema_: Literal["syncline.write_stale/1"] = Field("syncline.write_stale/1",
+    SCHEMA: ClassVar[str] = "syncline.write_stale/2"
+    schema_: Literal["syncline.write_stale/2"] = Field("syncline.write_stale/2",
                                                         alias="schema")
     intent_id: str
     fields_changed: list[str] = Field(default_factory=list)
@@ -143,8 +148,8 @@ class WriteStale(ObservationEvent):
 class WriteFailed(ObservationEvent):
     """A write that failed after the lane's retry budget."""
 
-    SCHEMA: ClassVar[str] = "syncline.write_failed/1"
-    schema_: Literal["syncline.write_failed/1"] = Field("syncline.write_failed/1",
+    SCHEMA: ClassVar[str] = "syncline.write_failed/2"
+    schema_: Literal["syncline.write_failed/2"] = Field("syncline.write_failed/2",
                                                          alias="schema")
     intent_id: str
     reason: str
@@ -168,6 +173,7 @@ class RoutedInput(NamedTuple):
     canonical_id: str
     entity: str
     input: conflict.Observed | conflict.Written
+    correlation_id: str | None = None
 
     def to_input(self) -> conflict.Observed | conflict.Written:
         """The fold's input."""
@@ -176,10 +182,14 @@ class RoutedInput(NamedTuple):
 
 # -- merge → lanes --------------------------------------------------------------------------
 class WriteIntent(Event):
-    """An instruction for a lane: make ``system`` hold ``values`` for this record."""
+    """An instruction for a lane: make ``system`` hold ``values`` for this record.
 
-    SCHEMA: ClassVar[str] = "syncline.intent/1"
-    schema_: Literal["syncline.intent/1"] = Field("syncline.intent/1", alias="schema")
+    Version 2 adds ``correlation_id``: the change that caused the intent (the correlation
+    id of the folded read or write outcome, or the id of a person's resolution).
+    """
+
+    SCHEMA: ClassVar[str] = "syncline.intent/2"
+    schema_: Literal["syncline.intent/2"] = Field("syncline.intent/2", alias="schema")
     intent_id: str
     canonical_id: str
     entity: str
@@ -191,26 +201,32 @@ class WriteIntent(Event):
     native_version: str | None
     clock: dict[str, int]
     attempt: int = Field(ge=1)
+    correlation_id: str | None = Field(
+        None, description="the change that caused this intent (null before version 2)")
 
     def key(self) -> str:
         """The ``intents`` key: ``system/entity``."""
         return f"{self.system}/{self.entity}"
 
     @classmethod
-    def of(cls, intent: conflict.WriteIntent) -> WriteIntent:
-        """The event for an intent of the fold."""
-        return cls.model_validate(cls.payload(intent))
+    def of(cls, intent: conflict.WriteIntent, correlation_id: str | None = None
+           ) -> WriteIntent:
+        """The event for an intent of the fold, caused by the change ``correlation_id``."""
+        return cls.model_validate(cls.payload(intent, correlation_id))
 
     @classmethod
-    def payload(cls, intent: conflict.WriteIntent) -> dict[str, Any]:
+    def payload(cls, intent: conflict.WriteIntent, correlation_id: str | None = None
+                ) -> dict[str, Any]:
         """The JSON payload of :meth:`of`, built without validation (the merge's hot path)."""
         payload = intent.to_dict()
         payload["schema"] = cls.SCHEMA
+        payload["correlation_id"] = correlation_id
         return payload
 
     def to_intent(self) -> conflict.WriteIntent:
         """The fold's intent."""
-        return conflict.WriteIntent.from_dict(self.model_dump(exclude={"schema_"}))
+        return conflict.WriteIntent.from_dict(
+            self.model_dump(exclude={"schema_", "correlation_id"}))
 
 
 # -- merge → everyone -----------------------------------------------------------------------

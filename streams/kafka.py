@@ -447,6 +447,19 @@ async def partitions_of(reader: aiokafka.AIOKafkaConsumer, topic: str) -> list[i
     return sorted(await reader._client._wait_on_metadata(topic))
 
 
+def position_now(consumer: Any, tp: aiokafka.TopicPartition) -> int | None:
+    """The consumer's position in ``tp`` if it has one now: ``consumer.position()`` would
+    wait for one (a partition being restored has none), and stall the stage meanwhile."""
+    try:
+        state = consumer._subscription.subscription.assignment.state_value(tp)
+    except AttributeError:  # not assigned any more, or another aiokafka
+        return None
+    if state is None or not state.has_valid_position:
+        return None
+    position: int = state.position
+    return position
+
+
 async def read_to_end(settings: KafkaSettings, topic: str) -> list[ConsumedRecord]:
     """Every committed record of ``topic`` up to its end now, partition by partition.
 

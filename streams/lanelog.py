@@ -39,6 +39,7 @@ from streams.kafka import (
     consumed,
     new_producer,
     new_reader,
+    position_now,
     read_partition,
     transaction,
     translated,
@@ -176,6 +177,23 @@ class LaneLog:
         with translated(self.settings, f"read intents of lane {self.name}"):
             batch = await consumer.getmany(tp, timeout_ms=timeout_ms, max_records=max_records)
         return [consumed(r) for r in batch.get(tp, [])]
+
+    def intents_lag(self) -> int | None:
+        """Intents of this lane's partition not executed yet (other lanes' of the partition
+        included), as of the consumer's last fetch; None before the first."""
+        consumer, tp = self._consumer, self._intents_tp
+        if consumer is None or tp is None:
+            return None
+        end: int | None = consumer.last_stable_offset(tp)
+        if end is None:
+            end = consumer.highwater(tp)
+        if end is None:
+            return None
+        # The consumer's position is past the transactions' markers; the head is not.
+        done = position_now(consumer, tp)
+        if done is None:
+            done = self.head.intents_offset or 0
+        return max(0, end - done)
 
     def rewind_intents(self, offset: int) -> None:
         """Read the intents again from ``offset`` (an intent that must wait is not skipped)."""

@@ -1,4 +1,5 @@
-"""Which record is which in every system: a view of the links of the canonical records.
+"""Which record is which in every system: a view of the links of the canonical records
+(and of their open conflicts, for /metrics).
 
 Reference fields (a contact's company, a ticket's requester) hold another record's id, which
 differs in every system; the hub holds canonical ids. Lanes translate with this view: system
@@ -30,6 +31,7 @@ class LinksView:
         self._external: dict[tuple[str, str], str] = {}  # (canonical id, system) -> ext id
         self._canonical: dict[tuple[str, str, str], str] = {}  # (entity, system, ext) -> cid
         self._links: dict[str, dict[str, str]] = {}  # canonical id -> its links now
+        self._open: dict[str, tuple[str, int]] = {}  # canonical id -> entity, open conflicts
         self.caught_up = asyncio.Event()
         self.changed = asyncio.Event()  # set whenever a link appears; waiters clear it
 
@@ -41,8 +43,19 @@ class LinksView:
         """``system``'s id of the record ``canonical_id``, if it is linked there."""
         return self._external.get((canonical_id, system))
 
+    def open_conflicts(self) -> dict[str, int]:
+        """Conflicts open now (waiting for a person), by entity."""
+        out: dict[str, int] = {}
+        for entity, count in self._open.values():
+            out[entity] = out.get(entity, 0) + count
+        return out
+
     def apply(self, event: RecordEvent) -> None:
-        """Take the links of one record event."""
+        """Take the links (and the count of open conflicts) of one record event."""
+        if event.open_conflicts:
+            self._open[event.canonical_id] = (event.entity, event.open_conflicts)
+        else:
+            self._open.pop(event.canonical_id, None)
         before = self._links.get(event.canonical_id, {})
         if before == event.links:
             return

@@ -23,6 +23,8 @@ an input's bytes in, its outputs or its dead letter out) and by ``syncline repla
 from __future__ import annotations
 
 import base64
+import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -48,6 +50,8 @@ from streams.events import (
     Written,
 )
 from streams.identity import NAMESPACE, canonical_id
+
+log = logging.getLogger(__name__)
 
 
 class UnknownEntity(StreamsError):
@@ -175,6 +179,8 @@ class Merger:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        # Conflict events emitted, by (entity, policy, status), for /metrics.
+        self.conflicts: Counter[tuple[str, str, str]] = Counter()
 
     def apply(self, event: AnyObservation | Resolution | RoutedInput,
               records: MutableMapping[str, conflict.RecordState]) -> list[Output]:
@@ -199,11 +205,25 @@ class Merger:
         outputs: list[Output] = []
         if step.record_changed or step.conflicts or _links_changed(state, step.state):
             outputs.append(Output("records", cid, RecordChange(step.state, step.changed)))
+        correlation = (event.resolution_id if isinstance(event, Resolution)
+                       else event.correlation_id)
         for intent in step.intents:
             outputs.append(Output("intents", f"{intent.system}/{intent.entity}",
-                                  WriteIntent.payload(intent)))
+                                  WriteIntent.payload(intent, correlation)))
         for record in step.conflicts:
             outputs.append(Output("conflicts", cid, ConflictEvent.of(record)))
+            self.conflicts[event.entity, record.policy, record.status.value] += 1
+        if (step.intents or step.conflicts) and log.isEnabledFor(logging.INFO):
+            # The fold's decision that leads to writes or a conflict, on the change's trail.
+            log.info("fold %s: changed %s; writes to %s; conflicts %s", cid,
+                     ", ".join(step.changed) or "nothing",
+                     ", ".join(f"{i.system} ({i.op.value})" for i in step.intents) or "none",
+                     ", ".join(f"{c.field} ({c.status.value})" for c in step.conflicts)
+                     or "none",
+                     extra={"correlation_id": correlation, "canonical_id": cid,
+                            "entity": event.entity, "changed": list(step.changed),
+                            "writes": [{"system": i.system, "op": i.op.value,
+                                        "intent_id": i.intent_id} for i in step.intents]})
         return outputs
 
     def handle(self, record: Any, records: MutableMapping[str, conflict.RecordState],

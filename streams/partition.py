@@ -31,6 +31,8 @@ class Stats:
     checkpoints: int = 0  # transactions that wrote the changelog
     handling_seconds: float = 0.0  # in the stage's own code (decode, fold, encode)
     committing_seconds: float = 0.0  # sending and committing (overlaps handling)
+    # Records behind the end of each owned source partition, as of its last fetch.
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 Batch = list[tuple[TopicPartition, list[Any]]]

@@ -44,7 +44,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from streams.checkpoint import CHECKPOINT_KEY, encode_checkpoint
-from streams.kafka import KafkaSettings, new_group_consumer, translated
+from streams.kafka import KafkaSettings, new_group_consumer, position_now, translated
 from streams.merge import Output
 from streams.partition import Batch, Handled, Owned, ProducerRecord, Stats, hold
 from streams.restore import Handler, restore
@@ -52,6 +52,9 @@ from streams.stores import AnyStore
 from streams.transactions import Transactions
 
 log = logging.getLogger(__name__)
+
+LAG_EVERY = 1.0
+"""Seconds between two measurements of the consumer's lag."""
 
 SLICE = 50
 """Inputs handled between two turns of the event loop (~2 ms of the merge's work)."""
@@ -145,9 +148,13 @@ class StageRunner:
         with translated(self.settings, f"start consumer group {self.group_id}"):
             await consumer.start()
         consumer.subscribe(self.sources, listener=_Listener(self))
+        measured = 0.0
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+                if time.monotonic() - measured >= LAG_EVERY:
+                    measured = time.monotonic()
+                    self._measure_lag(consumer)
                 for owned in self._owned.values():
                     error = owned.failure()
                     if error is not None:
@@ -161,12 +168,31 @@ class StageRunner:
             await consumer.stop()
             self._consumer = None
 
+    def _measure_lag(self, consumer: Any) -> None:
+        """Records behind the end of every assigned source partition (for /metrics): the
+        last stable offset (transactions' markers and open ones do not count) less the
+        consumer's position, where both are known now."""
+        lag = self.stats.lag
+        assigned = consumer.assignment()
+        for topic, p in [key for key in lag if TopicPartition(*key) not in assigned]:
+            del lag[topic, p]
+        for tp in assigned:
+            end = consumer.last_stable_offset(tp)
+            if end is None:
+                end = consumer.highwater(tp)
+            if end is None:
+                continue
+            position = position_now(consumer, tp)
+            if position is not None:
+                lag[tp.topic, tp.partition] = max(0, end - position)
+
     def _dispatch(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Hand consumed records to their partitions' tasks."""
         for tp, records in batch.items():
             owned = self._owned.get(tp.partition)
             if owned is None:
                 continue  # revoked meanwhile
+
             owned.add(tp, records)
             if owned.count >= 2 * self.max_batch and not owned.paused:
                 self._consumer.pause(*self._sources_of(tp.partition))
@@ -338,6 +364,8 @@ class StageRunner:
         but not committed are dropped with the state, to be consumed again by the next owner
         (from the committed offsets, with the state from the changelog)."""
         for p in sorted(partitions):
+            for topic in self.sources:
+                self.stats.lag.pop((topic, p), None)
             owned = self._owned.pop(p, None)
             if owned is not None:
                 for task in (owned.driver, owned.committer, owned.committing):

@@ -431,9 +431,12 @@ class _Blank(dict[str, Any]):
 
 def build_client(name: str, config: SystemConfig,
                  on_answer: Callable[[str], None] | None = None,
-                 on_request: Callable[[str, str], None] | None = None) -> HttpClient:
+                 on_request: Callable[[str, str], None] | None = None,
+                 on_wait: Callable[[float], None] | None = None,
+                 on_latency: Callable[[float], None] | None = None) -> HttpClient:
     """The HTTP client of one system: its base URL, auth, rate limit, retries and timeout;
-    ``on_answer`` hears each attempt's status, ``on_request`` each attempt's method and URL
+    ``on_answer`` hears each attempt's status, ``on_request`` each attempt's method and URL,
+    ``on_wait`` each wait for the rate limit, ``on_latency`` each attempt's seconds
     (:class:`~daemon.http.HttpClient`)."""
     return HttpClient(
         config.base_url,
@@ -444,4 +447,6 @@ def build_client(name: str, config: SystemConfig,
         system=name,
         on_answer=on_answer,
         on_request=on_request,
+        on_wait=on_wait,
+        on_latency=on_latency,
     )

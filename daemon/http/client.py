@@ -84,6 +84,9 @@ class HttpClient:
             when no answer came (a timeout, a refused connection): for metrics.
         on_request: called once per attempt, before it is sent, with its method and URL
             (query included, secrets redacted): ``syncline check`` shows every request.
+        on_wait: called with the seconds a request waited for the rate limit (the client's
+            budget, or a pause a 429 answer asked for), when it waited: for metrics.
+        on_latency: called once per attempt with its seconds, answered or not: for metrics.
 
     The OAuth2 token requests of ``auth`` go through the same transport but not through
     the limiter or the retry loop: a failed refresh fails the request that needed it.
@@ -108,10 +111,14 @@ class HttpClient:
         wall: Callable[[], float] = time.time,
         on_answer: Callable[[str], None] | None = None,
         on_request: Callable[[str, str], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
+        on_latency: Callable[[float], None] | None = None,
     ) -> None:
         self.system = system
         self._on_answer = on_answer
         self._on_request = on_request
+        self._on_wait = on_wait
+        self._on_latency = on_latency
         self.auth = auth
         self.limiter = limiter or RateLimiter.unlimited(clock=clock, sleep=sleep, wall=wall)
         self._wall = wall
@@ -240,7 +247,8 @@ class HttpClient:
             return await self._attempt(method, path, params, content, send_headers)
 
         return await retrying(
-            attempt, retry or self.retry, clock=self._clock, sleep=self._sleep, rng=self._rng
+            attempt, retry or self.retry, clock=self._clock, sleep=self._sleep, rng=self._rng,
+            on_rate_limited=self._on_wait,
         )
 
     # -- one attempt ------------------------------------------------------------------------
@@ -259,7 +267,9 @@ class HttpClient:
         content: bytes | None,
         headers: Mapping[str, str],
     ) -> Fetched:
-        await self.limiter.acquire()
+        waited = await self.limiter.acquire()
+        if waited > 0 and self._on_wait is not None:
+            self._on_wait(waited)
         query: Any = dict(params) if params else None
         if query and "?" in path:
             # httpx replaces a URL's own query with ``params``: keep both (a Location header
@@ -312,6 +322,8 @@ class HttpClient:
         status = response.status_code if response is not None else None
         if self._on_answer is not None:
             self._on_answer("error" if status is None else str(status))
+        if self._on_latency is not None:
+            self._on_latency(elapsed_ms / 1000)
         url = self._shown(request.url)
         log.log(
             logging.DEBUG if response is not None and response.is_success else logging.INFO,

@@ -61,8 +61,11 @@ async def retrying(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
+    on_rate_limited: Callable[[float], None] | None = None,
 ) -> T:
     """Run ``operation`` until it returns, retrying retriable :class:`HttpError` per ``policy``.
+
+    ``on_rate_limited`` hears the seconds of each wait after a :class:`RateLimited` answer.
 
     Raises:
         HttpError: the first error that is not retriable, or the last one when the budget is
@@ -102,5 +105,7 @@ async def retrying(
                     "delay_seconds": delay,
                 },
             )
+            if isinstance(error, RateLimited) and on_rate_limited is not None:
+                on_rate_limited(delay)
             await sleep(delay)
             attempt += 1

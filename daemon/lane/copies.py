@@ -88,6 +88,8 @@ class Copies:
                 self.claimed.add(record.id)
                 log.info("%s/%s: %s found the copy %s an earlier try made",
                          self.connector.system, self.connector.entity, intent.intent_id,
-                         record.id)
+                         record.id, extra={"correlation_id": intent.correlation_id,
+                                           "intent_id": intent.intent_id,
+                                           "external_id": record.id})
                 return record
         return None

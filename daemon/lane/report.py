@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 
 LETTERS_REMEMBERED = 100_000
 """How many distinct errors read from a system a lane remembers having a dead letter for."""
+
+
+def new_correlation_id() -> str:
+    """A new change's correlation id: random, 32 hex digits."""
+    return uuid.uuid4().hex
 
 
 def fingerprint(values: Mapping[str, Json], version: str | None) -> str:
@@ -107,7 +113,8 @@ class Reporter:
                  read: Callable[[RemoteRecord], Awaitable[Reading]], *,
                  clock: Callable[[], float], metrics: Metrics | None,
                  max_write_attempts: int, normalise: Normalise | None = None,
-                 loop_bound: int = 5) -> None:
+                 loop_bound: int = 5,
+                 new_id: Callable[[], str] = new_correlation_id) -> None:
         self.system = system
         self.entity = entity
         self.name = f"{system}/{entity}"
@@ -120,6 +127,7 @@ class Reporter:
         self.normalise = normalise
         self.kept = Kept()  # fields written and not kept, until a write of them takes
         self.breaker = LoopBreaker(loop_bound)
+        self.new_id = new_id
         self.dead_letters = 0  # dead letters committed since start
         # The errors read from the system that have their dead letter (see :meth:`letter`).
         self._lettered: dict[str, None] = {}
@@ -156,22 +164,33 @@ class Reporter:
                 self.metrics.echoes_suppressed.labels(self.system, self.entity).inc()
             return 0
         self.loop_check(work, record.id, self.breaker.observed(record.id, reading.values))
-        work.events.append(Observed(
+        event = Observed(
             system=self.system, entity=self.entity, seq=self.journal.next_seq(),
             external_id=record.id, observed_at=self.clock(), fields=reading.values,
             native_version=record.version,
-            source_ts=record.updated if record.updated is not None else self.clock()))
+            source_ts=record.updated if record.updated is not None else self.clock(),
+            correlation_id=self.new_id())
+        work.events.append(event)
         work.index[record.id] = print_
         self._count("observed")
+        log.info("lane %s read %s (seq %d)", self.name, record.id, event.seq,
+                 extra={"correlation_id": event.correlation_id, "system": self.system,
+                        "entity": self.entity, "external_id": record.id, "seq": event.seq,
+                        "fields": reading.values})
         return 1
 
     def observe_deleted(self, work: Round, external_id: str, at: float | None) -> None:
-        work.events.append(Observed(
+        event = Observed(
             system=self.system, entity=self.entity, seq=self.journal.next_seq(),
             external_id=external_id, observed_at=self.clock(), deleted=True,
-            source_ts=at if at is not None else self.clock()))
+            source_ts=at if at is not None else self.clock(), correlation_id=self.new_id())
+        work.events.append(event)
         work.index[external_id] = None
         self._count("deleted")
+        log.info("lane %s read %s deleted (seq %d)", self.name, external_id, event.seq,
+                 extra={"correlation_id": event.correlation_id, "system": self.system,
+                        "entity": self.entity, "external_id": external_id, "seq": event.seq,
+                        "deleted": True})
 
     # -- outcomes of intents -------------------------------------------------------------
     async def written(self, work: Round, intent: WriteIntent, record: RemoteRecord | None,
@@ -196,13 +215,22 @@ class Reporter:
                 self._not_kept(work, external_id, intent.values, missed, record.data)
         else:
             work.index[external_id] = None
-        work.events.append(Written(
+        event = Written(
             system=self.system, entity=self.entity, seq=self.journal.next_seq(),
             external_id=external_id, canonical_id=intent.canonical_id,
             observed_at=self.clock(), intent_id=intent.intent_id,
             native_version=version, source_ts=source_ts, fields=fields,
             not_taken={name: NotTaken(wrote=wrote, holds=holds)
-                       for name, (wrote, holds) in missed.items()}))
+                       for name, (wrote, holds) in missed.items()},
+            correlation_id=intent.correlation_id)
+        work.events.append(event)
+        log.info("lane %s wrote %s: %s of %s", self.name, external_id, intent.op,
+                 intent.canonical_id,
+                 extra={"correlation_id": intent.correlation_id, "system": self.system,
+                        "entity": self.entity, "external_id": external_id, "op": intent.op,
+                        "canonical_id": intent.canonical_id, "intent_id": intent.intent_id,
+                        "seq": event.seq, "fields": intent.values,
+                        "not_taken": sorted(missed)})
         return missed
 
     def _not_kept(self, work: Round, external_id: str, wrote: Mapping[str, Json],
@@ -236,17 +264,30 @@ class Reporter:
 
     def stale(self, work: Round, intent: WriteIntent, changed: list[str],
               external_id: str | None = None) -> None:
-        work.events.append(WriteStale(
+        event = WriteStale(
             system=self.system, entity=self.entity, seq=self.journal.next_seq(),
             external_id=external_id or intent.external_id, canonical_id=intent.canonical_id,
-            observed_at=self.clock(), intent_id=intent.intent_id, fields_changed=changed))
+            observed_at=self.clock(), intent_id=intent.intent_id, fields_changed=changed,
+            correlation_id=intent.correlation_id)
+        work.events.append(event)
+        log.info("lane %s did not write %s: %s changed there first (%s)", self.name,
+                 event.external_id or intent.canonical_id, intent.op,
+                 ", ".join(changed) or "deleted",
+                 extra={"correlation_id": intent.correlation_id, "system": self.system,
+                        "entity": self.entity, "external_id": event.external_id,
+                        "op": intent.op, "canonical_id": intent.canonical_id,
+                        "intent_id": intent.intent_id, "seq": event.seq, "outcome": "stale"})
 
     def failed(self, intent: WriteIntent, reason: str, work: Round,
                source: Delivered | None = None) -> WriteFailed:
         """The intent failed; at its last attempt it is a dead letter too (with ``source``)."""
         log.warning("lane %s: %s of %s failed (attempt %d of %d): %s", self.name, intent.op,
                     intent.external_id or intent.canonical_id, intent.attempt,
-                    self.max_write_attempts, reason)
+                    self.max_write_attempts, reason,
+                    extra={"correlation_id": intent.correlation_id, "system": self.system,
+                           "entity": self.entity, "op": intent.op,
+                           "canonical_id": intent.canonical_id, "intent_id": intent.intent_id,
+                           "outcome": "failed"})
         self.count_write(intent, "failed")
         if source is not None and intent.attempt >= self.max_write_attempts:
             self.letter(work, source.key.decode() if source.key else self.name, "WriteFailed",
@@ -259,7 +300,8 @@ class Reporter:
         return WriteFailed(system=self.system, entity=self.entity, seq=self.journal.next_seq(),
                            external_id=intent.external_id, canonical_id=intent.canonical_id,
                            observed_at=self.clock(), intent_id=intent.intent_id,
-                           reason=reason[:500], attempts=intent.attempt)
+                           reason=reason[:500], attempts=intent.attempt,
+                           correlation_id=intent.correlation_id)
 
     # -- dead letters --------------------------------------------------------------------
     def bad_record(self, work: Round, record: BadRecord, url: str) -> None:

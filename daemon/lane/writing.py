@@ -150,7 +150,9 @@ class Writer:
         try:
             outcome = await self.execute(intent, rerun=rerun)
         except WaitForLink as wait:
-            log.info("lane %s: %s waits: %s", self.name, intent.intent_id, wait)
+            log.info("lane %s: %s waits: %s", self.name, intent.intent_id, wait,
+                     extra={"correlation_id": intent.correlation_id,
+                            "intent_id": intent.intent_id})
             assert delivered.value is not None
             self.parked.park(intent.intent_id, delivered.value)
             work.parked[intent.intent_id] = delivered.value

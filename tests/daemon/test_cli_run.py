@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -85,3 +86,21 @@ async def test_run_folds_what_systems_report_and_replay_agrees(
             worker.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await worker.wait() == 0, log.read_text()[-2000:]
+
+
+@pytest.mark.parametrize(("env", "config_line", "words"), [
+    ({"SYNCLINE_LOG_FORMAT": "xml"}, "", "SYNCLINE_LOG_FORMAT: expected json, console or auto, "
+                                         "got 'xml'"),
+    ({}, "logging: {format: xml}\n", "logging.format"),
+    ({}, "worker: {shutdown_timeout_seconds: 0}\n", "worker.shutdown_timeout_seconds"),
+])
+def test_a_bad_log_format_or_deadline_is_one_line_and_exit_code_2(
+        tmp_path: Path, env: dict[str, str], config_line: str, words: str) -> None:
+    config = tmp_path / "syncline.yaml"
+    config.write_text(CONFIG.format(bootstrap="127.0.0.1:9", prefix="x") + config_line)
+    result = subprocess.run([sys.executable, "-m", "daemon", "run", "--config", str(config)],
+                            cwd=REPO, capture_output=True, text=True, check=False, timeout=60,
+                            env={**os.environ, **env})
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -169,7 +169,8 @@ def test_tls_files_are_relative_to_the_config_file(tmp_path: Path) -> None:
         ),
         (
             "kafka: {bootstrap: 'k:1'}\nsytems: {}\n",
-            "{f}:2: sytems: unknown key (allowed: kafka, systems, entities, review)",
+            "{f}:2: sytems: unknown key (allowed: kafka, systems, entities, review, logging, "
+            "worker)",
         ),
         (
             "- kafka\n",

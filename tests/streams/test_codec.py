@@ -18,6 +18,7 @@ from streams.events import (
     Observed,
     RecordEvent,
     Resolution,
+    RoutedInput,
     WriteIntent,
     Written,
     json_schemas,
@@ -50,9 +51,10 @@ def sample_states() -> conflict.Step:
 
 def test_encoding_is_sorted_json_with_the_schema() -> None:
     data = codec.encode(observed())
-    assert data.startswith(b'{"canonical_id":null,"deleted":false,"entity":"contact"')
+    assert data.startswith(b'{"canonical_id":null,"correlation_id":null,"deleted":false,'
+                           b'"entity":"contact"')
     payload = orjson.loads(data)
-    assert payload["schema"] == "syncline.observed/1"
+    assert payload["schema"] == "syncline.observed/2"
     assert list(payload) == sorted(payload)
     assert codec.encode(codec.decode(data)) == data  # same event, same bytes
 
@@ -110,9 +112,10 @@ def test_the_merge_payloads_keep_their_bytes() -> None:
     (intent,) = conflict.fold(spec, conflict.RecordState("c2", "contact"),
                               conflict.Observed("crm", 1, "c-2", {"email": "z@x"})).intents
     assert codec.encode(WriteIntent.payload(intent)) == (
-        b'{"attempt":1,"canonical_id":"c2","clock":{"crm":1},"entity":"contact",'
+        b'{"attempt":1,"canonical_id":"c2","clock":{"crm":1},"correlation_id":null,'
+        b'"entity":"contact",'
         b'"expected":{},"external_id":null,"intent_id":"c2/helpdesk#1",'
-        b'"native_version":null,"op":"create","schema":"syncline.intent/1",'
+        b'"native_version":null,"op":"create","schema":"syncline.intent/2",'
         b'"system":"helpdesk","values":{"email":"z@x"}}')
 
 
@@ -122,7 +125,7 @@ def test_the_merge_payloads_keep_their_bytes() -> None:
     (b'{"schema": 3}', Undecodable, "schema"),
     (None, Undecodable, "tombstone"),
     (b'{"schema": "syncline.unheard_of/1"}', UnknownSchema, "syncline.unheard_of/1"),
-    (b'{"schema": "syncline.observed/2"}', UnknownSchema, "newer than this build"),
+    (b'{"schema": "syncline.observed/3"}', UnknownSchema, "newer than this build"),
     (b'{"schema": "syncline.observed/x"}', UnknownSchema, "no version"),
     (b'{"schema": "syncline.observed/0"}', UnknownSchema, "no upcaster"),
     (b'{"schema": "syncline.observed/1", "system": "crm"}', InvalidEvent, "entity: Field required"),
@@ -141,7 +144,7 @@ def test_unknown_fields_are_refused() -> None:
 
 
 def test_an_event_on_the_wrong_topic_is_refused() -> None:
-    with pytest.raises(UnexpectedEvent, match=r"syncline\.observed/1 where one of "
+    with pytest.raises(UnexpectedEvent, match=r"syncline\.observed/2 where one of "
                                               r"syncline\.resolution/1"):
         codec.decode(codec.encode(observed()), accept=(Resolution,))
     assert codec.decode(codec.encode(observed()), accept=(Observed, Written)) == observed()
@@ -184,6 +187,30 @@ def test_write_outcomes_and_records_of_version_1_are_upcast() -> None:
     assert codec.decode(orjson.dumps(record)) == RecordEvent.of(step.state)
 
 
+def test_events_from_before_correlation_ids_are_upcast_with_none() -> None:
+    # The version before each: what the log holds from earlier builds stays readable.
+    older = {"syncline.observed/1": observed(), "syncline.written/2": written()}
+    for schema, event in older.items():
+        payload = orjson.loads(codec.encode(event.model_copy(update={"correlation_id": "c9"})))
+        del payload["correlation_id"]
+        payload["schema"] = schema
+        assert codec.decode(orjson.dumps(payload)) == event
+        assert codec.decode_routed(orjson.dumps(payload), ROUTED_TYPES).correlation_id is None
+    spec = conflict.EntitySpec.build("contact", ["crm", "helpdesk"], ["email"])
+    (intent,) = conflict.fold(spec, conflict.RecordState("c2", "contact"),
+                              conflict.Observed("crm", 1, "c-2", {"email": "z@x"})).intents
+    payload = WriteIntent.payload(intent)
+    del payload["correlation_id"]
+    payload["schema"] = "syncline.intent/1"
+    assert codec.decode(orjson.dumps(payload)) == WriteIntent.of(intent)
+
+
+def test_a_correlation_id_rides_the_fast_path_of_the_merge() -> None:
+    event = observed().model_copy(update={"correlation_id": "c9", "canonical_id": "x1"})
+    routed = codec.decode_routed(codec.encode(event), ROUTED_TYPES)
+    assert isinstance(routed, RoutedInput) and routed.correlation_id == "c9"
+
+
 def test_a_field_not_kept_reaches_the_fold() -> None:
     event = written(not_taken={"name": NotTaken(wrote="Ann", holds="ann")})
     assert event.to_input().not_taken == {"name": ("Ann", "ann")}
@@ -192,8 +219,8 @@ def test_a_field_not_kept_reaches_the_fold() -> None:
 def test_every_event_has_an_exported_json_schema() -> None:
     schemas = json_schemas()
     assert set(schemas) == {cls.SCHEMA for cls in EVENT_TYPES}
-    observed_schema = schemas["syncline.observed/1"]
-    assert observed_schema["properties"]["schema"]["const"] == "syncline.observed/1"
+    observed_schema = schemas["syncline.observed/2"]
+    assert observed_schema["properties"]["schema"]["const"] == "syncline.observed/2"
     assert observed_schema["additionalProperties"] is False
     assert "source_ts" in observed_schema["required"]
 

@@ -52,6 +52,8 @@ def mock_client(
     retry: RetryPolicy | None = None,
     base_url: str = "https://api.example.test",
     on_answer: Callable[[str], None] | None = None,
+    on_wait: Callable[[float], None] | None = None,
+    on_latency: Callable[[float], None] | None = None,
 ) -> HttpClient:
     """An :class:`HttpClient` over ``httpx.MockTransport(handler)`` on fake time."""
     import random
@@ -69,4 +71,6 @@ def mock_client(
         rng=random.Random(7),
         wall=fake_time.wall,
         on_answer=on_answer,
+        on_wait=on_wait,
+        on_latency=on_latency,
     )

@@ -16,6 +16,7 @@ from daemon.http import (
     NotFound,
     Precondition,
     PreconditionFailed,
+    RateLimiter,
     Rejected,
     RetryPolicy,
     Unauthorized,
@@ -234,9 +235,26 @@ async def test_every_attempt_is_heard_with_its_status_or_error(fake_time: FakeTi
     script = Script(httpx.ConnectError("refused"), httpx.Response(503),
                     httpx.Response(200, json={}))
     heard: list[str] = []  # the worker counts these in syncline_http_requests_total
-    async with mock_client(script, fake_time, on_answer=heard.append) as client:
+    took: list[float] = []  # and these in syncline_http_request_seconds
+    async with mock_client(script, fake_time, on_answer=heard.append,
+                           on_latency=took.append) as client:
         assert await client.get_json("/things") == {}
     assert heard == ["error", "503", "200"]
+    assert len(took) == 3 and all(seconds >= 0 for seconds in took)
+
+
+async def test_every_wait_for_the_rate_limit_is_heard(fake_time: FakeTime) -> None:
+    # A budget of 1 request a second, then a 429 asking for 5 s: two waits heard.
+    script = Script(httpx.Response(200, json={}), httpx.Response(429, headers={
+        "Retry-After": "5"}), httpx.Response(200, json={}))
+    limiter = RateLimiter(1.0, 1, clock=fake_time.clock, sleep=fake_time.sleep,
+                          wall=fake_time.wall)
+    heard: list[float] = []  # the worker counts these in syncline_rate_limit_waits_total
+    async with mock_client(script, fake_time, limiter=limiter, on_wait=heard.append) as client:
+        await client.get_json("/a")
+        await client.get_json("/b")
+    assert len(heard) == 2  # /b waited for the budget, then for the server's pause
+    assert heard[0] == pytest.approx(1.0) and heard[1] >= 5
 
 
 async def test_a_query_in_the_path_is_sent_with_the_params_not_replaced(
