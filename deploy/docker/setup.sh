@@ -43,9 +43,13 @@ install_packages() {
     "${missing[@]}" uidmap >/dev/null
 }
 
+# why_not: the client's own words for why the engine does not answer.
+why_not() { "$DOCKER" version 2>&1 >/dev/null | grep -v '^$' | tail -n 1; }
+
 start_dockerd() {
   engine_answers && return 0
-  [[ $(id -u) -eq 0 ]] || fail 2 "dockerd is not running and starting it needs root"
+  [[ $(id -u) -eq 0 ]] ||
+    fail 2 "the Docker engine does not answer ($(why_not)), and starting dockerd needs root"
   [[ -x /usr/sbin/dockerd ]] || fail 2 "no /usr/sbin/dockerd: run deploy/docker/setup.sh first"
   say "starting dockerd (log: $DOCKERD_LOG)"
   # setsid: dockerd outlives this script and the shell that ran it.
@@ -62,7 +66,7 @@ start_dockerd() {
 
 if [[ ${1:-} == check ]]; then
   [[ -x "$DOCKER" ]] || fail 3 "no $DOCKER (run deploy/docker/setup.sh)"
-  engine_answers || fail 3 "the Docker engine does not answer ($DOCKER version)"
+  engine_answers || fail 3 "the Docker engine does not answer: $(why_not)"
   exit 0
 fi
 
