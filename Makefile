@@ -12,7 +12,7 @@ KAFKA_PORT := $(or $(SYNCLINE_KAFKA_PORT),19092)
 PYTEST_ARGS ?=
 
 .PHONY: setup kafka-up kafka-down kafka-status test test-real lint docs demo compile \
-	clean-compiled test-compiled test-model-long test-helm
+	clean-compiled test-compiled test-model-long test-helm test-container images
 
 ## setup: create .venv if missing and install syncline with its dev tools into it
 setup: $(VENV)/.installed
@@ -45,6 +45,16 @@ test-real: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
 	deploy/real-systems/nocodb.sh install
 	deploy/real-systems/keycloak.sh install
 	SYNCLINE_TEST_KAFKA=$(or $(SYNCLINE_TEST_KAFKA),127.0.0.1:$(KAFKA_PORT)) $(BIN)/pytest -m real -p no:randomly tests/real $(PYTEST_ARGS)
+
+## images: the worker's and Kafka's images, built here from Debian packages (installs Docker,
+## mmdebstrap and Compose, starts dockerd; deploy/docker/build.sh; see docs/DEPLOY.md)
+images:
+	@deploy/docker/build.sh
+
+## test-container: build the images and run them: sync through the broker, docker stop, kill -9
+## and restart, two workers, the compose demo up and down (skipped where Docker cannot start)
+test-container: setup
+	$(BIN)/pytest -m container -p no:randomly tests/container $(PYTEST_ARGS)
 
 ## compile: the fast build of the fold: conflict/ compiled by mypyc, in place (needs a C
 ## compiler); clean-compiled goes back to the interpreted fold

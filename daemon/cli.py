@@ -427,9 +427,12 @@ def status(url: str) -> None:
 @click.option("--dir", "directory", default=Path("syncline-demo"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Where the demo writes its config and the conflict-review report.")
+@click.option("--against", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Start nothing: play only the story against the systems and broker this "
+                   "config names, synced by a worker running elsewhere (deploy/compose.yaml).")
 @click.pass_obj
 def demo(obj: CliContext | None, keep_running: bool, crm_port: int, helpdesk_port: int,
-         worker_port: int, directory: Path) -> None:
+         worker_port: int, directory: Path, against: Path | None) -> None:
     """Everything local: Kafka, a simulated CRM and helpdesk, a worker, and a short story.
 
     Creates, edits and deletes flow both ways; two conflicts happen, one decided by policy
@@ -440,7 +443,7 @@ def demo(obj: CliContext | None, keep_running: bool, crm_port: int, helpdesk_por
     env = obj.env if obj is not None else {}
     kafka_port = int(env.get("SYNCLINE_KAFKA_PORT", "19092"))
     code = demo_module.main(demo_module.Ports(crm_port, helpdesk_port, worker_port, kafka_port),
-                            keep_running, directory, env)
+                            keep_running, directory, env, against)
     raise SystemExit(code)
 
 

@@ -76,10 +76,14 @@ class Ports:
 
 @dataclass
 class Systems:
-    """The running simulated systems and an admin client for each."""
+    """The running simulated systems and an admin client for each.
 
-    crm: RunningSystem
-    helpdesk: RunningSystem
+    ``crm`` and ``helpdesk`` are the systems this process serves; ``None`` when they run
+    elsewhere (``syncline demo --against``, the story of deploy/compose.yaml).
+    """
+
+    crm: RunningSystem | None
+    helpdesk: RunningSystem | None
     crm_admin: httpx.AsyncClient
     helpdesk_admin: httpx.AsyncClient
     config: Config
@@ -265,6 +269,40 @@ async def _run(*, ports: Ports, keep_running: bool, directory: Path, bootstrap: 
     return 0
 
 
+async def play_against(config_path: Path, env: Mapping[str, str],
+                       out: Callable[[str], None] = print) -> int:
+    """The story against the simulated systems, broker and worker that are already running
+    where ``config_path`` points (deploy/compose.yaml's ``story`` service); the exit code."""
+    config = load_config(config_path, env)
+    async with contextlib.AsyncExitStack() as stack:
+        admins = []
+        for name in ("crm", "helpdesk"):
+            url = config.systems[name].base_url
+            admin = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10))
+            await _until_answers(admin, name, url)
+            admins.append(admin)
+        systems = Systems(None, None, admins[0], admins[1], config)
+        out(f"playing the demo's story against the CRM at {config.systems['crm'].base_url} "
+            f"and the helpdesk at {config.systems['helpdesk'].base_url}")
+        await play(Story(out), systems, config)
+        now = await systems.contacts()
+        out(f"\ndone: {len(now['crm'])} contacts in the CRM, {len(now['helpdesk'])} in the "
+            "helpdesk, kept in step by the worker")
+    return 0
+
+
+async def _until_answers(admin: httpx.AsyncClient, name: str, url: str) -> None:
+    deadline = time.monotonic() + STEP_SECONDS
+    while True:
+        try:
+            (await admin.get("/_admin/stats")).raise_for_status()
+            return
+        except httpx.HTTPError as exc:
+            if time.monotonic() > deadline:
+                raise DemoError(f"demo: the {name} at {url} does not answer: {exc}") from None
+        await asyncio.sleep(0.5)
+
+
 async def _wait_started(worker: Worker, running: asyncio.Task[None]) -> None:
     waiting = asyncio.ensure_future(worker.started.wait())
     done, _ = await asyncio.wait({waiting, running}, return_when=asyncio.FIRST_COMPLETED)
@@ -429,13 +467,17 @@ def _counter_total(worker: Worker, name: str) -> float:
     return total
 
 
-def main(ports: Ports, keep_running: bool, directory: Path, env: Mapping[str, str]) -> int:
-    """Run the demo; prints one line and returns 2 when it cannot run."""
+def main(ports: Ports, keep_running: bool, directory: Path, env: Mapping[str, str],
+         against: Path | None = None) -> int:
+    """Run the demo (only its story, against running systems, with ``against``); prints one
+    line and returns 2 when it cannot run."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        if against is not None:
+            return asyncio.run(play_against(against, env))
         return asyncio.run(run_demo(ports=ports, keep_running=keep_running,
                                     directory=directory, env=env))
     except DaemonError as exc:

@@ -7,6 +7,8 @@
 #   deploy/kafka/kafka.sh down     stop it (SIGTERM, then SIGKILL after a deadline)
 #   deploy/kafka/kafka.sh status   exit 0 running, 1 started but not answering, 3 not running
 #   deploy/kafka/kafka.sh logs     the last lines of the broker's log
+#   deploy/kafka/kafka.sh fetch    fetch the jars once and print their directory (the Kafka
+#                                  image of deploy/docker/build.sh is built from them)
 #
 # Needs java (17+), python3 and, the first time only, mvn. Nothing is written inside the
 # repository. Environment (all optional):
@@ -326,8 +328,12 @@ up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
 logs) cmd_logs "${2:-50}" ;;
+fetch)
+  fetch >&2
+  echo "$CACHE_DIR"
+  ;;
 *)
-  echo "usage: $0 up|down|status|logs [LINES]" >&2
+  echo "usage: $0 up|down|status|logs [LINES]|fetch" >&2
   exit 2
   ;;
 esac

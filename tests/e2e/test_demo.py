@@ -96,3 +96,12 @@ def test_without_java_the_demo_says_so(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "java is not installed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_story_against_a_config_that_is_not_there_is_one_clear_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon", "demo", "--against", str(missing)],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{missing}: no such file"
