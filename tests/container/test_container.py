@@ -5,10 +5,14 @@ workers split the partitions. The stack is deploy/compose.yaml's demo (conftest.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.container.conftest import MEASURED
 from tests.container.stack import Stack, docker, eventually
@@ -52,6 +56,53 @@ def test_a_change_syncs_both_ways_through_the_broker(stack: Stack) -> None:
     stack.create("helpdesk", f"from-helpdesk@{domain}", "From Helpdesk")
     expected = {f"from-crm@{domain}", f"from-helpdesk@{domain}"}
     eventually("both contacts in both systems", lambda: stack.in_both(domain, expected))
+
+
+def json_lines(output: str) -> list[dict[str, Any]]:
+    """Every line of a container's log as JSON (a line that is not JSON fails the test)."""
+    lines = []
+    for number, line in enumerate(output.splitlines(), 1):
+        if line.strip():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"log line {number} is not JSON: {line[:300]!r}")
+    return lines
+
+
+def test_the_logs_are_json_lines_with_the_correlation_id_and_no_secret(stack: Stack) -> None:
+    name = f"Logged {uuid.uuid4().hex[:8]}"
+    domain = f"log-{uuid.uuid4().hex[:6]}.example"
+    stack.create("crm", f"logged@{domain}", name)
+    eventually("the contact in both systems", lambda: stack.in_both(domain, {f"logged@{domain}"}))
+    lanes, worker = stack.one("lanes"), stack.one("worker")
+
+    def trail() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+        lane_lines = json_lines(stack.logs(lanes))
+        read = next((line for line in lane_lines if line.get("system") == "crm"
+                     and " read " in line["event"]
+                     and (line.get("fields") or {}).get("name") == name), None)
+        if read is None:
+            return None
+        cid = read["correlation_id"]
+        fold = next((line for line in json_lines(stack.logs(worker))
+                     if line.get("correlation_id") == cid), None)
+        wrote = next((line for line in lane_lines if line.get("correlation_id") == cid
+                      and line.get("system") == "helpdesk" and " wrote " in line["event"]), None)
+        return (read, fold, wrote) if fold and wrote else None
+
+    read, fold, wrote = eventually("the change's trail in the containers' logs", trail)
+    assert len(read["correlation_id"]) == 32 and wrote["op"] == "create"
+    assert fold["logger"] == "streams.merge"  # the fold's decision, in the other container
+    assert read["fields"]["email"] == "[redacted]"  # logging.redact_fields in the config
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" /
+                              "compose.yaml").read_text(encoding="utf-8"))
+    secrets = compose["services"]["worker"]["environment"].values()
+    for container in stack.syncline():
+        raw = stack.logs(container)
+        for secret in secrets:
+            assert str(secret) not in raw, f"the secret {secret!r} is in {container}'s log"
+        assert f"logged@{domain}" not in raw
 
 
 def test_docker_stop_ends_the_worker_cleanly_and_loses_no_write(stack: Stack) -> None:
