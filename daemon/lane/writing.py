@@ -6,8 +6,9 @@ the intended value is done (a retried intent), one holding anything else than th
 value makes the write ``stale`` and nothing is written; the read is reported first, so the
 edit reaches the fold. The write is conditional on the version read where the API allows (a
 412 means: read and decide again). A create first looks the record up by its match key, and
-one that may have landed before (a crash between it and its commit, a lost answer) looks for
-its copy (:mod:`daemon.lane.copies`): a create never makes a duplicate.
+one without an idempotency key is journalled before its request and its outcome committed at
+once; one that may have landed before (a crash between the request and its outcome, a lost
+answer) looks for its copy (:mod:`daemon.lane.copies`): a create never makes a duplicate.
 
 Intents wait (in the journal, not in memory) while the system does not answer: the lane
 rewinds to the first intent that could not run, and runs it again once the system answers.
@@ -25,7 +26,7 @@ from typing import Any
 from daemon.connector.rest import ConnectorError, RemoteRecord
 from daemon.errors import DaemonError
 from daemon.http import HttpError, MalformedResponse, PreconditionFailed
-from daemon.lane.copies import Copies
+from daemon.lane.copies import Copies, Entry
 from daemon.lane.decide import Done, Stale, decide_delete, decide_found, decide_update
 from daemon.lane.ports import Connector, Delivered, Journal
 from daemon.lane.references import Parked, References, WaitForLink
@@ -125,6 +126,9 @@ class Writer:
             self.journal.rewind_intents(next_offset)
             self.waits += 1
         self.journal.head.intents_offset = next_offset
+        for intent_id in work.done:  # the offset moves past them: their entries are done
+            if intent_id in self.journal.creating:
+                work.creating[intent_id] = None
         await self.reporter.commit(work)
         for intent_id in work.done:
             self._done[intent_id] = None
@@ -281,11 +285,16 @@ class Writer:
         API with idempotent creates is sent the intent's id as the key, so a re-run gets the
         first create's answer, and a read of that copy tells whether it is still there (a
         person's delete of it is then reported after the create, like any delete). Without
-        one, a create that may have landed (re-run after a restart, an answer lost or
-        unreadable) first looks for its copy (:mod:`daemon.lane.copies`). A copy an earlier
-        process made that a person deleted since is found by nothing: the create is made
-        again, the one window where a person's delete can be undone (docs/DECISIONS.md).
+        one, the create is journalled before its request and its outcome committed at once
+        (:mod:`daemon.lane.copies`); a create whose entry says it may have landed (a crash
+        between the request and the outcome, an answer lost or unreadable) first looks for
+        its copy. A copy an earlier process made that a person deleted since is found by
+        nothing: the create is made again, the one window where a person's delete can be
+        undone (docs/DECISIONS.md).
         """
+        entry = None if self.connector.idempotent_creates else self.copies.entry(intent)
+        if entry is not None and entry.made is not None:
+            return  # its outcome is committed: the batch that ran it did not get to commit
         body = self.copies.body(intent, self.references.to_system(intent.values))
         found = await self._look_up(body)
         if found is not None:
@@ -305,10 +314,13 @@ class Writer:
                 return
             await self.reporter.written(work, intent, created, created.id)
             return
-        if rerun:
-            copy = await self.copies.find(intent)
+        if entry is None:
+            entry = Entry(self.journal.head.cursor)
+            await self.reporter.commit(Round(creating={intent.intent_id: entry.encode()}))
+        else:  # sent before, by this process or an earlier one: it may have landed
+            copy = await self.copies.find(intent, entry.since)
             if copy is not None:
-                await self.reporter.written(work, intent, copy, copy.id)
+                await self._made(intent, copy)
                 return
         try:
             created = await self.connector.create(body)
@@ -321,18 +333,25 @@ class Writer:
                     await self._adopt(work, intent, found)
                     return
                 if exc.status not in (409, 422):
-                    copy = await self.copies.find(intent)
+                    copy = await self.copies.find(intent, entry.since)
                     if copy is not None:
-                        await self.reporter.written(work, intent, copy, copy.id)
+                        await self._made(intent, copy)
                         return
             raise
         if created is None:
-            created = await self._look_up(body) or await self.copies.find(intent)
+            created = await self._look_up(body) or await self.copies.find(intent, entry.since)
             if created is None:
                 raise ConnectorError(f"{self.system} answered a create without the record "
                                      "or its location, and no lookup finds it")
+        await self._made(intent, created)
+
+    async def _made(self, intent: WriteIntent, created: RemoteRecord) -> None:
+        """The create made ``created``: its outcome committed at once, with its entry."""
         self.copies.claimed.add(created.id)
-        await self.reporter.written(work, intent, created, created.id)
+        outcome = Round(creating={intent.intent_id: Entry(None, created.id).encode()})
+        await self.reporter.written(outcome, intent, created, created.id)
+        await self.reporter.commit(outcome)
+        self.reporter.count_write(intent, "written")
 
     async def _look_up(self, body: Mapping[str, Any]) -> RemoteRecord | None:
         lookup = self.connector.config.lookup
