@@ -82,6 +82,13 @@ class Writer:
         self.waits = 0  # batches stopped because the system did not answer
         self.unanswered: HttpError | None = None  # the last error that stopped a batch
 
+    def unsettled_creates(self) -> list[str]:
+        """The creates sent that may have landed without their outcome (a crash, an answer
+        lost): until each has run again, a record the lane reads may be one of their
+        copies, not a person's new record."""
+        return [intent_id for intent_id, raw in self.journal.creating.items()
+                if Entry.decode(raw).made is None and intent_id not in self.journal.parked]
+
     # -- a batch of intents --------------------------------------------------------------
     async def execute_intents(self, timeout_ms: int = 0, max_records: int = 50) -> int:
         """Execute the intents waiting for this lane; how many were executed.
@@ -393,6 +400,8 @@ class Writer:
                 outcome = Round([self.reporter.failed(intent, str(exc), work)])
             work.merge(outcome)
             work.parked[intent_id] = None
+            if intent_id in self.journal.creating:
+                work.creating[intent_id] = None
         if work:
             await self.reporter.commit(work)
             self.parked.release(i for i, raw in work.parked.items() if raw is None)

@@ -153,6 +153,28 @@ async def test_a_create_whose_answer_timed_out_waits_and_then_finds_its_copy() -
     assert rig.kinds() == ["Written"]
 
 
+@pytest.mark.parametrize("how", ["poll", "webhook"])
+async def test_nothing_is_read_while_a_create_sent_may_have_landed_unseen(how: str) -> None:
+    """A create whose answer was lost waits; a poll or a webhook's read in the meantime
+    would report its copy as someone's new record (and the create would then make another):
+    the create runs again first."""
+    rig = make_rig(BARE)
+    job = rig.intent("create", values={"email": "vi@x.org", "name": "Vi"})
+    rig.system.fail("create", "down", landed=True)  # it landed; a timeout said otherwise
+    rig.system.fail("changes", "down")  # and the search for its copy fails: it waits
+    assert await rig.lane.execute_intents() == 0
+    [made] = rig.system.live()
+    if how == "poll":
+        rig.lane.poll_soon()
+    else:
+        rig.lane.request_read(made["id"])  # the system's webhook: record created
+    await rig.lane.round()
+    await rig.lane.round()
+    assert [r["id"] for r in rig.system.live()] == [made["id"]]
+    assert [(type(e).__name__, e.canonical_id) for e in rig.reported()] == [
+        ("Written", job.canonical_id)]
+
+
 async def test_a_record_the_lane_reported_is_someones_and_never_taken_for_a_copy() -> None:
     """Two people may hold equal records; a copy a create lost was never reported."""
     rig = make_rig(BARE)
