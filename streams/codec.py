@@ -41,7 +41,13 @@ def _record_1_to_2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "schema": "syncline.record/2", "not_kept": {}}
 
 
+def _observed_1_to_2(payload: dict[str, Any]) -> dict[str, Any]:
+    """An observation from before created-at times were read: the time is unknown."""
+    return {**payload, "schema": "syncline.observed/2", "created_at": None}
+
+
 UPCASTERS[("syncline.written", 1)] = _written_1_to_2
+UPCASTERS[("syncline.observed", 1)] = _observed_1_to_2
 UPCASTERS[("syncline.record", 1)] = _record_1_to_2
 
 

@@ -79,12 +79,15 @@ class ObservationEvent(Event):
 class Observed(ObservationEvent):
     """A record as read from a system (or seen deleted there)."""
 
-    SCHEMA: ClassVar[str] = "syncline.observed/1"
-    schema_: Literal["syncline.observed/1"] = Field("syncline.observed/1", alias="schema")
+    SCHEMA: ClassVar[str] = "syncline.observed/2"
+    schema_: Literal["syncline.observed/2"] = Field("syncline.observed/2", alias="schema")
     fields: dict[str, Json] = Field(default_factory=dict)
     deleted: bool = False
     native_version: str | None = None
     source_ts: Timestamp
+    # When the system made the record (its ``created`` field, where the config names one):
+    # a record newer than the one its id was linked to is another record (a reused id).
+    created_at: Timestamp | None = None
 
     def to_input(self) -> conflict.Observed:
         """The fold's input."""

@@ -425,6 +425,9 @@ class EntityEndpointConfig(Section):
             in order (``[UpdatedAt, CreatedAt]`` for an API that leaves updated-at null
             until the first edit), or ``[]`` for an API with none. A record with none of
             them is still observed (what changed is decided by its values), without a time.
+        created: the created-at field (ISO-8601 or Unix seconds), if the API has one. Needed
+            for an API that reuses the id of a deleted record: a record created after the
+            one its id was linked to is a new record, not the old one come back.
         timestamp_resolution: how fine the API's times are, in seconds (``1`` for whole
             seconds; ``0``, the default, for as fine as it writes them): the since filter
             asks from the start of the tick, so a filter that compares whole seconds never
@@ -441,6 +444,7 @@ class EntityEndpointConfig(Section):
     params: dict[str, Scalar] = Field(default_factory=dict)
     id: str = "id"
     updated: tuple[str, ...] = ("updated_at",)
+    created: str | None = None
     timestamp_resolution: float = Field(0.0, ge=0, le=86_400)
     version: str | None = None
     records_at: str | None = None

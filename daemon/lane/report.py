@@ -169,7 +169,7 @@ class Reporter:
         work.events.append(Observed(
             system=self.system, entity=self.entity, seq=self.journal.next_seq(),
             external_id=record.id, observed_at=self.clock(), fields=reading.values,
-            native_version=record.version,
+            native_version=record.version, created_at=record.created,
             source_ts=record.updated if record.updated is not None else self.clock()))
         work.index[record.id] = print_
         self._count("observed")

@@ -20,7 +20,7 @@ from tests.e2e.harness import eventually, stack
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 
 PER_SYSTEM = 100
-KILL_AT = (30, 90, 150)  # copies made (of 200) when the daemon is killed
+KILLS = [(30, 90, 150), (5, 60, 120, 185)]  # copies made (of 200) when the daemon is killed
 
 
 def no_keys(data: dict[str, Any]) -> None:
@@ -32,8 +32,9 @@ def no_keys(data: dict[str, Any]) -> None:
         contact["create"] = {"method": contact["create"]["method"]}
 
 
+@pytest.mark.parametrize("kill_at", KILLS)
 async def test_kill_9_during_a_burst_of_creates_without_any_key_duplicates_nothing(
-        kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+        kafka_settings: KafkaSettings, tmp_path: Path, kill_at: tuple[int, ...]) -> None:
     async with stack(tmp_path, kafka_settings, customize=no_keys,
                      options={"unique": False}) as s:
         await s.start()
@@ -50,7 +51,7 @@ async def test_kill_9_during_a_burst_of_creates_without_any_key_duplicates_nothi
             return sum(held) - 2 * PER_SYSTEM
 
         started = time.monotonic()
-        for at in KILL_AT:
+        for at in kill_at:
             async def reached(at: int = at) -> bool:
                 return await copies() >= at
 
@@ -60,7 +61,7 @@ async def test_kill_9_during_a_burst_of_creates_without_any_key_duplicates_nothi
             await s.start()
         await s.converged(expected, within=240)  # asserts no email twice in a system
         took = time.monotonic() - started
-        print(f"\n200 creates with {len(KILL_AT)} kill -9: converged in {took:.1f} s "
+        print(f"\n200 creates with {len(kill_at)} kill -9: converged in {took:.1f} s "
               f"({2 * PER_SYSTEM / took:.1f} creates/s, restarts included)")
         for name in s.systems:
             assert len(await s.raw(name)) == 2 * PER_SYSTEM, name
