@@ -163,7 +163,10 @@ class Router:
             fields = event.fields if isinstance(event, Observed) else {}
             cid = canonical_id(event.entity, model.match_on, fields, event.system,
                                event.external_id, self.namespace)
-        if event.external_id is not None and links.get(link_key) != cid:
+        # A stale or failed write made no copy: it links nothing (its id may name another
+        # record by now).
+        if (event.external_id is not None and links.get(link_key) != cid
+                and isinstance(event, Observed | Written)):
             links[link_key] = cid
         if event.canonical_id != cid:
             event = event.model_copy(update={"canonical_id": cid})

@@ -9,7 +9,7 @@ import pytest
 import conflict
 from streams import codec
 from streams.errors import InvalidEvent
-from streams.events import Observed, RecordEvent, Resolution, WriteIntent, Written
+from streams.events import Observed, RecordEvent, Resolution, WriteIntent, WriteStale, Written
 from streams.identity import canonical_id
 from streams.kafka import ConsumedRecord
 from streams.merge import (
@@ -216,3 +216,11 @@ def test_a_write_outcome_goes_to_its_own_record_even_under_a_reused_id() -> None
                       source_ts=3)
     assert Router(CATALOG).route(written, links).key == "cid-new"
     assert links["crm/contact/c-1"] == "cid-new"
+
+
+def test_a_stale_write_to_a_reused_id_goes_to_its_record_and_links_nothing() -> None:
+    links = {"crm/contact/c-1": "cid-new"}
+    stale = WriteStale(system="crm", entity="contact", seq=4, external_id="c-1",
+                       canonical_id="cid-old", observed_at=4, intent_id="cid-old/crm#2")
+    assert Router(CATALOG).route(stale, links).key == "cid-old"
+    assert links == {"crm/contact/c-1": "cid-new"}
