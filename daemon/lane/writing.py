@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daemon.connector.rest import ConnectorError, RemoteRecord
@@ -78,6 +78,7 @@ class Writer:
         # outage's rewind is not run twice (insertion-ordered, the oldest forgotten first).
         self._done: dict[str, None] = {}
         self._attempted: set[str] = set()  # intents started that wait for the system
+        self._unsent: set[str] = set()  # creates journalled by this process, not sent yet
         self.copies = Copies(connector, journal, references)
         self.waits = 0  # batches stopped because the system did not answer
         self.unanswered: HttpError | None = None  # the last error that stopped a batch
@@ -104,6 +105,7 @@ class Writer:
         groups: dict[str, list[Delivered]] = {}
         for one in delivered:
             groups.setdefault(record_of(one), []).append(one)
+        await self._journal_creates(delivered)
         gate = asyncio.Semaphore(self.concurrency)
         outcomes: dict[int, Round] = {}
         stopped: list[int] = []
@@ -142,6 +144,25 @@ class Writer:
         while len(self._done) > DONE_REMEMBERED:
             del self._done[next(iter(self._done))]
         return len(outcomes)
+
+    async def _journal_creates(self, delivered: Sequence[Delivered]) -> None:
+        """The journal entries of the batch's creates that were never sent, in one commit
+        before any of them is (see :mod:`daemon.lane.copies`)."""
+        if self.connector.idempotent_creates:
+            return
+        entries: dict[str, bytes | None] = {}
+        for one in delivered:
+            try:
+                intent = codec.decode(one.value, (WriteIntent,))
+            except DecodeError:
+                continue
+            if (intent.op == "create" and intent.system == self.system
+                    and intent.entity == self.entity and intent.intent_id not in self._done
+                    and intent.intent_id not in self.journal.creating):
+                entries[intent.intent_id] = Entry(self.journal.head.cursor).encode()
+        if entries:
+            await self.reporter.commit(Round(creating=entries))
+            self._unsent.update(entries)
 
     async def _intent(self, work: Round, delivered: Delivered) -> None:
         try:
@@ -321,14 +342,17 @@ class Writer:
                 return
             await self.reporter.written(work, intent, created, created.id)
             return
-        if entry is None:
+        if entry is None:  # not journalled with its batch (a parked intent, say)
             entry = Entry(self.journal.head.cursor)
             await self.reporter.commit(Round(creating={intent.intent_id: entry.encode()}))
+        elif intent.intent_id in self._unsent:
+            pass  # journalled with its batch, never sent
         else:  # sent before, by this process or an earlier one: it may have landed
             copy = await self.copies.find(intent, entry.since)
             if copy is not None:
                 await self._made(intent, copy)
                 return
+        self._unsent.discard(intent.intent_id)
         try:
             created = await self.connector.create(body)
         except HttpError as exc:
