@@ -53,7 +53,13 @@ def _correlated(name: str, version: int) -> Upcaster:
     return step
 
 
+def _observed_2_to_3(payload: dict[str, Any]) -> dict[str, Any]:
+    """An observation from before created-at times were read: the time is unknown."""
+    return {**payload, "schema": "syncline.observed/3", "created_at": None}
+
+
 UPCASTERS[("syncline.written", 1)] = _written_1_to_2
+UPCASTERS[("syncline.observed", 2)] = _observed_2_to_3
 UPCASTERS[("syncline.record", 1)] = _record_1_to_2
 for _name, _version in (("syncline.observed", 1), ("syncline.written", 2),
                         ("syncline.write_stale", 1), ("syncline.write_failed", 1),

@@ -81,14 +81,20 @@ class ObservationEvent(Event):
 
 
 class Observed(ObservationEvent):
-    """A record as read from a system (or seen deleted there)."""
+    """A record as read from a system (or seen deleted there).
 
-    SCHEMA: ClassVar[str] = "syncline.observed/2"
-    schema_: Literal["syncline.observed/2"] = Field("syncline.observed/2", alias="schema")
+    Version 2 adds ``correlation_id``; version 3 adds ``created_at`` (null before).
+    """
+
+    SCHEMA: ClassVar[str] = "syncline.observed/3"
+    schema_: Literal["syncline.observed/3"] = Field("syncline.observed/3", alias="schema")
     fields: dict[str, Json] = Field(default_factory=dict)
     deleted: bool = False
     native_version: str | None = None
     source_ts: Timestamp
+    # When the system made the record (its ``created`` field, where the config names one):
+    # a record newer than the one its id was linked to is another record (a reused id).
+    created_at: Timestamp | None = None
 
     def to_input(self) -> conflict.Observed:
         """The fold's input."""

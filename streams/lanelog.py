@@ -14,6 +14,8 @@ The state is kept in the compacted ``lanes`` topic, all of one lane in one parti
   already reported, and a sweep find records that disappeared.
 - ``system/entity#parked/<intent id>``: an intent waiting until a record it refers to is
   linked in the system (a tombstone once it ran).
+- ``system/entity#creating/<intent id>``: a create's journal entry, committed before its
+  request and updated with its outcome (a tombstone once the intents offset is past it).
 
 The transactional id is derived from the lane, so a second process starting the same lane
 fences the first: one active lane per system and entity.
@@ -86,6 +88,7 @@ class LaneLog:
         self.head = LaneHead()
         self.index: dict[str, str] = {}  # external id -> fingerprint last reported
         self.parked: dict[str, bytes] = {}  # intent id -> an intent waiting for a link
+        self.creating: dict[str, bytes] = {}  # intent id -> a create's journal entry
         self._producer: Any = None
         self._consumer: Any = None
         self._intents_tp: TopicPartition | None = None
@@ -141,6 +144,7 @@ class LaneLog:
         reader = new_reader(self.settings)
         prefix = self.name + "/"
         parked = self.name + "#parked/"
+        creating = self.name + "#creating/"
         with translated(self.settings, f"restore lane {self.name}"):
             await reader.start()
             try:
@@ -153,6 +157,11 @@ class LaneLog:
                             self.parked.pop(key[len(parked):], None)
                         else:
                             self.parked[key[len(parked):]] = record.value
+                    elif key.startswith(creating):
+                        if record.value is None:
+                            self.creating.pop(key[len(creating):], None)
+                        else:
+                            self.creating[key[len(creating):]] = record.value
                     elif key.startswith(prefix):
                         external_id = key[len(prefix):]
                         if record.value is None:
@@ -210,7 +219,8 @@ class LaneLog:
                      index: dict[str, str | None] | None = None,
                      dead_letters: Sequence[DeadLetter] = (),
                      dead_letter_keys: Sequence[str] = (),
-                     parked: dict[str, bytes | None] | None = None) -> None:
+                     parked: dict[str, bytes | None] | None = None,
+                     creating: dict[str, bytes | None] | None = None) -> None:
         """Publish ``observations`` with the lane's head and index changes, atomically.
 
         ``index`` maps external ids to their new fingerprint (``None``: forget it).
@@ -235,13 +245,18 @@ class LaneLog:
             for intent_id, raw in sorted((parked or {}).items()):
                 await producer.send(lanes, raw, key=f"{self.name}#parked/{intent_id}".encode(),
                                     partition=self._state_partition)
+            for intent_id, raw in sorted((creating or {}).items()):
+                await producer.send(lanes, raw,
+                                    key=f"{self.name}#creating/{intent_id}".encode(),
+                                    partition=self._state_partition)
             await producer.send(lanes, orjson.dumps(asdict(self.head)),
                                 key=self.name.encode(), partition=self._state_partition)
-        for intent_id, raw in (parked or {}).items():
-            if raw is None:
-                self.parked.pop(intent_id, None)
-            else:
-                self.parked[intent_id] = raw
+        for changes, target in ((parked, self.parked), (creating, self.creating)):
+            for intent_id, raw in (changes or {}).items():
+                if raw is None:
+                    target.pop(intent_id, None)
+                else:
+                    target[intent_id] = raw
         for external_id, fingerprint in (index or {}).items():
             if fingerprint is None:
                 self.index.pop(external_id, None)

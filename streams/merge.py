@@ -133,8 +133,19 @@ def dead_letter(stage: str, topic: str, partition: int, offset: int, key: bytes 
     return Output("dlq", key.decode("utf-8", "replace") if key else "", letter)
 
 
+BORN = "#created"
+"""The links table's key suffix for when the linked copy was made (its created-at time)."""
+
+
 class Router:
-    """Stage 1: give every observation its canonical id."""
+    """Stage 1: give every observation its canonical id.
+
+    A system may give a new record the id of a deleted one. Where the lane reads records'
+    created-at times (``created``), the links table also remembers when each linked copy
+    was made: a record under that id made later is another record, not the old one come
+    back. It gets its own canonical id, and the old copy is seen deleted (whether or not its
+    delete was observed: its id now names another record).
+    """
 
     def __init__(self, catalog: Catalog, namespace: UUID = NAMESPACE) -> None:
         self.catalog = catalog
@@ -147,18 +158,52 @@ class Router:
             raise UnknownEntity(f"entity {event.entity!r} is not configured "
                                 f"(entities: {', '.join(sorted(self.catalog))})")
         link_key = event.link_key()
-        cid = links.get(link_key) if event.external_id is not None else None
-        if cid is None:
-            cid = event.canonical_id
+        # A write outcome names its record: the id it links may have named another record
+        # before (a system that reuses the ids of deleted records).
+        cid = event.canonical_id
+        if cid is None and event.external_id is not None:
+            cid = links.get(link_key)
         if cid is None:
             fields = event.fields if isinstance(event, Observed) else {}
             cid = canonical_id(event.entity, model.match_on, fields, event.system,
                                event.external_id, self.namespace)
-        if event.external_id is not None and links.get(link_key) != cid:
+        # A stale or failed write made no copy: it links nothing (its id may name another
+        # record by now).
+        if (event.external_id is not None and links.get(link_key) != cid
+                and isinstance(event, Observed | Written)):
             links[link_key] = cid
         if event.canonical_id != cid:
             event = event.model_copy(update={"canonical_id": cid})
         return Output("merge", cid, event)
+
+    def reused(self, event: ObservationEvent, links: MutableMapping[str, str]
+               ) -> list[Output]:
+        """Relink a reused id (see the class's docstring): the old copy's delete to fold,
+        if ``event`` is a record made after the one its id is linked to."""
+        born = event.created_at if isinstance(event, Observed) and not event.deleted else None
+        if born is None or event.external_id is None:
+            return []
+        link_key = event.link_key()
+        known, old = links.get(link_key + BORN), links.get(link_key)
+        if known is None or old is None:
+            links[link_key + BORN] = repr(born)  # the copy this id names from now on
+            return []
+        if born <= float(known):
+            return []
+        links[link_key + BORN] = repr(born)
+        model = self.catalog.get(event.entity)
+        if model is None:
+            return []  # the route says why
+        fields = event.fields if isinstance(event, Observed) else {}
+        new = canonical_id(event.entity, model.match_on, fields, event.system,
+                           f"{event.external_id}\x1e{born!r}", self.namespace)
+        if new == old:
+            return []  # the same match key: the same record, by the config's own rule
+        links[link_key] = new
+        gone = Observed(system=event.system, entity=event.entity, seq=event.seq,
+                        external_id=event.external_id, canonical_id=old,
+                        observed_at=event.observed_at, deleted=True, source_ts=born)
+        return [Output("merge", old, gone)]
 
     def handle(self, record: Any, links: MutableMapping[str, str],
                clock: Callable[[], float]) -> list[Output]:
@@ -168,7 +213,7 @@ class Router:
             event = decode_route_input(record.value)
             if isinstance(event, Resolution):  # already keyed by canonical id
                 return [Output("merge", event.canonical_id, event)]
-            return [self.route(event, links)]
+            return [*self.reused(event, links), self.route(event, links)]
         except REJECTED as exc:
             return [dead_letter("route", record.topic, record.partition, record.offset,
                                 record.key, record.value, exc, clock())]

@@ -557,6 +557,9 @@ class EntityEndpointConfig(Section):
             in order (``[UpdatedAt, CreatedAt]`` for an API that leaves updated-at null
             until the first edit), or ``[]`` for an API with none. A record with none of
             them is still observed (what changed is decided by its values), without a time.
+        created: the created-at field (ISO-8601 or Unix seconds), if the API has one. Needed
+            for an API that reuses the id of a deleted record: a record created after the
+            one its id was linked to is a new record, not the old one come back.
         timestamp_resolution: how fine the API's times are, in seconds (``1`` for whole
             seconds; ``0``, the default, for as fine as it writes them): the since filter
             asks from the start of the tick, so a filter that compares whole seconds never
@@ -582,6 +585,9 @@ class EntityEndpointConfig(Section):
     updated: tuple[str, ...] = Field(("updated_at",), examples=[['UpdatedAt', 'CreatedAt']])
     """The updated-at field, or fields tried in order (``[]``: none). A record with none set is
     still observed, without a time."""
+    created: str | None = Field(None, examples=['CreatedAt'])
+    """The created-at field, if any: a record whose id belonged to a deleted copy but that was
+    created after that copy is a new record (an API that reuses ids), not the old one back."""
     timestamp_resolution: float = Field(0.0, ge=0, le=86_400, examples=[1])
     """How fine the API's times are, in seconds (``1``: whole seconds); the since filter asks
     from the start of the tick."""

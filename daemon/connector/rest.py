@@ -55,6 +55,8 @@ class RemoteRecord:
         version: its native version (the ``version`` field, else the ETag), when known.
         precondition: what a conditional write of this record should carry.
         deleted: the API lists it with its tombstone field set: it is deleted.
+        created: its created-at time, seconds since the epoch, when the config names the
+            field (``created``).
     """
 
     id: str
@@ -63,6 +65,7 @@ class RemoteRecord:
     version: str | None = None
     precondition: Precondition | None = None
     deleted: bool = False  # the API marks it deleted (``deletes.tombstone``)
+    created: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +189,18 @@ class RestEntity:
             version = None if found is None else str(found)
         if version is None and precondition is not None and precondition.etag is not None:
             version = precondition.etag
+        created: float | None = None
+        if self.config.created is not None:
+            created_raw = path_get(raw, self.config.created)
+            created = parse_time(created_raw) if created_raw is not None else None
+            if created_raw is not None and created is None:
+                return BadRecord(f"record {external_id}: no readable created-at at "
+                                 f"{self.config.created!r} (got {created_raw!r})", raw,
+                                 external_id)
         tombstone = self.config.deletes.tombstone
         deleted = bool(path_get(raw, tombstone)) if tombstone is not None else False
-        return RemoteRecord(external_id, raw, updated, version, precondition, deleted)
+        return RemoteRecord(external_id, raw, updated, version, precondition, deleted,
+                            created)
 
     def _one(self, body: Any, precondition: Precondition | None = None) -> RemoteRecord:
         envelope = self.config.read_envelope

@@ -1,11 +1,19 @@
 """Finding the copy an earlier try of a create made, so that a create never makes two.
 
 A create may land without its outcome being committed: the process dies between the POST and
-the commit, or the answer is lost or unreadable. Before such a create is made again, the lane
-looks for the copy the first try made. An API with idempotent creates is asked with the same
-key, and one with a match key is looked up by it (:mod:`daemon.lane.writing`); otherwise the
-copy is searched among the records changed since the lane's cursor (the first try was made
-after the cursor was committed, so its copy is there):
+the commit, or the answer is lost or unreadable. So a create without an idempotency key is
+**journalled before its request**: an :class:`Entry` (the lane's cursor then) is committed,
+the POST is sent, and its outcome is committed at once with the entry marked ``made`` — the
+window in which a create can be lost is the round trip, not a batch. When the create runs
+again, the entry says what may have happened:
+
+- no entry: the request was never sent; the create is made;
+- ``made``: the outcome is committed; nothing is done again;
+- an entry without ``made``: the request may have landed. Before creating again, the lane
+  looks for the copy: an API with idempotent creates is asked with the same key, one with a
+  match key is looked up by it (:mod:`daemon.lane.writing`); otherwise the copy is searched
+  among the records changed since the entry's cursor (the request was sent after it, so its
+  copy is there):
 
 - by the canonical id, where the config names a field the create wrote it to
   (``create.canonical_id_field``);
@@ -13,13 +21,18 @@ after the cursor was committed, so its copy is there):
   the create wrote. A record the lane reported is someone's, never a lost copy.
 
 A copy found is claimed for the lane's life, so two equal creates never adopt one record.
+The entries are forgotten when the batch that ran the create commits (its intents offset
+moves past it).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from daemon.connector.rest import RemoteRecord
 from daemon.lane.decide import Done, decide_found
@@ -51,6 +64,22 @@ def held_at(data: Mapping[str, Any], path: Sequence[str]) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A create's journal entry: the cursor when it was journalled; its copy, once made."""
+
+    since: float | None
+    made: str | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"since": self.since, "made": self.made})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Entry:
+        data = orjson.loads(raw)
+        return cls(data.get("since"), data.get("made"))
+
+
 class Copies:
     """Finds the copies of one lane's creates (see the module's docstring)."""
 
@@ -69,9 +98,15 @@ class Copies:
             return dict(body)
         return marked(body, self.path, intent.canonical_id)
 
-    async def find(self, intent: WriteIntent) -> RemoteRecord | None:
-        """The copy an earlier try of ``intent`` made, if the system holds one."""
-        async for page in self.connector.changes(self.journal.head.cursor):
+    def entry(self, intent: WriteIntent) -> Entry | None:
+        """The journal entry of ``intent`` (``None``: it was never sent)."""
+        raw = self.journal.creating.get(intent.intent_id)
+        return None if raw is None else Entry.decode(raw)
+
+    async def find(self, intent: WriteIntent, since: float | None) -> RemoteRecord | None:
+        """The copy an earlier try of ``intent`` made after ``since``, if the system holds
+        one."""
+        async for page in self.connector.changes(since):
             for record in page.records:
                 if (not isinstance(record, RemoteRecord) or record.deleted
                         or record.id in self.claimed):

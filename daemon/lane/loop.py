@@ -183,10 +183,21 @@ class Lane:
 
         A restarted lane first executes the intents that were there when it started: a
         create among them may have landed before the crash, and its copy must be found by
-        the create (and linked), not reported by a poll as a person's new record.
+        the create (and linked), not reported by a poll as a person's new record. For the
+        same reason nothing is read while a create's journal entry says it was sent and
+        its outcome is not known (a crash, an answer lost): the create runs first.
         """
         if not self._settled:
             await self._settle()
+        if self.writer.unsettled_creates():
+            # A create sent may have landed unseen: its copy must be found by the create
+            # (and linked), never read first and reported as someone's new record.
+            waited = self.writer.waits
+            await self.writer.execute_intents(timeout_ms=SETTLE_WAIT_MS)
+            if self.writer.unsettled_creates():
+                if self.writer.waits != waited and self.writer.unanswered is not None:
+                    raise self.writer.unanswered
+                return
         if time.monotonic() >= self._next_poll:
             await self.reader.poll()
             await self.reader.deletes()

@@ -401,6 +401,7 @@ class _Committed:
     head: JournalHead = field(default_factory=JournalHead)
     index: dict[str, str] = field(default_factory=dict)
     parked: dict[str, bytes] = field(default_factory=dict)
+    creating: dict[str, bytes] = field(default_factory=dict)
     observations: list[Event] = field(default_factory=list)
     dead_letters: list[tuple[str, DeadLetter]] = field(default_factory=list)
     commits: int = 0
@@ -423,9 +424,16 @@ class MemoryJournal:
         self.head = replace(self._log.head)
         self.index: dict[str, str] = dict(self._log.index)
         self.parked: dict[str, bytes] = dict(self._log.parked)
+        self.creating: dict[str, bytes] = dict(self._log.creating)
         self.resumed_below = len(self._log.intents)
         self._position = self.head.intents_offset or 0
         self.fail_commits = False  # the broker refuses: every commit raises, nothing lands
+        # Commits that still land before the process dies (``None``: it does not): each one
+        # after that raises, as every commit would after a kill -9.
+        self.commits_left: int | None = None
+        # Fetches of intents that come back empty although intents wait (a broker handing a
+        # partition out late after a restart).
+        self.empty_fetches = 0
 
     @property
     def observations(self) -> list[Event]:
@@ -456,6 +464,9 @@ class MemoryJournal:
 
     # -- the journal protocol ------------------------------------------------------------
     async def intents(self, timeout_ms: int, max_records: int = 50) -> list[Delivery]:
+        if self.empty_fetches > 0:
+            self.empty_fetches -= 1
+            return []
         if self._position >= len(self._log.intents) and timeout_ms > 0:
             self._log.arrived.clear()
             with contextlib.suppress(TimeoutError):
@@ -475,7 +486,12 @@ class MemoryJournal:
                      index: dict[str, str | None] | None = None,
                      dead_letters: Sequence[DeadLetter] = (),
                      dead_letter_keys: Sequence[str] = (),
-                     parked: dict[str, bytes | None] | None = None) -> None:
+                     parked: dict[str, bytes | None] | None = None,
+                     creating: dict[str, bytes | None] | None = None) -> None:
+        if self.commits_left is not None:
+            if self.commits_left <= 0:
+                self.fail_commits = True
+            self.commits_left -= 1
         if self.fail_commits:
             raise StreamsError(f"commit lane {self.name}: the broker is not answering")
         log = self._log
@@ -489,11 +505,13 @@ class MemoryJournal:
                     target.pop(external_id, None)
                 else:
                     target[external_id] = print_
-        for target_parked in (log.parked, self.parked):
-            for intent_id, raw in (parked or {}).items():
-                if raw is None:
-                    target_parked.pop(intent_id, None)
-                else:
-                    target_parked[intent_id] = raw
+        for changes, targets in ((parked, (log.parked, self.parked)),
+                                 (creating, (log.creating, self.creating))):
+            for target_map in targets:
+                for intent_id, raw in (changes or {}).items():
+                    if raw is None:
+                        target_map.pop(intent_id, None)
+                    else:
+                        target_map[intent_id] = raw
         log.head = replace(self.head)
         log.commits += 1

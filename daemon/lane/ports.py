@@ -126,8 +126,8 @@ class Journal(Protocol):
     The real one is :class:`streams.lanelog.LaneLog` (Kafka transactions). The contract:
 
     - :meth:`commit` publishes the observations, the dead letters and the lane's state
-      (head, index and parked changes) all together or not at all; :attr:`index` and
-      :attr:`parked` change only when it returns.
+      (head, index, parked changes and create entries) all together or not at all;
+      :attr:`index`, :attr:`parked` and :attr:`creating` change only when it returns.
     - the head may be changed in place (:meth:`next_seq`, the cursors); a change is durable
       with the next commit, and lost with the process otherwise.
     - :meth:`intents` hands out the lane's intents in their order from a position that
@@ -146,6 +146,12 @@ class Journal(Protocol):
     @property
     def parked(self) -> Mapping[str, bytes]:
         """Intent id -> an intent waiting until a record it refers to is linked."""
+        ...
+
+    @property
+    def creating(self) -> Mapping[str, bytes]:
+        """Intent id -> the journal entry of a create (see :mod:`daemon.lane.copies`):
+        written before its request, so a create absent here was never sent."""
         ...
 
     @property
@@ -169,7 +175,8 @@ class Journal(Protocol):
                      index: dict[str, str | None] | None = None,
                      dead_letters: Sequence[DeadLetter] = (),
                      dead_letter_keys: Sequence[str] = (),
-                     parked: dict[str, bytes | None] | None = None) -> None:
+                     parked: dict[str, bytes | None] | None = None,
+                     creating: dict[str, bytes | None] | None = None) -> None:
         """Publish all of it, with the head, atomically (``None`` in a map: forget it)."""
         ...
 

@@ -7,6 +7,7 @@ way, and a round is committed as one unit of the journal.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -61,11 +62,13 @@ class Round:
     letters: list[DeadLetter] = field(default_factory=list)
     letter_keys: list[str] = field(default_factory=list)
     parked: dict[str, bytes | None] = field(default_factory=dict)  # intent id -> intent
+    creating: dict[str, bytes | None] = field(default_factory=dict)  # intent id -> entry
     done: list[str] = field(default_factory=list)  # intents executed, once this commits
     lettered: list[str] = field(default_factory=list)  # errors given a letter, once this commits
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.index or self.letters or self.parked)
+        return bool(self.events or self.index or self.letters or self.parked
+                    or self.creating)
 
     def merge(self, other: Round) -> None:
         self.events.extend(other.events)
@@ -73,6 +76,7 @@ class Round:
         self.letters.extend(other.letters)
         self.letter_keys.extend(other.letter_keys)
         self.parked.update(other.parked)
+        self.creating.update(other.creating)
         self.done.extend(other.done)
         self.lettered.extend(other.lettered)
 
@@ -131,14 +135,20 @@ class Reporter:
         self.dead_letters = 0  # dead letters committed since start
         # The errors read from the system that have their dead letter (see :meth:`letter`).
         self._lettered: dict[str, None] = {}
+        self._committing = asyncio.Lock()
 
     def known(self, work: Round, external_id: str) -> str | None:
         """The fingerprint last reported for a record (in this round or committed before)."""
         return work.index.get(external_id, self.journal.index.get(external_id))
 
     async def commit(self, work: Round) -> None:
-        await self.journal.commit(work.events, index=work.index, dead_letters=work.letters,
-                                  dead_letter_keys=work.letter_keys, parked=work.parked)
+        """Commit ``work`` to the journal (one commit at a time: a create commits its entry
+        and its outcome while the other writes of its batch run)."""
+        async with self._committing:
+            await self.journal.commit(work.events, index=work.index,
+                                      dead_letters=work.letters,
+                                      dead_letter_keys=work.letter_keys, parked=work.parked,
+                                      creating=work.creating)
         self.dead_letters += len(work.letters)
         for error in work.lettered:
             self._lettered[error] = None
@@ -167,7 +177,7 @@ class Reporter:
         event = Observed(
             system=self.system, entity=self.entity, seq=self.journal.next_seq(),
             external_id=record.id, observed_at=self.clock(), fields=reading.values,
-            native_version=record.version,
+            native_version=record.version, created_at=record.created,
             source_ts=record.updated if record.updated is not None else self.clock(),
             correlation_id=self.new_id())
         work.events.append(event)

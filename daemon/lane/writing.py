@@ -6,8 +6,9 @@ the intended value is done (a retried intent), one holding anything else than th
 value makes the write ``stale`` and nothing is written; the read is reported first, so the
 edit reaches the fold. The write is conditional on the version read where the API allows (a
 412 means: read and decide again). A create first looks the record up by its match key, and
-one that may have landed before (a crash between it and its commit, a lost answer) looks for
-its copy (:mod:`daemon.lane.copies`): a create never makes a duplicate.
+one without an idempotency key is journalled before its request and its outcome committed at
+once; one that may have landed before (a crash between the request and its outcome, a lost
+answer) looks for its copy (:mod:`daemon.lane.copies`): a create never makes a duplicate.
 
 Intents wait (in the journal, not in memory) while the system does not answer: the lane
 rewinds to the first intent that could not run, and runs it again once the system answers.
@@ -19,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daemon.connector.rest import ConnectorError, RemoteRecord
 from daemon.errors import DaemonError
 from daemon.http import HttpError, MalformedResponse, PreconditionFailed
-from daemon.lane.copies import Copies
+from daemon.lane.copies import Copies, Entry
 from daemon.lane.decide import Done, Stale, decide_delete, decide_found, decide_update
 from daemon.lane.ports import Connector, Delivered, Journal
 from daemon.lane.references import Parked, References, WaitForLink
@@ -77,9 +78,17 @@ class Writer:
         # outage's rewind is not run twice (insertion-ordered, the oldest forgotten first).
         self._done: dict[str, None] = {}
         self._attempted: set[str] = set()  # intents started that wait for the system
+        self._unsent: set[str] = set()  # creates journalled by this process, not sent yet
         self.copies = Copies(connector, journal, references)
         self.waits = 0  # batches stopped because the system did not answer
         self.unanswered: HttpError | None = None  # the last error that stopped a batch
+
+    def unsettled_creates(self) -> list[str]:
+        """The creates sent that may have landed without their outcome (a crash, an answer
+        lost): until each has run again, a record the lane reads may be one of their
+        copies, not a person's new record."""
+        return [intent_id for intent_id, raw in self.journal.creating.items()
+                if Entry.decode(raw).made is None and intent_id not in self.journal.parked]
 
     # -- a batch of intents --------------------------------------------------------------
     async def execute_intents(self, timeout_ms: int = 0, max_records: int = 50) -> int:
@@ -96,6 +105,7 @@ class Writer:
         groups: dict[str, list[Delivered]] = {}
         for one in delivered:
             groups.setdefault(record_of(one), []).append(one)
+        await self._journal_creates(delivered)
         gate = asyncio.Semaphore(self.concurrency)
         outcomes: dict[int, Round] = {}
         stopped: list[int] = []
@@ -125,12 +135,34 @@ class Writer:
             self.journal.rewind_intents(next_offset)
             self.waits += 1
         self.journal.head.intents_offset = next_offset
+        for intent_id in work.done:  # the offset moves past them: their entries are done
+            if intent_id in self.journal.creating:
+                work.creating[intent_id] = None
         await self.reporter.commit(work)
         for intent_id in work.done:
             self._done[intent_id] = None
         while len(self._done) > DONE_REMEMBERED:
             del self._done[next(iter(self._done))]
         return len(outcomes)
+
+    async def _journal_creates(self, delivered: Sequence[Delivered]) -> None:
+        """The journal entries of the batch's creates that were never sent, in one commit
+        before any of them is (see :mod:`daemon.lane.copies`)."""
+        if self.connector.idempotent_creates:
+            return
+        entries: dict[str, bytes | None] = {}
+        for one in delivered:
+            try:
+                intent = codec.decode(one.value, (WriteIntent,))
+            except DecodeError:
+                continue
+            if (intent.op == "create" and intent.system == self.system
+                    and intent.entity == self.entity and intent.intent_id not in self._done
+                    and intent.intent_id not in self.journal.creating):
+                entries[intent.intent_id] = Entry(self.journal.head.cursor).encode()
+        if entries:
+            await self.reporter.commit(Round(creating=entries))
+            self._unsent.update(entries)
 
     async def _intent(self, work: Round, delivered: Delivered) -> None:
         try:
@@ -283,11 +315,16 @@ class Writer:
         API with idempotent creates is sent the intent's id as the key, so a re-run gets the
         first create's answer, and a read of that copy tells whether it is still there (a
         person's delete of it is then reported after the create, like any delete). Without
-        one, a create that may have landed (re-run after a restart, an answer lost or
-        unreadable) first looks for its copy (:mod:`daemon.lane.copies`). A copy an earlier
-        process made that a person deleted since is found by nothing: the create is made
-        again, the one window where a person's delete can be undone (docs/DECISIONS.md).
+        one, the create is journalled before its request and its outcome committed at once
+        (:mod:`daemon.lane.copies`); a create whose entry says it may have landed (a crash
+        between the request and the outcome, an answer lost or unreadable) first looks for
+        its copy. A copy an earlier process made that a person deleted since is found by
+        nothing: the create is made again, the one window where a person's delete can be
+        undone (docs/DECISIONS.md).
         """
+        entry = None if self.connector.idempotent_creates else self.copies.entry(intent)
+        if entry is not None and entry.made is not None:
+            return  # its outcome is committed: the batch that ran it did not get to commit
         body = self.copies.body(intent, self.references.to_system(intent.values))
         found = await self._look_up(body)
         if found is not None:
@@ -307,11 +344,17 @@ class Writer:
                 return
             await self.reporter.written(work, intent, created, created.id)
             return
-        if rerun:
-            copy = await self.copies.find(intent)
+        if entry is None:  # not journalled with its batch (a parked intent, say)
+            entry = Entry(self.journal.head.cursor)
+            await self.reporter.commit(Round(creating={intent.intent_id: entry.encode()}))
+        elif intent.intent_id in self._unsent:
+            pass  # journalled with its batch, never sent
+        else:  # sent before, by this process or an earlier one: it may have landed
+            copy = await self.copies.find(intent, entry.since)
             if copy is not None:
-                await self.reporter.written(work, intent, copy, copy.id)
+                await self._made(intent, copy)
                 return
+        self._unsent.discard(intent.intent_id)
         try:
             created = await self.connector.create(body)
         except HttpError as exc:
@@ -323,18 +366,25 @@ class Writer:
                     await self._adopt(work, intent, found)
                     return
                 if exc.status not in (409, 422):
-                    copy = await self.copies.find(intent)
+                    copy = await self.copies.find(intent, entry.since)
                     if copy is not None:
-                        await self.reporter.written(work, intent, copy, copy.id)
+                        await self._made(intent, copy)
                         return
             raise
         if created is None:
-            created = await self._look_up(body) or await self.copies.find(intent)
+            created = await self._look_up(body) or await self.copies.find(intent, entry.since)
             if created is None:
                 raise ConnectorError(f"{self.system} answered a create without the record "
                                      "or its location, and no lookup finds it")
+        await self._made(intent, created)
+
+    async def _made(self, intent: WriteIntent, created: RemoteRecord) -> None:
+        """The create made ``created``: its outcome committed at once, with its entry."""
         self.copies.claimed.add(created.id)
-        await self.reporter.written(work, intent, created, created.id)
+        outcome = Round(creating={intent.intent_id: Entry(None, created.id).encode()})
+        await self.reporter.written(outcome, intent, created, created.id)
+        await self.reporter.commit(outcome)
+        self.reporter.count_write(intent, "written")
 
     async def _look_up(self, body: Mapping[str, Any]) -> RemoteRecord | None:
         lookup = self.connector.config.lookup
@@ -376,6 +426,8 @@ class Writer:
                 outcome = Round([self.reporter.failed(intent, str(exc), work)])
             work.merge(outcome)
             work.parked[intent_id] = None
+            if intent_id in self.journal.creating:
+                work.creating[intent_id] = None
         if work:
             await self.reporter.commit(work)
             self.parked.release(i for i, raw in work.parked.items() if raw is None)

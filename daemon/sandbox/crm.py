@@ -64,6 +64,7 @@ class Crm(SimulatedSystem):
         rate_limit: an optional token bucket for API requests.
         seed: seeds the fault injector.
         unique: ``False`` makes no field a key (two records may hold the same values).
+        reuse_ids: a create takes the id of the newest deleted record.
     """
 
     name = "crm"
@@ -81,6 +82,7 @@ class Crm(SimulatedSystem):
         rate_limit: RateLimit | None = None,
         seed: int | None = None,
         unique: bool = True,
+        reuse_ids: bool = False,
     ) -> None:
         super().__init__(
             db=db,
@@ -89,6 +91,7 @@ class Crm(SimulatedSystem):
             webhook=webhook,
             seed=seed,
             unique=unique,
+            reuse_ids=reuse_ids,
         )
 
     def add_api_routes(self, router: web.UrlDispatcher) -> None:

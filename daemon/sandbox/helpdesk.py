@@ -79,6 +79,7 @@ class Helpdesk(SimulatedSystem):
         rate_limit: the token bucket; ``None`` for no limit.
         seed: seeds the fault injector.
         unique: ``False`` makes no field a key (two records may hold the same values).
+        reuse_ids: a create takes the id of the newest deleted record.
     """
 
     name = "helpdesk"
@@ -97,11 +98,13 @@ class Helpdesk(SimulatedSystem):
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
         seed: int | None = None,
         unique: bool = True,
+        reuse_ids: bool = False,
     ) -> None:
         auth = None
         if api_key is not None or basic is not None:
             auth = KeyOrBasicAuth(api_key, basic, api_key_header)
-        super().__init__(db=db, auth=auth, rate_limit=rate_limit, seed=seed, unique=unique)
+        super().__init__(db=db, auth=auth, rate_limit=rate_limit, seed=seed, unique=unique,
+                         reuse_ids=reuse_ids)
 
     def add_api_routes(self, router: web.UrlDispatcher) -> None:
         """``/api/v2/{users|tickets}`` with list, create, search and per-record routes."""

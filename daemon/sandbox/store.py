@@ -1,7 +1,9 @@
 """The records of a simulated system, in SQLite, and the queries its API is built from.
 
 One table holds every resource. A row is a record's current state; a delete leaves a tombstone
-row (``deleted_ms`` set), so an API can report deletes and ids are never reused. The store
+row (``deleted_ms`` set), so an API can report deletes and ids are never reused (unless the
+store is made with ``reuse_ids``: then a create takes the id of the newest deleted record, and
+its tombstone is gone, as some real systems do). The store
 knows nothing about HTTP or the clock: the caller passes ``now_ms`` into every write.
 """
 
@@ -179,8 +181,10 @@ class Store:
         resources: Sequence[ResourceSpec],
         tick_ms: int = 1,
         strictly_ordered: bool = False,
+        reuse_ids: bool = False,
     ) -> None:
         self.resources = {spec.name: spec for spec in resources}
+        self._reuse_ids = reuse_ids
         self._tick_ms = tick_ms
         self._strictly_ordered = strictly_ordered
         try:
@@ -314,12 +318,22 @@ class Store:
         spec = self.spec(resource)
         fields = self._validated(spec, values, base=None, key=None)
         with self._db:
-            (key,) = self._db.execute(
-                "INSERT INTO sequences (resource, last_key) VALUES (?, 1)"
-                " ON CONFLICT (resource) DO UPDATE SET last_key = last_key + 1"
-                " RETURNING last_key",
+            reused = self._db.execute(
+                "SELECT key FROM records WHERE resource = ? AND deleted_ms IS NOT NULL"
+                " ORDER BY deleted_ms DESC, key DESC LIMIT 1",
                 (resource,),
-            ).fetchone()
+            ).fetchone() if self._reuse_ids else None
+            if reused is not None:  # the newest deleted record's id, its tombstone dropped
+                (key,) = reused
+                self._db.execute("DELETE FROM records WHERE resource = ? AND key = ?",
+                                 (resource, key))
+            else:
+                (key,) = self._db.execute(
+                    "INSERT INTO sequences (resource, last_key) VALUES (?, 1)"
+                    " ON CONFLICT (resource) DO UPDATE SET last_key = last_key + 1"
+                    " RETURNING last_key",
+                    (resource,),
+                ).fetchone()
             stamp = self._stamp(resource, key, now_ms)
             self._db.execute(
                 "INSERT INTO records (resource, key, version, created_ms, updated_ms, data)"

@@ -62,6 +62,8 @@ class SimulatedSystem(abc.ABC):
         webhook: where change notifications go (only for systems that send them).
         seed: seeds the fault injector's random draws.
         unique: ``False`` makes no field a key (two records may hold the same values).
+        reuse_ids: a create takes the id of the newest deleted record (as some real systems
+            do; the delete leaves no tombstone then).
     """
 
     #: The system's name (``crm``); also stamped into its database file.
@@ -84,6 +86,7 @@ class SimulatedSystem(abc.ABC):
         webhook: WebhookTarget | None = None,
         seed: int | None = None,
         unique: bool = True,
+        reuse_ids: bool = False,
     ) -> None:
         resources = self.resources
         if not unique:  # no field is a key: two records may hold the same values
@@ -97,6 +100,7 @@ class SimulatedSystem(abc.ABC):
             resources=resources,
             tick_ms=self.tick_ms,
             strictly_ordered=self.strictly_ordered,
+            reuse_ids=reuse_ids,
         )
         self.faults = FaultInjector(seed)
         self.stats = Stats()

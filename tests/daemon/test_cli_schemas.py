@@ -19,8 +19,8 @@ def test_schemas_command_writes_one_file_per_event(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     files = sorted(tmp_path.glob("*.json"))
     assert len(files) == len(EVENT_TYPES)
-    observed = orjson.loads((tmp_path / "syncline.observed.v2.json").read_bytes())
-    assert observed["properties"]["schema"]["const"] == "syncline.observed/2"
+    observed = orjson.loads((tmp_path / "syncline.observed.v3.json").read_bytes())
+    assert observed["properties"]["schema"]["const"] == "syncline.observed/3"
     # The copies published in docs/schemas are what the code says today.
     for path in files:
         published = REPO / "docs" / "schemas" / path.name

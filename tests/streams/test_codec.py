@@ -51,10 +51,11 @@ def sample_states() -> conflict.Step:
 
 def test_encoding_is_sorted_json_with_the_schema() -> None:
     data = codec.encode(observed())
-    assert data.startswith(b'{"canonical_id":null,"correlation_id":null,"deleted":false,'
+    assert data.startswith(b'{"canonical_id":null,"correlation_id":null,"created_at":null,'
+                           b'"deleted":false,'
                            b'"entity":"contact"')
     payload = orjson.loads(data)
-    assert payload["schema"] == "syncline.observed/2"
+    assert payload["schema"] == "syncline.observed/3"
     assert list(payload) == sorted(payload)
     assert codec.encode(codec.decode(data)) == data  # same event, same bytes
 
@@ -125,7 +126,7 @@ def test_the_merge_payloads_keep_their_bytes() -> None:
     (b'{"schema": 3}', Undecodable, "schema"),
     (None, Undecodable, "tombstone"),
     (b'{"schema": "syncline.unheard_of/1"}', UnknownSchema, "syncline.unheard_of/1"),
-    (b'{"schema": "syncline.observed/3"}', UnknownSchema, "newer than this build"),
+    (b'{"schema": "syncline.observed/4"}', UnknownSchema, "newer than this build"),
     (b'{"schema": "syncline.observed/x"}', UnknownSchema, "no version"),
     (b'{"schema": "syncline.observed/0"}', UnknownSchema, "no upcaster"),
     (b'{"schema": "syncline.observed/1", "system": "crm"}', InvalidEvent, "entity: Field required"),
@@ -144,7 +145,7 @@ def test_unknown_fields_are_refused() -> None:
 
 
 def test_an_event_on_the_wrong_topic_is_refused() -> None:
-    with pytest.raises(UnexpectedEvent, match=r"syncline\.observed/2 where one of "
+    with pytest.raises(UnexpectedEvent, match=r"syncline\.observed/3 where one of "
                                               r"syncline\.resolution/1"):
         codec.decode(codec.encode(observed()), accept=(Resolution,))
     assert codec.decode(codec.encode(observed()), accept=(Observed, Written)) == observed()
@@ -171,6 +172,15 @@ def test_older_versions_are_upcast_in_one_place() -> None:
     payload["ts"] = payload.pop("source_ts")
     payload["schema"] = "syncline.observed/0"
     assert codec.decode(orjson.dumps(payload)) == observed()
+
+
+def test_an_observation_from_before_version_3_is_upcast_without_a_created_at() -> None:
+    payload = orjson.loads(codec.encode(observed()))
+    del payload["created_at"]
+    payload["schema"] = "syncline.observed/1"
+    decoded = codec.decode(orjson.dumps(payload))
+    assert decoded == observed()
+    assert isinstance(decoded, Observed) and decoded.created_at is None
 
 
 def test_write_outcomes_and_records_of_version_1_are_upcast() -> None:
@@ -219,8 +229,8 @@ def test_a_field_not_kept_reaches_the_fold() -> None:
 def test_every_event_has_an_exported_json_schema() -> None:
     schemas = json_schemas()
     assert set(schemas) == {cls.SCHEMA for cls in EVENT_TYPES}
-    observed_schema = schemas["syncline.observed/2"]
-    assert observed_schema["properties"]["schema"]["const"] == "syncline.observed/2"
+    observed_schema = schemas["syncline.observed/3"]
+    assert observed_schema["properties"]["schema"]["const"] == "syncline.observed/3"
     assert observed_schema["additionalProperties"] is False
     assert "source_ts" in observed_schema["required"]
 

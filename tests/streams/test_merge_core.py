@@ -9,7 +9,7 @@ import pytest
 import conflict
 from streams import codec
 from streams.errors import InvalidEvent
-from streams.events import Observed, RecordEvent, Resolution, WriteIntent, Written
+from streams.events import Observed, RecordEvent, Resolution, WriteIntent, WriteStale, Written
 from streams.identity import canonical_id
 from streams.kafka import ConsumedRecord
 from streams.merge import (
@@ -160,3 +160,67 @@ def test_changes_coalesced_into_one_record_event_name_every_field_they_changed()
     assert event.fields == {"email": "ann@lee.example", "name": "Ann Lee"}
     assert event.changed == ["name", "email"]
     assert codec.decode(moved.encoded(), (RecordEvent,)).changed == ["email"]
+
+
+def born(system: str, seq: int, ext: str, created: float | None, **fields: object
+         ) -> Observed:
+    """A read of ``ext`` whose created-at time is ``created``."""
+    return read(system, seq, ext, **fields).model_copy(update={"created_at": created})
+
+
+def routed(router: Router, event: Observed, links: dict[str, str]) -> list[Output]:
+    return [*router.reused(event, links), router.route(event, links)]
+
+
+def test_a_record_made_after_the_one_its_id_named_is_another_record() -> None:
+    """A system reused the id of a deleted record: the new one gets its own canonical id,
+    and the old copy is seen deleted (its id names another record now)."""
+    links: dict[str, str] = {}
+    router = Router(CATALOG)
+    [first] = routed(router, born("helpdesk", 1, "7", 100.0, email="ann@x.org"), links)
+    [again] = routed(router, born("helpdesk", 2, "7", 100.0, email="ann@x.org", name="A"),
+                     links)
+    assert again.key == first.key  # the same record, read again
+    gone, new = routed(router, born("helpdesk", 3, "7", 200.0, email="bob@x.org"), links)
+    assert new.key != first.key and links["helpdesk/contact/7"] == new.key
+    assert gone.key == first.key
+    assert isinstance(gone.event, Observed) and gone.event.deleted
+    assert (gone.event.external_id, gone.event.seq) == ("7", 3)
+    [later] = routed(router, born("helpdesk", 4, "7", 200.0, email="bob@x.org", name="B"),
+                     links)
+    assert later.key == new.key
+
+
+def test_without_match_keys_a_reused_id_still_gets_a_new_canonical_id() -> None:
+    links: dict[str, str] = {}
+    router = Router({"contact": EntityModel(SPEC, match_on=())})
+    [first] = routed(router, born("crm", 1, "c-1", 10.0, name="Ann"), links)
+    gone, new = routed(router, born("crm", 2, "c-1", 11.0, name="Ann"), links)
+    assert new.key != first.key and gone.key == first.key
+
+
+def test_without_created_at_times_an_id_keeps_its_record() -> None:
+    links: dict[str, str] = {}
+    router = Router(CATALOG)
+    [first] = routed(router, born("crm", 1, "c-1", None, email="ann@x.org"), links)
+    [again] = routed(router, born("crm", 2, "c-1", None, email="bob@x.org"), links)
+    assert again.key == first.key
+    [older] = routed(router, born("crm", 3, "c-1", 5.0, email="bob@x.org"), links)
+    assert older.key == first.key  # the first time known: remembered, not compared
+
+
+def test_a_write_outcome_goes_to_its_own_record_even_under_a_reused_id() -> None:
+    links = {"crm/contact/c-1": "cid-old"}
+    written = Written(system="crm", entity="contact", seq=3, external_id="c-1",
+                      canonical_id="cid-new", observed_at=3, intent_id="cid-new/crm#1",
+                      source_ts=3)
+    assert Router(CATALOG).route(written, links).key == "cid-new"
+    assert links["crm/contact/c-1"] == "cid-new"
+
+
+def test_a_stale_write_to_a_reused_id_goes_to_its_record_and_links_nothing() -> None:
+    links = {"crm/contact/c-1": "cid-new"}
+    stale = WriteStale(system="crm", entity="contact", seq=4, external_id="c-1",
+                       canonical_id="cid-old", observed_at=4, intent_id="cid-old/crm#2")
+    assert Router(CATALOG).route(stale, links).key == "cid-old"
+    assert links == {"crm/contact/c-1": "cid-new"}

@@ -264,3 +264,18 @@ async def test_answer_none_ignores_the_body_and_reads_the_record() -> None:
 
     assert updated is not None and updated.data["name"] == "Ada"
     assert seen == ["POST", "PUT", "GET"]
+
+
+async def test_the_created_field_gives_a_record_its_created_at_time() -> None:
+    listing = [{"id": "u1", "created_at": "2026-12-07T10:00:00Z", "updated_at": 5},
+               {"id": "u2", "updated_at": 6},
+               {"id": "u3", "created_at": "yesterday", "updated_at": 7}]
+    rest = entity(lambda r: httpx.Response(200, json=listing), path="/users",
+                  created="created_at")
+
+    [page] = [page async for page in rest.changes(None)]
+
+    first, second, third = page.records
+    assert isinstance(first, RemoteRecord) and first.created == 1796637600.0
+    assert isinstance(second, RemoteRecord) and second.created is None  # none: unknown
+    assert isinstance(third, BadRecord) and "created-at at 'created_at'" in third.reason

@@ -24,26 +24,35 @@ def marked() -> EntityEndpointConfig:
                                          "canonical_id_field": "meta.syncline_id"})
 
 
-async def crash_mid_burst(rig: Rig, creates: int, landed: int) -> list[str]:
-    """Send ``creates`` creates; the first ``landed`` POSTs land, then the process dies before
-    any outcome is committed. Returns the intents' canonical ids."""
+class Crash(Exception):
+    """The process dies here (kill -9): nothing after this point happens."""
+
+
+def crash() -> None:
+    raise Crash
+
+
+async def crash_mid_burst(rig: Rig, creates: int, commits: int) -> list[str]:
+    """Send ``creates`` creates; the lane's first ``commits`` commits land, then the process
+    dies (every later commit fails; a request in flight lands or not). Returns the intents'
+    canonical ids."""
     jobs = [rig.intent("create", values={"email": f"p{i}@x.org", "name": f"P {i}"})
             for i in range(creates)]
-    rig.system.fail("create", "down", after=landed, times=None)  # the crash stops the rest
-    rig.journal.fail_commits = True
+    rig.journal.commits_left = commits
     with pytest.raises(StreamsError):
         await rig.lane.execute_intents()
-    rig.system.heal()
-    rig.journal.fail_commits = False
     return [job.canonical_id for job in jobs]
 
 
-@pytest.mark.parametrize("landed", [0, 1, 17, 40])
-async def test_a_crash_in_a_burst_of_creates_duplicates_nothing(landed: int) -> None:
+@pytest.mark.parametrize("commits", [0, 1, 2, 3, 17, 40])
+async def test_a_crash_at_any_commit_of_a_burst_of_creates_duplicates_nothing(
+        commits: int) -> None:
+    """The batch's creates commit their entries at once, then each its outcome: a crash at
+    any commit of a burst loses at most the round trips in flight, and each of those is
+    found by its content (40 creates: 42 commits, the last the batch's)."""
     rig = make_rig(BARE)
     theirs = rig.system.put(email="someone@x.org", full_name="Someone")  # a person's, meanwhile
-    canonical = await crash_mid_burst(rig, 40, landed)
-    assert len(rig.system.live()) == landed + 1
+    canonical = await crash_mid_burst(rig, 40, commits)
     lane = rig.restart()
     for _ in range(3):
         await lane.round()
@@ -56,6 +65,71 @@ async def test_a_crash_in_a_burst_of_creates_duplicates_nothing(landed: int) -> 
     observed = {e.external_id for e in rig.reported() if isinstance(e, Observed)}
     assert observed == {theirs}  # no copy of a create reported as a person's new record
     assert [w for w, _ in rig.system.writes].count("create") == 40
+    assert rig.journal.creating == {}  # every entry forgotten once its batch committed
+
+
+async def test_a_create_is_journalled_before_its_request() -> None:
+    """A crash between the entry and the POST: the entry is there, the record is not, and
+    the restarted lane creates it once."""
+    rig = make_rig(BARE)
+    job = rig.intent("create", values={"email": "ann@x.org", "name": "Ann"})
+    rig.system.before("create", crash)
+    with pytest.raises(Crash):
+        await rig.lane.execute_intents()
+    assert list(rig.journal.restart().creating) == [job.intent_id]
+    assert rig.system.live() == []
+    await rig.restart().round()
+    [made] = rig.system.live()
+    assert [(e.canonical_id, e.external_id) for e in rig.reported()
+            if isinstance(e, Written)] == [(job.canonical_id, made["id"])]
+
+
+async def test_a_create_that_landed_before_a_crash_is_found_by_its_entry() -> None:
+    """A crash between the POST and its outcome: the entry says it may have landed, and the
+    copy is found by its content, not made again."""
+    rig = make_rig(BARE)
+    job = rig.intent("create", values={"email": "bo@x.org", "name": "Bo"})
+    rig.system.before("create", lambda: setattr(rig.journal, "fail_commits", True))
+    with pytest.raises(StreamsError):
+        await rig.lane.execute_intents()
+    [made] = rig.system.live()
+    assert rig.reported() == []  # the outcome was lost with the process
+    await rig.restart().round()
+    assert [r["id"] for r in rig.system.live()] == [made["id"]]
+    assert [(e.canonical_id, e.external_id) for e in rig.reported()
+            if isinstance(e, Written)] == [(job.canonical_id, made["id"])]
+    assert rig.system.writes == [("create", made["id"])]
+
+
+async def test_a_create_never_journalled_was_never_sent_and_is_not_searched_for() -> None:
+    """The entry drives the search: a re-run create without one is made at once."""
+    rig = make_rig(BARE)
+    rig.intent("create", values={"email": "cy@x.org", "name": "Cy"})
+    rig.journal.commits_left = 0  # the process dies at its first commit: the entry
+    with pytest.raises(StreamsError):
+        await rig.lane.execute_intents()
+    assert rig.system.live() == []
+    assert await rig.restart().execute_intents() == 1
+    assert len(rig.system.live()) == 1
+    assert rig.system.calls["changes"] == 0  # no listing: nothing was searched for
+
+
+async def test_a_create_outcome_is_committed_at_once_not_with_its_batch() -> None:
+    """The batch's own commit fails after the create: its outcome is committed already, and
+    the restarted lane does not run it again."""
+    rig = make_rig(BARE)
+    other = rig.system.put(email="dee@x.org", full_name="Dee")
+    job = rig.intent("create", values={"email": "eli@x.org", "name": "Eli"})
+    rig.intent("update", other, values={"name": "Dee B"}, expected={"name": "Dee"})
+    rig.journal.commits_left = 2  # the create's entry and outcome; then the batch dies
+    with pytest.raises(StreamsError):
+        await rig.lane.execute_intents()
+    [written] = rig.reported()
+    assert isinstance(written, Written) and written.canonical_id == job.canonical_id
+    await rig.restart().round()
+    assert [w for w, _ in rig.system.writes].count("create") == 1
+    assert len(rig.system.live()) == 2
+    assert rig.journal.creating == {}
 
 
 async def test_a_create_whose_answer_was_unreadable_is_found_by_its_content() -> None:
@@ -80,16 +154,56 @@ async def test_a_create_whose_answer_timed_out_waits_and_then_finds_its_copy() -
     assert rig.kinds() == ["Written"]
 
 
+async def test_a_restarted_lane_whose_intents_come_late_reads_nothing_before_its_creates(
+        ) -> None:
+    """The restarted lane's first fetch of intents came back empty (a loaded broker): it
+    must not poll before its creates settle, or it reports their copies as new records."""
+    rig = make_rig(BARE)
+    rig.intent("create", values={"email": "al@x.org", "name": "Al"})
+    rig.system.before("create", lambda: setattr(rig.journal, "fail_commits", True))
+    with pytest.raises(StreamsError):  # created; the process dies before its outcome
+        await rig.lane.execute_intents()
+    lane = rig.restart()
+    rig.journal.empty_fetches = 1
+    for _ in range(3):
+        await lane.round()
+    assert len(rig.system.live()) == 1
+    assert rig.kinds() == ["Written"]
+
+
+@pytest.mark.parametrize("how", ["poll", "webhook"])
+async def test_nothing_is_read_while_a_create_sent_may_have_landed_unseen(how: str) -> None:
+    """A create whose answer was lost waits; a poll or a webhook's read in the meantime
+    would report its copy as someone's new record (and the create would then make another):
+    the create runs again first."""
+    rig = make_rig(BARE)
+    job = rig.intent("create", values={"email": "vi@x.org", "name": "Vi"})
+    rig.system.fail("create", "down", landed=True)  # it landed; a timeout said otherwise
+    rig.system.fail("changes", "down")  # and the search for its copy fails: it waits
+    assert await rig.lane.execute_intents() == 0
+    [made] = rig.system.live()
+    if how == "poll":
+        rig.lane.poll_soon()
+    else:
+        rig.lane.request_read(made["id"])  # the system's webhook: record created
+    await rig.lane.round()
+    await rig.lane.round()
+    assert [r["id"] for r in rig.system.live()] == [made["id"]]
+    assert [(type(e).__name__, e.canonical_id) for e in rig.reported()] == [
+        ("Written", job.canonical_id)]
+
+
 async def test_a_record_the_lane_reported_is_someones_and_never_taken_for_a_copy() -> None:
     """Two people may hold equal records; a copy a create lost was never reported."""
     rig = make_rig(BARE)
     theirs = rig.system.put(email="eve@x.org", full_name="Eve")
     await rig.lane.poll()
-    job = rig.intent("create", values={"email": "eve@x.org", "name": "Eve"})
-    work = await rig.lane.execute(job, rerun=True)  # as after a restart
+    rig.intent("create", values={"email": "eve@x.org", "name": "Eve"})
+    rig.system.fail("create", "garbled", landed=True)  # it landed; the answer is unreadable
+    await rig.lane.execute_intents()
     [ours] = [r["id"] for r in rig.system.live() if r["id"] != theirs]
-    [written] = work.events
-    assert isinstance(written, Written) and written.external_id == ours
+    [written] = [e for e in rig.reported() if isinstance(e, Written)]
+    assert written.external_id == ours
 
 
 async def test_two_equal_creates_lost_in_a_crash_each_find_their_own_copy() -> None:
@@ -97,10 +211,11 @@ async def test_two_equal_creates_lost_in_a_crash_each_find_their_own_copy() -> N
     values = {"email": "twin@x.org", "name": "Twin"}
     rig.intent("create", values=values)
     rig.intent("create", values=values)
-    rig.journal.fail_commits = True
-    with pytest.raises(StreamsError):
-        await rig.lane.execute_intents()
-    rig.journal.fail_commits = False
+    rig.system.fail("create", "garbled", landed=True, times=2)  # both land, unreadably
+    rig.system.fail("changes", "down", times=None)  # and neither copy can be searched for
+    assert await rig.lane.execute_intents() == 0  # they wait; then the process dies
+    rig.system.heal()
+    assert len(rig.system.live()) == 2
     lane = rig.restart()
     await lane.round()
     assert len(rig.system.live()) == 2
@@ -113,7 +228,10 @@ async def test_the_canonical_id_field_finds_a_copy_a_person_edited_since() -> No
     its content changed between the crash and the restart."""
     rig = make_rig(marked())
     job = rig.intent("create", values={"email": "ida@x.org", "name": "Ida"})
-    await rig.lane.execute(job)  # created; the lane dies before its commit
+    rig.system.before("create", lambda: setattr(rig.journal, "fail_commits", True))
+    with pytest.raises(StreamsError):  # created; the lane dies before its outcome commits
+        await rig.lane.execute_intents()
+    rig.journal.fail_commits = False
     [made] = rig.system.live()
     assert made["meta"] == {"syncline_id": job.canonical_id}
     rig.system.edit(made["id"], full_name="Ida B")
@@ -132,7 +250,9 @@ def test_only_a_create_takes_a_canonical_id_field() -> None:
 async def test_a_lane_that_cannot_reach_the_system_after_a_restart_does_not_poll() -> None:
     """Its creates must find their copies first: the poll would report them as new."""
     rig = make_rig(BARE)
-    await crash_mid_burst(rig, 3, 3)
+    await crash_mid_burst(rig, 3, 3)  # some entries and outcomes, then the process dies
+    landed = len(rig.system.live())
+    assert landed > len([e for e in rig.reported() if isinstance(e, Written)])
     lane = rig.restart()
     rig.system.fail("*", "down", times=None)
     with pytest.raises(HttpError):  # HttpError: the loop backs off
@@ -141,3 +261,4 @@ async def test_a_lane_that_cannot_reach_the_system_after_a_restart_does_not_poll
     await lane.round()
     assert rig.kinds() == ["Written"] * 3
     assert len(rig.system.live()) == 3
+    assert [w for w, _ in rig.system.writes].count("create") == 3

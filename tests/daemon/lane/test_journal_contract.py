@@ -67,7 +67,10 @@ class JournalContract(abc.ABC):
         await journal.commit([observed(1, "a")], index={"a": "fp-a", "b": "fp-b"},
                              parked={"i-9": b"raw"})
         assert dict(journal.index) == {"a": "fp-a", "b": "fp-b"}
-        await journal.commit([], index={"b": None}, parked={"i-9": None, "i-8": b"raw8"})
+        await journal.commit([], index={"b": None}, parked={"i-9": None, "i-8": b"raw8"},
+                             creating={"i-7": b"entry7", "i-6": b"entry6"})
+        await journal.commit([], creating={"i-6": None})
+        assert dict(journal.creating) == {"i-7": b"entry7"}
         assert dict(journal.index) == {"a": "fp-a"}
         assert journal.next_seq() == 2
         journal.head.cursor = 200.0  # neither is committed: the process dies now
@@ -75,6 +78,7 @@ class JournalContract(abc.ABC):
         assert (again.head.seq, again.head.cursor) == (1, 100.0)
         assert dict(again.index) == {"a": "fp-a"}
         assert dict(again.parked) == {"i-8": b"raw8"}
+        assert dict(again.creating) == {"i-7": b"entry7"}
         assert [(e.seq, e.external_id) for e in await self.published()  # type: ignore[attr-defined]
                 ] == [(1, "a")]
 

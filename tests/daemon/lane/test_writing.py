@@ -172,11 +172,24 @@ async def test_an_intent_read_again_by_the_same_process_is_not_run_twice() -> No
 async def test_without_idempotent_creates_or_a_lookup_a_rerun_creates_again() -> None:
     """The window the idempotency key closes (docs/DECISIONS.md): shown, not hidden."""
     rig = make_rig(endpoint(lookup=None))
-    job = rig.intent("create", values={"email": "jo@x.org", "name": "Jo"})
-    await rig.lane.execute(job)
-    rig.system.remove(rig.system.live()[0]["id"])
+    rig.intent("create", values={"email": "jo@x.org", "name": "Jo"})
+    rig.system.before("create", lambda: setattr(rig.journal, "fail_commits", True))
+    with pytest.raises(StreamsError):  # created; the process dies before its outcome
+        await rig.lane.execute_intents()
+    rig.system.remove(rig.system.live()[0]["id"])  # and a person deletes the copy meanwhile
     await rig.restart().execute_intents()
     assert [r["email"] for r in rig.system.live()] == ["jo@x.org"]
+
+
+async def test_a_create_whose_outcome_committed_is_not_made_again_after_a_delete() -> None:
+    """Outside that window (the round trip) the outcome is committed: a person's delete of
+    the copy is a delete, never undone by a re-run."""
+    rig = make_rig(endpoint(lookup=None))
+    job = rig.intent("create", values={"email": "jo@x.org", "name": "Jo"})
+    await rig.lane.execute(job)  # the outcome is committed; the batch is not
+    rig.system.remove(rig.system.live()[0]["id"])
+    await rig.restart().execute_intents()
+    assert rig.system.live() == []
 
 
 # -- deletes ---------------------------------------------------------------------------------

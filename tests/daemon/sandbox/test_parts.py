@@ -91,3 +91,23 @@ def test_every_write_moves_past_the_newest_position_in_a_strictly_ordered_store(
     assert (moved.updated_ms, moved.key) > (second.updated_ms, second.key)
     assert (back_in_time.updated_ms, back_in_time.key) > (moved.updated_ms, moved.key)
     store.close()
+
+
+def test_a_store_that_reuses_ids_gives_a_create_the_newest_deleted_records_id() -> None:
+    spec = ResourceSpec("things", "thing", (FieldSpec("name"),), id_prefix="th_")
+    store = Store(":memory:", system="t", resources=[spec], reuse_ids=True)
+    first = store.create("things", {"name": "a"}, 1_000).record
+    second = store.create("things", {"name": "b"}, 2_000).record
+    store.delete("things", first.key, 3_000)
+    store.delete("things", second.key, 4_000)
+    again = store.create("things", {"name": "c"}, 5_000).record
+    assert again.key == second.key  # the newest deleted one's
+    assert (again.fields, again.created_ms, again.version) == ({"name": "c"}, 5_000, 1)
+    assert store.create("things", {"name": "d"}, 6_000).record.key == first.key
+    assert store.create("things", {"name": "e"}, 7_000).record.key == 3  # none left
+    plain = Store(":memory:", system="t", resources=[spec])
+    gone = plain.create("things", {"name": "a"}, 1_000).record
+    plain.delete("things", gone.key, 2_000)
+    assert plain.create("things", {"name": "b"}, 3_000).record.key != gone.key
+    store.close()
+    plain.close()
