@@ -30,6 +30,8 @@ import string
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import parse_qsl, urlsplit
 
+import jmespath
+from jmespath.exceptions import JMESPathError
 from pydantic import (
     Field,
     PrivateAttr,
@@ -542,15 +544,57 @@ class EntityEndpointConfig(Section):
 
 
 class WebhookConfig(SecretSection):
-    """Webhooks the system sends: signed with a shared secret, naming a record to read."""
+    """Webhooks the system sends, naming records to read.
+
+    Attributes:
+        secret_env: the environment variable holding the shared secret (or ``<NAME>_FILE``
+            the path of a file holding it).
+        scheme: how the sender proves it knows the secret: ``hmac`` signs each delivery
+            (``signature_header`` over ``timestamp_header + "." + body``); ``header`` and
+            ``query`` are for senders that cannot sign, and send the secret itself in
+            ``secret_header`` or in the query parameter ``secret_param`` of the URL.
+        id_at: where the record's id is in the body, as JMESPath: a dotted path (``data.id``)
+            or an array of ids (``data.rows[*].Id``, ``payload.ids[]``); every id is read.
+        event_at: where the event name is in the body, as JMESPath (``type``).
+        events: the sender's event names → ``created``, ``updated`` or ``deleted``; other
+            events are answered 200 and counted as ``ignored``. Without it, any event of an
+            entity (by its ``webhook_event`` prefix, or named in the URL) is taken, and a
+            name ending in ``.deleted`` hints a delete.
+    """
 
     SECRET_FROM = "secret_env"
     secret_env: EnvName
-    signature_header: str = "X-Signature"
-    timestamp_header: str = "X-Timestamp"
+    scheme: Literal["hmac", "header", "query"] = "hmac"
+    signature_header: str = Field("X-Signature", min_length=1)
+    timestamp_header: str = Field("X-Timestamp", min_length=1)
     tolerance_seconds: float = Field(300.0, gt=0)
+    secret_header: str = Field("X-Webhook-Secret", min_length=1)
+    secret_param: str = Field("secret", min_length=1)
     id_at: str = "id"
     event_at: str = "event"
+    events: dict[str, Literal["created", "updated", "deleted"]] | None = Field(None, min_length=1)
+
+    @field_validator("id_at", "event_at")
+    @classmethod
+    def _jmespath(cls, value: str) -> str:
+        try:
+            jmespath.compile(value)
+        except JMESPathError as exc:
+            raise config_error("expected a JMESPath expression such as data.id or "
+                               "data.rows[*].Id, got {value} ({why})", value=repr(value),
+                               why=str(exc).splitlines()[0]) from None
+        return value
+
+    @model_validator(mode="after")
+    def _keys_of_the_scheme(self) -> Self:
+        used = {"hmac": {"signature_header", "timestamp_header", "tolerance_seconds"},
+                "header": {"secret_header"}, "query": {"secret_param"}}
+        for scheme, keys in used.items():
+            for key in sorted(keys & self.model_fields_set):
+                if scheme != self.scheme:
+                    raise config_error(f"{key}: is read only with scheme: {scheme} (this "
+                                       f"system has scheme: {self.scheme})")
+        return self
 
 
 class SystemConfig(Section):
