@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.sandbox.auth import BearerAuth
-from daemon.sandbox.clock import format_iso_ms, parse_iso
+from daemon.sandbox.clock import format_iso_ms, format_iso_seconds, parse_iso
 from daemon.sandbox.cursors import Cursor
 from daemon.sandbox.errors import ApiError, BadRequest, DuplicateKey, PreconditionFailed
 from daemon.sandbox.params import query_int, read_json_object
@@ -107,13 +107,13 @@ class Crm(SimulatedSystem):
 
     def render(self, record: StoredRecord) -> dict[str, Any]:
         """``{"id", <fields>, "version", "created_at", "updated_at"}``."""
-        return {
+        return self.shown(record, {
             "id": record.id,
             **record.fields,
             "version": record.version,
-            "created_at": format_iso_ms(record.created_ms),
-            "updated_at": format_iso_ms(record.updated_ms),
-        }
+            "created_at": self.format_time(record.created_ms),
+            "updated_at": self.format_time(record.updated_ms),
+        })
 
     def error_answer(self, error: ApiError) -> tuple[int, dict[str, Any]]:
         """``{"error": <code>, "message": ..., "details"?, "current_version"?, "existing_id"?}``."""
@@ -127,7 +127,9 @@ class Crm(SimulatedSystem):
         return error.status, body
 
     def format_time(self, epoch_ms: int) -> str:
-        """ISO-8601 UTC with milliseconds."""
+        """ISO-8601 UTC with milliseconds (whole seconds with ``whole_seconds``)."""
+        if self.faults.settings.whole_seconds:
+            return format_iso_seconds(epoch_ms)
         return format_iso_ms(epoch_ms)
 
     # -- handlers ----------------------------------------------------------------------------
