@@ -494,15 +494,6 @@ def _expression(path: str) -> ParsedResult:
         raise ValueError(f"{path!r} is not a JMESPath expression: {exc}") from None
 
 
-def webhook_path_error(path: str) -> str | None:
-    """Why ``path`` cannot say where something is in a webhook body, or ``None`` when it can."""
-    try:
-        _expression(path)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -516,5 +507,4 @@ __all__ = [
     "Scheme",
     "WebServer",
     "WebhookSpec",
-    "webhook_path_error",
 ]
