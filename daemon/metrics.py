@@ -33,12 +33,15 @@ ObservationKind = Literal["observed", "deleted", "written", "stale", "failed"]
 WriteOp = Literal["create", "update", "delete"]
 WriteOutcome = Literal["written", "stale", "failed", "done"]
 WebhookOutcome = Literal[
-    "accepted", "bad_signature", "stale_timestamp", "malformed", "unknown_system", "trigger_failed"
+    "accepted", "ignored", "bad_signature", "bad_secret", "stale_timestamp", "malformed",
+    "unknown_system", "trigger_failed"
 ]
 
 WEBHOOK_OUTCOMES: Final[tuple[WebhookOutcome, ...]] = (
     "accepted",
+    "ignored",
     "bad_signature",
+    "bad_secret",
     "stale_timestamp",
     "malformed",
     "unknown_system",

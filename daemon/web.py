@@ -6,21 +6,40 @@
     GET  /ready             200 {"status": "ready"}
                             503 {"status": "starting", "waiting_for": [...]}
     GET  /metrics           Prometheus text format
-    POST /webhooks/{system} 202 {"status": "accepted", ...}
+    POST /webhooks/{system}[/{entity}]
+                            202 {"status": "accepted", "ids": [...], ...}
+                            200 {"status": "ignored", ...}  (an event it does not sync)
                             401 / 400 / 404 / 413 / 503 {"error": outcome, "message": ...}
 
-A webhook is only a trigger: the receiver checks who sent it (HMAC over ``timestamp + "." +
-body`` with the system's secret) and when (within ``tolerance_s`` of the server's clock),
-finds the entity and the record's external id in the body, and hands
-``(system, entity, external_id, deleted_hint)`` to ``on_trigger``. It never reads the record
-itself; the system's lane does, in its own sequence of reads and writes. A replayed delivery
-within the tolerance only causes one more read, which is harmless.
+A webhook is only a trigger: the receiver checks who sent it and when, finds the entity and
+the records' external ids in the body, and hands ``(system, entity, external_id,
+deleted_hint)`` to ``on_trigger`` once per id. It never reads a record itself; the system's
+lane does, in its own sequence of reads and writes. A replayed delivery only causes more
+reads, which are harmless.
+
+Who sent it (``scheme``): ``hmac`` checks an HMAC over ``timestamp + "." + body`` with the
+system's secret and a timestamp within ``tolerance_s`` of the server's clock; ``header`` and
+``query`` are for senders that cannot sign: the shared secret itself travels in a header or a
+query parameter and is compared in constant time (digests of both sides, so not even its
+length leaks).
+
+Where things are in the body: ``event_at`` and ``id_at`` are JMESPath expressions, of which a
+dotted path (``data.id``) is the simplest form; ``data.rows[*].Id`` or ``payload.ids[]``
+address arrays, and a delivery naming several records triggers a read of each (once per
+distinct id). The entity is the one in the URL (``/webhooks/nocodb/contact``) or the one whose
+event prefix starts the event name. ``events`` maps a sender's event names to ``created``,
+``updated`` or ``deleted``; without it, an event name ending in ``deleted_suffix`` hints a
+delete. An event the receiver does not sync (not in ``events``, or about no configured
+entity) is answered 200 ``ignored`` and counted, not refused: the sender did nothing wrong and
+must not retry it, and it is not an error worth a dead letter.
 
 Checks run in this order, so nothing about the body is looked at before its sender is known:
-system known (else 404) → signature and timestamp headers present and the signature right
-(else 401 ``bad_signature``) → timestamp fresh (else 401 ``stale_timestamp``) → body a JSON
-object with an event of a known entity and an id (else 400 ``malformed``). Every outcome is
-counted in ``webhooks_total``; neither the secret nor a signature is ever logged.
+system (and entity) known (else 404) → the secret or signature present and right (else 401
+``bad_secret`` / ``bad_signature``) → timestamp fresh, for ``hmac`` (else 401
+``stale_timestamp``) → body a JSON object with an event name (else 400 ``malformed``) → an
+event it syncs (else 200 ``ignored``) → ids (strings or integers) at ``id_at`` (else 400
+``malformed``). Every outcome is counted in ``webhooks_total``; neither the secret nor a
+signature is ever logged.
 
 More routes (the review page) go on the same server with :meth:`WebServer.add_routes` or
 :meth:`WebServer.add_subapp` before it starts.
@@ -28,6 +47,9 @@ More routes (the review page) go on the same server with :meth:`WebServer.add_ro
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import hmac
 import inspect
 import json
@@ -38,9 +60,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
+import jmespath
 from aiohttp import web
+from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
 from pydantic import SecretStr
 
 from daemon.errors import DaemonError
@@ -66,6 +91,12 @@ anyone must not mint new time series."""
 
 SHUTDOWN_TIMEOUT_S: Final = 2.0
 
+EventKind = Literal["created", "updated", "deleted"]
+"""What a sender's event says happened to the records it names."""
+
+Scheme = Literal["hmac", "header", "query"]
+"""How a sender proves it knows the shared secret (see the module docstring)."""
+
 
 class ListenError(DaemonError):
     """The web server cannot listen on the requested address (e.g. the port is taken)."""
@@ -79,26 +110,39 @@ class ListenError(DaemonError):
 
 @dataclass(frozen=True)
 class WebhookSpec:
-    """How one system signs its webhooks and where the record is named in the body.
+    """How one system proves its webhooks are its own and where the records are in the body.
 
     Attributes:
-        secret: the shared HMAC secret.
+        secret: the shared secret (the HMAC key, or the value itself for ``header``/``query``).
         entities: event-name prefix → entity, e.g. ``{"contact": "contact"}`` for events like
             ``contact.updated``. The longest prefix that ends at a ``.`` (or is the whole event
             name) wins.
+        routed: the entities that may be named in the URL (``/webhooks/{system}/{entity}``),
+            for senders whose event names do not say which entity they are about.
+        scheme: ``hmac`` (signed), ``header`` or ``query`` (the secret itself is sent).
+        secret_header: the header that carries the secret, for ``scheme="header"``.
+        secret_param: the query parameter that carries the secret, for ``scheme="query"``.
+        events: the sender's event name → what happened; ``None`` to read the kind from
+            ``deleted_suffix`` and accept any event of a known entity.
         signature_header: the header that carries the hex signature.
         timestamp_header: the header that carries the sending time, Unix seconds.
         tolerance_s: how far (either way) the timestamp may be from the server's clock.
         algorithm: the HMAC's hash.
         signature_prefix: what precedes the hex digest in the header (``"sha256="`` for
             GitHub-style senders); empty for the simulated CRM.
-        id_at: the dotted path of the record's external id in the body (``"data.id"``).
-        event_at: the dotted path of the event name in the body.
+        id_at: where the record's external id is in the body, as JMESPath (``"data.id"``;
+            ``"data.rows[*].Id"`` or ``"ids[]"`` for several records).
+        event_at: where the event name is in the body, as JMESPath (``"type"``).
         deleted_suffix: an event name ending in this is a hint that the record was deleted.
     """
 
     secret: SecretStr
-    entities: Mapping[str, str]
+    entities: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    routed: frozenset[str] = frozenset()
+    scheme: Scheme = "hmac"
+    secret_header: str = "X-Webhook-Secret"
+    secret_param: str = "secret"
+    events: Mapping[str, EventKind] | None = None
     signature_header: str = "X-Signature"
     timestamp_header: str = "X-Timestamp"
     tolerance_s: float = 300.0
@@ -109,8 +153,10 @@ class WebhookSpec:
     deleted_suffix: str = ".deleted"
 
     def __post_init__(self) -> None:
-        if not self.entities:
+        if not self.entities and not self.routed:
             raise ValueError("a webhook spec needs at least one entity")
+        for path in (self.id_at, self.event_at):
+            _expression(path)  # a ValueError now, not at the first delivery
         if not self.tolerance_s > 0:
             raise ValueError(f"tolerance_s must be positive, not {self.tolerance_s}")
         if not self.signature_header or not self.timestamp_header:
@@ -182,6 +228,7 @@ class WebServer:
         self._app.router.add_get("/ready", self._readiness)
         self._app.router.add_get("/metrics", self._metrics)
         self._app.router.add_post("/webhooks/{system}", self._webhook)
+        self._app.router.add_post("/webhooks/{system}/{entity}", self._webhook)
         self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
         # Every outcome of every configured system exists from the start, at zero, so a
@@ -217,9 +264,9 @@ class WebServer:
         """The base URL, e.g. ``http://127.0.0.1:8080`` (known once started)."""
         return f"http://{_host_port(self.host, self.port)}"
 
-    def webhook_url(self, system: str) -> str:
-        """Where ``system`` should send its webhooks (known once started)."""
-        return f"{self.url}/webhooks/{system}"
+    def webhook_url(self, system: str, entity: str | None = None) -> str:
+        """Where ``system`` should send its webhooks (about ``entity``), once started."""
+        return f"{self.url}/webhooks/{system}" + (f"/{entity}" if entity else "")
 
     async def start(self) -> None:
         """Listen and serve.
@@ -285,17 +332,21 @@ class WebServer:
 
     async def _webhook(self, request: web.Request) -> web.Response:
         system = request.match_info["system"]
+        routed = request.match_info.get("entity")
         spec = self._webhooks.get(system)
         try:
             if spec is None:
                 raise _Rejection(404, "unknown_system",
                                  f"no webhooks are configured for system {system!r}")
+            if routed is not None and routed not in spec.routed:
+                raise _Rejection(404, "unknown_system",
+                                 f"system {system!r} has no entity {routed!r}")
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 raise _Rejection(413, "malformed", "the body is too large") from None
             self._authenticate(spec, request, body)
-            entity, external_id, event = _trigger_of(spec, body)
+            delivery = _delivery_of(spec, body, routed)
         except _Rejection as rejection:
             label = system if spec is not None else UNKNOWN_SYSTEM
             self.metrics.count_webhook(label, rejection.outcome)
@@ -303,25 +354,42 @@ class WebServer:
                      rejection.status, rejection.outcome, rejection.message)
             return web.json_response({"error": rejection.outcome, "message": rejection.message},
                                      status=rejection.status)
-        deleted_hint = event.endswith(spec.deleted_suffix)
+        if isinstance(delivery, _Ignored):
+            self.metrics.count_webhook(system, "ignored")
+            log.debug("webhook for %s ignored: %s", system, delivery.reason)
+            return web.json_response({"status": "ignored", "system": system,
+                                      "event": delivery.event, "reason": delivery.reason})
+        entity, ids, event, kind = delivery
+        deleted_hint = kind == "deleted"
         try:
-            pending = self._trigger(system, entity, external_id, deleted_hint)
-            if inspect.isawaitable(pending):
-                await pending
+            for external_id in ids:
+                pending = self._trigger(system, entity, external_id, deleted_hint)
+                if inspect.isawaitable(pending):
+                    await pending
         except Exception:
             self.metrics.count_webhook(system, "trigger_failed")
-            log.exception("webhook for %s/%s %s: the trigger failed", system, entity, external_id)
+            log.exception("webhook for %s/%s %s: the trigger failed", system, entity, ids)
             message = "the trigger could not be queued"
             return web.json_response({"error": "trigger_failed", "message": message}, status=503)
         self.metrics.count_webhook(system, "accepted")
-        log.debug("webhook %s for %s/%s %s accepted", event, system, entity, external_id)
+        log.debug("webhook %s for %s/%s %s accepted", event, system, entity, ids)
         return web.json_response(
-            {"status": "accepted", "system": system, "entity": entity, "id": external_id,
+            {"status": "accepted", "system": system, "entity": entity, "ids": ids,
              "deleted_hint": deleted_hint},
             status=202,
         )
 
     def _authenticate(self, spec: WebhookSpec, request: web.Request, body: bytes) -> None:
+        if spec.scheme == "header":
+            _check_secret(spec, request.headers.get(spec.secret_header),
+                          f"the {spec.secret_header} header")
+        elif spec.scheme == "query":
+            _check_secret(spec, request.query.get(spec.secret_param),
+                          f"the query parameter {spec.secret_param}")
+        else:
+            self._check_signature(spec, request, body)
+
+    def _check_signature(self, spec: WebhookSpec, request: web.Request, body: bytes) -> None:
         signature = request.headers.get(spec.signature_header)
         timestamp = request.headers.get(spec.timestamp_header)
         missing = [name for name, value in ((spec.signature_header, signature),
@@ -350,12 +418,32 @@ class WebServer:
                              f"(tolerance {spec.tolerance_s:g}s)")
 
 
+def _check_secret(spec: WebhookSpec, given: str | None, where: str) -> None:
+    """Refuse a delivery whose plain shared secret is missing or wrong, in constant time."""
+    if not given:
+        raise _Rejection(401, "bad_secret", f"missing {where}")
+    # Digests of both sides: equal lengths, so the comparison does not reveal the secret's.
+    expected = hashlib.sha256(spec.secret.get_secret_value().encode()).digest()
+    if not hmac.compare_digest(hashlib.sha256(given.encode("utf-8", "replace")).digest(),
+                               expected):
+        raise _Rejection(401, "bad_secret", f"{where} is not the shared secret")
+
+
 def _no_trigger(system: str, entity: str, external_id: str, deleted_hint: bool) -> None:
     """Never called: without an ``on_trigger`` no system has a webhook spec."""
 
 
-def _trigger_of(spec: WebhookSpec, body: bytes) -> tuple[str, str, str]:
-    """``(entity, external_id, event)`` named by a webhook body, or a 400 rejection."""
+@dataclass(frozen=True)
+class _Ignored:
+    """A delivery about something the receiver does not sync: answered 200, counted."""
+
+    event: str
+    reason: str
+
+
+def _delivery_of(spec: WebhookSpec, body: bytes,
+                 routed: str | None) -> tuple[str, list[str], str, EventKind] | _Ignored:
+    """``(entity, external_ids, event, kind)`` of a webhook body, :class:`_Ignored`, or a 400."""
 
     def malformed(message: str) -> _Rejection:
         return _Rejection(400, "malformed", message)
@@ -366,30 +454,44 @@ def _trigger_of(spec: WebhookSpec, body: bytes) -> tuple[str, str, str]:
         raise malformed("the body is not JSON") from None
     if not isinstance(payload, dict):
         raise malformed("the body is not a JSON object")
-    event = _at(payload, spec.event_at)
+    event = _expression(spec.event_at).search(payload)
     if not isinstance(event, str) or not event:
         raise malformed(f"no event name (a string) at {spec.event_at!r}")
-    entity = spec.entity_of(event)
+    kind: EventKind | None
+    if spec.events is not None:
+        kind = spec.events.get(event)
+        if kind is None:
+            return _Ignored(event, f"event {event!r} is not one of the configured events "
+                                   f"({', '.join(sorted(spec.events))})")
+    else:
+        kind = "deleted" if event.endswith(spec.deleted_suffix) else "updated"
+    entity = routed if routed is not None else spec.entity_of(event)
     if entity is None:
-        raise malformed(f"event {event!r} is not about a known entity "
-                        f"(known: {', '.join(sorted(spec.entities))})")
-    external_id = _at(payload, spec.id_at)
-    # bool is an int to Python, but never an id.
-    if isinstance(external_id, bool) or not isinstance(external_id, str | int):
-        raise malformed(f"no record id (a string or an integer) at {spec.id_at!r}")
-    if external_id == "":
-        raise malformed(f"the record id at {spec.id_at!r} is empty")
-    return entity, str(external_id), event
+        known = ", ".join(sorted(spec.entities)) or "none"
+        return _Ignored(event, f"event {event!r} is not about a known entity (known: {known})")
+    found = _expression(spec.id_at).search(payload)
+    values = found if isinstance(found, list) else [found]
+    ids: list[str] = []
+    for value in values:
+        # bool is an int to Python, but never an id.
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            raise malformed(f"no record id (a non-empty string or an integer) at "
+                            f"{spec.id_at!r}" + (f" (got {len(values)} values, not all ids)"
+                                                 if len(values) > 1 else ""))
+        if str(value) not in ids:
+            ids.append(str(value))
+    if not ids:
+        raise malformed(f"no record id at {spec.id_at!r} (an empty list)")
+    return entity, ids, event, kind
 
 
-def _at(payload: Mapping[str, Any], path: str) -> object:
-    """The value at a dotted path, or ``None`` when any step is missing."""
-    value: object = payload
-    for step in path.split("."):
-        if not isinstance(value, Mapping) or step not in value:
-            return None
-        value = value[step]
-    return value
+@functools.lru_cache(maxsize=256)
+def _expression(path: str) -> ParsedResult:
+    """``path`` compiled as JMESPath; a :class:`ValueError` names what is wrong with it."""
+    try:
+        return jmespath.compile(path)
+    except JMESPathError as exc:
+        raise ValueError(f"{path!r} is not a JMESPath expression: {exc}") from None
 
 
 def _host_port(host: str, port: int) -> str:
@@ -398,9 +500,11 @@ def _host_port(host: str, port: int) -> str:
 
 __all__ = [
     "UNKNOWN_SYSTEM",
+    "EventKind",
     "ListenError",
     "OnTrigger",
     "Readiness",
+    "Scheme",
     "WebServer",
     "WebhookSpec",
 ]

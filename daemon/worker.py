@@ -162,7 +162,9 @@ class Worker:
                         if e.webhook_event}
             specs[system] = WebhookSpec(
                 secret=hooks.secret_value, entities=entities,
-                signature_header=hooks.signature_header,
+                routed=frozenset(system_config.entities), scheme=hooks.scheme,
+                secret_header=hooks.secret_header, secret_param=hooks.secret_param,
+                events=hooks.events, signature_header=hooks.signature_header,
                 timestamp_header=hooks.timestamp_header, tolerance_s=hooks.tolerance_seconds,
                 id_at=hooks.id_at, event_at=hooks.event_at)
         return specs

@@ -30,6 +30,8 @@ import string
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import parse_qsl, urlsplit
 
+import jmespath
+from jmespath.exceptions import JMESPathError
 from pydantic import (
     Field,
     PrivateAttr,
@@ -730,21 +732,62 @@ class EntityEndpointConfig(Section):
 
 
 class WebhookConfig(SecretSection):
-    """Webhooks the system sends: signed with a shared secret, naming a record to read."""
+    """Webhooks the system sends, naming records to read."""
 
     SECRET_FROM = "secret_env"
     secret_env: EnvName = Field(examples=['CRM_WEBHOOK_SECRET'])
-    """The environment variable that holds the shared secret."""
-    signature_header: str = "X-Signature"
-    """The header with the hex HMAC-SHA256 of ``timestamp.body``."""
-    timestamp_header: str = "X-Timestamp"
-    """The header with the Unix time the sender signed at."""
-    tolerance_seconds: float = Field(300.0, gt=0)
-    """Deliveries signed longer ago (or ahead) are refused."""
-    id_at: str = "id"
-    """Where the payload holds the record's id."""
-    event_at: str = "event"
-    """Where the payload holds the event name (``contact.updated``)."""
+    """The environment variable that holds the shared secret (or ``<NAME>_FILE`` the path of
+    a file holding it)."""
+    scheme: Literal["hmac", "header", "query"] = Field("hmac", examples=["header"])
+    """How the sender proves it knows the secret: ``hmac`` signs each delivery
+    (``signature_header`` over ``timestamp_header + "." + body``); ``header`` and ``query``
+    are for senders that cannot sign, and send the secret itself in ``secret_header`` or in
+    the query parameter ``secret_param`` of the URL (compared in constant time)."""
+    signature_header: str = Field("X-Signature", min_length=1, examples=["X-Hub-Signature"])
+    """(``hmac``) The header with the hex HMAC-SHA256 of ``timestamp.body``."""
+    timestamp_header: str = Field("X-Timestamp", min_length=1, examples=["X-Hub-Timestamp"])
+    """(``hmac``) The header with the Unix time the sender signed at."""
+    tolerance_seconds: float = Field(300.0, gt=0, examples=[60])
+    """(``hmac``) Deliveries signed longer ago (or ahead) are refused."""
+    secret_header: str = Field("X-Webhook-Secret", min_length=1, examples=["X-Noco-Secret"])
+    """(``header``) The header that carries the secret."""
+    secret_param: str = Field("secret", min_length=1, examples=["token"])
+    """(``query``) The query parameter that carries the secret."""
+    id_at: str = Field("id", examples=["data.rows[*].Id"])
+    """Where the record's id is in the body, as JMESPath: a dotted path (``data.id``) or an
+    array of ids (``data.rows[*].Id``, ``payload.ids[]``); every id is read."""
+    event_at: str = Field("event", examples=["type"])
+    """Where the payload holds the event name, as JMESPath (``type``)."""
+    events: dict[str, Literal["created", "updated", "deleted"]] | None = Field(
+        None, min_length=1, examples=[{"records.after.insert": "created",
+                                       "records.after.update": "updated",
+                                       "records.after.delete": "deleted"}])
+    """The sender's event names → ``created``, ``updated`` or ``deleted``; other events are
+    answered 200 and counted as ``ignored``. Without it, any event of an entity (by its
+    ``webhook_event`` prefix, or named in the URL) is taken, and a name ending in
+    ``.deleted`` hints a delete."""
+
+    @field_validator("id_at", "event_at")
+    @classmethod
+    def _jmespath(cls, value: str) -> str:
+        try:
+            jmespath.compile(value)
+        except JMESPathError as exc:
+            raise config_error("expected a JMESPath expression such as data.id or "
+                               "data.rows[*].Id, got {value} ({why})", value=repr(value),
+                               why=str(exc).splitlines()[0]) from None
+        return value
+
+    @model_validator(mode="after")
+    def _keys_of_the_scheme(self) -> Self:
+        used = {"hmac": {"signature_header", "timestamp_header", "tolerance_seconds"},
+                "header": {"secret_header"}, "query": {"secret_param"}}
+        for scheme, keys in used.items():
+            for key in sorted(keys & self.model_fields_set):
+                if scheme != self.scheme:
+                    raise config_error(f"{key}: is read only with scheme: {scheme} (this "
+                                       f"system has scheme: {self.scheme})")
+        return self
 
 
 class SystemConfig(Section):

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.sandbox.auth import BearerAuth
-from daemon.sandbox.clock import format_iso_ms, parse_iso
+from daemon.sandbox.clock import format_iso_ms, format_iso_seconds, parse_iso
 from daemon.sandbox.cursors import Cursor
 from daemon.sandbox.errors import ApiError, BadRequest, DuplicateKey, PreconditionFailed
 from daemon.sandbox.params import query_int, read_json_object
@@ -110,14 +110,13 @@ class Crm(SimulatedSystem):
 
     def render(self, record: StoredRecord) -> dict[str, Any]:
         """``{"id", <fields>, "version", "created_at", "updated_at"}``."""
-        never_edited = self.faults.settings.null_updated_until_edit and record.version == 1
-        return {
+        return self.shown(record, {
             "id": record.id,
             **record.fields,
             "version": record.version,
-            "created_at": format_iso_ms(record.created_ms),
-            "updated_at": None if never_edited else format_iso_ms(record.updated_ms),
-        }
+            "created_at": self.format_time(record.created_ms),
+            "updated_at": self.format_time(record.updated_ms),
+        })
 
     def error_answer(self, error: ApiError) -> tuple[int, dict[str, Any]]:
         """``{"error": <code>, "message": ..., "details"?, "current_version"?, "existing_id"?}``."""
@@ -131,7 +130,9 @@ class Crm(SimulatedSystem):
         return error.status, body
 
     def format_time(self, epoch_ms: int) -> str:
-        """ISO-8601 UTC with milliseconds."""
+        """ISO-8601 UTC with milliseconds (whole seconds with ``whole_seconds``)."""
+        if self.faults.settings.whole_seconds:
+            return format_iso_seconds(epoch_ms)
         return format_iso_ms(epoch_ms)
 
     # -- handlers ----------------------------------------------------------------------------
@@ -148,7 +149,7 @@ class Crm(SimulatedSystem):
             last = page[-1]
             next_cursor = Cursor(spec.name, since_ms, last.updated_ms, last.key).encode()
         shown = [self.render(r) for r in page]
-        if since_ms > 0 and self.faults.settings.null_updated_until_edit:
+        if since_ms > 0 and self.faults.settings.since_skips_null_updated:
             shown = [r for r in shown if r["updated_at"] is not None]  # null >= x is not true
         return web.json_response({"data": shown, "next_cursor": next_cursor})
 

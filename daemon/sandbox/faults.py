@@ -18,9 +18,24 @@ Faults touch API requests only, never ``/_admin``. Their effects, in request ord
   an envelope it does not expect (``{"data": {...}}``) writes nothing.
 - ``wrap_answers`` (CRM): one-record answers (read, create, update) come wrapped in this key
   (``{"data": {...}}``), while writes still take bare bodies (NocoDB does this).
-- ``null_updated_until_edit`` (CRM): a record's ``updated_at`` is null until its first
-  update, and a since-filtered listing (``updated_after``) does not return such a record
-  (a filter on a null field is never true).
+- ``since_skips_null_updated`` (CRM): a since-filtered listing (``updated_after``) leaves
+  out records whose ``updated_at`` reads null (a filter on a null field is never true; with
+  ``null_updated_until_edit``, NocoDB's listing).
+
+Behaviours of real APIs (issue 15), switched the same way, also API requests only:
+
+- ``normalise_fields``: ``{field: trim | lower | round}``: an API write stores that form of
+  the value (a string trimmed or lowercased; a number rounded to an integer).
+- ``lie_on_writes``: updates and deletes are answered as if done (200 with the record as
+  asked for, 204) and nothing is stored: an API that answers 200 to everything.
+- ``bare_writes``: an API that answers wrapped (``{"user": {...}}``) but takes bare bodies:
+  a write's body is the record itself, and keys it does not know (the envelope) are
+  silently dropped.
+- ``null_updated_until_edit``: ``updated_at`` reads null until a record's first update.
+- ``whole_seconds``: times read in whole seconds (``2026-12-07T10:17:35Z``).
+- ``nested_fields``: choice fields read as ``{"id": n, "name": value}`` (n counts the
+  choices from 1) and written as ``<field>_id: n``; a write of ``<field>`` itself is
+  silently dropped.
 """
 
 from __future__ import annotations
@@ -37,6 +52,8 @@ from aiohttp import web
 from daemon.sandbox.errors import BadRequest, RateLimited, ServerError
 
 MalformedKind = Literal["html", "truncated"]
+Normalisation = Literal["trim", "lower", "round"]
+NORMALISATIONS: tuple[Normalisation, ...] = ("trim", "lower", "round")
 
 _HTML_PAGE = (
     "<!DOCTYPE html><html><head><title>Service Temporarily Unavailable</title></head>"
@@ -59,7 +76,18 @@ class FaultSettings:
     ignore_fields: tuple[str, ...] = ()
     ignore_unknown_fields: bool = False
     wrap_answers: str | None = None
+    since_skips_null_updated: bool = False
+    normalise_fields: tuple[tuple[str, Normalisation], ...] = ()
+    lie_on_writes: bool = False
+    bare_writes: bool = False
     null_updated_until_edit: bool = False
+    whole_seconds: bool = False
+    nested_fields: tuple[str, ...] = ()
+
+    @property
+    def normalised(self) -> dict[str, Normalisation]:
+        """``normalise_fields`` as a mapping."""
+        return dict(self.normalise_fields)
 
     def merged(self, changes: Mapping[str, Any]) -> FaultSettings:
         """These settings with ``changes`` applied (a JSON object from the admin API).
@@ -72,11 +100,19 @@ class FaultSettings:
         if unknown:
             raise BadRequest(f"unknown fault(s): {', '.join(unknown)}; known: {sorted(known)}")
         changes = dict(changes)
-        if "ignore_fields" in changes:
-            names = changes["ignore_fields"]
-            if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-                raise BadRequest("ignore_fields must be a list of field names")
-            changes["ignore_fields"] = tuple(names)
+        for listed in ("ignore_fields", "nested_fields"):
+            if listed in changes:
+                names = changes[listed]
+                if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                    raise BadRequest(f"{listed} must be a list of field names")
+                changes[listed] = tuple(names)
+        if "normalise_fields" in changes:
+            forms = changes["normalise_fields"]
+            if not (isinstance(forms, dict) and all(
+                    isinstance(k, str) and v in NORMALISATIONS for k, v in forms.items())):
+                raise BadRequest("normalise_fields must map field names to "
+                                 + ", ".join(NORMALISATIONS))
+            changes["normalise_fields"] = tuple(sorted(forms.items()))
         updated = replace(self, **changes)
         for name in ("error_rate", "timeout_rate", "malformed_rate"):
             value = getattr(updated, name)
@@ -87,7 +123,8 @@ class FaultSettings:
             value = getattr(updated, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise BadRequest(f"{name} must be an integer >= 0")
-        for name in ("down", "ignore_unknown_fields", "null_updated_until_edit"):
+        for name in ("down", "ignore_unknown_fields", "since_skips_null_updated",
+                     "lie_on_writes", "bare_writes", "null_updated_until_edit", "whole_seconds"):
             if not isinstance(getattr(updated, name), bool):
                 raise BadRequest(f"{name} must be true or false")
         if updated.wrap_answers is not None and not (
@@ -99,7 +136,9 @@ class FaultSettings:
 
     def as_json(self) -> dict[str, Any]:
         """The settings as a JSON object."""
-        return {**asdict(self), "ignore_fields": list(self.ignore_fields)}
+        return {**asdict(self), "ignore_fields": list(self.ignore_fields),
+                "nested_fields": list(self.nested_fields),
+                "normalise_fields": self.normalised}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from daemon.sandbox.errors import (
 )
 from daemon.sandbox.params import query_int, read_json_object
 from daemon.sandbox.ratelimit import RateLimit
-from daemon.sandbox.store import FieldSpec, ResourceSpec, StoredRecord
+from daemon.sandbox.store import READ_ONLY_FIELDS, FieldSpec, ResourceSpec, StoredRecord
 from daemon.sandbox.system import SimulatedSystem
 
 DEFAULT_API_KEY = "sandbox-helpdesk-key"
@@ -120,12 +120,12 @@ class Helpdesk(SimulatedSystem):
 
     def render(self, record: StoredRecord) -> dict[str, Any]:
         """``{"id": int, <fields>, "created_at", "updated_at"}`` (seconds, no version)."""
-        return {
+        return self.shown(record, {
             "id": record.id,
             **record.fields,
             "created_at": format_iso_seconds(record.created_ms),
             "updated_at": format_iso_seconds(record.updated_ms),
-        }
+        })
 
     def error_answer(self, error: ApiError) -> tuple[int, dict[str, Any]]:
         """Errors in the helpdesk's own words; a duplicate email is a 422, as in Zendesk."""
@@ -201,15 +201,27 @@ class Helpdesk(SimulatedSystem):
 
     async def _create(self, request: web.Request) -> web.Response:
         spec = self.spec_of(request)
-        result = self.create(spec, await _enveloped(request, spec), request)
+        result = self.create(spec, await self._enveloped(request, spec), request)
         return web.json_response({spec.singular: self.render(result.record)}, status=201)
 
     async def update_record(self, request: web.Request) -> web.Response:
         """``PUT /api/v2/{resource}/{id}``: changes the fields sent; unconditional."""
         spec = self.spec_of(request)
         key = self.key_of(request, spec)
-        result = self.update(spec, key, await _enveloped(request, spec), request)
+        result = self.update(spec, key, await self._enveloped(request, spec), request)
         return web.json_response({spec.singular: self.render(result.record)})
+
+    async def _enveloped(self, request: web.Request, spec: ResourceSpec) -> dict[str, Any]:
+        """A write's record: inside ``{"<singular>": {...}}``, or with ``bare_writes`` the
+        body itself, whose keys the helpdesk does not know (the envelope) are dropped."""
+        body = await read_json_object(request)
+        if self.faults.settings.bare_writes:
+            return {k: v for k, v in body.items()
+                    if spec.field(k) is not None or k in READ_ONLY_FIELDS}
+        inner = body.get(spec.singular)
+        if not isinstance(inner, dict):
+            raise BadRequest(f'the body must be {{"{spec.singular}": {{...}}}}')
+        return inner
 
     async def delete_record(self, request: web.Request) -> web.Response:
         """``DELETE /api/v2/{resource}/{id}`` → 204; reported nowhere afterwards."""
@@ -218,9 +230,3 @@ class Helpdesk(SimulatedSystem):
         return web.Response(status=204)
 
 
-async def _enveloped(request: web.Request, spec: ResourceSpec) -> dict[str, Any]:
-    body = await read_json_object(request)
-    inner = body.get(spec.singular)
-    if not isinstance(inner, dict):
-        raise BadRequest(f'the body must be {{"{spec.singular}": {{...}}}}')
-    return inner

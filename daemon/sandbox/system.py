@@ -14,6 +14,7 @@ rate limiter, and are not counted.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -196,6 +197,10 @@ class SimulatedSystem(abc.ABC):
         expect_versions: Collection[int] | None = None,
     ) -> WriteResult:
         """Change a record (all fields with ``replace``), if it is at one of ``expect_versions``."""
+        if request is not None and self.faults.settings.lie_on_writes:
+            current = self.store.require(spec.name, key)
+            told = {**current.fields, **self._kept(spec, values, request)}
+            return WriteResult(dataclasses.replace(current, fields=told))
         result = self.store.update(
             spec.name,
             key,
@@ -215,6 +220,8 @@ class SimulatedSystem(abc.ABC):
         expect_versions: Collection[int] | None = None,
     ) -> WriteResult:
         """Delete a record, if it is at one of ``expect_versions``."""
+        if request is not None and self.faults.settings.lie_on_writes:
+            return WriteResult(self.store.require(spec.name, key))
         result = self.store.delete(
             spec.name, key, self.clock.now_ms(), expect_versions=expect_versions
         )
@@ -222,16 +229,43 @@ class SimulatedSystem(abc.ABC):
 
     def _kept(self, spec: ResourceSpec, values: Mapping[str, Any], request: web.Request | None
               ) -> Mapping[str, Any]:
-        """What an API write keeps of ``values`` (the ``ignore_fields`` and
-        ``ignore_unknown_fields`` faults drop some)."""
+        """What an API write keeps of ``values``: the ``ignore_fields`` fault drops some,
+        ``ignore_unknown_fields`` the fields the resource does not have, ``nested_fields``
+        takes ``<field>_id`` for ``<field>``, ``normalise_fields`` stores another form (see
+        :mod:`daemon.sandbox.faults`)."""
         settings = self.faults.settings
         if request is None:
             return values
         if settings.ignore_unknown_fields:
             values = {name: value for name, value in values.items()
-                      if spec.field(name) is not None or name in READ_ONLY_FIELDS}
-        ignored = settings.ignore_fields
-        return {name: value for name, value in values.items() if name not in ignored}
+                      if spec.field(name) is not None or name in READ_ONLY_FIELDS
+                      or name.removesuffix("_id") in settings.nested_fields}
+        kept: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in settings.ignore_fields or name in settings.nested_fields:
+                continue
+            nested = name.removesuffix("_id")
+            if name.endswith("_id") and nested in settings.nested_fields:
+                kept[nested] = _choice_of(self.store.resources, nested, value)
+            else:
+                kept[name] = value
+        for name, form in settings.normalised.items():
+            if name in kept:
+                kept[name] = _normalised(kept[name], form)
+        return kept
+
+    def shown(self, record: StoredRecord, data: dict[str, Any]) -> dict[str, Any]:
+        """A record as rendered, with the read behaviours switched on (``nested_fields``,
+        ``null_updated_until_edit``); each system's :meth:`render` ends with it."""
+        settings = self.faults.settings
+        for name in settings.nested_fields:
+            field_spec = record.resource.field(name)
+            value = data.get(name)
+            if field_spec is not None and value in field_spec.choices:
+                data[name] = {"id": field_spec.choices.index(value) + 1, "name": value}
+        if settings.null_updated_until_edit and record.updated_ms == record.created_ms:
+            data["updated_at"] = None
+        return data
 
     def _written(
         self, spec: ResourceSpec, op: str, result: WriteResult, request: web.Request | None
@@ -401,3 +435,24 @@ def _is_admin(request: web.Request) -> bool:
 def _allow_header(exc: web.HTTPException) -> dict[str, str]:
     allow = exc.headers.get("Allow")
     return {"Allow": allow} if allow else {}
+
+
+def _choice_of(resources: Mapping[str, ResourceSpec], name: str, value: Any) -> Any:
+    """The choice a ``<name>_id`` write names (counted from 1), or the value as sent (then
+    refused like any value that is not a choice)."""
+    for spec in resources.values():
+        field_spec = spec.field(name)
+        if field_spec is not None and field_spec.choices and isinstance(value, int) \
+                and not isinstance(value, bool) and 1 <= value <= len(field_spec.choices):
+            return field_spec.choices[value - 1]
+    return value
+
+
+def _normalised(value: Any, form: str) -> Any:
+    if form == "round" and isinstance(value, int | float) and not isinstance(value, bool):
+        return round(value)
+    if form == "trim" and isinstance(value, str):
+        return value.strip()
+    if form == "lower" and isinstance(value, str):
+        return value.lower()
+    return value

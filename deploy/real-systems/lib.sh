@@ -74,7 +74,8 @@ show_log_tail() {
 launch() {
   mkdir -p "$STATE_DIR"
   : >"$LOG_FILE"
-  SYNCLINE_REAL_OWNER="$STATE_DIR" setsid nohup "$@" >>"$LOG_FILE" 2>&1 </dev/null &
+  # 8>&- 9>&-: the server must not inherit the locks of `lock` and hold them while it runs.
+  SYNCLINE_REAL_OWNER="$STATE_DIR" setsid nohup "$@" >>"$LOG_FILE" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$PID_FILE"
 }
 

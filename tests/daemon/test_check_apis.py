@@ -132,7 +132,8 @@ async def test_a_value_its_mapping_cannot_read_is_named(tmp_path: Path) -> None:
 async def test_records_whose_updated_at_is_null_are_invisible_to_the_since_filter(
         tmp_path: Path) -> None:
     # NocoDB leaves UpdatedAt null until a record's first edit; a filter on it skips them.
-    async with crm_with(ADA, ALAN, faults={"null_updated_until_edit": True}) as (crm, _):
+    async with crm_with(ADA, ALAN, faults={"null_updated_until_edit": True,
+                                                   "since_skips_null_updated": True}) as (crm, _):
         code, out, err = await check(tmp_path, config_text(crm.url))
 
     assert code == 1

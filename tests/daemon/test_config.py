@@ -242,3 +242,51 @@ def test_a_secret_written_in_the_file_is_refused(tmp_path: Path) -> None:
     assert problems(path) == [
         f"{path}:4: kafka.sasl: secrets are never written in the file: set password_env to "
         "the name of an environment variable holding it"]
+
+
+# -- webhooks from senders that cannot sign ---------------------------------------------------
+
+HOOKS = ("kafka: {bootstrap: 'k:9092'}\n"
+         "systems:\n  nocodb:\n    base_url: 'http://localhost:8420'\n"
+         "    webhooks: {secret_env: NOCO_HOOK, %s}\n"
+         "    entities: {contact: {path: /records}}\n"
+         "entities:\n  contact: {match_on: [email], fields: {email: {nocodb: Email}}}\n")
+
+
+def test_a_webhook_secret_in_a_header_from_a_file(tmp_path: Path) -> None:
+    mounted = tmp_path / "hook-secret"
+    mounted.write_text("s3cret\n", encoding="utf-8")
+    path = write(tmp_path, HOOKS % (
+        "scheme: header, secret_header: X-Hook-Secret, id_at: 'data.rows[*].Id', "
+        "event_at: type, events: {records.after.insert: created, records.after.delete: deleted}"))
+
+    hooks = load_config(path, {"NOCO_HOOK_FILE": str(mounted)}).systems["nocodb"].webhooks
+
+    assert hooks is not None
+    assert hooks.secret_value.get_secret_value() == "s3cret"
+    assert (hooks.scheme, hooks.secret_header, hooks.id_at) == (
+        "header", "X-Hook-Secret", "data.rows[*].Id")
+    assert hooks.events == {"records.after.insert": "created",
+                            "records.after.delete": "deleted"}
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        pytest.param("id_at: 'data..rows'", "systems.nocodb.webhooks.id_at: expected a JMESPath "
+                     "expression such as data.id or data.rows[*].Id, got 'data..rows'",
+                     id="bad-path"),
+        pytest.param("events: {records.after.insert: inserted}",
+                     "systems.nocodb.webhooks.events.records.after.insert: ", id="bad-kind"),
+        pytest.param("scheme: header, secret_param: token", "secret_param: is read only with "
+                     "scheme: query (this system has scheme: header)", id="key-of-other-scheme"),
+        pytest.param("secret_header: X-Hook", "secret_header: is read only with scheme: header "
+                     "(this system has scheme: hmac)", id="header-without-scheme"),
+        pytest.param("scheme: basic", "systems.nocodb.webhooks.scheme: ", id="bad-scheme"),
+    ],
+)
+def test_webhook_mistakes_are_named(tmp_path: Path, keys: str, expected: str) -> None:
+    found = problems(write(tmp_path, HOOKS % keys), {"NOCO_HOOK": "s"})
+
+    assert len(found) == 1, found
+    assert expected in found[0], found

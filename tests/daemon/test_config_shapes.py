@@ -30,8 +30,11 @@ def problems(path: Path) -> list[str]:
 
 def test_the_real_systems_example_loads() -> None:
     config = load_config(REPO / "examples" / "real-nocodb-keycloak.yaml",
-                         {"NOCO_TOKEN": "t", "KEYCLOAK_CLIENT_SECRET": "s"})
+                         {"NOCO_TOKEN": "t", "KEYCLOAK_CLIENT_SECRET": "s",
+                          "NOCO_HOOK_SECRET": "h"})
 
+    hooks = config.systems["nocodb"].webhooks
+    assert hooks is not None and (hooks.scheme, hooks.id_at) == ("header", "data.rows[*].Id")
     noco = config.systems["nocodb"].entities["contact"]
     keycloak = config.systems["keycloak"].entities["contact"]
     assert noco.updated == ("UpdatedAt", "CreatedAt")

@@ -84,3 +84,23 @@ def test_status_of_a_system_never_started_and_a_wrong_command(tmp_path: Path,
     assert (status.returncode, status.stdout) == (3, f"{script}.sh: not running\n")
     assert wrong.returncode == 2
     assert wrong.stderr == f"usage: {DEPLOY / script}.sh install|start|seed|stop|reset|status\n"
+
+
+def test_a_launched_server_does_not_hold_the_scripts_lock(tmp_path: Path) -> None:
+    """A server started under ``lock`` must not inherit the lock's descriptor: else the next
+    ``start`` of the same system (SYNCLINE_REAL_KEEP=1, or after a start that timed out)
+    waits for the lock as long as the server runs."""
+    script = (f'NAME=fake VERSION=0 PORT=1; . "{DEPLOY}/lib.sh"; '
+              f'lock 8 "$STATE_DIR.lock"; launch sleep 30; cat "$PID_FILE"')
+    env = {"HOME": str(tmp_path), "SYNCLINE_REAL_STATE": str(tmp_path / "state"),
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
+                          timeout=30, check=True)
+    pid = int(done.stdout.split()[-1])
+    try:
+        # The script has exited; the lock must be free at once.
+        free = subprocess.run(["flock", "-n", str(tmp_path / "state" / "fake-1.lock"),
+                               "true"], timeout=10, check=False)
+        assert free.returncode == 0, "the launched server holds the lock"
+    finally:
+        subprocess.run(["kill", str(pid)], check=False)

@@ -26,7 +26,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "real-systems"
 EXAMPLE = REPO / "examples" / "real-nocodb-keycloak.yaml"
-WORKER_PORT = 8490
+WORKER_PORT = int(os.environ.get("SYNCLINE_REAL_WORKER_PORT", "8490"))
+"""The worker's web server (health, metrics, NocoDB's webhooks)."""
 
 T = TypeVar("T")
 
@@ -97,6 +98,21 @@ class NocoDB:
     def delete(self, row_id: int) -> None:
         self.http.request("DELETE", self.records, json={"Id": row_id}).raise_for_status()
 
+    def add_hook(self, url: str, headers: dict[str, str]) -> str:
+        """A webhook on the table's inserts, updates and deletes (NocoDB's v3 payload)."""
+        answer = self.http.post(f"/api/v2/meta/tables/{self.table}/hooks", json={
+            "title": f"syncline-{uuid.uuid4().hex[:6]}", "event": "after",
+            "operation": ["insert", "update", "delete"], "version": "v3", "active": True,
+            "notification": {"type": "URL", "payload": {
+                "method": "POST", "path": url, "body": "{{ json event }}",
+                "headers": [{"enabled": True, "name": k, "value": v}
+                            for k, v in headers.items()]}}})
+        answer.raise_for_status()
+        return str(answer.json()["id"])
+
+    def remove_hook(self, hook_id: str) -> None:
+        self.http.delete(f"/api/v2/meta/hooks/{hook_id}").raise_for_status()
+
 
 class Keycloak:
     """The users of the realm, through Keycloak's own admin API."""
@@ -163,6 +179,7 @@ class Worker:
     keycloak_seed: dict[str, str]
     bootstrap: str
     prefix: str = field(default_factory=lambda: f"real-{uuid.uuid4().hex[:8]}")
+    hook_secret: str = field(default_factory=lambda: uuid.uuid4().hex)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
 
@@ -175,8 +192,11 @@ class Worker:
         return self.tmp / "syncline-run.log"
 
     def write_config(self) -> None:
-        """The example, with the table id, the broker and a topic prefix of its own."""
-        text = EXAMPLE.read_text().replace("TABLE_ID", self.noco_seed["NOCO_TABLE"])
+        """The example, with the table id, the systems' addresses, the broker and a topic
+        prefix of its own."""
+        text = (EXAMPLE.read_text().replace("TABLE_ID", self.noco_seed["NOCO_TABLE"])
+                .replace("http://127.0.0.1:8420", self.noco_seed["NOCO_URL"])
+                .replace("http://127.0.0.1:8410", self.keycloak_seed["KEYCLOAK_URL"]))
         data = yaml.safe_load(text)
         data["kafka"]["bootstrap"] = self.bootstrap
         data["kafka"]["topic_prefix"] = self.prefix
@@ -189,6 +209,7 @@ class Worker:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "NOCO_TOKEN": self.noco_seed["NOCO_TOKEN"],
+                "NOCO_HOOK_SECRET": self.hook_secret,
                 "KEYCLOAK_CLIENT_SECRET": self.keycloak_seed["KEYCLOAK_CLIENT_SECRET"]}
 
     def start(self) -> None:

@@ -6,12 +6,13 @@ systems through their own APIs.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
 
 from tests.real.conftest import MEASURED
-from tests.real.systems import Keycloak, NocoDB, Worker, eventually
+from tests.real.systems import WORKER_PORT, Keycloak, NocoDB, Worker, eventually
 
 # The first test also starts both systems afresh (a minute or two on a loaded machine).
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
@@ -179,6 +180,45 @@ def test_a_thousand_records_cross_within_the_configured_rate_limit(
     MEASURED["1000 creates NocoDB -> Keycloak, first to last create"] = (
         f"{times[-1] - times[0]:.1f} s ({1000 / (times[-1] - times[0]):.1f} creates/s; "
         f"limit {limit['per_second']} requests/s)")
+
+
+def webhooks(worker: Worker, outcome: str) -> float:
+    """``syncline_webhooks_total`` of NocoDB's deliveries with ``outcome``."""
+    return sum(v for k, v in worker.metrics().items()
+               if k.startswith("syncline_webhooks_total{") and 'system="nocodb"' in k
+               and f'outcome="{outcome}"' in k)
+
+
+def test_a_nocodb_webhook_with_a_secret_header_names_the_rows_to_read(
+        worker: Worker, noco: NocoDB, keycloak: Keycloak) -> None:
+    # NocoDB cannot sign: its hook sends the shared secret in a header, and one bulk insert
+    # is one delivery whose data.rows holds every row.
+    url = f"http://127.0.0.1:{WORKER_PORT}/webhooks/nocodb/contact"
+    accepted, refused = webhooks(worker, "accepted"), webhooks(worker, "bad_secret")
+    hook = noco.add_hook(url, {"X-Hook-Secret": worker.hook_secret})
+    try:
+        people = [email(worker, who) for who in ("jo", "kai", "lu")]
+        started = time.monotonic()
+        noco.create_many([{"FirstName": who.split("-")[0].title(), "LastName": "Hook",
+                           "Email": who} for who in people])
+        for who in people:
+            eventually(lambda who=who: keycloak.by_email(who), SYNC, f"{who} in Keycloak")
+        MEASURED["a bulk insert of 3 NocoDB rows in Keycloak, with its webhook"] = (
+            f"{time.monotonic() - started:.1f} s")
+        eventually(lambda: webhooks(worker, "accepted") > accepted, SYNC,
+                   "NocoDB's delivery accepted")
+        assert webhooks(worker, "bad_secret") == refused
+    finally:
+        noco.remove_hook(hook)
+
+    # A hook with the wrong secret is answered 401 and counted (the row still crosses by poll).
+    wrong = noco.add_hook(url, {"X-Hook-Secret": "not-" + worker.hook_secret})
+    try:
+        noco.create(FirstName="Mo", LastName="Hook", Email=email(worker, "mo"))
+        eventually(lambda: webhooks(worker, "bad_secret") > refused, SYNC,
+                   "the delivery with a wrong secret refused")
+    finally:
+        noco.remove_hook(wrong)
 
 
 def test_a_delete_in_either_removes_the_contact_from_both(
