@@ -162,11 +162,11 @@ class FaultInjector:
             self.injected["timeout"] += 1
         malformed: MalformedKind | None = None
         if self._strikes(settings.malformed_rate):
-            if settings.malformed_kind == "mixed":
-                malformed = self._random.choice(("html", "truncated", "garbled"))
-            else:
-                malformed = settings.malformed_kind
-            self.injected[malformed] += 1
+            kind: MalformedKind = (self._random.choice(("html", "truncated", "garbled"))
+                                   if settings.malformed_kind == "mixed"
+                                   else settings.malformed_kind)
+            self.injected[kind] += 1
+            malformed = kind
         return FaultPlan(hold_ms, malformed)
 
     async def after(self, plan: FaultPlan, response: web.StreamResponse) -> web.StreamResponse:
