@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from chaos.plan import Params
@@ -49,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
                     broker_kill=not args.no_broker_kill, faults=not args.no_faults,
                     settle_seconds=args.settle_seconds)
     logging.basicConfig(level=logging.WARNING)
+    # A worker SIGKILLed mid-request is the point of the run, not an error of the systems.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     started = time.monotonic()
     outcome = asyncio.run(run(params, f"127.0.0.1:{args.kafka_port}",
                               broker_port=args.kafka_port, workdir=args.workdir,
-                              keep_topics=args.keep_topics))
+                              keep_topics=args.keep_topics, say=partial(print, flush=True)))
     verdict = outcome.verdict
     print(f"\nchaos run, seed {params.seed} ({time.monotonic() - started:.0f} s; "
           f"replay: python -m chaos {' '.join(sys.argv[1:]) or f'--seed {params.seed}'})")
