@@ -12,7 +12,7 @@ KAFKA_PORT := $(or $(SYNCLINE_KAFKA_PORT),19092)
 PYTEST_ARGS ?=
 
 .PHONY: setup kafka-up kafka-down kafka-status test test-real lint docs demo compile \
-	clean-compiled test-compiled test-model-long test-helm test-container images
+	clean-compiled test-compiled test-model-long test-helm test-container images chaos
 
 ## setup: create .venv if missing and install syncline with its dev tools into it
 setup: $(VENV)/.installed
@@ -92,6 +92,13 @@ docs: setup
 test-helm: setup
 	deploy/helm/check.sh
 	SYNCLINE_REQUIRE_HELM=1 $(BIN)/pytest -p no:cacheprovider -m helm tests/deploy/test_helm_chart.py
+
+## chaos: the chaos run (python -m chaos; docs/RELIABILITY.md): 10,000 edits across three
+## simulated systems while workers and the broker are SIGKILLed and the systems fail; exits 1
+## on any violation. CHAOS_ARGS for the seed and sizes, e.g. CHAOS_ARGS="--seed 7 --edits 2000"
+CHAOS_ARGS ?=
+chaos: setup kafka-up
+	SYNCLINE_KAFKA_PORT=$(KAFKA_PORT) $(BIN)/python -m chaos --kafka-port $(KAFKA_PORT) $(CHAOS_ARGS)
 
 ## lint: ruff and mypy (strict), as configured in pyproject.toml
 lint: setup

@@ -362,14 +362,20 @@ class RestEntity:
         """Change the fields in ``data``; the record after the write.
 
         Raises :class:`~daemon.http.PreconditionFailed` when ``precondition`` no longer holds
-        (nothing was written), :class:`~daemon.http.NotFound` when the record is gone.
+        (nothing was written), :class:`~daemon.http.NotFound` when the record is gone. A
+        write without a precondition is never repeated here: a retriable error is raised at
+        once, for the caller to read the record and decide again.
         """
         write = self.config.update
         path, id_body = self._write_target(write, external_id)
         body = self._body({**(id_body or {}), **data})
         headers = precondition.headers() if precondition is not None and self.conditional else {}
+        # An unconditional write is sent once: repeated seconds later (after a 429, a 5xx or
+        # a timeout) it would overwrite whatever a person changed since the caller's read.
+        # The lane runs the intent again instead, which reads and decides again.
         fetched = await self.client.request(write.method, path, json=body,
-                                            params=self._params(write), headers=headers)
+                                            params=self._params(write), headers=headers,
+                                            retry=None if headers else RetryPolicy.never())
         if fetched.body is not None and write.answer == "record":
             return self._one(fetched.body, Precondition.from_response(fetched.response))
         return await self.fetch(external_id)

@@ -123,7 +123,9 @@ class _AdminRoutes:
         return web.json_response({"records": records, "count": len(records)})
 
     async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.system.stats.as_json(self.system.webhooks.counts))
+        return web.json_response({
+            **self.system.stats.as_json(self.system.webhooks.counts),
+            "faults_injected": dict(sorted(self.system.faults.injected.items()))})
 
     async def reset(self, request: web.Request) -> web.Response:
         self.system.reset()

@@ -9,7 +9,8 @@ Faults touch API requests only, never ``/_admin``. Their effects, in request ord
 - ``timeout_rate``: this share of requests is processed, then the response is held for
   ``timeout_ms`` (longer than any client waits): a write in such a request *did* happen.
 - ``malformed_rate``: this share of requests is processed, then the body the client gets is
-  damaged: an HTML page with status 200 or truncated JSON (``malformed_kind``).
+  damaged: an HTML page with status 200, truncated JSON, or garbled bytes (not UTF-8, not
+  JSON) labelled as JSON (``malformed_kind``; ``mixed`` draws one of the three).
 - ``ignore_fields``: API writes of these fields are answered as usual and not kept (a
   created record gets the field's default), like an API that silently drops what it does
   not know.
@@ -43,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
@@ -51,7 +53,10 @@ from aiohttp import web
 
 from daemon.sandbox.errors import BadRequest, RateLimited, ServerError
 
-MalformedKind = Literal["html", "truncated"]
+MalformedKind = Literal["html", "truncated", "garbled"]
+
+_GARBLED = b'{"data": [\xff\xfe\x00\x9c\xc3\x28 {"id": \xe2\x82 ]]}'
+"""A body no JSON parser takes: invalid UTF-8 in a JSON-looking frame."""
 Normalisation = Literal["trim", "lower", "round"]
 NORMALISATIONS: tuple[Normalisation, ...] = ("trim", "lower", "round")
 
@@ -71,7 +76,7 @@ class FaultSettings:
     timeout_ms: int = 30_000
     burst_429: int = 0
     malformed_rate: float = 0.0
-    malformed_kind: Literal["html", "truncated", "mixed"] = "mixed"
+    malformed_kind: Literal["html", "truncated", "garbled", "mixed"] = "mixed"
     down: bool = False
     ignore_fields: tuple[str, ...] = ()
     ignore_unknown_fields: bool = False
@@ -130,8 +135,8 @@ class FaultSettings:
         if updated.wrap_answers is not None and not (
                 isinstance(updated.wrap_answers, str) and updated.wrap_answers):
             raise BadRequest("wrap_answers must be a key (such as data) or null")
-        if updated.malformed_kind not in ("html", "truncated", "mixed"):
-            raise BadRequest("malformed_kind must be html, truncated or mixed")
+        if updated.malformed_kind not in ("html", "truncated", "garbled", "mixed"):
+            raise BadRequest("malformed_kind must be html, truncated, garbled or mixed")
         return updated
 
     def as_json(self) -> dict[str, Any]:
@@ -154,10 +159,14 @@ class FaultInjector:
 
     Args:
         seed: seeds the random draws, for reproducible fault sequences.
+
+    ``injected`` counts the faults that struck, by kind (``down``, ``latency``, ``429``,
+    ``error``, ``timeout``, ``html``, ``truncated``, ``garbled``), so a run can say how often.
     """
 
     def __init__(self, seed: int | None = None) -> None:
         self.settings = FaultSettings()
+        self.injected: Counter[str] = Counter()
         self._random = random.Random(seed)
         self._release = asyncio.Event()
 
@@ -183,10 +192,13 @@ class FaultInjector:
         """
         settings = self.settings
         if settings.down:
+            self.injected["down"] += 1
             raise ServerError("service unavailable (down)", status=503)
         if settings.latency_ms:
+            self.injected["latency"] += 1
             await asyncio.sleep(settings.latency_ms / 1000)
         if settings.burst_429 > 0:
+            self.injected["429"] += 1
             self.settings = replace(self.settings, burst_429=self.settings.burst_429 - 1)
             raise RateLimited(
                 "too many requests (burst)",
@@ -197,14 +209,18 @@ class FaultInjector:
                 },
             )
         if self._strikes(settings.error_rate):
+            self.injected["error"] += 1
             raise ServerError("injected server error", status=self._random.choice((500, 502, 503)))
         hold_ms = settings.timeout_ms if self._strikes(settings.timeout_rate) else 0
+        if hold_ms:
+            self.injected["timeout"] += 1
         malformed: MalformedKind | None = None
         if self._strikes(settings.malformed_rate):
-            if settings.malformed_kind == "mixed":
-                malformed = self._random.choice(("html", "truncated"))
-            else:
-                malformed = settings.malformed_kind
+            kind: MalformedKind = (self._random.choice(("html", "truncated", "garbled"))
+                                   if settings.malformed_kind == "mixed"
+                                   else settings.malformed_kind)
+            self.injected[kind] += 1
+            malformed = kind
         return FaultPlan(hold_ms, malformed)
 
     async def after(self, plan: FaultPlan, response: web.StreamResponse) -> web.StreamResponse:
@@ -214,6 +230,8 @@ class FaultInjector:
                 await asyncio.wait_for(self._release.wait(), plan.hold_ms / 1000)
         if plan.malformed == "html":
             return web.Response(status=200, text=_HTML_PAGE, content_type="text/html")
+        if plan.malformed == "garbled":
+            return web.Response(status=200, body=_GARBLED, content_type="application/json")
         if plan.malformed == "truncated":
             body = response.body if isinstance(response, web.Response) else None
             raw = body if isinstance(body, bytes) and body else b'{"data": [{"id": "'

@@ -146,6 +146,7 @@ class SimulatedSystem(abc.ABC):
         self.stats.reset()
         self._creates.clear()
         self.faults.clear()
+        self.faults.injected.clear()
         self.clock.reset()
         self.webhooks.reset_counts()
         self.set_rate_limit(self.rate_limit)

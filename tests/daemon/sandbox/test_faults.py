@@ -138,6 +138,37 @@ async def test_malformed_truncated_json_does_not_parse(target: Target) -> None:
         response.json()
 
 
+async def test_garbled_bytes_are_neither_utf8_nor_json_and_the_write_happened(
+        target: Target) -> None:
+    await target.faults(malformed_rate=1.0, malformed_kind="garbled")
+
+    response = await target.client.post(target.list_path, json=target.body("garbled"))
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    with pytest.raises(UnicodeDecodeError):
+        response.content.decode("utf-8")
+    assert len(await admin_records(target.client, target.resource)) == 1
+
+
+async def test_the_stats_count_each_fault_that_struck_by_kind(target: Target) -> None:
+    await target.faults(burst_429=2)
+    for _ in range(3):
+        await target.client.get(target.list_path)
+    await target.faults(malformed_rate=1.0, malformed_kind="garbled")
+    await target.client.get(target.list_path)
+    await target.faults(malformed_rate=0, error_rate=1.0)
+    await target.client.get(target.list_path)
+    await target.faults(error_rate=0, down=True)
+    await target.client.get(target.list_path)
+
+    stats = (await target.client.get("/_admin/stats")).json()
+
+    assert stats["faults_injected"] == {"429": 2, "down": 1, "error": 1, "garbled": 1}
+    await target.client.post("/_admin/reset")
+    assert (await target.client.get("/_admin/stats")).json()["faults_injected"] == {}
+
+
 async def test_clearing_faults_restores_normal_service(target: Target) -> None:
     await target.faults(error_rate=1.0, latency_ms=10, burst_429=5)
 

@@ -1,0 +1,181 @@
+"""The checks of a chaos run, from the people's log and the systems' final states. Pure.
+
+- **Records that differ**: an email live in some systems and not others, or with different
+  values of any field in two systems.
+- **Duplicates**: one email held by two live records of one system (the systems run without
+  unique keys, so a duplicate would show).
+- **Lost edits**: every value a person set is either *final* (the record holds it), or
+  *superseded* (a person later looked at the record, saw that value, and changed the field
+  or deleted the record), or a side of a *recorded conflict* (the daemon's conflict report
+  names it). A create's values count as edits.
+- **Lost deletes**: a deleted person is gone everywhere, unless a delete-versus-update
+  conflict was recorded for the record. **Lost creates**: a created person is live, unless
+  someone deleted them or a delete-versus-update conflict was recorded.
+- **Echo writes**: the daemon's API writes that changed nothing; writes beyond what the
+  people's actions can need (each action in another system needs at most one write to a
+  system); writes during the quiet time after convergence.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaos.workload import EDITED, Action
+
+FIELDS = ("email", *EDITED)
+
+
+@dataclass
+class Writes:
+    """One system's API writes by the daemon."""
+
+    made: int
+    unchanged: int
+    quiet: int  # made during the quiet time after convergence
+    needed: int = 0  # at most: the people's actions in the other systems
+
+
+@dataclass
+class Verdict:
+    """The figures and every violation, each one line naming what and where."""
+
+    figures: dict[str, Any] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def judge(log: Iterable[Action], final: Mapping[str, list[dict[str, Any]]],
+          conflicts: Iterable[Mapping[str, Any]], canonical_id: Callable[[str], str],
+          writes: Mapping[str, Writes]) -> Verdict:
+    """Check the run: ``final`` holds each system's live records in canonical fields."""
+    actions = list(log)
+    verdict = Verdict()
+    bad = verdict.violations
+
+    # Duplicates, and each system's view by email.
+    views: dict[str, dict[str, dict[str, Any]]] = {}
+    duplicates = 0
+    for system, records in sorted(final.items()):
+        counts = Counter(str(r.get("email")) for r in records)
+        for email, n in sorted(counts.items()):
+            if n > 1:
+                duplicates += n - 1
+                bad.append(f"duplicate: {email} is {n} records in {system}")
+        views[system] = {str(r.get("email")): r for r in records}
+
+    # Records that differ.
+    emails = sorted(set().union(*(set(v) for v in views.values())))
+    differ = 0
+    for email in emails:
+        holders = {s: v[email] for s, v in views.items() if email in v}
+        if len(holders) != len(views):
+            differ += 1
+            bad.append(f"differs: {email} live in {sorted(holders)} only")
+            continue
+        shown = {s: {f: r.get(f) for f in FIELDS} for s, r in holders.items()}
+        if len({tuple(sorted(v.items())) for v in shown.values()}) > 1:
+            differ += 1
+            bad.append(f"differs: {email}: {shown}")
+    final_values = {email: {f: r.get(f) for f in FIELDS}
+                    for view in views.values() for email, r in view.items()}
+
+    # What the conflict reports name.
+    in_conflict: set[tuple[str, str, str]] = set()
+    delete_conflicts: set[str] = set()
+    for event in conflicts:
+        cid = str(event["canonical_id"])
+        if event["field"] == "_deleted":
+            delete_conflicts.add(cid)
+        for side in ("current", "incoming"):
+            in_conflict.add((cid, str(event["field"]), repr(event[side]["value"])))
+
+    # What people saw before they acted.
+    seen: set[tuple[str, str, str]] = set()
+    deleted: set[str] = set()
+    created: set[str] = set()
+    for action in actions:
+        if action.op == "edit":
+            name = next(iter(action.values))
+            seen.add((action.email, name, repr(action.saw.get(name))))
+        elif action.op == "delete":
+            deleted.add(action.email)
+            for name, value in action.saw.items():
+                seen.add((action.email, name, repr(value)))
+        else:
+            created.add(action.email)
+
+    lost = final_count = superseded = conflicted = 0
+    for action in actions:
+        if action.op == "delete":
+            continue
+        cid = canonical_id(action.email)
+        for name, value in action.values.items():
+            if name == "email":
+                continue
+            if final_values.get(action.email, {}).get(name) == value:
+                final_count += 1
+            elif (action.email, name, repr(value)) in seen:
+                superseded += 1
+            elif (cid, name, repr(value)) in in_conflict or (
+                    action.email not in final_values and cid in delete_conflicts):
+                conflicted += 1
+            else:
+                lost += 1
+                bad.append(f"lost edit: step {action.step} ({action.op} in {action.system}, "
+                           f"t={action.at:.1f}s) set {action.email} {name}={value!r}; it is "
+                           f"{final_values.get(action.email, {}).get(name, 'gone')!r} now, "
+                           "no later edit saw it, no conflict names it")
+
+    lost_deletes = 0
+    for email in sorted(deleted):
+        if email in final_values and canonical_id(email) not in delete_conflicts:
+            lost_deletes += 1
+            bad.append(f"lost delete: {email} was deleted and is live again, no conflict")
+    lost_creates = 0
+    for email in sorted(created - deleted):
+        if email not in final_values and canonical_id(email) not in delete_conflicts:
+            lost_creates += 1
+            bad.append(f"lost create: {email} was created and is nowhere now")
+    unknown = sorted(set(final_values) - created)
+    for email in unknown:
+        bad.append(f"unknown record: {email} in the systems, nobody created it")
+
+    echo = 0
+    for system, w in sorted(writes.items()):
+        extra = max(0, w.made - w.needed)
+        echo += w.unchanged + extra + w.quiet
+        if w.unchanged:
+            bad.append(f"echo: {w.unchanged} writes to {system} changed nothing")
+        if extra:
+            bad.append(f"echo: {w.made} writes to {system}, at most {w.needed} needed")
+        if w.quiet:
+            bad.append(f"echo: {w.quiet} writes to {system} after convergence")
+
+    ops = Counter(a.op for a in actions)
+    verdict.figures.update({
+        "creates": ops["create"], "edits": ops["edit"], "deletes": ops["delete"],
+        "concurrent actions": sum(1 for a in actions if a.concurrent),
+        "records at the end": len(final_values),
+        "records that differ": differ, "duplicates": duplicates,
+        "values final": final_count, "values superseded": superseded,
+        "values on the losing side of a recorded conflict": conflicted,
+        "lost edits": lost, "lost deletes": lost_deletes, "lost creates": lost_creates,
+        "unknown records": len(unknown), "echo writes": echo,
+        "conflicts recorded": len({(c, f) for c, f, _ in in_conflict}),
+    })
+    return verdict
+
+
+def needed_writes(actions: Iterable[Action], systems: Iterable[str]) -> dict[str, int]:
+    """Per system, the most writes the people's actions can need there: one per action taken
+    in another system (a create, an edit, a delete each reach every other system once)."""
+    names = list(systems)
+    per_system = Counter(a.system for a in actions)
+    total = sum(per_system.values())
+    return {name: total - per_system[name] for name in names}

@@ -1,0 +1,43 @@
+"""A write to an API without conditional writes is never repeated by the HTTP client.
+
+Found by the chaos run (docs/RELIABILITY.md, seed 20261207: four helpdesk edits lost, each
+one absent from every conflict report). The lane reads the copy, decides the write against
+that read, and sends an unconditional ``PUT``; the client used to repeat it after a 429 (or a
+5xx, or a timeout) without reading again, a second or more later, over whatever a person had
+changed since. Now the error comes back at once, and the lane runs the intent again later,
+which reads the copy and decides again (``daemon/lane/writing.py``, ``_after_error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from daemon.http import RateLimited
+from daemon.sandbox import run_helpdesk
+from tests.daemon.connector.conftest import ENV, connector
+
+
+async def test_a_persons_edit_during_a_retried_unconditional_write_is_not_overwritten(
+) -> None:
+    async with run_helpdesk(api_key=ENV["HELPDESK_API_KEY"], rate_limit=None) as running:
+        helpdesk = running.system
+        users = helpdesk.store.spec("users")
+        created = helpdesk.create(users, {"name": "Ann", "phone": "1"}, None).record
+        rest = connector("helpdesk", running.url)
+        try:
+            current = await rest.fetch(str(created.id))  # the lane's read: phone "1"
+            assert current is not None and current.data["phone"] == "1"
+            helpdesk.faults.configure({"burst_429": 1})  # the PUT's first attempt: 429
+            write = asyncio.create_task(rest.update(str(created.id), {"phone": "2"},
+                                                    current.precondition))
+            await asyncio.sleep(0.3)  # within Retry-After: 1, a person changes the phone
+            helpdesk.update(users, created.key, {"phone": "3"}, None)
+            with contextlib.suppress(RateLimited):  # the lane reads again on this
+                await write
+        finally:
+            await rest.client.aclose()
+        held = helpdesk.store.get("users", created.key)
+        assert held is not None
+        # The person's "3" must survive (the write found stale), not be replaced by "2".
+        assert held.fields["phone"] == "3"
