@@ -227,3 +227,43 @@ def test_a_copy_that_held_the_value_before_the_edit_is_checked_not_caught_up() -
     assert (conflict.current.system, conflict.incoming.system) == ("crm", "helpdesk")
     assert (conflict.current.value, conflict.incoming.value) == (1, True)
     w.settle()
+
+
+def test_a_read_older_than_the_check_does_not_confirm_it() -> None:
+    """The check above, planned while a read made before it is on its way. The CRM and the
+    helpdesk hold ``name = 1``; the CRM changes the email (the hub's write of it waits in the
+    helpdesk lane) and sets ``name = true``. The email write lands; a helpdesk user edits the
+    email, the lane reads the copy (``name = 1``), then the user sets ``name = false`` and
+    deletes the record. The CRM user sets ``name = 1`` again. The email write's outcome plans
+    the check of ``name = 1``; then the older read arrives, showing ``1``. An older fold took
+    a read showing every value of the write in flight for that write landed and joined the
+    record's clock into the helpdesk's knowledge -- but the check writes only what the copy
+    held already, and this read predates it. The delete then looked as if it had seen the
+    CRM's last ``1`` and removed it without a conflict; now it meets it as one.
+    """
+    w = repeated()
+    w.create("crm")
+    w.settle()
+    w.edit("crm", "email")
+    w.read("crm")
+    w.deliver("crm")  # hub plans helpdesk#2: email
+    w.edit("crm", "name", TRUE)
+    w.read("crm")
+    w.deliver("crm")
+    assert w.run_intent("helpdesk") == "written"  # the email; its outcome waits in the lane
+    w.edit("helpdesk", "email")
+    w.read("helpdesk")  # name = 1, and an edit of the email
+    w.edit("helpdesk", "name", FALSE)
+    w.delete("helpdesk")
+    w.edit("crm", "name", ONE)
+    w.read("crm")
+    w.deliver("crm")  # canonical name = 1 again, a new edit
+    step = w.deliver("helpdesk")  # the email write's outcome: the check is planned
+    assert [(i.values, i.expected) for i in step.intents] == [({"name": 1}, {"name": 1})]
+    w.deliver("helpdesk")  # the older read: an edit of the email, name = 1
+    assert not w.hub.peers["helpdesk"].knowledge.covers(w.hub.fields["name"].dot)
+    w.read("helpdesk")
+    step = w.deliver("helpdesk")  # the delete
+    (conflict,) = step.conflicts
+    assert conflict.field == DELETE_FIELD and conflict.status is ConflictStatus.OPEN
+    w.settle()
