@@ -1351,7 +1351,14 @@ class World:
         for _ in range(max_rounds):
             busy = self.deliver_all()
             for s in self.systems:
+                ran = 0
                 while self.lanes[s].intents:
+                    ran += 1
+                    if ran > max_rounds:
+                        # Users stopped: a hub that keeps planning intents (writes that
+                        # change nothing included) never quiesces -- a loop against the API.
+                        raise self.fail("convergence", f"{ran} intents to {s} in one round of "
+                                        "settling, and still one more")
                     self.run_intent(s)
                     busy = True
                     self.deliver_all()
