@@ -343,13 +343,6 @@ class _Fold:
             peer.landed = {k: v for k, v in landed.items() if k not in reported}
         if not news and peer.exists:
             return False
-        if pending and all(n in reported and same(reported[n], v) for n, v in pending.items()) \
-                and not all(same(shadow.get(n, _UNKNOWN), v) for n, v in pending.items()):
-            # The write in flight has landed (its outcome will follow, or was lost in a crash).
-            # Not when it writes only values the copy held already (the plan's check of an
-            # older equal value): a read showing them may predate the intent, and only the
-            # lane's check, made after it, shows the copy holding them since the edit.
-            peer.knowledge = peer.knowledge.join(flight.clock)  # type: ignore[union-attr]
         peer.shadow = {**shadow, **reported}
         peer.exists = True
         if not edits:

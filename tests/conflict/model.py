@@ -1224,15 +1224,8 @@ class World:
         peer = before.peers.get(system)
         knowledge = VClock() if peer is None else peer.knowledge
         flight = None if peer is None else peer.in_flight
-        may_land = False
-        if flight is not None and flight.op is not WriteOp.DELETE:
-            shadow = peer.shadow if peer is not None and peer.exists else {}
-            may_land = all(same(shadow.get(n), flight.expected.get(n)) or same(shadow.get(n), v)
-                           for n, v in flight.values.items())
-            if isinstance(inp, Written) or (may_land and all(
-                    n in inp.fields and same(inp.fields[n], v)
-                    for n, v in flight.values.items())):
-                knowledge = knowledge.join(flight.clock)  # the write landed: it saw its clock
+        if flight is not None and flight.op is not WriteOp.DELETE and isinstance(inp, Written):
+            knowledge = knowledge.join(flight.clock)  # the write landed: it saw its clock
         ours = self._hubs_own(peer, inp.fields, isinstance(inp, Written))
         was_held = _shadow(peer)
         for name, held in truth.ids.items():

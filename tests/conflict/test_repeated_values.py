@@ -267,3 +267,38 @@ def test_a_read_older_than_the_check_does_not_confirm_it() -> None:
     (conflict,) = step.conflicts
     assert conflict.field == DELETE_FIELD and conflict.status is ConflictStatus.OPEN
     w.settle()
+
+
+def test_a_read_older_than_the_write_in_flight_does_not_confirm_it() -> None:
+    """Found at random after the fixes above (seed 1218826). Both systems hold ``name =
+    true``. A helpdesk user sets ``1``, the lane reads it, and the user sets ``true`` back.
+    The CRM user sets ``1``; the hub plans ``name = 1`` for the helpdesk, expecting ``true``.
+    The older read arrives showing ``1``: taken for the write in flight (the known limit: a
+    person's value equal to it) -- but an older fold also joined the write's clock into the
+    helpdesk's knowledge, though the read was made before the write was planned. The
+    helpdesk user's ``false``, made on a copy showing ``true``, then fast-forwarded over the
+    CRM's ``1`` it never saw. Only the write's outcome, sent after the lane's check, now
+    joins its clock; the ``false`` meets the CRM's ``1`` as a conflict.
+    """
+    w = repeated()
+    w.create("crm")
+    w.settle()
+    w.edit("crm", "name", TRUE)
+    w.read("crm")
+    w.deliver("crm")
+    w.settle()
+    w.edit("helpdesk", "name", ONE)
+    w.read("helpdesk")  # shows 1; on its way
+    w.edit("helpdesk", "name", TRUE)
+    w.edit("crm", "name", ONE)
+    w.read("crm")
+    step = w.deliver("crm")  # hub plans helpdesk: name = 1, expecting true
+    assert [(i.values, i.expected) for i in step.intents] == [({"name": 1}, {"name": True})]
+    w.deliver("helpdesk")  # the older read: taken for the write in flight
+    assert not w.hub.peers["helpdesk"].knowledge.covers(w.hub.fields["name"].dot)
+    w.edit("helpdesk", "name", FALSE)
+    w.read("helpdesk")
+    step = w.deliver("helpdesk")
+    (conflict,) = step.conflicts
+    assert (conflict.current.system, conflict.incoming.system) == ("crm", "helpdesk")
+    w.settle()
