@@ -343,9 +343,6 @@ class _Fold:
             peer.landed = {k: v for k, v in landed.items() if k not in reported}
         if not news and peer.exists:
             return False
-        if pending and all(n in reported and same(reported[n], v) for n, v in pending.items()):
-            # The write in flight has landed (its outcome will follow, or was lost in a crash).
-            peer.knowledge = peer.knowledge.join(flight.clock)  # type: ignore[union-attr]
         peer.shadow = {**shadow, **reported}
         peer.exists = True
         if not edits:
@@ -455,9 +452,11 @@ class _Fold:
         self.new_dots += (dot,)
         peer.knowledge = knowledge.add(dot)
         fields = self.fields if self.fields is not None else self.state.fields
-        # Updates the deleting system had neither seen nor held: concurrent with the delete.
-        unseen = {name: fs for name, fs in fields.items()
-                  if not knowledge.covers(fs.dot) and not same(held.get(name, _UNKNOWN), fs.value)}
+        # Updates the deleting system had not seen: concurrent with the delete. Not "seen"
+        # because the copy last held an equal value: that value may be older than the update
+        # (1 -> true -> 1 while the copy kept the first 1, then changed unread before the
+        # delete), and a delete that had not seen it must meet it as a conflict.
+        unseen = {name: fs for name, fs in fields.items() if not knowledge.covers(fs.dot)}
         if not unseen:
             self._delete(dot, source_ts, None)
             return True
@@ -620,6 +619,7 @@ class _Fold:
                 op, expected = WriteOp.CREATE, {}
             else:
                 shadow = peer.shadow
+                knowledge = peer.knowledge
                 values = {}
                 carried = spec.system_writes[system]
                 for n in spec.system_fields[system] if touched else changed:
@@ -631,6 +631,11 @@ class _Fold:
                     held = shadow.get(n, _UNKNOWN)
                     value = fs.value
                     if held is value or same(held, value):
+                        if not knowledge.covers(fs.dot):
+                            # An equal value the copy held before this edit was made (1 ->
+                            # true -> 1 at the hub): the copy has not been seen to hold it
+                            # since, so the lane checks it (done, or stale and read).
+                            values[n] = value
                         continue
                     kept = peer.not_kept.get(n)
                     if kept is not None and same(kept[0], value):

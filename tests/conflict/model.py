@@ -87,8 +87,12 @@ After every write a lane makes:
 
 * **No silent loss (system side)** -- every id the write removes from the system's copy
   (overwritten or deleted) is in ``hub_seen``: the hub never overwrites an edit it has not
-  been shown. This is what the lane's stale check guarantees.
-* **Write bound (no echo)** -- ``writes <= (N - 1) * dots + rejected + resolutions``.
+  been shown. This is what the lane's stale check guarantees. (Exempt, with repeated
+  values: an id in a field that shows what the write expected -- an edit and its undo, or a
+  person putting back the value the hub's own write replaced before a crash lost its
+  outcome: nobody reading the copy can tell it from no change.)
+* **Write bound (no echo)** -- ``writes <= (N - 1) * dots + rejected + resolutions +
+  undone``.
   ``writes`` counts lane writes that changed a system (a create, an update that changed a
   field, a delete; stale and failed writes, and re-runs that find the values already there,
   change nothing). ``dots`` is the sum of the hub's clock: every accepted user change and
@@ -96,10 +100,14 @@ After every write a lane makes:
   incoming side of a conflict decided ``current``, ``merged`` or held ``open``, an owner's
   revert, the update or delete that lost a delete conflict): each costs one write back to
   its own system. A resolution may have to write every system, the chosen side's included
-  (``manual`` had reverted it), hence one more. Why it holds: a write to T follows a
-  canonical change T had not caught up with (at most one write per other system per dot)
-  or a dot of T that was not taken as it stood (one write back). "At most N - 1 writes per
-  edit" is the case without conflicts.
+  (``manual`` had reverted it), hence one more. ``undone`` counts the writes over a
+  person's change that the exemption above lets through (a write of the hub landed, a
+  crash lost its outcome, a person put the old value back, and the re-run finds the copy
+  as the write expected it and writes again): the person's change was not taken, like a
+  rejected dot, and costs one write back. Why it holds: a write to T follows a canonical
+  change T had not caught up with (at most one write per other system per dot), a dot of T
+  that was not taken as it stood, or a change of T that nobody could tell from none (one
+  write back each). "At most N - 1 writes per edit" is the case without conflicts.
 
 At quiescence (``settle`` stops users, delivers everything, runs every intent without
 failures or crashes, reads every system, and repeats until nothing changes):
@@ -405,6 +413,9 @@ class World:
         self.resolution_truth: dict[str, frozenset[str]] = {}
         self.writes = 0
         self.rejected: set[Dot] = set()  # dots whose value was not taken as it stood
+        # writes over a person's change that put back what the write expected (an undo of
+        # the hub's own write whose outcome a crash lost): each costs one write back
+        self.undone = 0
         self.checked_concurrent: set[str] = set()
         self.crashed: set[str] = set()  # systems whose lane lost a Written in a crash
         self.landed_before_crash: set[str] = set()  # intents written, then their lane crashed
@@ -827,8 +838,12 @@ class World:
         # A copy that shows what the hub believes it holds was not changed, for all anyone
         # can tell (an edit and its undo, true -> 1 -> true): its ids are as good as shown.
         shown_before = self.read_record(db.record or {})
+        undone = False  # a person's change nobody can tell from none, written over
         for n in intent.expected:
             if n in shown_before and n != TAGS and same(shown_before[n], intent.expected[n]):
+                if before.get(n, frozenset()) - self.hub_seen and \
+                        not same(shown_before[n], intent.values.get(n)):
+                    undone = True
                 self.hub_seen |= before.get(n, frozenset())
         held = self.intent_ids.get(intent.intent_id, {})
         at = self._tick()
@@ -857,6 +872,8 @@ class World:
         db.version += 1
         db.updated_at = at
         self.writes += 1
+        if undone:
+            self.undone += 1
         # No silent loss, system side: the hub never overwrites what it has not been shown.
         after = {n: content((db.record or {}).get(n)) for n in db.fields}
         for n in db.fields:
@@ -865,11 +882,11 @@ class World:
                 raise self.fail("no silent loss", f"the write {_show_intent(intent)} removed "
                                 f"{sorted(lost)} from {db.name}.{n} before the hub saw it")
         reviews = self.hub.clock.get(REVIEW)
-        bound = (self.n - 1) * self.dots() + len(self.rejected) + reviews
+        bound = (self.n - 1) * self.dots() + len(self.rejected) + reviews + self.undone
         if self.writes > bound:
             raise self.fail("no echo", f"{self.writes} lane writes exceed (N-1) x {self.dots()} "
                             f"dots + {len(self.rejected)} rejected dots + {reviews} "
-                            f"resolutions = {bound}")
+                            f"resolutions + {self.undone} undone = {bound}")
 
     def replay(self, system: str, k: int) -> int:
         """The lane sends the last ``k`` observations the hub already got again."""
@@ -1207,15 +1224,8 @@ class World:
         peer = before.peers.get(system)
         knowledge = VClock() if peer is None else peer.knowledge
         flight = None if peer is None else peer.in_flight
-        may_land = False
-        if flight is not None and flight.op is not WriteOp.DELETE:
-            shadow = peer.shadow if peer is not None and peer.exists else {}
-            may_land = all(same(shadow.get(n), flight.expected.get(n)) or same(shadow.get(n), v)
-                           for n, v in flight.values.items())
-            if isinstance(inp, Written) or (may_land and all(
-                    n in inp.fields and same(inp.fields[n], v)
-                    for n, v in flight.values.items())):
-                knowledge = knowledge.join(flight.clock)  # the write landed: it saw its clock
+        if flight is not None and flight.op is not WriteOp.DELETE and isinstance(inp, Written):
+            knowledge = knowledge.join(flight.clock)  # the write landed: it saw its clock
         ours = self._hubs_own(peer, inp.fields, isinstance(inp, Written))
         was_held = _shadow(peer)
         for name, held in truth.ids.items():
@@ -1334,7 +1344,14 @@ class World:
         for _ in range(max_rounds):
             busy = self.deliver_all()
             for s in self.systems:
+                ran = 0
                 while self.lanes[s].intents:
+                    ran += 1
+                    if ran > max_rounds:
+                        # Users stopped: a hub that keeps planning intents (writes that
+                        # change nothing included) never quiesces -- a loop against the API.
+                        raise self.fail("convergence", f"{ran} intents to {s} in one round of "
+                                        "settling, and still one more")
                     self.run_intent(s)
                     busy = True
                     self.deliver_all()

@@ -261,9 +261,9 @@ def test_the_fast_profile_with_repeated_values_obeys_the_laws() -> None:
         FAST, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate]))
 
 
-# Random (not derandomized) schedules with repeated values still find cases where the model
-# and the fold disagree (issue 13's follow-up: the model's exemptions for what nobody can
-# tell apart are not complete); they run by their own command until they are clean.
+# Random (not derandomized) schedules with repeated values still find a case where the model
+# and the fold disagree (about one per 29,000 schedules; docs/BENCHMARKS.md): they run by their
+# own command until they are clean.
 REPEATED = os.environ.get("SYNCLINE_MODEL_REPEATED") == "1"
 
 

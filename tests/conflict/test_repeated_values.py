@@ -10,6 +10,7 @@ random schedules with small value sets.
 from __future__ import annotations
 
 from conflict import (
+    DELETE_FIELD,
     Change,
     ConflictStatus,
     Decision,
@@ -18,6 +19,7 @@ from conflict import (
     FieldType,
     same,
 )
+from tests.conflict.model import Config, Json, World
 from tests.conflict.test_examples import Hub
 
 
@@ -112,3 +114,191 @@ def test_true_and_one_are_different_values() -> None:
     assert same({"a": [1, {"b": 2.0}]}, {"a": [1.0, {"b": 2}]})
     assert not same({"a": 1}, {"a": 1, "b": None}) and not same("1", 1)
 
+
+
+# -- stories the model found at random (issue 13's follow-up) --------------------------------
+# Played on the model of ``tests/conflict/model.py`` (systems, lanes, the real fold) with
+# values from small sets: ``name`` takes ``1``, ``true`` or ``false`` (a user's ``pick`` is
+# the index of the value, skipping the one the copy shows). Each schedule is the shrunk one,
+# made readable; ``settle`` drains everything and checks every law at the end.
+def repeated(n_systems: int = 2) -> World:
+    return World(Config(n_systems=n_systems, values=3, tags=False))
+
+
+TRUE, ONE, FALSE = 0, 1, 2  # picks of VALUE_POOLS["name"]
+
+
+def shows(w: World, system: str) -> dict[str, Json]:
+    record = w.dbs[system].record
+    assert record is not None
+    return w.read_record(record)
+
+
+def test_a_person_undoing_the_hubs_write_before_a_crash_is_written_over_once() -> None:
+    """Three systems hold ``name = 1``. The CRM sets ``true``; the hub writes it to the
+    helpdesk, and the helpdesk lane crashes before it reports the write. A helpdesk user puts
+    ``1`` back. The lane runs the intent again: the copy holds ``1``, exactly what the write
+    expected -- nothing can tell "never landed" from "landed and undone" -- so it writes
+    ``true`` again. Nothing is lost that anyone could see, but the helpdesk got two writes for
+    one edit: five writes for two dots over three systems, one more than ``(N-1) x dots``.
+    The model's write bound counts such an undo like a rejected edit (one write back); before,
+    it took the extra write for an echo.
+    """
+    w = repeated(n_systems=3)
+    w.create("crm")
+    w.read("crm")
+    w.deliver("crm")  # creates planned for helpdesk and hris
+    w.run_intent("helpdesk")
+    w.deliver("helpdesk")
+    w.edit("crm", "name", TRUE)
+    w.read("crm")
+    w.deliver("crm")  # hub plans helpdesk#2: name = true, expecting 1
+    assert w.run_intent("helpdesk", "crash") == "crashed"  # landed; its outcome lost
+    w.edit("helpdesk", "name", ONE)  # a person undoes it
+    assert shows(w, "helpdesk")["name"] == 1
+    assert w.run_intent("helpdesk") == "written"  # the re-run writes true again
+    w.settle()
+    assert w.writes == 5 and w.dots() == 2 and w.undone == 1
+    assert all(shows(w, s)["name"] is True for s in w.systems)
+
+
+def test_a_delete_meets_an_edit_back_to_the_value_its_copy_held_before() -> None:
+    """The CRM and the helpdesk hold ``name = 1``. The CRM sets ``true``; the hub plans to
+    write it to the helpdesk. Before that write runs, a helpdesk user sets ``false`` and the
+    CRM user sets ``1`` again; then the helpdesk user deletes the record. The hub last saw
+    the helpdesk hold ``1``, the canonical value now -- but that ``1`` is older than the
+    CRM's, which the helpdesk user never saw (they deleted a copy showing ``false``). An
+    older fold took "the copy held an equal value" for "the delete saw the edit" and deleted
+    the CRM's edit without a trace; the delete now meets it as a conflict (``manual``: the
+    record stays until a person decides).
+    """
+    w = repeated()
+    w.create("crm")
+    w.settle()
+    w.edit("crm", "name", TRUE)
+    w.read("crm")
+    w.deliver("crm")  # hub plans helpdesk#2: name = true, expecting 1
+    w.edit("helpdesk", "name", FALSE)
+    w.edit("crm", "name", ONE)
+    w.read("crm")
+    w.deliver("crm")  # canonical name = 1 again, a new edit
+    w.delete("helpdesk")
+    w.read("helpdesk")
+    step = w.deliver("helpdesk")
+    (conflict,) = step.conflicts
+    assert conflict.field == DELETE_FIELD and conflict.status is ConflictStatus.OPEN
+    assert conflict.current.value == {"name": 1} and conflict.current.system == "crm"
+    assert w.hub.deleted is None
+    w.settle()
+
+
+def test_a_copy_that_held_the_value_before_the_edit_is_checked_not_caught_up() -> None:
+    """The CRM and the helpdesk hold ``name = 1``. The CRM changes the email (the hub's
+    write of it to the helpdesk waits in the lane), then sets ``name = true``, a helpdesk user
+    sets ``false`` and then ``true``, and the CRM user sets ``name = 1`` again. The email
+    write lands. The hub last saw the helpdesk hold ``name = 1`` -- the canonical value --
+    and an older fold took the copy for caught up: its knowledge became the record's clock,
+    and the helpdesk's ``true``, made without seeing the CRM's last ``1``, replaced it as a
+    fast-forward, with no conflict. A copy whose equal value is older than the field's edit
+    is now checked: the hub plans ``name = 1`` expecting ``1`` (the lane would find ``true``
+    and report the write stale with its read), and the next read of ``true`` meets the CRM's
+    ``1`` as a conflict.
+    """
+    w = repeated()
+    w.create("crm")
+    w.settle()
+    w.edit("crm", "email")
+    w.read("crm")
+    w.deliver("crm")  # hub plans helpdesk#2: email
+    w.edit("crm", "name", TRUE)
+    w.read("crm")
+    w.deliver("crm")  # the helpdesk has a write in flight: nothing more planned
+    w.edit("helpdesk", "name", FALSE)
+    w.edit("helpdesk", "name", TRUE)
+    w.edit("crm", "name", ONE)
+    w.read("crm")
+    w.deliver("crm")  # canonical name = 1 again, a new edit
+    assert w.run_intent("helpdesk") == "written"  # the email
+    step = w.deliver("helpdesk")
+    assert [(i.values, i.expected) for i in step.intents] == [({"name": 1}, {"name": 1})]
+    w.read("helpdesk")
+    step = w.deliver("helpdesk")  # true: an edit, concurrent with the CRM's 1
+    (conflict,) = step.conflicts
+    assert (conflict.current.system, conflict.incoming.system) == ("crm", "helpdesk")
+    assert (conflict.current.value, conflict.incoming.value) == (1, True)
+    w.settle()
+
+
+def test_a_read_older_than_the_check_does_not_confirm_it() -> None:
+    """The check above, planned while a read made before it is on its way. The CRM and the
+    helpdesk hold ``name = 1``; the CRM changes the email (the hub's write of it waits in the
+    helpdesk lane) and sets ``name = true``. The email write lands; a helpdesk user edits the
+    email, the lane reads the copy (``name = 1``), then the user sets ``name = false`` and
+    deletes the record. The CRM user sets ``name = 1`` again. The email write's outcome plans
+    the check of ``name = 1``; then the older read arrives, showing ``1``. An older fold took
+    a read showing every value of the write in flight for that write landed and joined the
+    record's clock into the helpdesk's knowledge -- but the check writes only what the copy
+    held already, and this read predates it. The delete then looked as if it had seen the
+    CRM's last ``1`` and removed it without a conflict; now it meets it as one.
+    """
+    w = repeated()
+    w.create("crm")
+    w.settle()
+    w.edit("crm", "email")
+    w.read("crm")
+    w.deliver("crm")  # hub plans helpdesk#2: email
+    w.edit("crm", "name", TRUE)
+    w.read("crm")
+    w.deliver("crm")
+    assert w.run_intent("helpdesk") == "written"  # the email; its outcome waits in the lane
+    w.edit("helpdesk", "email")
+    w.read("helpdesk")  # name = 1, and an edit of the email
+    w.edit("helpdesk", "name", FALSE)
+    w.delete("helpdesk")
+    w.edit("crm", "name", ONE)
+    w.read("crm")
+    w.deliver("crm")  # canonical name = 1 again, a new edit
+    step = w.deliver("helpdesk")  # the email write's outcome: the check is planned
+    assert [(i.values, i.expected) for i in step.intents] == [({"name": 1}, {"name": 1})]
+    w.deliver("helpdesk")  # the older read: an edit of the email, name = 1
+    assert not w.hub.peers["helpdesk"].knowledge.covers(w.hub.fields["name"].dot)
+    w.read("helpdesk")
+    step = w.deliver("helpdesk")  # the delete
+    (conflict,) = step.conflicts
+    assert conflict.field == DELETE_FIELD and conflict.status is ConflictStatus.OPEN
+    w.settle()
+
+
+def test_a_read_older_than_the_write_in_flight_does_not_confirm_it() -> None:
+    """Found at random after the fixes above (seed 1218826). Both systems hold ``name =
+    true``. A helpdesk user sets ``1``, the lane reads it, and the user sets ``true`` back.
+    The CRM user sets ``1``; the hub plans ``name = 1`` for the helpdesk, expecting ``true``.
+    The older read arrives showing ``1``: taken for the write in flight (the known limit: a
+    person's value equal to it) -- but an older fold also joined the write's clock into the
+    helpdesk's knowledge, though the read was made before the write was planned. The
+    helpdesk user's ``false``, made on a copy showing ``true``, then fast-forwarded over the
+    CRM's ``1`` it never saw. Only the write's outcome, sent after the lane's check, now
+    joins its clock; the ``false`` meets the CRM's ``1`` as a conflict.
+    """
+    w = repeated()
+    w.create("crm")
+    w.settle()
+    w.edit("crm", "name", TRUE)
+    w.read("crm")
+    w.deliver("crm")
+    w.settle()
+    w.edit("helpdesk", "name", ONE)
+    w.read("helpdesk")  # shows 1; on its way
+    w.edit("helpdesk", "name", TRUE)
+    w.edit("crm", "name", ONE)
+    w.read("crm")
+    step = w.deliver("crm")  # hub plans helpdesk: name = 1, expecting true
+    assert [(i.values, i.expected) for i in step.intents] == [({"name": 1}, {"name": True})]
+    w.deliver("helpdesk")  # the older read: taken for the write in flight
+    assert not w.hub.peers["helpdesk"].knowledge.covers(w.hub.fields["name"].dot)
+    w.edit("helpdesk", "name", FALSE)
+    w.read("helpdesk")
+    step = w.deliver("helpdesk")
+    (conflict,) = step.conflicts
+    assert (conflict.current.system, conflict.incoming.system) == ("crm", "helpdesk")
+    w.settle()
