@@ -16,10 +16,11 @@ TALLY: Counter[str] = Counter()
 """``"<test area>: <what>" -> count`` over the whole session."""
 
 
-def examples(default: int) -> settings:
-    """Hypothesis settings running ``default`` examples, or ``SYNCLINE_FUZZ_EXAMPLES``."""
-    wanted = int(os.environ.get("SYNCLINE_FUZZ_EXAMPLES", "0") or 0)
-    return settings(max_examples=wanted or default, deadline=None, database=None)
+def examples(default: int, most: int | None = None) -> settings:
+    """Hypothesis settings running ``default`` examples, or ``SYNCLINE_FUZZ_EXAMPLES`` (at
+    most ``most``, for tests whose every example starts processes or a deployment)."""
+    wanted = int(os.environ.get("SYNCLINE_FUZZ_EXAMPLES", "0") or 0) or default
+    return settings(max_examples=min(wanted, most or wanted), deadline=None, database=None)
 
 
 def count(area: str, what: str, n: int = 1) -> None:

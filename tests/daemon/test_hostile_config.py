@@ -114,7 +114,7 @@ def test_the_example_itself_loads() -> None:
 
 
 @pytest.mark.slow
-@examples(3)
+@examples(3, most=12)
 @given(broken_config().filter(lambda case: isinstance(load(case[1]), ConfigError)))
 def test_check_and_run_refuse_a_broken_config_with_exit_2_and_no_traceback(
         case: tuple[str, str]) -> None:

@@ -129,7 +129,7 @@ def test_poison_among_good_observations_is_dead_lettered_and_the_good_ones_folde
 
 @pytest.mark.kafka
 @pytest.mark.slow
-@examples(2)
+@examples(2, most=12)
 @given(poison=st.lists(POISON.filter(rejected), min_size=6, max_size=6))
 def test_poison_on_every_input_topic_is_dead_lettered_over_the_broker(
         kafka_bootstrap: str, poison: list[bytes]) -> None:
