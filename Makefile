@@ -81,7 +81,7 @@ demo: setup
 ## files, the review page) with many more examples; FUZZ_EXAMPLES=N for another count.
 ## `make test` runs a small number of each. Counts are printed under "hostile inputs".
 FUZZ_EXAMPLES ?= 1000
-FUZZ_TESTS := tests/streams/test_hostile_events.py tests/daemon/lane/test_hostile_intents.py \
+FUZZ_TESTS := tests/streams/test_hostile_events.py tests/daemon/lane/test_hostile_intents.py tests/daemon/test_lane_hostile_intents.py \
 	tests/daemon/connector/test_rest_hostile.py tests/daemon/test_hostile_webhooks.py \
 	tests/daemon/test_hostile_config.py tests/daemon/review/test_hostile.py
 fuzz: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
