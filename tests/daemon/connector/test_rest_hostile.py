@@ -14,6 +14,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 import yaml
 from aiohttp import web
 from hypothesis import given
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from daemon.connector.config import SystemConfig
 from daemon.connector.rest import BadRecord, RemoteRecord, RestEntity, build_client
-from daemon.http import HttpError
+from daemon.http import HttpClient, HttpError, MalformedResponse
 from tests.daemon.served import served
 from tests.hostile import count, examples
 
@@ -132,3 +133,33 @@ def test_a_hostile_listing_is_read_whole_or_refused_with_a_reason(moods: list[st
     assert api.requests <= 50  # no endless walk
     count(AREA, "bad records (with a reason)", len(bad))
     count(AREA, "examples run")
+
+
+async def test_a_gigantic_answer_is_refused_unread_with_its_size() -> None:
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse()  # no Content-Length: refused while it is read
+        answer.content_type = "application/json"
+        await answer.prepare(request)
+        await answer.write(b'{"data": [{"id": "x", "pad": "')
+        for _ in range(64):
+            await answer.write(b"x" * 65536)
+        await answer.write(b'"}], "next": null}')
+        return answer
+
+    async def sized(request: web.Request) -> web.Response:  # refused by its Content-Length
+        return web.Response(body=b"[" + b"0," * (2 * 1024 * 1024) + b"0]",
+                            content_type="application/json")
+
+    async def small(request: web.Request) -> web.Response:
+        return web.json_response({"data": []})
+
+    app = web.Application()
+    app.router.add_get("/chunked", chunked)
+    app.router.add_get("/sized", sized)
+    app.router.add_get("/small", small)
+    async with served(app) as url, HttpClient(url, max_body_bytes=1024 * 1024) as client:
+        for path in ("/chunked", "/sized"):
+            with pytest.raises(MalformedResponse, match="larger than 1048576 bytes"):
+                await client.request("GET", path)
+            count(AREA, "refusals (gigantic answer)")
+        assert (await client.request("GET", "/small")).body == {"data": []}
