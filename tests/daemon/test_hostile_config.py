@@ -138,3 +138,13 @@ def test_check_and_run_refuse_a_broken_config_with_exit_2_and_no_traceback(
             assert "Traceback" not in output
             assert expected in result.stderr
             count(AREA, f"`syncline {command[0]}` refusals (exit 2)")
+
+
+def test_params_of_the_wrong_type_are_named_not_a_traceback() -> None:
+    """Found by the fuzzing above: ``params: -1`` next to a ``path`` raised TypeError."""
+    text = EXAMPLE_TEXT.replace('params: {email: "{email}"}', "params: -1")
+    assert "params: -1" in text
+    outcome = load(text)
+    assert isinstance(outcome, ConfigError)
+    assert any("systems.crm.entities.contact.lookup.params" in line
+               for line in outcome.problems), outcome.problems
