@@ -12,7 +12,7 @@ KAFKA_PORT := $(or $(SYNCLINE_KAFKA_PORT),19092)
 PYTEST_ARGS ?=
 
 .PHONY: setup kafka-up kafka-down kafka-status test test-real lint docs demo compile \
-	clean-compiled test-compiled test-model-long test-helm test-container images chaos
+	clean-compiled test-compiled test-model-long test-helm test-container images chaos fuzz
 
 ## setup: create .venv if missing and install syncline with its dev tools into it
 setup: $(VENV)/.installed
@@ -108,3 +108,15 @@ lint: setup
 ## demo: Kafka, a simulated CRM and helpdesk, a worker, and a short story (syncline demo)
 demo: setup
 	$(BIN)/syncline demo
+
+## fuzz: the hostile-input tests (bytes on every input topic, API answers, webhooks, config
+## files, the review page) with many more examples; FUZZ_EXAMPLES=N for another count.
+## `make test` runs a small number of each. Counts are printed under "hostile inputs".
+FUZZ_EXAMPLES ?= 1000
+FUZZ_TESTS := tests/streams/test_hostile_events.py tests/daemon/lane/test_hostile_intents.py tests/daemon/test_lane_hostile_intents.py \
+	tests/daemon/connector/test_rest_hostile.py tests/daemon/test_hostile_webhooks.py \
+	tests/daemon/test_hostile_config.py tests/daemon/review/test_hostile.py
+fuzz: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
+	SYNCLINE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		SYNCLINE_TEST_KAFKA=$(or $(SYNCLINE_TEST_KAFKA),127.0.0.1:$(KAFKA_PORT)) \
+		$(BIN)/pytest -p no:cacheprovider -p no:randomly --timeout 3600 $(FUZZ_TESTS) $(PYTEST_ARGS)

@@ -423,5 +423,13 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of every event, by schema name and version."""
-    return {cls.SCHEMA: cls.model_json_schema(by_alias=True, mode="serialization")
+    return {cls.SCHEMA: _schema_required(cls.model_json_schema(by_alias=True,
+                                                               mode="serialization"))
             for cls in EVENT_TYPES}
+
+
+def _schema_required(schema: dict[str, Any]) -> dict[str, Any]:
+    # The ``schema`` field has a default in the model, so pydantic leaves it out of
+    # ``required``; but the codec reads nothing without it, and the encoder always writes it.
+    schema["required"] = ["schema", *(n for n in schema.get("required", ()) if n != "schema")]
+    return schema

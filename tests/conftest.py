@@ -124,3 +124,13 @@ def topic_name(request: pytest.FixtureRequest) -> str:
     """A topic name no other test (and no earlier run) uses: the test's name plus a uuid."""
     test = re.sub(r"[^A-Za-z0-9-]+", "-", request.node.name).strip("-")[:80]
     return f"test-{test}-{uuid.uuid4().hex[:12]}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The hostile-input tests' counts: examples run, dead letters, refusals."""
+    from tests.hostile import TALLY
+
+    if TALLY:
+        terminalreporter.section("hostile inputs")
+        for name, n in sorted(TALLY.items()):
+            terminalreporter.write_line(f"{name}: {n}")

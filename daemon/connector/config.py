@@ -91,7 +91,9 @@ def split_query(path: str, params: dict[str, Any], where: str) -> tuple[str, dic
 
 def honour_query(data: Any) -> Any:
     """A section's raw ``data`` with the query string of its ``path`` moved into ``params``."""
-    if isinstance(data, dict) and isinstance(data.get("path"), str):
+    # ``params`` of another type is left to the model, which names it in its message.
+    if isinstance(data, dict) and isinstance(data.get("path"), str) \
+            and isinstance(data.get("params") or {}, dict):
         path, params = split_query(data["path"], dict(data.get("params") or {}), "path")
         data = {**data, "path": path, "params": params}
     return data

@@ -62,6 +62,9 @@ class _HttpxUrlRedaction(logging.Filter):
         return True
 
 
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""The largest answer a system may give (64 MiB decoded): a page of records is far smaller."""
+
 _HTTPX_FILTER = _HttpxUrlRedaction()
 logging.getLogger("httpx").addFilter(_HTTPX_FILTER)
 
@@ -87,6 +90,8 @@ class HttpClient:
         on_wait: called with the seconds a request waited for the rate limit (the client's
             budget, or a pause a 429 answer asked for), when it waited: for metrics.
         on_latency: called once per attempt with its seconds, answered or not: for metrics.
+        max_body_bytes: the largest answer read (decoded); a larger one is refused as
+            :class:`MalformedResponse` before it fills the worker's memory.
 
     The OAuth2 token requests of ``auth`` go through the same transport but not through
     the limiter or the retry loop: a failed refresh fails the request that needed it.
@@ -113,8 +118,10 @@ class HttpClient:
         on_request: Callable[[str, str], None] | None = None,
         on_wait: Callable[[float], None] | None = None,
         on_latency: Callable[[float], None] | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.system = system
+        self.max_body_bytes = max_body_bytes
         self._on_answer = on_answer
         self._on_request = on_request
         self._on_wait = on_wait
@@ -289,7 +296,7 @@ class HttpClient:
             self._on_request(method, self._shown(request.url))
         started = self._clock()
         try:
-            response = await self._client.send(request)
+            response = await self._read_capped(request, started)
         except HttpError:
             raise  # from an OAuth2 token request, already translated
         except httpx.TimeoutException as exc:
@@ -310,6 +317,35 @@ class HttpClient:
         if not response.is_success:
             raise self._error_for(response)
         return Fetched(response=response, body=self._decode(response))
+
+    async def _read_capped(self, request: httpx.Request, started: float) -> httpx.Response:
+        """The answer to ``request``, its body read only up to :attr:`max_body_bytes`."""
+        streamed = await self._client.send(request, stream=True)
+        chunks: list[bytes] = []
+        try:
+            declared = streamed.headers.get("content-length", "")
+            size = int(declared) if declared.isdigit() else 0
+            if size <= self.max_body_bytes:
+                size = 0
+                async for chunk in streamed.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        break
+                    chunks.append(chunk)
+        finally:
+            await streamed.aclose()
+        if size > self.max_body_bytes:
+            self._log(request, streamed, started, None)
+            raise MalformedResponse(
+                f"the answer is larger than {self.max_body_bytes} bytes; not read",
+                method=request.method, url=self._shown(request.url),
+                status=streamed.status_code)
+        # The body as read (decoded): the same answer, no longer a stream.
+        headers = [(k, v) for k, v in streamed.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length",
+                                        "transfer-encoding")]
+        return httpx.Response(streamed.status_code, headers=headers, content=b"".join(chunks),
+                              request=request, extensions=streamed.extensions)
 
     def _log(
         self,

@@ -300,7 +300,8 @@ class Reporter:
                            "outcome": "failed"})
         self.count_write(intent, "failed")
         if source is not None and intent.attempt >= self.max_write_attempts:
-            self.letter(work, source.key.decode() if source.key else self.name, "WriteFailed",
+            key = source.key.decode("utf-8", "replace") if source.key else self.name
+            self.letter(work, key, "WriteFailed",
                         f"{intent.op} of {intent.canonical_id} in {self.system} failed after "
                         f"{intent.attempt} attempts: {reason}", None, source,
                         attempts=intent.attempt)

@@ -168,7 +168,9 @@ class Writer:
         try:
             intent = codec.decode(delivered.value, (WriteIntent,))
         except DecodeError as exc:
-            self.reporter.letter(work, delivered.key.decode() if delivered.key else self.name,
+            # Any bytes may be the key of a hostile record: the letter keeps them as they were.
+            key = delivered.key.decode("utf-8", "replace") if delivered.key else self.name
+            self.reporter.letter(work, key,
                                  type(exc).__name__, str(exc), None, delivered)
             return
         if intent.system != self.system or intent.entity != self.entity:
