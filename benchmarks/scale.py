@@ -111,7 +111,9 @@ class Child:
 async def _caught_up(settings: KafkaSettings, topics: Topics, within: float = 3600.0) -> float:
     """Wait until both stages' groups have committed every input; when that was seen."""
     admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
-    consumer = aiokafka.AIOKafkaConsumer(**settings.client_options(),
+    # Subscribed (without a group) so that its metadata covers both topics.
+    consumer = aiokafka.AIOKafkaConsumer(topics.observations, topics.merge,
+                                         **settings.client_options(),
                                          isolation_level="read_committed")
     await admin.start()
     await consumer.start()
