@@ -12,7 +12,8 @@ KAFKA_PORT := $(or $(SYNCLINE_KAFKA_PORT),19092)
 PYTEST_ARGS ?=
 
 .PHONY: setup kafka-up kafka-down kafka-status test test-real lint docs demo compile \
-	clean-compiled test-compiled test-model-long test-helm test-container images chaos fuzz
+	clean-compiled test-compiled test-model-long test-helm test-container images chaos fuzz \
+	bench
 
 ## setup: create .venv if missing and install syncline with its dev tools into it
 setup: $(VENV)/.installed
@@ -120,3 +121,12 @@ fuzz: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
 	SYNCLINE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
 		SYNCLINE_TEST_KAFKA=$(or $(SYNCLINE_TEST_KAFKA),127.0.0.1:$(KAFKA_PORT)) \
 		$(BIN)/pytest -p no:cacheprovider -p no:randomly --timeout 3600 $(FUZZ_TESTS) $(PYTEST_ARGS)
+
+## bench: every figure of docs/BENCHMARKS.md in one run (benchmarks/report.py), written into
+## its generated section with the machine and the load; BENCH_SIZE=small (minutes, a check
+## of the harness) or full (100 edits/s, 1,000,000 records: an hour or more, quiet machine)
+BENCH_SIZE ?= small
+bench: setup $(if $(SYNCLINE_TEST_KAFKA),,kafka-up)
+	$(BIN)/python -m pip install --quiet -e ".[bench]" || echo "bench: no matplotlib, no plot"
+	$(BIN)/python -m benchmarks.report --size $(BENCH_SIZE) \
+		--bootstrap $(or $(SYNCLINE_TEST_KAFKA),127.0.0.1:$(KAFKA_PORT))

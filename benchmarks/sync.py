@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import yaml
 
-from daemon.config import load_config
+from daemon.config import Config, load_config
 from daemon.demo import ENV
 from daemon.sandbox import run_crm, run_helpdesk
 from daemon.worker import Worker
@@ -55,24 +55,33 @@ async def _until(check: Any, what: str, within: float = 600.0) -> float:
     return time.monotonic() - started
 
 
+def sync_config(bootstrap: str, crm_url: str, helpdesk_url: str, tmp: str, *,
+                poll_seconds: float, concurrency: int, rate_limit: dict[str, float]) -> Config:
+    """The example config against these systems and broker, on fresh topics, with this poll
+    interval, lane concurrency and helpdesk rate budget."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["kafka"]["bootstrap"] = bootstrap
+    data["kafka"]["topic_prefix"] = f"benchsync{uuid.uuid4().hex[:8]}"
+    data["systems"]["crm"]["base_url"] = crm_url
+    data["systems"]["helpdesk"]["base_url"] = helpdesk_url
+    data["systems"]["helpdesk"]["rate_limit"] = rate_limit
+    for name in ("crm", "helpdesk"):
+        data["systems"][name]["entities"]["contact"]["poll_every_seconds"] = poll_seconds
+        data["systems"][name]["entities"]["contact"]["concurrency"] = concurrency
+    path = Path(tmp) / "syncline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path, ENV)
+
+
 async def run(records: int, bootstrap: str, tmp: str, latency_ms: int, concurrency: int
               ) -> None:
     async with run_crm(token=ENV["CRM_TOKEN"]) as crm, \
             run_helpdesk(api_key=ENV["HELPDESK_API_KEY"], rate_limit=None) as helpdesk, \
             httpx.AsyncClient(base_url=crm.url, timeout=30) as crm_admin, \
             httpx.AsyncClient(base_url=helpdesk.url, timeout=30) as helpdesk_admin:
-        data = yaml.safe_load(EXAMPLE.read_text())
-        data["kafka"]["bootstrap"] = bootstrap
-        data["kafka"]["topic_prefix"] = f"benchsync{uuid.uuid4().hex[:8]}"
-        data["systems"]["crm"]["base_url"] = crm.url
-        data["systems"]["helpdesk"]["base_url"] = helpdesk.url
-        data["systems"]["helpdesk"]["rate_limit"] = {"per_second": 10_000, "burst": 10_000}
-        for name in ("crm", "helpdesk"):  # no webhooks here: poll often instead
-            data["systems"][name]["entities"]["contact"]["poll_every_seconds"] = 0.2
-            data["systems"][name]["entities"]["contact"]["concurrency"] = concurrency
-        path = Path(tmp) / "syncline.yaml"
-        path.write_text(yaml.safe_dump(data))
-        config = load_config(path, ENV)
+        config = sync_config(bootstrap, crm.url, helpdesk.url, tmp, poll_seconds=0.2,
+                             concurrency=concurrency,
+                             rate_limit={"per_second": 10_000, "burst": 10_000})
 
         for i in range(records):
             await crm_admin.post("/_admin/edit/contacts", json={"op": "create", "fields": {

@@ -1,0 +1,278 @@
+"""Restart to ready, memory per worker and throughput as workers are added:
+``python -m benchmarks.scale restart|workers``.
+
+Each worker is its own process (``python -m benchmarks.scale child``: a
+:class:`~streams.worker.MergeWorker` running the stages named, as ``python -m streams.worker
+--role`` does, that also says when its stages are ready and its peak RSS when it stops), on a
+fresh deployment's topics of the local broker.
+
+``restart --records N [N ...] --store memory rocksdb``: loads the observations that create N
+canonical records (:func:`benchmarks.merge.synced_observations`: created in the CRM, a third
+also in the helpdesk, each written to the other system and read back), lets one worker (both
+stages) work through them (its peak RSS is the worker's at N records), stops it, and starts a
+new one: **restart to ready** is the time from its stages starting to both being ready (every
+partition restored from its changelog), and its peak RSS after restoring.
+
+``workers --events E --counts 1 2 3``: the same stream of E observations (edits, outcomes and
+echoes) for each count K, on 6 partitions (1, 2 and 3 divide it); K route and K merge
+processes; the time from the first stage being ready to every input of both stages being
+committed (the consumer groups' offsets reaching the topics' ends).
+
+``--json PATH`` writes the figures for ``benchmarks.report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import resource
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiokafka
+import aiokafka.admin
+
+from benchmarks.merge import preload, synced_observations
+from streams.events import ObservationEvent
+from streams.kafka import KafkaSettings
+from streams.topics import Topics, TopicSettings
+from streams.worker import MergeWorker, tune_gc
+from tests.streams.catalog import CATALOG
+
+# The worker process ------------------------------------------------------------------------
+
+async def _child(args: argparse.Namespace) -> None:
+    settings = KafkaSettings(bootstrap=args.bootstrap,
+                             topics=TopicSettings(partitions=args.partitions))
+    worker = MergeWorker(settings, Topics(args.prefix), CATALOG,
+                         topic_settings=TopicSettings(partitions=args.partitions),
+                         state_dir=args.state_dir)
+    tune_gc()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    roles = tuple(args.roles)
+    stages = {"route": worker.route_stage, "merge": worker.merge_stage}
+    started = time.monotonic()
+    task = asyncio.create_task(worker.run(stop, roles))
+    for role in roles:
+        await stages[role].ready.wait()
+    print(json.dumps({"ready_seconds": time.monotonic() - started,
+                      "ready_rss_mib": _peak_rss_mib()}), flush=True)
+    await task
+    print(json.dumps({"peak_rss_mib": _peak_rss_mib(),
+                      **{f"{r}_committed": stages[r].stats.committed for r in roles}}),
+          flush=True)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Child:
+    """One worker process and the JSON lines it prints."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, bootstrap: str, prefix: str, roles: list[str], partitions: int,
+                    state_dir: Path | None = None) -> Child:
+        argv = [sys.executable, "-m", "benchmarks.scale", "child", "--bootstrap", bootstrap,
+                "--prefix", prefix, "--partitions", str(partitions), "--roles", *roles]
+        if state_dir is not None:
+            argv += ["--state-dir", str(state_dir)]
+        return cls(await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE))
+
+    async def line(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        raw = await self.proc.stdout.readline()
+        if not raw:
+            raise SystemExit(f"benchmark: a worker exited ({await self.proc.wait()})")
+        result: dict[str, Any] = json.loads(raw)
+        return result
+
+    async def stop(self) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGTERM)
+        result = await self.line()
+        await self.proc.wait()
+        return result
+
+
+# Progress through the consumer groups' offsets ---------------------------------------------
+
+async def _caught_up(settings: KafkaSettings, topics: Topics, within: float = 3600.0) -> float:
+    """Wait until both stages' groups have committed every input; when that was seen."""
+    admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
+    # Subscribed (without a group) so that its metadata covers both topics.
+    consumer = aiokafka.AIOKafkaConsumer(topics.observations, topics.merge,
+                                         **settings.client_options(),
+                                         isolation_level="read_committed")
+    await admin.start()
+    await consumer.start()
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            done = True
+            # The merge topic is written in transactions: its last offset is a commit marker,
+            # which no consumer commits past.
+            for role, source, marker in (("route", topics.observations, 0),
+                                         ("merge", topics.merge, 1)):
+                parts = [aiokafka.TopicPartition(source, p)
+                         for p in consumer.partitions_for_topic(source) or set()]
+                if not parts:
+                    await consumer.force_metadata_update()  # type: ignore[no-untyped-call]
+                    done = False
+                    break
+                ends = await consumer.end_offsets(parts)
+                committed = await admin.list_consumer_group_offsets(f"{topics.prefix}.{role}")
+                if any(ends[tp] - marker > (committed[tp].offset if tp in committed else 0)
+                       for tp in parts):
+                    done = False
+                    break
+            if done:
+                return time.monotonic()
+            await asyncio.sleep(0.1)
+        raise SystemExit(f"benchmark: the workers did not catch up within {within:.0f} s")
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def _delete(settings: KafkaSettings, prefix: str) -> None:
+    admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix + ".")]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+async def _deployment(settings: KafkaSettings, partitions: int,
+                      events: list[ObservationEvent]) -> Topics:
+    topics = Topics(f"benchscale{uuid.uuid4().hex[:8]}")
+    await MergeWorker(settings, topics, CATALOG,
+                      topic_settings=TopicSettings(partitions=partitions)).ensure_topics()
+    await preload(settings, topics.observations, events)
+    return topics
+
+
+# The measurements --------------------------------------------------------------------------
+
+async def restart(args: argparse.Namespace) -> list[dict[str, Any]]:
+    settings = KafkaSettings(bootstrap=args.bootstrap)
+    rows = []
+    for records in args.records:
+        events = synced_observations(1, records=records)  # creations only, no edits
+        for store in args.store:
+            topics = await _deployment(settings, args.partitions, events)
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    state = None if store == "memory" else Path(tmp)
+                    first = await Child.start(args.bootstrap, topics.prefix,
+                                              ["route", "merge"], args.partitions, state)
+                    ready = await first.line()
+                    begin = time.monotonic()
+                    caught_up = await _caught_up(settings, topics)
+                    working = await first.stop()
+                    if state is not None:  # a new owner starts from the changelog alone
+                        for path in list(state.iterdir()):
+                            path.rename(state / f"old-{path.name}")
+                    second = await Child.start(args.bootstrap, topics.prefix,
+                                               ["route", "merge"], args.partitions, state)
+                    restarted = await second.line()
+                    after = await second.stop()
+            finally:
+                await _delete(settings, topics.prefix)
+            row = {"records": records, "store": store, "observations": len(events),
+                   "first_ready_seconds": ready["ready_seconds"],
+                   "drain_seconds": caught_up - begin,
+                   "working_peak_rss_mib": working["peak_rss_mib"],
+                   "restart_ready_seconds": restarted["ready_seconds"],
+                   "restart_peak_rss_mib": after["peak_rss_mib"]}
+            print(f"restart: {records:,} records ({len(events):,} observations), {store}: "
+                  f"worked through in {row['drain_seconds']:.1f} s, peak RSS "
+                  f"{row['working_peak_rss_mib']:.0f} MiB; restart to ready "
+                  f"{row['restart_ready_seconds']:.2f} s, peak RSS "
+                  f"{row['restart_peak_rss_mib']:.0f} MiB", flush=True)
+            rows.append(row)
+    return rows
+
+
+async def workers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    settings = KafkaSettings(bootstrap=args.bootstrap)
+    events = synced_observations(args.events)
+    rows = []
+    for count in args.counts:
+        topics = await _deployment(settings, args.partitions, events)
+        children: list[Child] = []
+        try:
+            for role in ("route", "merge"):
+                children += [await Child.start(args.bootstrap, topics.prefix, [role],
+                                               args.partitions) for _ in range(count)]
+            readies = [asyncio.create_task(c.line()) for c in children]
+            await asyncio.wait(readies, return_when=asyncio.FIRST_COMPLETED)
+            begin = time.monotonic()
+            await asyncio.gather(*readies)
+            done = await _caught_up(settings, topics)
+            stopped = [await c.stop() for c in children]
+        finally:
+            for c in children:
+                if c.proc.returncode is None:
+                    c.proc.kill()
+            await _delete(settings, topics.prefix)
+        seconds = done - begin
+        row = {"workers_per_role": count, "observations": len(events),
+               "partitions": args.partitions, "seconds": seconds,
+               "observations_per_second": len(events) / seconds,
+               "peak_rss_mib": max(s["peak_rss_mib"] for s in stopped)}
+        print(f"workers: {count} per role, {len(events):,} observations on "
+              f"{args.partitions} partitions: {seconds:.1f} s, "
+              f"{row['observations_per_second']:,.0f} observations/s through both stages "
+              f"(peak RSS of a worker {row['peak_rss_mib']:.0f} MiB)", flush=True)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("restart", "workers", "child"):
+        p = sub.add_parser(name)
+        p.add_argument("--bootstrap", default="127.0.0.1:19092")
+        p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    sub.choices["restart"].add_argument("--records", type=int, nargs="+", default=[10_000])
+    sub.choices["restart"].add_argument("--store", nargs="+", choices=("memory", "rocksdb"),
+                                        default=["memory", "rocksdb"])
+    sub.choices["restart"].add_argument("--partitions", type=int, default=4)
+    sub.choices["workers"].add_argument("--events", type=int, default=100_000)
+    sub.choices["workers"].add_argument("--counts", type=int, nargs="+", default=[1, 2, 3])
+    sub.choices["workers"].add_argument("--partitions", type=int, default=6)
+    child = sub.choices["child"]
+    child.add_argument("--prefix", required=True)
+    child.add_argument("--partitions", type=int, required=True)
+    child.add_argument("--roles", nargs="+", choices=("route", "merge"), required=True)
+    child.add_argument("--state-dir", type=Path, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    if args.command == "child":
+        asyncio.run(_child(args))
+        return
+    rows = asyncio.run(restart(args) if args.command == "restart" else workers(args))
+    if args.json:
+        args.json.write_text(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
+
