@@ -26,7 +26,7 @@ from daemon.errors import DaemonError
 from daemon.http import HttpError
 from streams import codec
 from streams.events import Observed, WriteIntent, Written
-from tests.daemon.lane.conftest import CONTACT, Rig, make_rig
+from tests.daemon.lane.conftest import CONTACT, Rig, endpoint, make_rig
 
 NAMES = st.sampled_from(["Ann", "Bo", "Cy", "Di"])
 MAPPING = CONTACT.mapping("contact", "crm")
@@ -38,7 +38,10 @@ class LaneMachine(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.rig = make_rig()
+        # The people here may delete every record: the delete breaker (which holds a sweep
+        # that finds most known records gone, tested in test_reading.py) is off, so that the
+        # machine checks what the lane reports of real deletes.
+        self.rig = make_rig(endpoint(deletes={"max_missing_share": 1}))
         self.emails = 0
         self.reported: dict[str, dict[str, set[Any]]] = {}  # id -> field -> values reported
         self.sent: dict[str, WriteIntent] = {}  # intent id -> the intent
