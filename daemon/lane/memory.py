@@ -85,8 +85,11 @@ class MemoryConnector:
             ignores an unwrapped one) and are answered with the record as it is.
         echoes: writes are answered with the body that was sent laid over the record,
             whatever was kept (an API that answers 200 to everything).
+        lies: updates are answered with the body that was sent laid over the record and
+            change nothing, not even its version or updated-at (an API that answers 200 to
+            everything and stores nothing: the sandbox's ``lie_on_writes``).
 
-    The last four apply to the lane's writes, not to a person's edits (:meth:`put`,
+    The last five apply to the lane's writes, not to a person's edits (:meth:`put`,
     :meth:`edit`).
     """
 
@@ -94,7 +97,8 @@ class MemoryConnector:
                  *, page_size: int = 50, required: Sequence[str] = (),
                  unique: Sequence[str] = (), drops: Mapping[str, Any] | None = None,
                  forms: Mapping[str, Callable[[Any], Any]] | None = None,
-                 ignores_writes: bool = False, echoes: bool = False) -> None:
+                 ignores_writes: bool = False, echoes: bool = False,
+                 lies: bool = False) -> None:
         self.system = system
         self.entity = entity
         self.config = config or EntityEndpointConfig.model_validate(
@@ -106,6 +110,7 @@ class MemoryConnector:
         self.forms = dict(forms or {})
         self.ignores_writes = ignores_writes
         self.echoes = echoes
+        self.lies = lies
         self.now = 1_000.0  # the system's clock: one second passes per write
         self.records: dict[str, _Stored] = {}
         self.broken: list[BadRecord] = []  # listed on the first page of every listing
@@ -253,8 +258,11 @@ class MemoryConnector:
         if stored is None or stored.deleted_at is not None:
             raise self._error(NotFound, "no such record", 404, "PATCH", external_id)
         self._check(stored, precondition, "PATCH")
-        self._change(stored, {} if self.ignores_writes else self._kept(data))
         self.writes.append(("update", external_id))
+        if self.lies:
+            told = self._remote(stored)
+            return self._leave("update", replace(told, data={**told.data, **data}), fault)
+        self._change(stored, {} if self.ignores_writes else self._kept(data))
         return self._leave("update", self._answer(stored, data), fault)
 
     async def delete(self, external_id: str, precondition: Precondition | None) -> None:

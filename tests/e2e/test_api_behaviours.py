@@ -177,19 +177,22 @@ async def test_a_helpdesk_that_answers_200_to_everything_loops_never(
         one_letter_per_error(await letters(s))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "found here, not fixed: the lying answer passes the write's verification, and the "
-    "helpdesk's next sweep shows the old phone with an unchanged updated_at; the lane takes "
-    "it for a person's edit there and writes it over the person's value in the CRM, and "
-    "syncline status says ok"))
 async def test_a_helpdesk_that_answers_200_to_everything_overwrites_no_persons_value(
         kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    """The lying answer is at the version read before the write: the lane reads the record
+    again, finds the phone not kept, and the helpdesk's old phone is no edit there."""
     async with stack(tmp_path, kafka_settings) as s:
         await lied_to(s)
 
         code, out = await status(s)
-        assert (await s.contacts())["crm"]["flo@example.com"]["phone"] == "3"
+        contacts = await s.contacts()
+        assert contacts["crm"]["flo@example.com"]["phone"] == "3"  # the person's value
+        assert contacts["helpdesk"]["flo@example.com"]["phone"] is None  # it kept nothing
         assert code == 1, out
+        assert "does not keep field phone" in out, out
+        found = [d for d in await letters(s) if d.error == "NotTaken"]
+        assert 1 <= len(found) <= 3, found  # one per value not kept ('1', '2', '3')
+        one_letter_per_error(await letters(s))
 
 
 async def test_records_without_an_updated_at_are_observed(

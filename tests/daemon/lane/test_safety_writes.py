@@ -22,8 +22,10 @@ from click.testing import CliRunner
 
 from daemon.cli import cli
 from daemon.config import EntityConfig
+from daemon.connector.rest import RemoteRecord
 from daemon.lane import Lane
 from daemon.lane.memory import MemoryConnector, MemoryJournal
+from daemon.lane.writing import advanced
 from daemon.sandbox import run_crm
 from streams import codec
 from streams.events import NotTaken, RecordEvent, WriteIntent, Written
@@ -191,6 +193,110 @@ def test_a_record_edited_often_elsewhere_is_not_taken_for_a_loop() -> None:
     assert b.live()[0]["title"] == f"printer {3 * a.config.loop_bound - 1}"
     assert hub.updates("b") == 3 * a.config.loop_bound
     assert all(lane.status()["loop_breakers_open"] == 0 for lane in hub.lanes.values())
+
+
+def lied_to(hub: Hub, a: MemoryConnector, b: MemoryConnector) -> str:
+    """A ticket synced; then b answers every update with what it was sent and keeps
+    nothing, while a person edits the ticket in a twice (each edit is an update to b)."""
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    b.lies = True
+    a.edit(ticket, status="closed")
+    run(hub.run(3))
+    run(hub.lanes["b"].sweep())  # b's sweep reads the ticket as b kept it
+    hub.fold_new()
+    a.edit(ticket, title="printer on fire")
+    run(hub.run(3))
+    run(hub.lanes["b"].sweep())
+    hub.fold_new()
+    run(hub.run(3))
+    return ticket
+
+
+def test_an_api_that_answers_200_and_stores_nothing_overwrites_no_persons_value() -> None:
+    """The answer shows what was written, at the version read before the write: it proves
+    nothing, so the lane reads the record again and finds the write did not take. What b
+    kept is then not a person's edit there, and nothing is written back to a."""
+    a, b = twin("a"), twin("b")
+    hub = Hub({"a": a, "b": b})
+    ticket = lied_to(hub, a, b)
+
+    assert a.held(ticket) == {"status": "closed", "title": "printer on fire"}  # the person's
+    assert a.writes == []  # nothing written back to the person's system
+    assert b.live()[0] == {"id": "1", "status": "open", "title": "printer"}  # kept nothing
+    [record] = hub.records.values()
+    assert record.fields["status"].value == "closed"
+    assert record.fields["title"].value == "printer on fire"
+    written = [e for e in hub.journals["b"].observations if isinstance(e, Written)]
+    assert [{n: (t.wrote, t.holds) for n, t in e.not_taken.items()} for e in written] == [
+        {}, {"status": ("closed", "open")}, {"title": ("printer on fire", "printer")}]
+    assert letters(hub, "b", "NotTaken") == [
+        "system b does not keep field status of ticket 1 (wrote 'closed', it holds 'open')",
+        "system b does not keep field title of ticket 1 "
+        "(wrote 'printer on fire', it holds 'printer')"]
+    code, out = status_command({"lanes": {f"{name}/ticket": lane.status()
+                                          for name, lane in hub.lanes.items()}})
+    assert code == 1, out
+    assert "does not keep field title" in out
+
+
+def test_an_edit_after_a_write_that_took_is_still_an_edit() -> None:
+    """The re-read changes nothing for a write that took: a person's later edit in b (a
+    new version and updated-at) reaches a."""
+    a, b = twin("a"), twin("b")
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    a.edit(ticket, status="closed")
+    run(hub.run(3))
+    [copy] = b.live()
+    b.edit(copy["id"], status="open")  # a person reopens it in b
+    run(hub.run(4))
+    assert a.held(ticket) == {"status": "open", "title": "printer"}
+    assert letters(hub, "b", "NotTaken") == []
+
+
+def test_an_edit_in_a_system_that_lied_once_is_still_an_edit() -> None:
+    """After a write that did not take, a person's edit there (a new version) is an edit:
+    it reaches a, and b's lane reports nothing not kept for the field any more."""
+    a, b = twin("a"), twin("b")
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    b.lies = True
+    a.edit(ticket, status="closed")
+    run(hub.run(3))
+    assert len(letters(hub, "b", "NotTaken")) == 1
+    b.lies = False
+    [copy] = b.live()
+    b.edit(copy["id"], status="pending")  # a person's edit in b
+    run(hub.run(4))
+    assert a.held(ticket) == {"status": "pending", "title": "printer"}
+    assert b.live()[0]["status"] == "pending"
+
+
+def test_a_write_whose_answer_shows_a_new_version_is_not_read_again() -> None:
+    a, b = twin("a"), twin("b")
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    fetches = b.calls["fetch"]
+    a.edit(ticket, status="closed")
+    run(hub.run(3))
+    assert b.calls["fetch"] == fetches + 1  # the read the write is decided on, no more
+
+
+def test_an_answer_proves_a_write_took_only_by_a_new_version_or_a_later_updated_at(
+        ) -> None:
+    def at(version: str | None, updated: float | None) -> RemoteRecord:
+        return RemoteRecord("1", {}, updated, version)
+
+    assert advanced(at("1", 10.0), at("2", 10.0))
+    assert not advanced(at("1", 10.0), at("1", 11.0))  # the version decides when both have one
+    assert advanced(at(None, 10.0), at(None, 11.0))
+    assert not advanced(at(None, 10.0), at(None, 10.0))  # whole seconds, or nothing stored
+    assert not advanced(at(None, 11.0), at(None, 10.0))
+    assert not advanced(at(None, None), at(None, None))  # nothing to tell: read it again
 
 
 def test_the_record_event_and_the_status_command_say_what_is_not_kept() -> None:
