@@ -62,8 +62,10 @@ After every input the hub applies (``_apply``):
   one dot of actor S (plus, if it merged values, one of a non-system actor for the merge),
   and only when it shows the hub something a user of S did that the hub had not been
   shown: an edit id not in ``hub_seen``, or a user delete (a delete a lane made does not
-  count). So the dots of S never outnumber the user edits, creates and deletes
-  made in S, and the hub's own writes coming back never make a dot.
+  count), or an edit counted as shown only because a write went over it unread
+  (``written_over``: a read made before that write still shows it to the hub). So the
+  dots of S never outnumber the user edits, creates and deletes made in S, and the hub's
+  own writes coming back never make a dot.
 * **No silent loss (hub side)** -- (a) every id an observation shows for the first time
   ends up in the canonical content of its field or in a candidate of a conflict this input
   recorded; a first-seen user delete ends as the tombstone or a candidate (or finds the
