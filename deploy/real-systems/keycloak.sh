@@ -5,8 +5,9 @@
 #   deploy/real-systems/keycloak.sh install   fetch the distribution from Maven Central (once)
 #   deploy/real-systems/keycloak.sh start     start it (installs first if needed), wait until the
 #                                             realm "syncline" answers
-#   deploy/real-systems/keycloak.sh seed      print KEYCLOAK_URL, KEYCLOAK_REALM, KEYCLOAK_CLIENT_ID and
-#                                             KEYCLOAK_CLIENT_SECRET (also in seed.env)
+#   deploy/real-systems/keycloak.sh seed      print KEYCLOAK_URL, KEYCLOAK_REALM, KEYCLOAK_CLIENT_ID,
+#                                             KEYCLOAK_CLIENT_SECRET and the master realm's
+#                                             KEYCLOAK_ADMIN_USERNAME and _PASSWORD (also in seed.env)
 #   deploy/real-systems/keycloak.sh stop      stop it
 #   deploy/real-systems/keycloak.sh reset     stop it and delete its users (the install is kept)
 #   deploy/real-systems/keycloak.sh status    exit 0 when it answers, 3 when it is not running
@@ -28,6 +29,10 @@ ZIP="$CACHE_DIR/keycloak-quarkus-dist-$VERSION.zip"
 SERVER="$STATE_DIR/keycloak-$VERSION"
 URL="http://$HOST:$PORT"
 REALM=syncline
+# The master realm's admin (Keycloak's bootstrap admin): it may create realms, as the test of
+# creates without a match key does (a realm of its own, empty).
+ADMIN_USERNAME=admin
+ADMIN_PASSWORD=admin
 
 install() {
   installed && return 0
@@ -71,7 +76,7 @@ start() {
   mkdir -p "$SERVER/data/import"
   cp "$HERE/keycloak-realm.json" "$SERVER/data/import/syncline-realm.json"
   cd "$SERVER"
-  KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin \
+  KC_BOOTSTRAP_ADMIN_USERNAME="$ADMIN_USERNAME" KC_BOOTSTRAP_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
     JAVA_OPTS_KC_HEAP="${SYNCLINE_KEYCLOAK_HEAP:--Xms64m -Xmx512m}" \
     launch bin/kc.sh start-dev --http-host "$HOST" --http-port "$PORT" \
     --http-management-port "$MANAGEMENT_PORT" --import-realm
@@ -81,8 +86,8 @@ start() {
 
 seed() {
   answers || fail 1 "Keycloak does not answer on $URL: run $0 start first"
-  printf 'KEYCLOAK_URL=%s\nKEYCLOAK_REALM=%s\nKEYCLOAK_CLIENT_ID=syncline\nKEYCLOAK_CLIENT_SECRET=syncline-secret\n' \
-    "$URL" "$REALM" >"$SEED_FILE"
+  printf 'KEYCLOAK_URL=%s\nKEYCLOAK_REALM=%s\nKEYCLOAK_CLIENT_ID=syncline\nKEYCLOAK_CLIENT_SECRET=syncline-secret\nKEYCLOAK_ADMIN_USERNAME=%s\nKEYCLOAK_ADMIN_PASSWORD=%s\n' \
+    "$URL" "$REALM" "$ADMIN_USERNAME" "$ADMIN_PASSWORD" >"$SEED_FILE"
   cat "$SEED_FILE"
 }
 

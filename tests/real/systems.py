@@ -8,6 +8,7 @@ is read through the systems' own APIs (or the worker's /metrics for how often it
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -59,12 +60,27 @@ def script(name: str, command: str) -> dict[str, str]:
 class NocoDB:
     """The Contacts table, through NocoDB's own REST API (v2)."""
 
-    def __init__(self, seed: dict[str, str]) -> None:
-        self.table = seed["NOCO_TABLE"]
+    def __init__(self, seed: dict[str, str], table: str | None = None) -> None:
+        self.seed = seed
+        self.table = table or seed["NOCO_TABLE"]
         self.token = seed["NOCO_TOKEN"]
         self.http = httpx.Client(base_url=seed["NOCO_URL"], headers={"xc-token": self.token},
                                  timeout=10)
         self.records = f"/api/v2/tables/{self.table}/records"
+
+    def new_table(self, title: str) -> NocoDB:
+        """A table of its own in the seed's base, empty, with the Contacts table's columns."""
+        answer = self.http.post(f"/api/v2/meta/bases/{self.seed['NOCO_BASE']}/tables", json={
+            "table_name": title.lower(), "title": title, "columns": [
+                {"column_name": "first_name", "title": "FirstName", "uidt": "SingleLineText"},
+                {"column_name": "last_name", "title": "LastName", "uidt": "SingleLineText"},
+                {"column_name": "email", "title": "Email", "uidt": "Email"},
+                {"column_name": "active", "title": "Active", "uidt": "Checkbox"}]})
+        answer.raise_for_status()
+        return NocoDB(self.seed, str(answer.json()["id"]))
+
+    def drop_table(self) -> None:
+        self.http.delete(f"/api/v2/meta/tables/{self.table}").raise_for_status()
 
     def rows(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -117,18 +133,42 @@ class NocoDB:
 class Keycloak:
     """The users of the realm, through Keycloak's own admin API."""
 
-    def __init__(self, seed: dict[str, str]) -> None:
+    def __init__(self, seed: dict[str, str], realm: str | None = None) -> None:
         self.seed = seed
+        self.realm = realm or seed["KEYCLOAK_REALM"]
         self.base = seed["KEYCLOAK_URL"]
-        self.http = httpx.Client(
-            base_url=f"{self.base}/admin/realms/{seed['KEYCLOAK_REALM']}", timeout=10)
+        self.http = httpx.Client(base_url=f"{self.base}/admin/realms/{self.realm}", timeout=10)
         self._token_until = 0.0
+
+    def _master(self) -> httpx.Client:
+        """The master realm's admin API, as Keycloak's bootstrap admin (tokens of 60 s)."""
+        answer = httpx.post(
+            f"{self.base}/realms/master/protocol/openid-connect/token",
+            data={"grant_type": "password", "client_id": "admin-cli",
+                  "username": self.seed["KEYCLOAK_ADMIN_USERNAME"],
+                  "password": self.seed["KEYCLOAK_ADMIN_PASSWORD"]}, timeout=10)
+        answer.raise_for_status()
+        return httpx.Client(base_url=f"{self.base}/admin/realms", timeout=60, headers={
+            "Authorization": f"Bearer {answer.json()['access_token']}"})
+
+    def new_realm(self, name: str) -> Keycloak:
+        """A realm of its own, empty: the shipped realm file under another name (its client
+        ``syncline`` and that client's service account, which may manage users)."""
+        realm = json.loads((DEPLOY / "keycloak-realm.json").read_text())
+        realm["realm"] = name
+        with self._master() as master:
+            master.post("", json=realm).raise_for_status()
+        return Keycloak(self.seed, name)
+
+    def drop_realm(self) -> None:
+        with self._master() as master:
+            master.delete(f"/{self.realm}").raise_for_status()
 
     def _auth(self) -> None:
         if time.monotonic() < self._token_until:
             return
         answer = httpx.post(
-            f"{self.base}/realms/{self.seed['KEYCLOAK_REALM']}/protocol/openid-connect/token",
+            f"{self.base}/realms/{self.realm}/protocol/openid-connect/token",
             data={"grant_type": "client_credentials",
                   "client_id": self.seed["KEYCLOAK_CLIENT_ID"],
                   "client_secret": self.seed["KEYCLOAK_CLIENT_SECRET"]}, timeout=10)
@@ -180,6 +220,13 @@ class Worker:
     bootstrap: str
     prefix: str = field(default_factory=lambda: f"real-{uuid.uuid4().hex[:8]}")
     hook_secret: str = field(default_factory=lambda: uuid.uuid4().hex)
+    port: int = WORKER_PORT
+    table: str | None = None
+    """The NocoDB table (the seed's when ``None``)."""
+    realm: str | None = None
+    """The Keycloak realm (the seed's when ``None``)."""
+    adjust: Callable[[dict[str, Any]], None] | None = None
+    """Changes made to the example after it is read (a test's own variant of it)."""
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
 
@@ -193,13 +240,22 @@ class Worker:
 
     def write_config(self) -> None:
         """The example, with the table id, the systems' addresses, the broker and a topic
-        prefix of its own."""
-        text = (EXAMPLE.read_text().replace("TABLE_ID", self.noco_seed["NOCO_TABLE"])
+        prefix of its own (and the realm and whatever ``adjust`` changes, if given)."""
+        text = (EXAMPLE.read_text()
+                .replace("TABLE_ID", self.table or self.noco_seed["NOCO_TABLE"])
                 .replace("http://127.0.0.1:8420", self.noco_seed["NOCO_URL"])
                 .replace("http://127.0.0.1:8410", self.keycloak_seed["KEYCLOAK_URL"]))
         data = yaml.safe_load(text)
+        if self.realm is not None:
+            keycloak = data["systems"]["keycloak"]
+            base = self.keycloak_seed["KEYCLOAK_URL"]
+            keycloak["base_url"] = f"{base}/admin/realms/{self.realm}"
+            keycloak["auth"]["token_url"] = (
+                f"{base}/realms/{self.realm}/protocol/openid-connect/token")
         data["kafka"]["bootstrap"] = self.bootstrap
         data["kafka"]["topic_prefix"] = self.prefix
+        if self.adjust is not None:
+            self.adjust(data)
         self.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
 
     def rate_limit(self, system: str) -> dict[str, float]:
@@ -212,26 +268,28 @@ class Worker:
                 "NOCO_HOOK_SECRET": self.hook_secret,
                 "KEYCLOAK_CLIENT_SECRET": self.keycloak_seed["KEYCLOAK_CLIENT_SECRET"]}
 
-    def start(self) -> None:
+    def start(self, until: str = "ready") -> None:
+        """Start ``syncline run`` and wait until it answers ``/ready`` (every lane polled
+        once), or ``/health`` (listening: its lanes are restored and running)."""
         self.write_config()
         self.started_at = time.monotonic()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "daemon", "run", "--config", str(self.config_path),
-                 "--listen", f"127.0.0.1:{WORKER_PORT}"],
+                 "--listen", f"127.0.0.1:{self.port}"],
                 cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
 
-        def ready() -> bool:
+        def answers() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"syncline run exited: {self.log()[-3000:]}")
             try:
-                return httpx.get(f"http://127.0.0.1:{WORKER_PORT}/ready", timeout=2
+                return httpx.get(f"http://127.0.0.1:{self.port}/{until}", timeout=2
                                  ).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        eventually(ready, 120, lambda: f"syncline run ready; log: {self.log()[-3000:]}")
+        eventually(answers, 120, lambda: f"syncline run {until}; log: {self.log()[-3000:]}")
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no flush."""
@@ -264,7 +322,7 @@ class Worker:
 
     def metrics(self) -> dict[str, float]:
         """The worker's Prometheus samples: ``name{labels}`` -> value."""
-        text = httpx.get(f"http://127.0.0.1:{WORKER_PORT}/metrics", timeout=5).text
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
         samples: dict[str, float] = {}
         for line in text.splitlines():
             if line and not line.startswith("#"):
