@@ -41,11 +41,11 @@ def test_the_shipped_config_proves_it_can_sync_and_a_naive_one_is_caught(
     assert shipped.returncode == 0, shipped.stdout + shipped.stderr
     out = shipped.stdout
     table = noco_seed["NOCO_TABLE"]
-    assert f"GET http://127.0.0.1:8420/api/v2/tables/{table}/records?sort=Id&offset=0" in out
+    assert f"GET {noco_seed['NOCO_URL']}/api/v2/tables/{table}/records?sort=Id&offset=0" in out
     assert any("&where=" in line and "UpdatedAt" in line and "CreatedAt" in line
                for line in out.splitlines())  # the since filter, as sent
-    assert ("GET http://127.0.0.1:8410/admin/realms/syncline/users?briefRepresentation=false"
-            "&first=0&max=500") in out
+    assert (f"GET {keycloak_seed['KEYCLOAK_URL']}/admin/realms/syncline/users"
+            "?briefRepresentation=false&first=0&max=500") in out
     assert "no since filter: every poll reads the whole listing" in out  # Keycloak
     assert out.count("0 unreadable") == 2
     assert out.count("write probe: wrote record") == 2
