@@ -2,8 +2,10 @@
 
 ``deploy/real-systems/*.sh`` install and start NocoDB and Keycloak; the example config
 ``examples/real-nocodb-keycloak.yaml`` is used as it is, with only the NocoDB table id the
-seed made, the Kafka broker and a topic prefix of its own filled in. Everything a test checks
-is read through the systems' own APIs (or the worker's /metrics for how often it polled).
+seed made, the Kafka broker and a topic prefix of its own filled in (the test without a match
+key changes it further, through :attr:`Worker.adjust`, and points it at a table and a realm
+of its own). Everything a test checks is read through the systems' own APIs (or the worker's
+/metrics for how often it polled).
 """
 
 from __future__ import annotations
