@@ -63,13 +63,27 @@ def fresh(noco: NocoDB, keycloak: Keycloak) -> Iterator[tuple[NocoDB, Keycloak]]
         table.http.close()
 
 
-def test_kill_9_during_creates_both_ways_without_a_match_key_makes_no_duplicate(
-        tmp_path: Path, kafka_bootstrap: str, noco_seed: dict[str, str],
-        keycloak_seed: dict[str, str], fresh: tuple[NocoDB, Keycloak]) -> None:
+@pytest.fixture
+def keyless_worker(tmp_path: Path, kafka_bootstrap: str, noco_seed: dict[str, str],
+                   keycloak_seed: dict[str, str], fresh: tuple[NocoDB, Keycloak]
+                   ) -> Iterator[Worker]:
+    """``syncline run`` (not started) with the example less its match key, on the fresh pair;
+    stopped after the test, before the table and the realm are dropped, whatever happened."""
     table, realm = fresh
     # The session's worker (on WORKER_PORT) may be running beside this one.
-    worker = Worker(tmp_path, noco_seed, keycloak_seed, kafka_bootstrap, port=WORKER_PORT + 1,
-                    table=table.table, realm=realm.realm, adjust=without_match_key)
+    running = Worker(tmp_path, noco_seed, keycloak_seed, kafka_bootstrap,
+                     port=WORKER_PORT + 1, table=table.table, realm=realm.realm,
+                     adjust=without_match_key)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_kill_9_during_creates_both_ways_without_a_match_key_makes_no_duplicate(
+        keyless_worker: Worker, fresh: tuple[NocoDB, Keycloak]) -> None:
+    worker = keyless_worker
+    table, realm = fresh
     from_noco = [f"n{i:03d}@{worker.prefix}.test" for i in range(EACH_WAY)]
     from_keycloak = [f"k{i:03d}@{worker.prefix}.test" for i in range(EACH_WAY)]
     everyone = sorted(from_noco + from_keycloak)
@@ -137,4 +151,3 @@ def test_kill_9_during_creates_both_ways_without_a_match_key_makes_no_duplicate(
     MEASURED[f"  Keycloak user creates (the test's {EACH_WAY} + syncline's), copies found "
              "after kills"] = (
         f"{len(creates)}, {worker.log().count('found the copy')}")
-    worker.stop()
