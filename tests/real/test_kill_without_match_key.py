@@ -31,7 +31,7 @@ EACH_WAY = 150
 """Records made in each system; all 300 cross while the worker is killed three times."""
 
 KILLS = 3
-KILL_EVERY = 25
+KILL_EVERY = 20
 """A kill when this many more records crossed since the worker (re)started (counted in the
 other system, both ways together)."""
 
