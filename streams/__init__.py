@@ -54,7 +54,7 @@ from streams.kafka import (
     probe,
     read_to_end,
 )
-from streams.lanelog import LaneHead, LaneLog
+from streams.lanelog import LaneHead, LaneLog, apply_changes
 from streams.links import LinksView
 from streams.merge import Catalog, EntityModel
 from streams.replay import ReplayResult, replay
@@ -111,6 +111,7 @@ __all__ = [
     "WriteIntent",
     "WriteStale",
     "Written",
+    "apply_changes",
     "canonical_id",
     "codec",
     "compare_topics",

@@ -40,7 +40,7 @@ from daemon.http import (
     Rejected,
     Unavailable,
 )
-from streams import DeadLetter, Event, StreamsError, WriteIntent, codec
+from streams import DeadLetter, Event, StreamsError, WriteIntent, apply_changes, codec
 
 Operation = Literal["changes", "fetch", "lookup", "deletions", "create", "update", "delete"]
 Failure = Literal["down", "garbled", "refused"]
@@ -413,6 +413,7 @@ class _Committed:
     observations: list[Event] = field(default_factory=list)
     dead_letters: list[tuple[str, DeadLetter]] = field(default_factory=list)
     commits: int = 0
+    start: int = 0  # the first intent still held (the ones below it expired)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -465,6 +466,10 @@ class MemoryJournal:
         for intent in intents:
             self.send_raw(codec.encode(intent), key=intent.key().encode())
 
+    def expire_intents(self, below: int) -> None:
+        """The ``intents`` retention passes: the intents below offset ``below`` are gone."""
+        self._log.start = max(self._log.start, below)
+
     def send_raw(self, value: bytes | None, key: bytes | None = None) -> None:
         """Add bytes to the intents, whatever they hold."""
         self._log.intents.append(Delivery("intents", 0, len(self._log.intents), key, value))
@@ -475,6 +480,8 @@ class MemoryJournal:
         if self.empty_fetches > 0:
             self.empty_fetches -= 1
             return []
+        # A position below the first intent held starts at it (auto_offset_reset=earliest).
+        self._position = max(self._position, self._log.start)
         if self._position >= len(self._log.intents) and timeout_ms > 0:
             self._log.arrived.clear()
             with contextlib.suppress(TimeoutError):
@@ -482,6 +489,9 @@ class MemoryJournal:
         found = self._log.intents[self._position:self._position + max_records]
         self._position += len(found)
         return found
+
+    async def intents_start(self) -> int:
+        return self._log.start
 
     def rewind_intents(self, offset: int) -> None:
         self._position = offset
@@ -507,19 +517,11 @@ class MemoryJournal:
         for i, letter in enumerate(dead_letters):
             key = dead_letter_keys[i] if i < len(dead_letter_keys) else self.name
             log.dead_letters.append((key, letter))
-        for target in (log.index, self.index):
-            for external_id, print_ in (index or {}).items():
-                if print_ is None:
-                    target.pop(external_id, None)
-                else:
-                    target[external_id] = print_
-        for changes, targets in ((parked, (log.parked, self.parked)),
-                                 (creating, (log.creating, self.creating))):
-            for target_map in targets:
-                for intent_id, raw in (changes or {}).items():
-                    if raw is None:
-                        target_map.pop(intent_id, None)
-                    else:
-                        target_map[intent_id] = raw
+        for index_map in (log.index, self.index):
+            apply_changes(index_map, index)
+        for target in (log.parked, self.parked):
+            apply_changes(target, parked)
+        for target in (log.creating, self.creating):
+            apply_changes(target, creating)
         log.head = replace(self.head)
         log.commits += 1

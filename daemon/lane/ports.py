@@ -163,6 +163,11 @@ class Journal(Protocol):
         """The next intents (waiting up to ``timeout_ms`` when there is none)."""
         ...
 
+    async def intents_start(self) -> int:
+        """The first offset of the intents still held: one below it expired (the topic's
+        retention) and is never delivered again."""
+        ...
+
     def rewind_intents(self, offset: int) -> None:
         """Hand out the intents again from ``offset``."""
         ...
