@@ -88,8 +88,12 @@ class MemoryConnector:
         lies: updates are answered with the body that was sent laid over the record and
             change nothing, not even its version or updated-at (an API that answers 200 to
             everything and stores nothing: the sandbox's ``lie_on_writes``).
+        forges: as ``lies``, but the answer claims a new version and a later updated-at
+            (the sandbox's ``forge_versions``).
+        reverts: an update is kept, and undone by the system itself before the next listing
+            (an automation putting the old values back): only a later read shows it.
 
-    The last five apply to the lane's writes, not to a person's edits (:meth:`put`,
+    The last seven apply to the lane's writes, not to a person's edits (:meth:`put`,
     :meth:`edit`).
     """
 
@@ -98,7 +102,7 @@ class MemoryConnector:
                  unique: Sequence[str] = (), drops: Mapping[str, Any] | None = None,
                  forms: Mapping[str, Callable[[Any], Any]] | None = None,
                  ignores_writes: bool = False, echoes: bool = False,
-                 lies: bool = False) -> None:
+                 lies: bool = False, forges: bool = False, reverts: bool = False) -> None:
         self.system = system
         self.entity = entity
         self.config = config or EntityEndpointConfig.model_validate(
@@ -111,6 +115,9 @@ class MemoryConnector:
         self.ignores_writes = ignores_writes
         self.echoes = echoes
         self.lies = lies
+        self.forges = forges
+        self.reverts = reverts
+        self._undo: list[tuple[str, dict[str, Any]]] = []  # (id, values) ``reverts`` puts back
         self.now = 1_000.0  # the system's clock: one second passes per write
         self.records: dict[str, _Stored] = {}
         self.broken: list[BadRecord] = []  # listed on the first page of every listing
@@ -187,6 +194,9 @@ class MemoryConnector:
     async def changes(self, since: float | None) -> AsyncGenerator[ChangePage, None]:
         """Pages by offset, each listed when it is asked for (as an API does): a record that
         changes during the walk moves to the end, and the records after it shift."""
+        for external_id, values in self._undo:
+            self._change(self.records[external_id], values)
+        self._undo.clear()
         filtered = since is not None and self.config.since is not None
         tombstones = self.config.deletes.tombstone is not None
         number, start = 1, 0
@@ -259,9 +269,15 @@ class MemoryConnector:
             raise self._error(NotFound, "no such record", 404, "PATCH", external_id)
         self._check(stored, precondition, "PATCH")
         self.writes.append(("update", external_id))
-        if self.lies:
+        if self.lies or self.forges:
             told = self._remote(stored)
+            if self.forges:  # a version and a time made up for the answer, none stored
+                made_up = {"version": stored.version + 1, "updated_at": self.now + 1.0}
+                told = replace(told, data={**told.data, **made_up},
+                               version=str(made_up["version"]), updated=made_up["updated_at"])
             return self._leave("update", replace(told, data={**told.data, **data}), fault)
+        if self.reverts:
+            self._undo.append((external_id, {n: stored.data.get(n) for n in data}))
         self._change(stored, {} if self.ignores_writes else self._kept(data))
         return self._leave("update", self._answer(stored, data), fault)
 

@@ -50,21 +50,6 @@ class Outage(Exception):
     """The system stopped answering in the middle of a round; intents wait for it."""
 
 
-def advanced(before: RemoteRecord, after: RemoteRecord) -> bool:
-    """Whether ``after`` (a write's answer) shows the record changed since ``before`` (the
-    read the write was decided on): a new version, else a later updated-at.
-
-    A write that took changes the record, so an answer at the version read before the write
-    did not come from a stored change; an answer with neither a version nor an updated-at
-    to compare shows nothing either way. In both cases the lane reads the record again.
-    """
-    if before.version is not None and after.version is not None:
-        return after.version != before.version
-    if before.updated is not None and after.updated is not None:
-        return after.updated > before.updated
-    return False
-
-
 def record_of(delivered: Delivered) -> str:
     """The canonical id an intent is for (its own offset when it cannot be read)."""
     try:
@@ -381,14 +366,13 @@ class Writer:
                 if stopped is not None:
                     work.events.append(self.reporter.failed(intent, stopped, work))
                     return work
-                after = await self.connector.update(
+                await self.connector.update(
                     external_id, self.references.to_system(decision.values),
                     current.precondition)
-                if after is not None and not advanced(current, after):
-                    # The answer says the record did not change, or cannot say: it proves
-                    # nothing of what was kept (an API answering 200 to everything echoes
-                    # the body). What a read shows is verified instead.
-                    after = await self.connector.fetch(external_id)
+                # The answer proves nothing of what was kept: an API answering 200 to
+                # everything echoes the body, at the old version or with a new one it made
+                # up. What a read right after shows is verified instead.
+                after = await self.connector.fetch(external_id)
             except PreconditionFailed:
                 continue  # changed between our read and our write: read and decide again
             if after is None:
