@@ -48,6 +48,7 @@ from streams import (
     compare_topics,
     json_schemas,
     probe,
+    running_lanes,
     tune_gc,
 )
 from streams import (
@@ -143,6 +144,11 @@ def check(obj: CliContext | None, config_path: Path, timeout: float, write_probe
             f"{brokers} broker{'s' if brokers != 1 else ''})"
         )
         topics_ok = _check_topics(config)
+        if write_probe:
+            _refuse_probe_while_running(config)
+    elif write_probe:
+        click.echo("write probe: not checked whether `syncline run` runs these systems' lanes "
+                   "(--skip-kafka); a running worker could copy a scratch record")
     quiet_kafka_client()
     reports = asyncio.run(check_systems(config, write_probe=write_probe))
     hooks = [*check_webhooks(config),
@@ -175,6 +181,22 @@ def check(obj: CliContext | None, config_path: Path, timeout: float, write_probe
         click.echo(f"syncline: this config would not sync: {problems} problem"
                    f"{'s' if problems != 1 else ''} (above)", err=True)
         raise SystemExit(1)
+
+
+def _refuse_probe_while_running(config: Config) -> None:
+    """Exit 2 when a worker runs the lanes of a system the write probe would write to: it
+    could copy the scratch record to the other systems before the probe deletes it."""
+    systems = [name for name, system in config.systems.items() if system.entities]
+    running = run_kafka(config.kafka, running_lanes(
+        config.kafka.settings(), Topics(config.kafka.topic_prefix), systems))
+    if running:
+        where = "; ".join(f"{system} (consumer group {config.kafka.topic_prefix}.lanes."
+                          f"{system}: {', '.join(members)})"
+                          for system, members in sorted(running.items()))
+        fail(f"syncline: --write-probe refused: `syncline run` is running the lanes of {where}; "
+             "it could copy the probe's record to the other systems. Stop its lanes first, "
+             "or check without --write-probe")
+    click.echo(f"write probe: no worker runs the lanes of {', '.join(systems) or 'any system'}")
 
 
 def _check_topics(config: Config) -> bool:

@@ -26,6 +26,7 @@ from daemon.review.page import mount as mount_review
 from daemon.web import WebhookSpec, WebServer
 from streams import (
     LaneLog,
+    LanesPresence,
     LinksView,
     MergeWorker,
     Topics,
@@ -90,6 +91,11 @@ class Worker:
                 for system, entity in self.lane_specs():
                     self.lanes[f"{system}/{entity}"] = await self._lane(
                         stack, topics, system, entity)
+                # Say where each system's lanes run (`syncline check --write-probe` asks).
+                for system in dict.fromkeys(system for system, _ in self.lane_specs()):
+                    presence = LanesPresence(settings, topics, system)
+                    await presence.start()
+                    stack.push_async_callback(presence.stop)
             self.web = WebServer(host=self.host, port=self.port, metrics=self.metrics,
                                  ready=self._waiting_for, webhooks=self._webhooks() or None,
                                  on_trigger=self._trigger)
