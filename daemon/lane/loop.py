@@ -207,8 +207,8 @@ class Lane:
         same reason nothing is read while a create's journal entry says it was sent and
         its outcome is not known (a crash, an answer lost): the create runs first.
         """
+        age = self._unsettled_age()  # (an entry without a time is timed from here on)
         if self.metrics is not None:
-            age = self._unsettled_age()
             self.metrics.lane_unsettled_create_seconds.labels(self.system, self.entity).set(
                 0.0 if age is None else age)
         if not self._settled:

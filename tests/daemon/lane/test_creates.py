@@ -16,6 +16,7 @@ from daemon.metrics import Metrics
 from streams.errors import StreamsError
 from streams.events import Observed, WriteFailed, Written
 from tests.daemon.lane.conftest import Rig, endpoint, make_rig
+from tests.daemon.lane.test_safety_writes import status_command
 
 BARE = endpoint(lookup=None)  # no lookup, no idempotency key: only the content tells
 
@@ -328,3 +329,20 @@ async def test_an_unsettled_create_is_a_problem_in_the_status_once_it_is_old() -
     rig.system.heal()
     await lane.round()
     assert lane.problems() == [] and lane.status()["creates_unsettled"] == 0
+
+
+async def test_an_entry_that_cannot_settle_is_never_silent() -> None:
+    """An entry written before entries carried their intent, whose intent is gone: nothing
+    can settle it, the lane reads nothing, and `syncline status` says so once it is old
+    (the system answering all along)."""
+    rig = make_rig(BARE)
+    await rig.journal.commit([], creating={"gone": b'{"since": null, "made": null}'})
+    lane = rig.restart()
+    rig.system.put(email="new@x.org", full_name="New")
+    await lane.round()
+    assert rig.reported() == []  # held: it may be that create's copy
+    rig.clock.now += 601
+    await lane.round()
+    code, out = status_command({"lanes": {"crm/contact": lane.status()}})
+    assert code == 1, out
+    assert "1 create sent may have landed unseen for 601 s" in out
