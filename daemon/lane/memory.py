@@ -275,11 +275,15 @@ class MemoryConnector:
                 made_up = {"version": stored.version + 1, "updated_at": self.now + 1.0}
                 told = replace(told, data={**told.data, **made_up},
                                version=str(made_up["version"]), updated=made_up["updated_at"])
-            return self._leave("update", replace(told, data={**told.data, **data}), fault)
-        if self.reverts:
-            self._undo.append((external_id, {n: stored.data.get(n) for n in data}))
-        self._change(stored, {} if self.ignores_writes else self._kept(data))
-        return self._leave("update", self._answer(stored, data), fault)
+            answer = replace(told, data={**told.data, **data})
+        else:
+            if self.reverts:
+                self._undo.append((external_id, {n: stored.data.get(n) for n in data}))
+            self._change(stored, {} if self.ignores_writes else self._kept(data))
+            answer = self._answer(stored, data)
+        if self.config.update.answer != "record":
+            answer = self._remote(stored)  # no record in the answer: the connector reads it
+        return self._leave("update", answer, fault)
 
     async def delete(self, external_id: str, precondition: Precondition | None) -> None:
         fault = self._enter("delete")

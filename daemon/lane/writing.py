@@ -366,13 +366,15 @@ class Writer:
                 if stopped is not None:
                     work.events.append(self.reporter.failed(intent, stopped, work))
                     return work
-                await self.connector.update(
+                answer = await self.connector.update(
                     external_id, self.references.to_system(decision.values),
                     current.precondition)
-                # The answer proves nothing of what was kept: an API answering 200 to
+                # An answer proves nothing of what was kept: an API answering 200 to
                 # everything echoes the body, at the old version or with a new one it made
-                # up. What a read right after shows is verified instead.
-                after = await self.connector.fetch(external_id)
+                # up. What a read right after shows is verified instead (the connector made
+                # that read already where the answer holds no record: answer: id|none).
+                after = (answer if self.connector.config.update.answer != "record"
+                         else await self.connector.fetch(external_id))
             except PreconditionFailed:
                 continue  # changed between our read and our write: read and decide again
             if after is None:

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from daemon.cli import cli
 from daemon.config import EntityConfig
+from daemon.connector.config import EntityEndpointConfig
 from daemon.lane import Lane
 from daemon.lane.memory import MemoryConnector, MemoryJournal
 from daemon.sandbox import run_crm
@@ -285,6 +286,26 @@ def test_every_update_is_verified_by_a_read_after_it() -> None:
     assert b.calls["fetch"] == fetches + 2
     assert b.live()[0]["status"] == "closed"
     assert letters(hub, "b", "NotTaken") == []
+
+
+def test_an_update_answered_without_the_record_is_verified_by_the_connectors_read() -> None:
+    """With ``answer: none`` the connector reads the record after the write itself: that read
+    is verified (a lying API is caught), and the lane does not read it a third time."""
+    config = EntityEndpointConfig.model_validate(
+        {"path": "/ticket", "since": {"param": "since"},
+         "update": {"method": "PATCH", "answer": "none"}})
+    a, b = twin("a"), twin("b", config=config)
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    fetches = b.calls["fetch"]
+    b.forges = True
+    a.edit(ticket, status="closed")
+    run(hub.run(3))
+    assert b.calls["fetch"] == fetches + 1  # the read the write is decided on
+    assert b.live()[0]["status"] == "open"
+    assert letters(hub, "b", "NotTaken") == [
+        "system b does not keep field status of ticket 1 (wrote 'closed', it holds 'open')"]
 
 
 def test_the_record_event_and_the_status_command_say_what_is_not_kept() -> None:
