@@ -107,3 +107,12 @@ async def test_a_sample_that_cannot_be_read_is_exit_2(tmp_path: Path) -> None:
                                    str(tmp_path / "missing.json"))
     assert code == 2
     assert "--webhook-sample crm" in err and "cannot read it" in err
+
+
+async def test_a_secret_file_that_cannot_be_read_is_exit_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRM_HOOK_SECRET_FILE", str(tmp_path / "no-such-secret"))
+    async with crm_with(ADA) as (crm, _):
+        code, _, err = await check(tmp_path, hooked(crm.url))
+    assert code == 2
+    assert "CRM_HOOK_SECRET_FILE names" in err and "which cannot be read" in err
