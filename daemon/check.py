@@ -18,6 +18,13 @@ comes back:
 
 Every request is recorded (method and URL, query string included, secrets redacted) so the
 user sees exactly what the lane will send. Nothing here prints; :mod:`daemon.cli` does.
+
+Webhooks are checked without a request (:func:`check_webhooks`): the secret resolved (from
+its variable or its ``_FILE``) and not empty, the scheme and where the secret travels, every
+configured event name about an entity, ``id_at`` and ``event_at`` compiled. A sample body
+(:func:`sample_webhook`) is read by the receiver's own parsing (:func:`daemon.web.delivery_of`,
+with the spec the worker builds), which says the event, entity and ids it yields, or why it
+is ignored or refused.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from daemon.errors import DaemonError
 from daemon.http import Unavailable
 from daemon.lane.verify import not_taken
 from daemon.mapping import EntityMapping, MappingError
+from daemon.web import Ignored, WebhookRefused, WebhookSpec, delivery_of, expression
+from daemon.worker import webhook_specs
 
 LONG_AGO = 946_684_800.0
 """2000-01-01: the since of the filter probe when no record on the first page has a time."""
@@ -336,3 +345,94 @@ def _compare(what: str, mapping: EntityMapping, wrote: dict[str, Json], after: R
 
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
+
+
+def check_webhooks(config: Config) -> list[EntityReport]:
+    """One report per system that sends webhooks (``entity`` is ``"webhooks"``)."""
+    reports = []
+    for name, system in config.systems.items():
+        hooks = system.webhooks
+        if hooks is None:
+            continue
+        report = EntityReport(name, "webhooks")
+        reports.append(report)
+        value = hooks.secret_value.get_secret_value()
+        if not value.strip():
+            report.problems.append(f"the secret ({hooks.secret_env} or {hooks.secret_env}_FILE) "
+                                   "is empty: every delivery would be refused 401")
+        else:
+            report.notes.append(f"secret from {hooks.secret_env} (or {hooks.secret_env}_FILE) "
+                                "resolved")
+        where = {"hmac": f"signed: {hooks.signature_header} over {hooks.timestamp_header} + "
+                         f"body, within {hooks.tolerance_seconds:g} s",
+                 "header": f"the secret itself in the {hooks.secret_header} header",
+                 "query": f"the secret itself in the query parameter {hooks.secret_param} "
+                          "(proxies log URLs: prefer header when the sender allows it)"}
+        report.notes.append(f"scheme {hooks.scheme}: {where[hooks.scheme]}")
+        for key, path in (("id_at", hooks.id_at), ("event_at", hooks.event_at)):
+            try:
+                expression(path)
+            except ValueError as exc:
+                report.problems.append(f"{key}: {exc}")
+        try:
+            spec = webhook_specs(config)[name]
+        except ValueError as exc:  # a system with webhooks and no entity
+            report.problems.append(str(exc))
+            continue
+        report.notes.append(f"ids at {hooks.id_at}, event name at {hooks.event_at}")
+        _check_events(spec, system.entities, report)
+    return reports
+
+
+def _check_events(spec: WebhookSpec, entities: dict[str, EntityEndpointConfig],
+                  report: EntityReport) -> None:
+    """Each configured event name is about an entity, and each entity's events are taken."""
+    routes = ", ".join(f"/webhooks/{report.system}/{e}" for e in sorted(entities))
+    if spec.events is None:
+        prefixes = sorted(spec.entities)
+        report.notes.append("every event of an entity is taken (" + (
+            "by the prefixes " + ", ".join(prefixes) + ", or " if prefixes else "")
+            + f"by the URL: {routes})")
+        return
+    for event, kind in sorted(spec.events.items()):
+        entity = spec.entity_of(event)
+        if entity is None:
+            report.notes.append(f"event {event!r} ({kind}) names no entity by its prefix: "
+                                f"it syncs only when sent to an entity's URL ({routes})")
+        else:
+            report.notes.append(f"event {event!r} ({kind}) is about {entity}")
+    for prefix, entity in sorted(spec.entities.items()):
+        if not any(event == prefix or event.startswith(prefix + ".") for event in spec.events):
+            report.problems.append(
+                f"entity {entity} has webhook_event {prefix!r}, but no event in "
+                f"webhooks.events starts with it: every {prefix}.* delivery would be ignored; "
+                "add its events, or drop webhook_event and send to the entity's URL")
+
+
+def sample_webhook(config: Config, target: str, body: bytes) -> EntityReport:
+    """What the receiver makes of ``body`` sent to ``/webhooks/<target>`` (``system`` or
+    ``system/entity``): its event, entity and ids, or why it is ignored or refused. The
+    sender's signature or secret is not checked (a sample has no headers)."""
+    system, _, routed = target.partition("/")
+    report = EntityReport(system, f"webhook sample to /webhooks/{target}")
+    spec = webhook_specs(config).get(system) if system in config.systems else None
+    if spec is None:
+        report.problems.append(f"system {system!r} has no webhooks: in the config (known: "
+                               f"{', '.join(sorted(webhook_specs(config))) or 'none'})")
+        return report
+    if routed and routed not in spec.routed:
+        report.problems.append(f"404: system {system!r} has no entity {routed!r}")
+        return report
+    try:
+        delivery = delivery_of(spec, body, routed or None)
+    except WebhookRefused as refused:
+        report.problems.append(f"refused {refused.status} {refused.outcome}: {refused.message}")
+        return report
+    if isinstance(delivery, Ignored):
+        report.problems.append(f"ignored (answered 200, nothing read): {delivery.reason}")
+        return report
+    entity, ids, event, kind = delivery
+    report.notes.append(f"event {event!r} ({kind}): entity {entity}, "
+                        f"{len(ids)} record{_s(len(ids))} to read: {', '.join(ids)}")
+    report.notes.append("the sender's signature or secret is not checked for a sample")
+    return report

@@ -23,7 +23,7 @@ import orjson
 
 import conflict
 from daemon import __version__
-from daemon.check import check_systems
+from daemon.check import check_systems, check_webhooks, sample_webhook
 from daemon.clibase import (
     CliContext,
     fail,
@@ -48,6 +48,7 @@ from streams import (
     compare_topics,
     json_schemas,
     probe,
+    running_lanes,
     tune_gc,
 )
 from streams import (
@@ -90,9 +91,14 @@ def cli() -> None:
               "does not round-trip.")
 @click.option("--skip-kafka", is_flag=True,
               help="Check the file and the systems' APIs only, not Kafka and its topics.")
+@click.option("--webhook-sample", "webhook_sample", nargs=2, multiple=True,
+              type=(str, click.Path(path_type=Path)), metavar="SYSTEM[/ENTITY] FILE",
+              help="Read the body in FILE as the receiver would read it sent to "
+              "/webhooks/SYSTEM[/ENTITY]: print its event, entity and ids, or why it would "
+              "be ignored or refused (repeatable).")
 @click.pass_obj
 def check(obj: CliContext | None, config_path: Path, timeout: float, write_probe: bool,
-          skip_kafka: bool) -> None:
+          skip_kafka: bool, webhook_sample: tuple[tuple[str, Path], ...]) -> None:
     """Prove the configuration can sync before it runs.
 
     Validates the file, reaches Kafka and compares its topics, then per system and entity
@@ -102,10 +108,22 @@ def check(obj: CliContext | None, config_path: Path, timeout: float, write_probe
     Every mapped path must be present and readable in the records read; unreadable records
     are counted as such. With --write-probe it also writes.
 
-    Exit code 0 when all is well; 1 when an API answered but the config would not sync
-    (each problem named on stderr); 2 for a bad file, an unreachable broker or API.
+    Webhooks are checked too: the secret resolved, the scheme, every configured event about
+    an entity, the JMESPath of id_at and event_at; --webhook-sample runs a body through the
+    receiver's own parsing.
+
+    Exit code 0 when all is well; 1 when an API answered but the config would not sync, or
+    a webhook would be ignored or refused (each problem named on stderr); 2 for a bad file,
+    an unreadable sample, an unreachable broker or API.
     """
     config = load_or_fail(obj, config_path)
+    samples = []
+    for target, path in webhook_sample:
+        try:
+            samples.append((target, path.read_bytes()))
+        except OSError as exc:
+            fail(f"syncline: --webhook-sample {target} {path}: cannot read it "
+                 f"({exc.strerror or exc})")
     click.echo(
         f"config ok: {config_path} ({len(config.systems)} systems, "
         f"{len(config.entities)} entities, topic prefix {config.kafka.topic_prefix!r})"
@@ -126,10 +144,24 @@ def check(obj: CliContext | None, config_path: Path, timeout: float, write_probe
             f"{brokers} broker{'s' if brokers != 1 else ''})"
         )
         topics_ok = _check_topics(config)
+        if write_probe:
+            _refuse_probe_while_running(config)
+    elif write_probe:
+        click.echo("write probe: not checked whether `syncline run` runs these systems' lanes "
+                   "(--skip-kafka); a running worker could copy a scratch record")
     quiet_kafka_client()
     reports = asyncio.run(check_systems(config, write_probe=write_probe))
+    hooks = [*check_webhooks(config),
+             *(sample_webhook(config, target, body) for target, body in samples)]
+    for hook in hooks:
+        click.echo(f"{hook.entity} {'ok' if hook.ok else 'PROBLEMS'}: {hook.system}")
+        for note in hook.notes:
+            click.echo(f"    {note}")
+        for problem in hook.problems:
+            click.echo(f"webhooks FAILED: {hook.system} {hook.entity}: {problem}", err=True)
     unreachable = sum(1 for r in reports if r.unreachable)
-    problems = sum(len(r.problems) for r in reports if not r.unreachable)
+    problems = (sum(len(r.problems) for r in reports if not r.unreachable)
+                + sum(len(hook.problems) for hook in hooks))
     for report in reports:
         where = f"{report.system} {report.entity}"
         state = "ok" if report.ok else "UNREACHABLE" if report.unreachable else "PROBLEMS"
@@ -149,6 +181,22 @@ def check(obj: CliContext | None, config_path: Path, timeout: float, write_probe
         click.echo(f"syncline: this config would not sync: {problems} problem"
                    f"{'s' if problems != 1 else ''} (above)", err=True)
         raise SystemExit(1)
+
+
+def _refuse_probe_while_running(config: Config) -> None:
+    """Exit 2 when a worker runs the lanes of a system the write probe would write to: it
+    could copy the scratch record to the other systems before the probe deletes it."""
+    systems = [name for name, system in config.systems.items() if system.entities]
+    running = run_kafka(config.kafka, running_lanes(
+        config.kafka.settings(), Topics(config.kafka.topic_prefix), systems))
+    if running:
+        where = "; ".join(f"{system} (consumer group {config.kafka.topic_prefix}.lanes."
+                          f"{system}: {', '.join(members)})"
+                          for system, members in sorted(running.items()))
+        fail(f"syncline: --write-probe refused: `syncline run` is running the lanes of {where}; "
+             "it could copy the probe's record to the other systems. Stop its lanes first, "
+             "or check without --write-probe")
+    click.echo(f"write probe: no worker runs the lanes of {', '.join(systems) or 'any system'}")
 
 
 def _check_topics(config: Config) -> bool:

@@ -145,6 +145,8 @@ class Metrics:
             lane stopped because they kept coming back.
         delete_breaker_open: ``delete_breaker_open{system,entity}``, 1 while a sweep found too
             many records missing to believe it, and deletes nothing.
+        lane_unsettled_create_seconds: ``lane_unsettled_create_seconds{system,entity}``, how
+            long the oldest create that may have landed unseen has waited (0: none).
     """
 
     def __init__(self, *, process: bool = True) -> None:
@@ -214,6 +216,11 @@ class Metrics:
         self.loop_breakers_open = Gauge(
             "loop_breakers_open", "Records a lane stopped writing to: its writes kept "
             "coming back without a person's edit in between.",
+            ["system", "entity"], namespace=NAMESPACE, registry=registry,
+        )
+        self.lane_unsettled_create_seconds = Gauge(
+            "lane_unsettled_create_seconds", "How long the oldest create a lane sent that may "
+            "have landed unseen has waited (0: none); the lane reads nothing meanwhile.",
             ["system", "entity"], namespace=NAMESPACE, registry=registry,
         )
         if process:

@@ -156,7 +156,7 @@ class WebhookSpec:
         if not self.entities and not self.routed:
             raise ValueError("a webhook spec needs at least one entity")
         for path in (self.id_at, self.event_at):
-            _expression(path)  # a ValueError now, not at the first delivery
+            expression(path)  # a ValueError now, not at the first delivery
         if not self.tolerance_s > 0:
             raise ValueError(f"tolerance_s must be positive, not {self.tolerance_s}")
         if not self.signature_header or not self.timestamp_header:
@@ -178,7 +178,7 @@ class WebhookSpec:
         return None if best is None else self.entities[best]
 
 
-class _Rejection(Exception):
+class WebhookRefused(Exception):
     """A webhook refused: the status, the metric outcome and a message safe to show and log."""
 
     def __init__(self, status: int, outcome: WebhookOutcome, message: str) -> None:
@@ -336,25 +336,25 @@ class WebServer:
         spec = self._webhooks.get(system)
         try:
             if spec is None:
-                raise _Rejection(404, "unknown_system",
+                raise WebhookRefused(404, "unknown_system",
                                  f"no webhooks are configured for system {system!r}")
             if routed is not None and routed not in spec.routed:
-                raise _Rejection(404, "unknown_system",
+                raise WebhookRefused(404, "unknown_system",
                                  f"system {system!r} has no entity {routed!r}")
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
-                raise _Rejection(413, "malformed", "the body is too large") from None
+                raise WebhookRefused(413, "malformed", "the body is too large") from None
             self._authenticate(spec, request, body)
-            delivery = _delivery_of(spec, body, routed)
-        except _Rejection as rejection:
+            delivery = delivery_of(spec, body, routed)
+        except WebhookRefused as rejection:
             label = system if spec is not None else UNKNOWN_SYSTEM
             self.metrics.count_webhook(label, rejection.outcome)
             log.info("webhook for %r from %s refused (%d %s): %s", system, request.remote,
                      rejection.status, rejection.outcome, rejection.message)
             return web.json_response({"error": rejection.outcome, "message": rejection.message},
                                      status=rejection.status)
-        if isinstance(delivery, _Ignored):
+        if isinstance(delivery, Ignored):
             self.metrics.count_webhook(system, "ignored")
             log.debug("webhook for %s ignored: %s", system, delivery.reason)
             return web.json_response({"status": "ignored", "system": system,
@@ -395,24 +395,24 @@ class WebServer:
         missing = [name for name, value in ((spec.signature_header, signature),
                                             (spec.timestamp_header, timestamp)) if not value]
         if missing or signature is None or timestamp is None:
-            raise _Rejection(401, "bad_signature",
+            raise WebhookRefused(401, "bad_signature",
                              f"missing header {' and '.join(missing)}")
         expected = spec.signature(timestamp, body)
         # Hex digests are case-insensitive; bytes, because compare_digest refuses non-ASCII str.
         given = signature.strip().lower().encode("utf-8", "replace")
         if not hmac.compare_digest(given, expected.lower().encode()):
-            raise _Rejection(401, "bad_signature",
+            raise WebhookRefused(401, "bad_signature",
                              f"the {spec.signature_header} header does not match the body")
         try:
             sent_at = float(timestamp)
         except ValueError:
             sent_at = math.nan
         if not math.isfinite(sent_at):
-            raise _Rejection(401, "stale_timestamp",
+            raise WebhookRefused(401, "stale_timestamp",
                              f"the {spec.timestamp_header} header is not Unix seconds")
         skew = self._clock() - sent_at
         if abs(skew) > spec.tolerance_s:
-            raise _Rejection(401, "stale_timestamp",
+            raise WebhookRefused(401, "stale_timestamp",
                              f"the {spec.timestamp_header} header is {abs(skew):.0f}s "
                              f"{'old' if skew > 0 else 'in the future'} "
                              f"(tolerance {spec.tolerance_s:g}s)")
@@ -421,12 +421,12 @@ class WebServer:
 def _check_secret(spec: WebhookSpec, given: str | None, where: str) -> None:
     """Refuse a delivery whose plain shared secret is missing or wrong, in constant time."""
     if not given:
-        raise _Rejection(401, "bad_secret", f"missing {where}")
+        raise WebhookRefused(401, "bad_secret", f"missing {where}")
     # Digests of both sides: equal lengths, so the comparison does not reveal the secret's.
     expected = hashlib.sha256(spec.secret.get_secret_value().encode()).digest()
     if not hmac.compare_digest(hashlib.sha256(given.encode("utf-8", "replace")).digest(),
                                expected):
-        raise _Rejection(401, "bad_secret", f"{where} is not the shared secret")
+        raise WebhookRefused(401, "bad_secret", f"{where} is not the shared secret")
 
 
 def _no_trigger(system: str, entity: str, external_id: str, deleted_hint: bool) -> None:
@@ -434,19 +434,21 @@ def _no_trigger(system: str, entity: str, external_id: str, deleted_hint: bool) 
 
 
 @dataclass(frozen=True)
-class _Ignored:
+class Ignored:
     """A delivery about something the receiver does not sync: answered 200, counted."""
 
     event: str
     reason: str
 
 
-def _delivery_of(spec: WebhookSpec, body: bytes,
-                 routed: str | None) -> tuple[str, list[str], str, EventKind] | _Ignored:
-    """``(entity, external_ids, event, kind)`` of a webhook body, :class:`_Ignored`, or a 400."""
+def delivery_of(spec: WebhookSpec, body: bytes,
+                 routed: str | None) -> tuple[str, list[str], str, EventKind] | Ignored:
+    """``(entity, external_ids, event, kind)`` of a webhook body, :class:`Ignored`, or a 400
+    (:class:`WebhookRefused`). The receiver's own parsing: ``syncline check`` runs a sample
+    through it too. ``routed``: the entity the URL names, if it names one."""
 
-    def malformed(message: str) -> _Rejection:
-        return _Rejection(400, "malformed", message)
+    def malformed(message: str) -> WebhookRefused:
+        return WebhookRefused(400, "malformed", message)
 
     try:
         payload = json.loads(body)
@@ -454,22 +456,22 @@ def _delivery_of(spec: WebhookSpec, body: bytes,
         raise malformed("the body is not JSON") from None
     if not isinstance(payload, dict):
         raise malformed("the body is not a JSON object")
-    event = _expression(spec.event_at).search(payload)
+    event = expression(spec.event_at).search(payload)
     if not isinstance(event, str) or not event:
         raise malformed(f"no event name (a string) at {spec.event_at!r}")
     kind: EventKind | None
     if spec.events is not None:
         kind = spec.events.get(event)
         if kind is None:
-            return _Ignored(event, f"event {event!r} is not one of the configured events "
+            return Ignored(event, f"event {event!r} is not one of the configured events "
                                    f"({', '.join(sorted(spec.events))})")
     else:
         kind = "deleted" if event.endswith(spec.deleted_suffix) else "updated"
     entity = routed if routed is not None else spec.entity_of(event)
     if entity is None:
         known = ", ".join(sorted(spec.entities)) or "none"
-        return _Ignored(event, f"event {event!r} is not about a known entity (known: {known})")
-    found = _expression(spec.id_at).search(payload)
+        return Ignored(event, f"event {event!r} is not about a known entity (known: {known})")
+    found = expression(spec.id_at).search(payload)
     values = found if isinstance(found, list) else [found]
     ids: list[str] = []
     for value in values:
@@ -486,7 +488,7 @@ def _delivery_of(spec: WebhookSpec, body: bytes,
 
 
 @functools.lru_cache(maxsize=256)
-def _expression(path: str) -> ParsedResult:
+def expression(path: str) -> ParsedResult:
     """``path`` compiled as JMESPath; a :class:`ValueError` names what is wrong with it."""
     try:
         return jmespath.compile(path)
@@ -501,10 +503,14 @@ def _host_port(host: str, port: int) -> str:
 __all__ = [
     "UNKNOWN_SYSTEM",
     "EventKind",
+    "Ignored",
     "ListenError",
     "OnTrigger",
     "Readiness",
     "Scheme",
     "WebServer",
+    "WebhookRefused",
     "WebhookSpec",
+    "delivery_of",
+    "expression",
 ]

@@ -26,6 +26,7 @@ from daemon.review.page import mount as mount_review
 from daemon.web import WebhookSpec, WebServer
 from streams import (
     LaneLog,
+    LanesPresence,
     LinksView,
     MergeWorker,
     Topics,
@@ -90,6 +91,11 @@ class Worker:
                 for system, entity in self.lane_specs():
                     self.lanes[f"{system}/{entity}"] = await self._lane(
                         stack, topics, system, entity)
+                # Say where each system's lanes run (`syncline check --write-probe` asks).
+                for system in dict.fromkeys(system for system, _ in self.lane_specs()):
+                    presence = LanesPresence(settings, topics, system)
+                    await presence.start()
+                    stack.push_async_callback(presence.stop)
             self.web = WebServer(host=self.host, port=self.port, metrics=self.metrics,
                                  ready=self._waiting_for, webhooks=self._webhooks() or None,
                                  on_trigger=self._trigger)
@@ -153,21 +159,7 @@ class Worker:
                             system, external_id)
 
     def _webhooks(self) -> dict[str, WebhookSpec]:
-        specs = {}
-        for system, system_config in self.config.systems.items():
-            hooks = system_config.webhooks
-            if hooks is None:
-                continue
-            entities = {e.webhook_event: name for name, e in system_config.entities.items()
-                        if e.webhook_event}
-            specs[system] = WebhookSpec(
-                secret=hooks.secret_value, entities=entities,
-                routed=frozenset(system_config.entities), scheme=hooks.scheme,
-                secret_header=hooks.secret_header, secret_param=hooks.secret_param,
-                events=hooks.events, signature_header=hooks.signature_header,
-                timestamp_header=hooks.timestamp_header, tolerance_s=hooks.tolerance_seconds,
-                id_at=hooks.id_at, event_at=hooks.event_at)
-        return specs
+        return webhook_specs(self.config)
 
     def _trigger(self, system: str, entity: str, external_id: str, deleted_hint: bool) -> None:
         lane = self.lanes.get(f"{system}/{entity}")
@@ -185,3 +177,22 @@ class Worker:
 
     def _waiting_for(self) -> list[str]:
         return [f"lane {name}" for name, lane in self.lanes.items() if lane.polls == 0]
+
+
+def webhook_specs(config: Config) -> dict[str, WebhookSpec]:
+    """How the receiver checks and reads each system's webhooks (systems that send some)."""
+    specs = {}
+    for system, system_config in config.systems.items():
+        hooks = system_config.webhooks
+        if hooks is None:
+            continue
+        entities = {e.webhook_event: name for name, e in system_config.entities.items()
+                    if e.webhook_event}
+        specs[system] = WebhookSpec(
+            secret=hooks.secret_value, entities=entities,
+            routed=frozenset(system_config.entities), scheme=hooks.scheme,
+            secret_header=hooks.secret_header, secret_param=hooks.secret_param,
+            events=hooks.events, signature_header=hooks.signature_header,
+            timestamp_header=hooks.timestamp_header, tolerance_s=hooks.tolerance_seconds,
+            id_at=hooks.id_at, event_at=hooks.event_at)
+    return specs

@@ -14,6 +14,7 @@ modules inside (``tests/test_imports.py`` holds it to that). Inside, by job:
 - ``table``, ``replay``, ``dlq``: the records table, rebuilding it from the log, and the
   dead letters;
 - ``lanelog``, ``links``: a lane's durable side, and the links view lanes translate with.
+- ``presence``: a consumer group per system whose members are the workers running its lanes.
 """
 
 from streams import codec
@@ -54,9 +55,10 @@ from streams.kafka import (
     probe,
     read_to_end,
 )
-from streams.lanelog import LaneHead, LaneLog
+from streams.lanelog import LaneHead, LaneLog, apply_changes
 from streams.links import LinksView
 from streams.merge import Catalog, EntityModel
+from streams.presence import LanesPresence, lanes_group, running_lanes
 from streams.replay import ReplayResult, replay
 from streams.settings import (
     KafkaSettings,
@@ -86,6 +88,7 @@ __all__ = [
     "KafkaUnavailable",
     "LaneHead",
     "LaneLog",
+    "LanesPresence",
     "Letter",
     "LinksView",
     "MergeWorker",
@@ -111,16 +114,19 @@ __all__ = [
     "WriteIntent",
     "WriteStale",
     "Written",
+    "apply_changes",
     "canonical_id",
     "codec",
     "compare_topics",
     "dead_letters",
     "follow",
     "json_schemas",
+    "lanes_group",
     "probe",
     "read_table",
     "read_to_end",
     "redrive_dead_letters",
     "replay",
+    "running_lanes",
     "tune_gc",
 ]

@@ -24,9 +24,9 @@ fences the first: one active lane per system and entity.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import TopicPartition
@@ -49,6 +49,23 @@ from streams.kafka import (
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
+
+V = TypeVar("V")
+
+
+def apply_changes(target: MutableMapping[str, V], changes: Mapping[str, V | None] | None
+                  ) -> None:
+    """Apply a commit's changes of one part of a lane's state (an index, its parked intents,
+    its create entries) to ``target``: ``None`` forgets the key, anything else sets it.
+
+    The one bookkeeping of the lane's state, shared by :class:`LaneLog` (after its
+    transaction) and the lane's in-memory twin.
+    """
+    for key, value in (changes or {}).items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
 
 
 @dataclass
@@ -153,21 +170,12 @@ class LaneLog:
                     if key == self.name and record.value is not None:
                         self.head = LaneHead(**orjson.loads(record.value))
                     elif key.startswith(parked):
-                        if record.value is None:
-                            self.parked.pop(key[len(parked):], None)
-                        else:
-                            self.parked[key[len(parked):]] = record.value
+                        apply_changes(self.parked, {key[len(parked):]: record.value})
                     elif key.startswith(creating):
-                        if record.value is None:
-                            self.creating.pop(key[len(creating):], None)
-                        else:
-                            self.creating[key[len(creating):]] = record.value
+                        apply_changes(self.creating, {key[len(creating):]: record.value})
                     elif key.startswith(prefix):
-                        external_id = key[len(prefix):]
-                        if record.value is None:
-                            self.index.pop(external_id, None)
-                        else:
-                            self.index[external_id] = record.value.decode()
+                        apply_changes(self.index, {key[len(prefix):]: None if record.value
+                                                   is None else record.value.decode()})
             finally:
                 await reader.stop()
         log.info("lane %s restored: seq %d, cursor %s, %d known records, intents from %s",
@@ -203,6 +211,17 @@ class LaneLog:
         if done is None:
             done = self.head.intents_offset or 0
         return max(0, end - done)
+
+    async def intents_start(self) -> int:
+        """The first offset of this lane's intents partition the broker still holds: an
+        intent below it is gone (the ``intents`` retention passed) and is never delivered
+        again."""
+        consumer, tp = self._consumer, self._intents_tp
+        if consumer is None or tp is None:
+            raise StreamsError(f"lane {self.name} is not started")
+        with translated(self.settings, f"find the start of lane {self.name}'s intents"):
+            start: int = (await consumer.beginning_offsets([tp]))[tp]
+        return start
 
     def rewind_intents(self, offset: int) -> None:
         """Read the intents again from ``offset`` (an intent that must wait is not skipped)."""
@@ -251,14 +270,6 @@ class LaneLog:
                                     partition=self._state_partition)
             await producer.send(lanes, orjson.dumps(asdict(self.head)),
                                 key=self.name.encode(), partition=self._state_partition)
-        for changes, target in ((parked, self.parked), (creating, self.creating)):
-            for intent_id, raw in (changes or {}).items():
-                if raw is None:
-                    target.pop(intent_id, None)
-                else:
-                    target[intent_id] = raw
-        for external_id, fingerprint in (index or {}).items():
-            if fingerprint is None:
-                self.index.pop(external_id, None)
-            else:
-                self.index[external_id] = fingerprint
+        apply_changes(self.parked, parked)
+        apply_changes(self.creating, creating)
+        apply_changes(self.index, index)

@@ -66,18 +66,31 @@ def held_at(data: Mapping[str, Any], path: Sequence[str]) -> Any:
 
 @dataclass(frozen=True)
 class Entry:
-    """A create's journal entry: the cursor when it was journalled; its copy, once made."""
+    """A create's journal entry: the cursor when it was journalled; its copy, once made.
+
+    It also carries what settling the create needs without its intent (an intent can expire
+    from the ``intents`` topic while a lane is down): the intent itself, its offset there,
+    and when the entry was written. Entries written before these were kept lack them.
+    """
 
     since: float | None
     made: str | None = None
+    intent: bytes | None = None  # the intent's bytes, as the merge stage published them
+    offset: int | None = None  # its offset in the intents (None: it came from parked ones)
+    at: float | None = None  # when it was journalled (seconds since the epoch)
 
     def encode(self) -> bytes:
-        return orjson.dumps({"since": self.since, "made": self.made})
+        return orjson.dumps({"since": self.since, "made": self.made, "offset": self.offset,
+                             "at": self.at,
+                             "intent": None if self.intent is None else self.intent.decode()})
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry:
         data = orjson.loads(raw)
-        return cls(data.get("since"), data.get("made"))
+        intent = data.get("intent")
+        return cls(data.get("since"), data.get("made"),
+                   intent.encode() if isinstance(intent, str) else None,
+                   data.get("offset"), data.get("at"))
 
 
 class Copies:

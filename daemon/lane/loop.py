@@ -28,6 +28,10 @@ from streams import WriteIntent
 
 log = logging.getLogger(__name__)
 
+UNSETTLED_CREATE_SECONDS = 600.0
+"""A create that may have landed unseen for longer than this is a problem in the status: the
+lane reads nothing while it is (the system down that long, or an entry that cannot settle)."""
+
 SETTLE_WAIT_MS = 500
 """How long a restarted lane waits for the intents it found at its start to be delivered."""
 
@@ -67,6 +71,7 @@ class Lane:
         self.match_on = match_on
         self.clock = clock
         self.poll_every = connector.config.poll_every_seconds
+        self.metrics = metrics
         self.references = References(self.system, mapping, links, resolve)
         self.parked = Parked(lane_log.parked, links, ref_wait, clock)
         self.health = Health(self.name)
@@ -117,7 +122,15 @@ class Lane:
             "loop_breakers": dict(sorted(self.reporter.breaker.opened.items())[:20]),
             "loop_breakers_open": len(self.reporter.breaker.opened),
             "dead_letters": self.reporter.dead_letters, "problems": self.problems(),
+            "creates_unsettled": len(self.writer.unsettled_creates()),
+            "oldest_unsettled_create_seconds": self._unsettled_age(),
+            "creates_settled_without_intent": self.writer.expired_settled,
         }
+
+    def _unsettled_age(self) -> float | None:
+        """How long the oldest create that may have landed unseen has waited."""
+        since = self.writer.unsettled_since()
+        return None if since is None else round(self.clock() - since, 1)
 
     def problems(self) -> list[str]:
         """Why the lane is not fine although its system answers (empty when it is): each a
@@ -125,6 +138,13 @@ class Lane:
         found = []
         if self.reader.breaker is not None:
             found.append(self.reader.breaker)
+        age = self._unsettled_age()
+        if age is not None and age > UNSETTLED_CREATE_SECONDS:
+            count = len(self.writer.unsettled_creates())
+            found.append(f"{count} create{'' if count == 1 else 's'} sent may have landed "
+                         f"unseen for {age:.0f} s: the lane reads nothing from {self.system} until "
+                         "each is settled by its intent running again (or, once the intent "
+                         "expired, by a search for its copy)")
         return found
 
     def request_read(self, external_id: str, deleted_hint: bool = False) -> None:
@@ -187,8 +207,16 @@ class Lane:
         same reason nothing is read while a create's journal entry says it was sent and
         its outcome is not known (a crash, an answer lost): the create runs first.
         """
+        age = self._unsettled_age()  # (an entry without a time is timed from here on)
+        if self.metrics is not None:
+            self.metrics.lane_unsettled_create_seconds.labels(self.system, self.entity).set(
+                0.0 if age is None else age)
         if not self._settled:
             await self._settle()
+        if self.writer.unsettled_creates():
+            # One whose intent expired (the retention passed while the lane was down) would
+            # hold the reads for ever: it is settled by the search alone.
+            await self.writer.settle_expired()
         if self.writer.unsettled_creates():
             # A create sent may have landed unseen: its copy must be found by the create
             # (and linked), never read first and reported as someone's new record.

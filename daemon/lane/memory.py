@@ -40,7 +40,7 @@ from daemon.http import (
     Rejected,
     Unavailable,
 )
-from streams import DeadLetter, Event, StreamsError, WriteIntent, codec
+from streams import DeadLetter, Event, StreamsError, WriteIntent, apply_changes, codec
 
 Operation = Literal["changes", "fetch", "lookup", "deletions", "create", "update", "delete"]
 Failure = Literal["down", "garbled", "refused"]
@@ -88,8 +88,12 @@ class MemoryConnector:
         lies: updates are answered with the body that was sent laid over the record and
             change nothing, not even its version or updated-at (an API that answers 200 to
             everything and stores nothing: the sandbox's ``lie_on_writes``).
+        forges: as ``lies``, but the answer claims a new version and a later updated-at
+            (the sandbox's ``forge_versions``).
+        reverts: an update is kept, and undone by the system itself before the next listing
+            (an automation putting the old values back): only a later read shows it.
 
-    The last five apply to the lane's writes, not to a person's edits (:meth:`put`,
+    The last seven apply to the lane's writes, not to a person's edits (:meth:`put`,
     :meth:`edit`).
     """
 
@@ -98,7 +102,7 @@ class MemoryConnector:
                  unique: Sequence[str] = (), drops: Mapping[str, Any] | None = None,
                  forms: Mapping[str, Callable[[Any], Any]] | None = None,
                  ignores_writes: bool = False, echoes: bool = False,
-                 lies: bool = False) -> None:
+                 lies: bool = False, forges: bool = False, reverts: bool = False) -> None:
         self.system = system
         self.entity = entity
         self.config = config or EntityEndpointConfig.model_validate(
@@ -111,6 +115,9 @@ class MemoryConnector:
         self.ignores_writes = ignores_writes
         self.echoes = echoes
         self.lies = lies
+        self.forges = forges
+        self.reverts = reverts
+        self._undo: list[tuple[str, dict[str, Any]]] = []  # (id, values) ``reverts`` puts back
         self.now = 1_000.0  # the system's clock: one second passes per write
         self.records: dict[str, _Stored] = {}
         self.broken: list[BadRecord] = []  # listed on the first page of every listing
@@ -187,6 +194,9 @@ class MemoryConnector:
     async def changes(self, since: float | None) -> AsyncGenerator[ChangePage, None]:
         """Pages by offset, each listed when it is asked for (as an API does): a record that
         changes during the walk moves to the end, and the records after it shift."""
+        for external_id, values in self._undo:
+            self._change(self.records[external_id], values)
+        self._undo.clear()
         filtered = since is not None and self.config.since is not None
         tombstones = self.config.deletes.tombstone is not None
         number, start = 1, 0
@@ -259,11 +269,21 @@ class MemoryConnector:
             raise self._error(NotFound, "no such record", 404, "PATCH", external_id)
         self._check(stored, precondition, "PATCH")
         self.writes.append(("update", external_id))
-        if self.lies:
+        if self.lies or self.forges:
             told = self._remote(stored)
-            return self._leave("update", replace(told, data={**told.data, **data}), fault)
-        self._change(stored, {} if self.ignores_writes else self._kept(data))
-        return self._leave("update", self._answer(stored, data), fault)
+            if self.forges:  # a version and a time made up for the answer, none stored
+                made_up = {"version": stored.version + 1, "updated_at": self.now + 1.0}
+                told = replace(told, data={**told.data, **made_up},
+                               version=str(made_up["version"]), updated=made_up["updated_at"])
+            answer = replace(told, data={**told.data, **data})
+        else:
+            if self.reverts:
+                self._undo.append((external_id, {n: stored.data.get(n) for n in data}))
+            self._change(stored, {} if self.ignores_writes else self._kept(data))
+            answer = self._answer(stored, data)
+        if self.config.update.answer != "record":
+            answer = self._remote(stored)  # no record in the answer: the connector reads it
+        return self._leave("update", answer, fault)
 
     async def delete(self, external_id: str, precondition: Precondition | None) -> None:
         fault = self._enter("delete")
@@ -413,6 +433,7 @@ class _Committed:
     observations: list[Event] = field(default_factory=list)
     dead_letters: list[tuple[str, DeadLetter]] = field(default_factory=list)
     commits: int = 0
+    start: int = 0  # the first intent still held (the ones below it expired)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -465,6 +486,10 @@ class MemoryJournal:
         for intent in intents:
             self.send_raw(codec.encode(intent), key=intent.key().encode())
 
+    def expire_intents(self, below: int) -> None:
+        """The ``intents`` retention passes: the intents below offset ``below`` are gone."""
+        self._log.start = max(self._log.start, below)
+
     def send_raw(self, value: bytes | None, key: bytes | None = None) -> None:
         """Add bytes to the intents, whatever they hold."""
         self._log.intents.append(Delivery("intents", 0, len(self._log.intents), key, value))
@@ -475,6 +500,8 @@ class MemoryJournal:
         if self.empty_fetches > 0:
             self.empty_fetches -= 1
             return []
+        # A position below the first intent held starts at it (auto_offset_reset=earliest).
+        self._position = max(self._position, self._log.start)
         if self._position >= len(self._log.intents) and timeout_ms > 0:
             self._log.arrived.clear()
             with contextlib.suppress(TimeoutError):
@@ -482,6 +509,9 @@ class MemoryJournal:
         found = self._log.intents[self._position:self._position + max_records]
         self._position += len(found)
         return found
+
+    async def intents_start(self) -> int:
+        return self._log.start
 
     def rewind_intents(self, offset: int) -> None:
         self._position = offset
@@ -507,19 +537,11 @@ class MemoryJournal:
         for i, letter in enumerate(dead_letters):
             key = dead_letter_keys[i] if i < len(dead_letter_keys) else self.name
             log.dead_letters.append((key, letter))
-        for target in (log.index, self.index):
-            for external_id, print_ in (index or {}).items():
-                if print_ is None:
-                    target.pop(external_id, None)
-                else:
-                    target[external_id] = print_
-        for changes, targets in ((parked, (log.parked, self.parked)),
-                                 (creating, (log.creating, self.creating))):
-            for target_map in targets:
-                for intent_id, raw in (changes or {}).items():
-                    if raw is None:
-                        target_map.pop(intent_id, None)
-                    else:
-                        target_map[intent_id] = raw
+        for index_map in (log.index, self.index):
+            apply_changes(index_map, index)
+        for target in (log.parked, self.parked):
+            apply_changes(target, parked)
+        for target in (log.creating, self.creating):
+            apply_changes(target, creating)
         log.head = replace(self.head)
         log.commits += 1

@@ -132,7 +132,8 @@ class Journal(Protocol):
       with the next commit, and lost with the process otherwise.
     - :meth:`intents` hands out the lane's intents in their order from a position that
       :meth:`rewind_intents` can move back; a restarted lane starts at the head's
-      ``intents_offset``, and :attr:`resumed_below` marks the intents that were there then.
+      ``intents_offset``, and :attr:`resumed_below` marks the intents that were there then;
+      an intent below :meth:`intents_start` expired and is never handed out again.
     """
 
     @property
@@ -161,6 +162,11 @@ class Journal(Protocol):
 
     async def intents(self, timeout_ms: int, max_records: int = 50) -> Sequence[Delivered]:
         """The next intents (waiting up to ``timeout_ms`` when there is none)."""
+        ...
+
+    async def intents_start(self) -> int:
+        """The first offset of the intents still held: one below it expired (the topic's
+        retention) and is never delivered again."""
         ...
 
     def rewind_intents(self, offset: int) -> None:

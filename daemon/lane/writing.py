@@ -50,21 +50,6 @@ class Outage(Exception):
     """The system stopped answering in the middle of a round; intents wait for it."""
 
 
-def advanced(before: RemoteRecord, after: RemoteRecord) -> bool:
-    """Whether ``after`` (a write's answer) shows the record changed since ``before`` (the
-    read the write was decided on): a new version, else a later updated-at.
-
-    A write that took changes the record, so an answer at the version read before the write
-    did not come from a stored change; an answer with neither a version nor an updated-at
-    to compare shows nothing either way. In both cases the lane reads the record again.
-    """
-    if before.version is not None and after.version is not None:
-        return after.version != before.version
-    if before.updated is not None and after.updated is not None:
-        return after.updated > before.updated
-    return False
-
-
 def record_of(delivered: Delivered) -> str:
     """The canonical id an intent is for (its own offset when it cannot be read)."""
     try:
@@ -96,6 +81,8 @@ class Writer:
         self._unsent: set[str] = set()  # creates journalled by this process, not sent yet
         self.copies = Copies(connector, journal, references)
         self.waits = 0  # batches stopped because the system did not answer
+        self.expired_settled = 0  # creates settled without their intent (it expired)
+        self._first_seen: dict[str, float] = {}  # entries without a time -> first seen
         self.unanswered: HttpError | None = None  # the last error that stopped a batch
 
     def unsettled_creates(self) -> list[str]:
@@ -104,6 +91,74 @@ class Writer:
         copies, not a person's new record."""
         return [intent_id for intent_id, raw in self.journal.creating.items()
                 if Entry.decode(raw).made is None and intent_id not in self.journal.parked]
+
+    def unsettled_since(self) -> float | None:
+        """When the oldest create that may have landed unseen was journalled (``None``: none
+        is). An entry written before entries kept the time counts from when this process
+        first saw it."""
+        times = []
+        for intent_id in self.unsettled_creates():
+            at = Entry.decode(self.journal.creating[intent_id]).at
+            times.append(at if at is not None
+                         else self._first_seen.setdefault(intent_id, self.reporter.clock()))
+        return min(times, default=None)
+
+    async def settle_expired(self) -> int:
+        """Settle the creates that may have landed unseen whose intent the journal no longer
+        holds (the ``intents`` retention passed while the lane was down): their intent never
+        comes again, so without this the lane would read nothing, for ever.
+
+        The entry carries its intent, so the create is settled as its re-run would be, by
+        the search alone: a copy found (by the match key, the canonical id or the content)
+        is reported as the create's, and linked; none found, the create is reported failed,
+        and the hub plans it again from the canonical record (never a copy made from values
+        a week old, which the record may have left behind). Returns how many were settled.
+        """
+        unsettled = self.unsettled_creates()
+        if not unsettled:
+            return 0
+        start = await self.journal.intents_start()
+        work = Round()
+        for intent_id in unsettled:
+            entry = Entry.decode(self.journal.creating[intent_id])
+            if entry.intent is None or entry.offset is None or entry.offset >= start:
+                continue  # its intent is still held: it runs again (or a parked one does)
+            try:
+                intent = codec.decode(entry.intent, (WriteIntent,))
+            except DecodeError as exc:  # it was read when journalled; kept, not dropped
+                self.reporter.letter(work, self.name, type(exc).__name__,
+                                     f"the create entry {intent_id}: {exc}", None)
+                work.creating[intent_id] = None
+                continue
+            outcome = Round(creating={intent_id: None})
+            try:
+                body: dict[str, Any] | None = self.copies.body(
+                    intent, self.references.to_system(intent.values))
+            except (WaitForLink, DaemonError, ValueError):
+                body = None  # no body to look up by; the search below still runs
+            found = None if body is None else await self._look_up(body)
+            if found is not None:
+                await self._adopt(outcome, intent, found)
+            elif (copy := await self.copies.find(intent, entry.since)) is not None:
+                self.copies.claimed.add(copy.id)
+                await self.reporter.written(outcome, intent, copy, copy.id)
+                self.reporter.count_write(intent, "written")
+            else:
+                outcome.events.append(self.reporter.failed(
+                    intent, f"the intent expired from the intents topic (offset "
+                    f"{entry.offset}, the first held is {start}) before the create could be "
+                    f"settled, and {self.system} holds no copy of it: the hub plans it again",
+                    outcome))
+            log.warning("lane %s: settled create %s of %s without its intent (expired): %s",
+                        self.name, intent_id, intent.canonical_id,
+                        type(outcome.events[-1]).__name__ if outcome.events else "nothing",
+                        extra={"correlation_id": intent.correlation_id,
+                               "intent_id": intent_id})
+            work.merge(outcome)
+            self.expired_settled += 1
+        if work:
+            await self.reporter.commit(work)
+        return len(work.creating)
 
     # -- a batch of intents --------------------------------------------------------------
     async def execute_intents(self, timeout_ms: int = 0, max_records: int = 50) -> int:
@@ -174,7 +229,9 @@ class Writer:
             if (intent.op == "create" and intent.system == self.system
                     and intent.entity == self.entity and intent.intent_id not in self._done
                     and intent.intent_id not in self.journal.creating):
-                entries[intent.intent_id] = Entry(self.journal.head.cursor).encode()
+                entries[intent.intent_id] = Entry(
+                    self.journal.head.cursor, intent=one.value, offset=one.offset,
+                    at=self.reporter.clock()).encode()
         if entries:
             await self.reporter.commit(Round(creating=entries))
             self._unsent.update(entries)
@@ -309,14 +366,15 @@ class Writer:
                 if stopped is not None:
                     work.events.append(self.reporter.failed(intent, stopped, work))
                     return work
-                after = await self.connector.update(
+                answer = await self.connector.update(
                     external_id, self.references.to_system(decision.values),
                     current.precondition)
-                if after is not None and not advanced(current, after):
-                    # The answer says the record did not change, or cannot say: it proves
-                    # nothing of what was kept (an API answering 200 to everything echoes
-                    # the body). What a read shows is verified instead.
-                    after = await self.connector.fetch(external_id)
+                # An answer proves nothing of what was kept: an API answering 200 to
+                # everything echoes the body, at the old version or with a new one it made
+                # up. What a read right after shows is verified instead (the connector made
+                # that read already where the answer holds no record: answer: id|none).
+                after = (answer if self.connector.config.update.answer != "record"
+                         else await self.connector.fetch(external_id))
             except PreconditionFailed:
                 continue  # changed between our read and our write: read and decide again
             if after is None:
@@ -367,11 +425,11 @@ class Writer:
             await self.reporter.written(work, intent, created, created.id)
             return
         if entry is None:  # not journalled with its batch (a parked intent, say)
-            entry = Entry(self.journal.head.cursor)
+            entry = Entry(self.journal.head.cursor, intent=codec.encode(intent),
+                          at=self.reporter.clock())
             await self.reporter.commit(Round(creating={intent.intent_id: entry.encode()}))
-        elif intent.intent_id in self._unsent:
-            pass  # journalled with its batch, never sent
-        else:  # sent before, by this process or an earlier one: it may have landed
+        elif intent.intent_id not in self._unsent:
+            # Sent before, by this process or an earlier one: it may have landed.
             copy = await self.copies.find(intent, entry.since)
             if copy is not None:
                 await self._made(intent, copy)

@@ -29,6 +29,9 @@ Behaviours of real APIs (issue 15), switched the same way, also API requests onl
   the value (a string trimmed or lowercased; a number rounded to an integer).
 - ``lie_on_writes``: updates and deletes are answered as if done (200 with the record as
   asked for, 204) and nothing is stored: an API that answers 200 to everything.
+- ``forge_versions``: as ``lie_on_writes`` for updates, but the answer claims a new
+  version and a later updated-at than the record holds (nothing is stored): an API whose
+  answers make up what a write would have done.
 - ``bare_writes``: an API that answers wrapped (``{"user": {...}}``) but takes bare bodies:
   a write's body is the record itself, and keys it does not know (the envelope) are
   silently dropped.
@@ -84,6 +87,7 @@ class FaultSettings:
     since_skips_null_updated: bool = False
     normalise_fields: tuple[tuple[str, Normalisation], ...] = ()
     lie_on_writes: bool = False
+    forge_versions: bool = False
     bare_writes: bool = False
     null_updated_until_edit: bool = False
     whole_seconds: bool = False
@@ -129,7 +133,8 @@ class FaultSettings:
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise BadRequest(f"{name} must be an integer >= 0")
         for name in ("down", "ignore_unknown_fields", "since_skips_null_updated",
-                     "lie_on_writes", "bare_writes", "null_updated_until_edit", "whole_seconds"):
+                     "lie_on_writes", "forge_versions", "bare_writes", "null_updated_until_edit",
+                     "whole_seconds"):
             if not isinstance(getattr(updated, name), bool):
                 raise BadRequest(f"{name} must be true or false")
         if updated.wrap_answers is not None and not (

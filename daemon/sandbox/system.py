@@ -198,10 +198,16 @@ class SimulatedSystem(abc.ABC):
         expect_versions: Collection[int] | None = None,
     ) -> WriteResult:
         """Change a record (all fields with ``replace``), if it is at one of ``expect_versions``."""
-        if request is not None and self.faults.settings.lie_on_writes:
+        settings = self.faults.settings
+        if request is not None and (settings.lie_on_writes or settings.forge_versions):
             current = self.store.require(spec.name, key)
-            told = {**current.fields, **self._kept(spec, values, request)}
-            return WriteResult(dataclasses.replace(current, fields=told))
+            told = dataclasses.replace(
+                current, fields={**current.fields, **self._kept(spec, values, request)})
+            if settings.forge_versions:  # a new version and time, made up for the answer
+                told = dataclasses.replace(told, version=current.version + 1,
+                                           updated_ms=max(self.clock.now_ms(),
+                                                          current.updated_ms + 1000))
+            return WriteResult(told)
         result = self.store.update(
             spec.name,
             key,

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import RecordsToDelete
 
 from daemon.config import EntityConfig
 from daemon.connector.config import WriteConfig
@@ -28,8 +30,8 @@ from streams.events import (
     WriteStale,
     Written,
 )
-from streams.kafka import Admin, KafkaSettings
-from streams.lanelog import LaneLog
+from streams.kafka import Admin, KafkaSettings, new_admin
+from streams.lanelog import LaneLog, partition_of
 from streams.topics import Topics, TopicSettings
 from tests.daemon.connector.conftest import ENV, example_system
 from tests.daemon.lane.test_journal_contract import JournalContract
@@ -433,6 +435,16 @@ class TestLaneLogKeepsTheJournalContract(JournalContract):
     async def send(self, *intents: WriteIntent) -> None:
         await produce(self.settings, self.topics.intents,
                       [(i.key().encode(), codec.encode(i)) for i in intents])
+
+    async def expire(self, below: int) -> None:
+        # What the retention does to a partition: its records below an offset are deleted.
+        tp = TopicPartition(self.topics.intents, partition_of("crm/contact", 2))
+        admin = new_admin(self.settings)
+        await admin.start()
+        try:
+            await admin.delete_records({tp: RecordsToDelete(below)})
+        finally:
+            await admin.close()
 
     async def published(self) -> list[Any]:
         return [codec.decode(r.value) for r in await read_topic(self.settings,

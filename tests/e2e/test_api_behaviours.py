@@ -151,14 +151,16 @@ async def test_a_name_stored_lowercased_is_not_fought_over(
         assert writes == {"crm": 0, "helpdesk": 1}  # the create, and nothing after it
 
 
-async def lied_to(s: Stack) -> tuple[dict[str, int], dict[str, int]]:
-    """Flo synced, then the helpdesk answers every write as done and keeps nothing while
-    Flo's phone is edited in the CRM three times: syncline's writes before and after."""
+async def lied_to(s: Stack, how: str = "lie_on_writes"
+                  ) -> tuple[dict[str, int], dict[str, int]]:
+    """Flo synced, then the helpdesk answers every write as done and keeps nothing (``how``:
+    at the old version, or ``forge_versions``: with a new one made up) while Flo's phone is
+    edited in the CRM three times: syncline's writes before and after."""
     await s.create("crm", "flo@example.com", "Flo")
     await s.start()
     await s.converged({"flo@example.com": person("Flo")})
     before = await s.writes()
-    await s.fault("helpdesk", lie_on_writes=True)
+    await s.fault("helpdesk", **{how: True})
     for phone in ("1", "2", "3"):
         await s.update("crm", "flo@example.com", phone=phone)
         await asyncio.sleep(1.5)
@@ -177,12 +179,14 @@ async def test_a_helpdesk_that_answers_200_to_everything_loops_never(
         one_letter_per_error(await letters(s))
 
 
+@pytest.mark.parametrize("how", ["lie_on_writes", "forge_versions"])
 async def test_a_helpdesk_that_answers_200_to_everything_overwrites_no_persons_value(
-        kafka_settings: KafkaSettings, tmp_path: Path) -> None:
-    """The lying answer is at the version read before the write: the lane reads the record
-    again, finds the phone not kept, and the helpdesk's old phone is no edit there."""
+        kafka_settings: KafkaSettings, tmp_path: Path, how: str) -> None:
+    """The lying answer is at the version read before the write, or at a new version it
+    made up: either way the lane reads the record again, finds the phone not kept, and the
+    helpdesk's old phone is no edit there."""
     async with stack(tmp_path, kafka_settings) as s:
-        await lied_to(s)
+        await lied_to(s, how)
 
         code, out = await status(s)
         contacts = await s.contacts()

@@ -71,6 +71,14 @@ def test_any_bytes_decode_to_an_event_or_a_decode_error_naming_the_problem(data:
             count(AREA, "codec accepted a mutated payload")
 
 
+def test_a_schema_that_is_no_string_is_a_decode_error_on_the_fast_path() -> None:
+    """Found by the property above: the merge stage's fast path looked a list up in a dict."""
+    data = (b'{"entity":"","observed_at":0.0,"schema":["a"],"seq":0,"source_ts":0.0,'
+            b'"system":"","canonical_id":null,"deleted":false,"fields":{}}')
+    with pytest.raises(DecodeError):
+        codec.decode_routed(data, ())
+
+
 def consumed(topic: str, offset: int, value: bytes, key: bytes | None = b"k") -> ConsumedRecord:
     return ConsumedRecord(topic, 0, offset, key, value, 0)
 

@@ -12,9 +12,11 @@ import pytest
 
 from daemon.connector.config import EntityEndpointConfig
 from daemon.http import HttpError
+from daemon.metrics import Metrics
 from streams.errors import StreamsError
-from streams.events import Observed, Written
+from streams.events import Observed, WriteFailed, Written
 from tests.daemon.lane.conftest import Rig, endpoint, make_rig
+from tests.daemon.lane.test_safety_writes import status_command
 
 BARE = endpoint(lookup=None)  # no lookup, no idempotency key: only the content tells
 
@@ -262,3 +264,85 @@ async def test_a_lane_that_cannot_reach_the_system_after_a_restart_does_not_poll
     assert rig.kinds() == ["Written"] * 3
     assert len(rig.system.live()) == 3
     assert [w for w, _ in rig.system.writes].count("create") == 3
+
+
+@pytest.mark.parametrize("landed", [True, False])
+async def test_a_create_whose_intent_expired_is_settled_by_the_search_alone(
+        landed: bool) -> None:
+    """The lane was down past the intents' retention: the create's entry is open and its
+    intent never comes again. The entry carries the intent, so the search settles it: the
+    copy found is reported as the create's (once, never as someone's new record); none found,
+    the create is reported failed and the hub plans it again. Either way the lane reads
+    again, and nothing is made from the week-old values."""
+    rig = make_rig(BARE)
+    job = rig.intent("create", values={"email": "old@x.org", "name": "Old"})
+    if landed:  # the POST landed, the process died before its outcome
+        rig.system.before("create", lambda: setattr(rig.journal, "fail_commits", True))
+        with pytest.raises(StreamsError):
+            await rig.lane.execute_intents()
+    else:  # the process died between the entry and the POST
+        rig.system.before("create", crash)
+        with pytest.raises(Crash):
+            await rig.lane.execute_intents()
+    made = [r["id"] for r in rig.system.live()]
+    rig.journal.expire_intents(1)  # seven days pass: the intent is gone from the topic
+    lane = rig.restart()
+    theirs = rig.system.put(email="new@x.org", full_name="New")  # a person's, meanwhile
+    for _ in range(2):
+        await lane.round()
+    assert [r["id"] for r in rig.system.live()] == [*made, theirs]  # nothing made again
+    outcomes = [(type(e).__name__, e.intent_id) for e in rig.reported()
+                if isinstance(e, Written | WriteFailed)]
+    assert outcomes == [("Written" if landed else "WriteFailed", job.intent_id)]
+    if landed:
+        [written] = [e for e in rig.reported() if isinstance(e, Written)]
+        assert (written.external_id, written.canonical_id) == (made[0], job.canonical_id)
+    observed = [e.external_id for e in rig.reported() if isinstance(e, Observed)]
+    assert observed == [theirs]  # reads go on; the copy is no one's new record
+    assert rig.journal.creating == {}
+    assert lane.status()["creates_settled_without_intent"] == 1
+
+
+async def test_an_unsettled_create_is_a_problem_in_the_status_once_it_is_old() -> None:
+    """While a create may have landed unseen the lane reads nothing: for a while that is an
+    outage like any, past ten minutes the status says so (and the gauge says how long)."""
+    metrics = Metrics(process=False)
+    rig = make_rig(BARE, metrics=metrics)
+    rig.intent("create", values={"email": "wait@x.org", "name": "Wait"})
+    rig.system.before("create", lambda: setattr(rig.journal, "fail_commits", True))
+    with pytest.raises(StreamsError):
+        await rig.lane.execute_intents()
+    lane = rig.restart()
+    rig.system.fail("*", "down", times=None)
+    with pytest.raises(HttpError):
+        await lane.round()
+    assert lane.status()["creates_unsettled"] == 1
+    assert lane.problems() == []
+    rig.clock.now += 601
+    with pytest.raises(HttpError):
+        await lane.round()
+    [problem] = lane.problems()
+    assert "1 create sent may have landed unseen for 601 s" in problem
+    gauge = metrics.registry.get_sample_value(
+        "syncline_lane_unsettled_create_seconds", {"system": "crm", "entity": "contact"})
+    assert gauge == 601.0
+    rig.system.heal()
+    await lane.round()
+    assert lane.problems() == [] and lane.status()["creates_unsettled"] == 0
+
+
+async def test_an_entry_that_cannot_settle_is_never_silent() -> None:
+    """An entry written before entries carried their intent, whose intent is gone: nothing
+    can settle it, the lane reads nothing, and `syncline status` says so once it is old
+    (the system answering all along)."""
+    rig = make_rig(BARE)
+    await rig.journal.commit([], creating={"gone": b'{"since": null, "made": null}'})
+    lane = rig.restart()
+    rig.system.put(email="new@x.org", full_name="New")
+    await lane.round()
+    assert rig.reported() == []  # held: it may be that create's copy
+    rig.clock.now += 601
+    await lane.round()
+    code, out = status_command({"lanes": {"crm/contact": lane.status()}})
+    assert code == 1, out
+    assert "1 create sent may have landed unseen for 601 s" in out

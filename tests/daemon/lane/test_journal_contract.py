@@ -48,6 +48,10 @@ class JournalContract(abc.ABC):
     async def published(self) -> list[Event]:
         """Every observation committed, in order."""
 
+    @abc.abstractmethod
+    async def expire(self, below: int) -> None:
+        """The ``intents`` retention passes: the lane's intents below ``below`` are gone."""
+
     async def names(self, journal: Journal, count: int = 0) -> list[str]:
         """The canonical ids of the next ``count`` intents (0: of what is there now)."""
         found = [codec.decode(d.value, (WriteIntent,)).canonical_id
@@ -102,6 +106,16 @@ class JournalContract(abc.ABC):
         assert again.resumed_below == 4
         assert await self.names(again, 2) == ["c-2", "c-3"]
 
+    async def test_intents_that_expired_are_never_delivered_and_the_start_says_so(
+            self) -> None:
+        await self.send(*(intent(n) for n in range(3)))
+        journal = await self.open()
+        assert await journal.intents_start() == 0
+        await self.expire(2)
+        assert await journal.intents_start() == 2
+        again = await self.open()  # its committed offset (none: the start) is gone
+        assert await self.names(again, 1) == ["c-2"]
+
 
 class TestMemoryJournal(JournalContract):
     @pytest.fixture(autouse=True)
@@ -114,6 +128,9 @@ class TestMemoryJournal(JournalContract):
 
     async def send(self, *intents: WriteIntent) -> None:
         self.journal.send(*intents)
+
+    async def expire(self, below: int) -> None:
+        self.journal.expire_intents(below)
 
     async def published(self) -> list[Event]:
         return list(self.journal.observations)

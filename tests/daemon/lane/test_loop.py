@@ -58,4 +58,5 @@ async def test_status_says_where_the_lane_is() -> None:
         "cursor": cursor, "cursor_lag_seconds": round(rig.clock.now - cursor, 1),
         "known_records": 1, "waiting_for_links": 0, "behind": 1, "last_error": None,
         "not_kept": [], "not_kept_count": 0, "loop_breakers": {}, "loop_breakers_open": 0,
-        "dead_letters": 1, "problems": []}
+        "dead_letters": 1, "problems": [], "creates_unsettled": 0,
+        "oldest_unsettled_create_seconds": None, "creates_settled_without_intent": 0}

@@ -17,15 +17,15 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from click.testing import CliRunner
 
 from daemon.cli import cli
 from daemon.config import EntityConfig
-from daemon.connector.rest import RemoteRecord
+from daemon.connector.config import EntityEndpointConfig
 from daemon.lane import Lane
 from daemon.lane.memory import MemoryConnector, MemoryJournal
-from daemon.lane.writing import advanced
 from daemon.sandbox import run_crm
 from streams import codec
 from streams.events import NotTaken, RecordEvent, WriteIntent, Written
@@ -158,25 +158,19 @@ def test_a_system_that_keeps_its_own_form_is_not_fought_over() -> None:
     assert len(b.writes) == 1  # the create, and nothing after it
 
 
-def test_answering_200_to_everything_ends_in_the_loop_breaker() -> None:
+def test_answering_200_to_everything_is_caught_by_the_read_after_the_write() -> None:
     """Both systems keep their own form and answer every write with what they were sent:
-    no answer shows the value not kept, only the next read does. The two would rewrite
-    each other forever; the loop breaker stops it."""
+    no answer shows the value not kept, the read after the write does. The two would
+    rewrite each other forever (before every write was read back, only the loop breaker
+    stopped it); now each write is found not kept at once, and nothing loops."""
     a = twin("a", forms={"title": str.lower}, echoes=True)
     b = twin("b", forms={"title": str.upper}, echoes=True)
     hub = Hub({"a": a, "b": b})
     a.put(status="open", title="Printer")
     run(hub.run(60))
-    bound = a.config.loop_bound
-    assert hub.updates("a") + hub.updates("b") <= 2 * bound + 2
-    opened = [name for name, lane in hub.lanes.items() if lane.status()["loop_breakers_open"]]
-    assert opened
-    for name in opened:
-        [why] = hub.lanes[name].status()["loop_breakers"].values()
-        assert "loop breaker open" in why
-        assert len(letters(hub, name, "LoopBreakerOpen")) == 1
-        assert hub.metrics.loop_breakers_open.labels(name, "ticket")._value.get() == 1
-    # Quiet now: more rounds write nothing.
+    assert hub.updates("a") + hub.updates("b") <= 2
+    assert all(lane.status()["loop_breakers_open"] == 0 for lane in hub.lanes.values())
+    assert sum(len(letters(hub, name, "NotTaken")) for name in ("a", "b")) >= 1
     before = len(a.writes) + len(b.writes)
     run(hub.run(10))
     assert len(a.writes) + len(b.writes) == before
@@ -195,12 +189,13 @@ def test_a_record_edited_often_elsewhere_is_not_taken_for_a_loop() -> None:
     assert all(lane.status()["loop_breakers_open"] == 0 for lane in hub.lanes.values())
 
 
-def lied_to(hub: Hub, a: MemoryConnector, b: MemoryConnector) -> str:
+def lied_to(hub: Hub, a: MemoryConnector, b: MemoryConnector, how: str = "lies") -> str:
     """A ticket synced; then b answers every update with what it was sent and keeps
-    nothing, while a person edits the ticket in a twice (each edit is an update to b)."""
+    nothing (``how``: at the version read before, or with a made-up new version), while a
+    person edits the ticket in a twice (each edit is an update to b)."""
     ticket = a.put(status="open", title="printer")
     run(hub.run(4))
-    b.lies = True
+    setattr(b, how, True)
     a.edit(ticket, status="closed")
     run(hub.run(3))
     run(hub.lanes["b"].sweep())  # b's sweep reads the ticket as b kept it
@@ -213,13 +208,16 @@ def lied_to(hub: Hub, a: MemoryConnector, b: MemoryConnector) -> str:
     return ticket
 
 
-def test_an_api_that_answers_200_and_stores_nothing_overwrites_no_persons_value() -> None:
-    """The answer shows what was written, at the version read before the write: it proves
-    nothing, so the lane reads the record again and finds the write did not take. What b
-    kept is then not a person's edit there, and nothing is written back to a."""
+@pytest.mark.parametrize("how", ["lies", "forges"])
+def test_an_api_that_answers_200_and_stores_nothing_overwrites_no_persons_value(
+        how: str) -> None:
+    """The answer shows what was written, at the version read before the write or with a
+    new version it made up: either way it proves nothing, so the lane reads the record
+    again and finds the write did not take. What b kept is then not a person's edit there,
+    and nothing is written back to a."""
     a, b = twin("a"), twin("b")
     hub = Hub({"a": a, "b": b})
-    ticket = lied_to(hub, a, b)
+    ticket = lied_to(hub, a, b, how)
 
     assert a.held(ticket) == {"status": "closed", "title": "printer on fire"}  # the person's
     assert a.writes == []  # nothing written back to the person's system
@@ -275,7 +273,9 @@ def test_an_edit_in_a_system_that_lied_once_is_still_an_edit() -> None:
     assert b.live()[0]["status"] == "pending"
 
 
-def test_a_write_whose_answer_shows_a_new_version_is_not_read_again() -> None:
+def test_every_update_is_verified_by_a_read_after_it() -> None:
+    """An answer with a new version is no proof either (an API can make one up): every
+    update costs the read it is decided on and the read that verifies it."""
     a, b = twin("a"), twin("b")
     hub = Hub({"a": a, "b": b})
     ticket = a.put(status="open", title="printer")
@@ -283,20 +283,29 @@ def test_a_write_whose_answer_shows_a_new_version_is_not_read_again() -> None:
     fetches = b.calls["fetch"]
     a.edit(ticket, status="closed")
     run(hub.run(3))
-    assert b.calls["fetch"] == fetches + 1  # the read the write is decided on, no more
+    assert b.calls["fetch"] == fetches + 2
+    assert b.live()[0]["status"] == "closed"
+    assert letters(hub, "b", "NotTaken") == []
 
 
-def test_an_answer_proves_a_write_took_only_by_a_new_version_or_a_later_updated_at(
-        ) -> None:
-    def at(version: str | None, updated: float | None) -> RemoteRecord:
-        return RemoteRecord("1", {}, updated, version)
-
-    assert advanced(at("1", 10.0), at("2", 10.0))
-    assert not advanced(at("1", 10.0), at("1", 11.0))  # the version decides when both have one
-    assert advanced(at(None, 10.0), at(None, 11.0))
-    assert not advanced(at(None, 10.0), at(None, 10.0))  # whole seconds, or nothing stored
-    assert not advanced(at(None, 11.0), at(None, 10.0))
-    assert not advanced(at(None, None), at(None, None))  # nothing to tell: read it again
+def test_an_update_answered_without_the_record_is_verified_by_the_connectors_read() -> None:
+    """With ``answer: none`` the connector reads the record after the write itself: that read
+    is verified (a lying API is caught), and the lane does not read it a third time."""
+    config = EntityEndpointConfig.model_validate(
+        {"path": "/ticket", "since": {"param": "since"},
+         "update": {"method": "PATCH", "answer": "none"}})
+    a, b = twin("a"), twin("b", config=config)
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    fetches = b.calls["fetch"]
+    b.forges = True
+    a.edit(ticket, status="closed")
+    run(hub.run(3))
+    assert b.calls["fetch"] == fetches + 1  # the read the write is decided on
+    assert b.live()[0]["status"] == "open"
+    assert letters(hub, "b", "NotTaken") == [
+        "system b does not keep field status of ticket 1 (wrote 'closed', it holds 'open')"]
 
 
 def test_the_record_event_and_the_status_command_say_what_is_not_kept() -> None:
@@ -317,12 +326,34 @@ def test_the_record_event_and_the_status_command_say_what_is_not_kept() -> None:
             in out)
 
 
-def test_the_status_command_is_not_ok_while_a_loop_breaker_is_open() -> None:
-    a = twin("a", forms={"title": str.lower}, echoes=True)
-    b = twin("b", forms={"title": str.upper}, echoes=True)
+def test_a_system_that_undoes_the_writes_later_ends_in_the_loop_breaker() -> None:
+    """Each system keeps every write (the read after it shows it) and then puts the old
+    values back itself (two automations fighting): only the next read shows the write
+    undone. The hub would write both again and again; the loop breaker stops it."""
+    a, b = twin("a", reverts=True), twin("b", reverts=True)
     hub = Hub({"a": a, "b": b})
-    a.put(status="open", title="Printer")
-    run(hub.run(30))
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    a.edit(ticket, status="closed")
+    run(hub.run(60))
+    bound = a.config.loop_bound
+    assert hub.updates("a") + hub.updates("b") <= 2 * bound + 2
+    [why] = hub.lanes["b"].status()["loop_breakers"].values()
+    assert "loop breaker open" in why
+    assert len(letters(hub, "b", "LoopBreakerOpen")) == 1
+    assert hub.metrics.loop_breakers_open.labels("b", "ticket")._value.get() == 1
+    before = len(a.writes) + len(b.writes)
+    run(hub.run(10))
+    assert len(a.writes) + len(b.writes) == before
+
+
+def test_the_status_command_is_not_ok_while_a_loop_breaker_is_open() -> None:
+    a, b = twin("a", reverts=True), twin("b", reverts=True)
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    a.edit(ticket, status="closed")
+    run(hub.run(60))
     code, out = status_command({"lanes": {f"{name}/ticket": lane.status()
                                           for name, lane in hub.lanes.items()}})
     assert code == 1

@@ -47,6 +47,22 @@ async def test_lying_writes_are_answered_as_done_and_not_kept(
     assert (await crm_client.get(item)).json()["phone"] == "1"
 
 
+async def test_forged_versions_are_answered_new_and_not_kept(
+        crm_client: httpx.AsyncClient) -> None:
+    made = (await crm_client.post("/contacts", json={"email": "f@x.io", "phone": "1"})).json()
+    await behave(crm_client, forge_versions=True)
+    item = f"/contacts/{made['id']}"
+    before = (await crm_client.get(item)).json()
+
+    patched = (await crm_client.patch(item, json={"phone": "2"})).json()
+    after = (await crm_client.get(item)).json()
+
+    assert patched["phone"] == "2"
+    assert patched["version"] > before["version"]  # a version made up for the answer
+    assert patched["updated_at"] > before["updated_at"]
+    assert after == before  # nothing was stored
+
+
 async def test_nested_read_with_a_flat_write_field(crm_client: httpx.AsyncClient) -> None:
     await behave(crm_client, nested_fields=["lifecycle_stage"])
     made = (await crm_client.post("/contacts", json={"email": "c@x.io"})).json()
@@ -92,7 +108,8 @@ async def test_bare_writes_drop_the_envelope_silently(helpdesk_client: httpx.Asy
 
 @pytest.mark.parametrize("settings", [
     {"normalise_fields": {"phone": "upper"}}, {"normalise_fields": ["phone"]},
-    {"nested_fields": "lifecycle_stage"}, {"lie_on_writes": 1}, {"whole_seconds": "yes"},
+    {"nested_fields": "lifecycle_stage"}, {"lie_on_writes": 1}, {"forge_versions": "yes"},
+    {"whole_seconds": "yes"},
 ])
 async def test_bad_behaviour_settings_are_400(crm_client: httpx.AsyncClient,
                                                settings: dict[str, Any]) -> None:
