@@ -50,6 +50,26 @@ class Outage(Exception):
     """The system stopped answering in the middle of a round; intents wait for it."""
 
 
+def edited_after(before: RemoteRecord, answer: RemoteRecord, reread: RemoteRecord) -> bool:
+    """Whether ``reread``, the read right after a write, shows a change made after that
+    write: the write's answer moved the record on from ``before`` (the read the write was
+    decided on), and the re-read moved on again, past both.
+
+    Versions are compared when all three have one (an ETag is opaque: only equality counts),
+    else updated-at times (a time is ordered). An API that makes up its answer's version or
+    time and stores nothing shows, in the re-read, the version or the time of ``before``:
+    not a later change, so the re-read is verified and the write is found not taken.
+    """
+    if before.version is not None and answer.version is not None \
+            and reread.version is not None:
+        return answer.version != before.version \
+            and reread.version not in (before.version, answer.version)
+    if before.updated is not None and answer.updated is not None \
+            and reread.updated is not None:
+        return before.updated < answer.updated < reread.updated
+    return False
+
+
 def record_of(delivered: Delivered) -> str:
     """The canonical id an intent is for (its own offset when it cannot be read)."""
     try:
@@ -372,9 +392,15 @@ class Writer:
                 # An answer proves nothing of what was kept: an API answering 200 to
                 # everything echoes the body, at the old version or with a new one it made
                 # up. What a read right after shows is verified instead (the connector made
-                # that read already where the answer holds no record: answer: id|none).
-                after = (answer if self.connector.config.update.answer != "record"
-                         else await self.connector.fetch(external_id))
+                # that read already where the answer holds no record: answer: id|none),
+                # unless that read shows a change made after the write: then it holds a
+                # person's edit, which the next read reports, and the answer is verified.
+                after = answer
+                if self.connector.config.update.answer == "record":
+                    reread = await self.connector.fetch(external_id)
+                    if answer is None or reread is None or not edited_after(
+                            current, answer, reread):
+                        after = reread
             except PreconditionFailed:
                 continue  # changed between our read and our write: read and decide again
             if after is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -252,6 +253,30 @@ def test_an_edit_after_a_write_that_took_is_still_an_edit() -> None:
     run(hub.run(4))
     assert a.held(ticket) == {"status": "open", "title": "printer"}
     assert letters(hub, "b", "NotTaken") == []
+
+
+@pytest.mark.parametrize("versions", [True, False], ids=["versions", "updated-at"])
+def test_a_persons_edit_between_the_write_and_its_re_read_is_an_edit(versions: bool) -> None:
+    """A person edits the written field in b after the hub's write took and before the read
+    that verifies it: that read shows a change made after the write (a version, else an
+    updated-at, past the answer's), so it is not the write's verdict. The write took (its
+    answer says so), the person's value is an edit there: it reaches a, and nothing is
+    reported not kept."""
+    a, b = twin("a"), twin("b")
+    hub = Hub({"a": a, "b": b})
+    ticket = a.put(status="open", title="printer")
+    run(hub.run(4))
+    [copy] = b.live()
+    if not versions:
+        plain = b._remote
+        b._remote = lambda stored: replace(plain(stored), version=None)  # type: ignore[method-assign]
+    a.edit(ticket, status="closed")
+    b.before("update", lambda: b.before(
+        "fetch", lambda: b.edit(copy["id"], status="pending")))  # a person, just after it
+    run(hub.run(4))
+    assert letters(hub, "b", "NotTaken") == []
+    assert a.held(ticket) == {"status": "pending", "title": "printer"}
+    assert b.held(copy["id"]) == {"status": "pending", "title": "printer"}
 
 
 def test_an_edit_in_a_system_that_lied_once_is_still_an_edit() -> None:
