@@ -208,6 +208,10 @@ class StageRunner:
             count = self._source_counts[topic] = len(known)
         return count
 
+    def owned_partitions(self) -> list[int]:
+        """The partition numbers this runner owns now (assigned and restored)."""
+        return sorted(self._owned)
+
     def changelog_written(self) -> bool:
         """Whether every owned partition's changelog holds its state as of what it handled:
         nothing waits for a checkpoint or for a transaction."""
