@@ -278,17 +278,18 @@ async def restart(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 async def workers(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Per count K: K route and K merge processes on a fresh deployment's empty topics; once
-    their consumer groups have settled (each process owns its share of the partitions), the
-    observations are loaded and the time runs from the load's start to both groups having
-    committed every input. Timing from the first process ready instead (an earlier version)
-    counted the K-1 rebalances as the others joined, and the first process's work alone."""
+    """Per count K: the observations loaded into a fresh deployment, then K route and K merge
+    processes started; once their consumer groups have settled (each process owns its share
+    of the partitions) the groups' committed offsets are read, and the rate is what was left
+    for the merge stage then over the time until both groups have committed every input.
+    (Timing from the first process ready counted the rebalances as the others joined and
+    the first process's work alone; loading while they ran timed the loading.)"""
     settings = KafkaSettings(bootstrap=args.bootstrap)
     events = synced_observations(args.events)
     records = len({e.link_key() for e in events})
     rows = []
     for count in args.counts:
-        topics = await _deployment(settings, args.partitions, [])
+        topics = await _deployment(settings, args.partitions, events)
         children: list[Child] = []
         try:
             by_role: dict[str, list[Child]] = {}
@@ -299,13 +300,13 @@ async def workers(args: argparse.Namespace) -> list[dict[str, Any]]:
                 children += by_role[role]
             await asyncio.gather(*(_settled(group, (role,), args.partitions)
                                    for role, group in by_role.items()))
-            cpu = _cpu_seconds([c.proc.pid for c in children])
             begin = time.monotonic()
-            await preload(settings, topics.observations, events)
-            loaded = time.monotonic() - begin
+            cpu = _cpu_seconds([c.proc.pid for c in children])
+            at_begin = await _committed(settings, topics)
             done = await _caught_up(settings, topics)
             cpu = {role: sum(_cpu_seconds([c.proc.pid for c in group]).values())
                    - sum(cpu[c.proc.pid] for c in group) for role, group in by_role.items()}
+            at_end = await _committed(settings, topics)
             stopped = [await c.stop() for c in children]
         finally:
             for c in children:
@@ -313,18 +314,34 @@ async def workers(args: argparse.Namespace) -> list[dict[str, Any]]:
                     c.proc.kill()
             await _delete(settings, topics.prefix)
         seconds = done - begin
+        left = at_end["merge"] - at_begin["merge"]  # merge inputs (offsets: + a few markers)
         row = {"workers_per_role": count, "observations": len(events), "records": records,
-               "partitions": args.partitions, "seconds": seconds, "load_seconds": loaded,
-               "observations_per_second": len(events) / seconds,
+               "partitions": args.partitions, "seconds": seconds,
+               "left_at_settled": left, "done_before_settled": at_begin["merge"],
+               "observations_per_second": left / seconds,
                "cpu_seconds": cpu,
                "peak_rss_mib": max(s["peak_rss_mib"] for s in stopped)}
         print(f"workers: {count} per role, {len(events):,} observations ({records:,} copies) "
-              f"on {args.partitions} partitions: {seconds:.1f} s (loading them took "
-              f"{loaded:.1f} s of it), {row['observations_per_second']:,.0f} observations/s "
-              f"through both stages; CPU route {cpu['route']:.1f} s, merge {cpu['merge']:.1f} s "
-              f"(peak RSS of a worker {row['peak_rss_mib']:.0f} MiB)", flush=True)
+              f"on {args.partitions} partitions: {left:,} left for the merge stage once the "
+              f"groups settled ({at_begin['merge']:,} done before), worked through in "
+              f"{seconds:.1f} s: {row['observations_per_second']:,.0f} observations/s through "
+              f"both stages; CPU in that time: route {cpu['route']:.1f} s, merge "
+              f"{cpu['merge']:.1f} s (peak RSS of a worker {row['peak_rss_mib']:.0f} MiB)",
+              flush=True)
         rows.append(row)
     return rows
+
+
+async def _committed(settings: KafkaSettings, topics: Topics) -> dict[str, int]:
+    """Per stage, the sum of its group's committed offsets over its source's partitions."""
+    admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
+    await admin.start()
+    try:
+        return {role: sum(o.offset for o in (await admin.list_consumer_group_offsets(
+                    f"{topics.prefix}.{role}")).values())
+                for role in ("route", "merge")}
+    finally:
+        await admin.close()
 
 
 def _cpu_seconds(pids: list[int]) -> dict[int, float]:
