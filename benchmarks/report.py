@@ -242,7 +242,11 @@ def capacity(workers: list[dict[str, Any]], merge_runs: dict[str, dict[str, Any]
     synced = merge_runs.get("synced")
     per_obs = (f"{synced['merge_produced'] / synced['observations']:.2f}"
                if synced and "merge_produced" in synced else "~0.6")
-    edit = 3  # the read, the write's outcome and its echo, per other system
+    def edit(systems: int) -> int:
+        """Observations an edit costs: its read, then per other system the write's outcome
+        and the echo read back."""
+        return 1 + 2 * (systems - 1)
+
     return [
         "**Capacity model.** Measured here (CPU per observation, best of the rows above, "
         "so it holds at any load): the route stage "
@@ -253,21 +257,22 @@ def capacity(workers: list[dict[str, Any]], merge_runs: dict[str, dict[str, Any]
         "`merge` topic can take (a partition's work is not split), and one worker process "
         "per role (one core each) is the per-worker figure.",
         "",
-        f"An edit in one of S systems costs ~{edit}(S-1) observations (the lane's read, the "
-        "write's outcome, the echo read back, per other system) and produces ~"
+        "An edit in one of S systems costs ~1 + 2(S-1) observations (the lane's read of it, "
+        "then per other system the write's outcome and the echo read back) and produces ~"
         f"{per_obs} records an observation (record events, intents, changelog). So:",
         "",
         "| | edits/s, 2 systems | edits/s, 3 systems |",
         "| --- | --- | --- |",
-        f"| per merge partition (one core) | ~{per_core['merge'] / (edit * 1):,.0f} | "
-        f"~{per_core['merge'] / (edit * 2):,.0f} |",
+        f"| per merge partition (one core) | ~{per_core['merge'] / edit(2):,.0f} | "
+        f"~{per_core['merge'] / edit(3):,.0f} |",
         f"| per worker pair (a route and a merge process, a core each) | "
-        f"~{min(per_core.values()) / (edit * 1):,.0f} | "
-        f"~{min(per_core.values()) / (edit * 2):,.0f} |",
-        f"| one process running both stages on one core | ~{both / (edit * 1):,.0f} | "
-        f"~{both / (edit * 2):,.0f} |",
+        f"~{min(per_core.values()) / edit(2):,.0f} | "
+        f"~{min(per_core.values()) / edit(3):,.0f} |",
+        f"| one process running both stages on one core | ~{both / edit(2):,.0f} | "
+        f"~{both / edit(3):,.0f} |",
         "",
-        "Sizing: partitions ≥ the peak edits/s x 3(S-1) ÷ the merge figure per partition, "
+        "Sizing: partitions ≥ the peak edits/s x (1 + 2(S-1)) ÷ the merge figure per "
+        "partition, "
         "with headroom; workers per role up to the partition count, one core each (the "
         "broker needs its own: here it used about as much CPU as the merge stage). The route "
         "stage reads `observations`, keyed by lane (system/entity), so at most one route "

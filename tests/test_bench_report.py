@@ -60,4 +60,4 @@ def test_the_capacity_model_comes_from_cpu_per_observation() -> None:
     # 2.4 s and 4.2 s of CPU for 60,000 observations: 40 and 70 µs an observation.
     assert "the route stage 40 µs and the merge stage 70 µs an observation" in text
     assert "~14,286/s of merging" in text
-    assert "| per merge partition (one core) | ~4,762 | ~2,381 |" in text
+    assert "| per merge partition (one core) | ~4,762 | ~2,857 |" in text
