@@ -322,7 +322,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "partitions": args.partitions, "compiled": conflict.compiled(),
             "raw_rates": raw_rates, "raw_rate": raw_rate, "route_rate": route_rate,
             "merge_rate": merge_rate, "merge_raw": merge_rate / raw_rate,
-            "route_raw": route_rate / raw_rate}
+            "route_raw": route_rate / raw_rate,
+            "merge_cpu_seconds": merger.cpu_seconds,  # type: ignore[attr-defined]
+            "merge_produced": merge.produced, "merge_transactions": merge.transactions,
+            "merge_checkpoints": merge.checkpoints}
 
 
 def main() -> None:

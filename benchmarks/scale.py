@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import resource
 import signal
 import sys
@@ -66,6 +67,14 @@ async def _child(args: argparse.Namespace) -> None:
         await stages[role].ready.wait()
     print(json.dumps({"ready_seconds": time.monotonic() - started,
                       "ready_rss_mib": _peak_rss_mib()}), flush=True)
+    if args.report_owned:  # the workers benchmark: each change of the partitions owned
+        owned: dict[str, int] = {}
+        while not task.done():
+            now = {r: len(stages[r].owned_partitions()) for r in roles}
+            if now != owned:
+                owned = now
+                print(json.dumps({"owned": owned}), flush=True)
+            await asyncio.wait([task], timeout=0.05)
     await task
     print(json.dumps({"peak_rss_mib": _peak_rss_mib(),
                       **{f"{r}_committed": stages[r].stats.committed for r in roles}}),
@@ -84,11 +93,13 @@ class Child:
 
     @classmethod
     async def start(cls, bootstrap: str, prefix: str, roles: list[str], partitions: int,
-                    state_dir: Path | None = None) -> Child:
+                    state_dir: Path | None = None, report_owned: bool = False) -> Child:
         argv = [sys.executable, "-m", "benchmarks.scale", "child", "--bootstrap", bootstrap,
                 "--prefix", prefix, "--partitions", str(partitions), "--roles", *roles]
         if state_dir is not None:
             argv += ["--state-dir", str(state_dir)]
+        if report_owned:
+            argv.append("--report-owned")
         return cls(await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE))
 
     async def line(self) -> dict[str, Any]:
@@ -102,29 +113,83 @@ class Child:
     async def stop(self) -> dict[str, Any]:
         self.proc.send_signal(signal.SIGTERM)
         result = await self.line()
+        while "owned" in result:  # the last changes of what it owned, as it stops
+            result = await self.line()
         await self.proc.wait()
         return result
+
+
+async def _settled(children: list[Child], roles: tuple[str, ...], partitions: int,
+                   within: float = 300.0) -> None:
+    """Wait until every child is ready and, per role, the children of that role own every
+    partition between them, each at least one (their consumer groups have settled)."""
+    for c in children:
+        await c.line()  # ready
+    owned = [dict.fromkeys(roles, 0) for _ in children]
+
+    def settled() -> bool:
+        return all(sum(o.get(r, 0) for o in owned) == partitions
+                   and all(o[r] > 0 for o in owned if r in o) for r in roles)
+
+    async def follow(i: int) -> None:
+        while True:
+            line = await children[i].line()
+            owned[i] = line["owned"]
+            if settled():
+                return
+
+    tasks = [asyncio.create_task(follow(i)) for i in range(len(children))]
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=within,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            raise SystemExit(f"benchmark: the workers' groups did not settle within {within} s")
+        for t in done:
+            t.result()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # Progress through the consumer groups' offsets ---------------------------------------------
 
 async def _caught_up(settings: KafkaSettings, topics: Topics, within: float = 3600.0) -> float:
-    """Wait until both stages' groups have committed every input; when that was seen."""
+    """Wait until both stages' groups have committed every input; when that was seen.
+
+    A group commits the offset after its last input, while a topic written in transactions
+    ends with commit markers — as many as there were producers whose last transaction
+    touched the partition (the route stage has one per partition), so "the end less one"
+    is not the end of the data: the offset after each partition's last record is read."""
     admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
     # Subscribed (without a group) so that its metadata covers both topics.
     consumer = aiokafka.AIOKafkaConsumer(topics.observations, topics.merge,
                                          **settings.client_options(),
                                          isolation_level="read_committed")
+    reader = aiokafka.AIOKafkaConsumer(**settings.client_options(),
+                                       isolation_level="read_committed",
+                                       enable_auto_commit=False)
+    last: dict[tuple[aiokafka.TopicPartition, int], int] = {}  # (tp, end) -> after data
+
+    async def after_data(tp: aiokafka.TopicPartition, end: int) -> int:
+        if (tp, end) not in last:
+            reader.assign([tp])
+            reader.seek(tp, max(0, end - 50))
+            found = 0
+            while await reader.position(tp) < end:
+                for records in (await reader.getmany(tp, timeout_ms=500)).values():
+                    found = max([found, *(r.offset + 1 for r in records)])
+            last[tp, end] = found
+        return last[tp, end]
+
     await admin.start()
     await consumer.start()
+    await reader.start()
     deadline = time.monotonic() + within
     try:
         while time.monotonic() < deadline:
             done = True
-            # The merge topic is written in transactions: its last offset is a commit marker,
-            # which no consumer commits past.
-            for role, source, marker in (("route", topics.observations, 0),
-                                         ("merge", topics.merge, 1)):
+            for role, source in (("route", topics.observations), ("merge", topics.merge)):
                 parts = [aiokafka.TopicPartition(source, p)
                          for p in consumer.partitions_for_topic(source) or set()]
                 if not parts:
@@ -133,15 +198,19 @@ async def _caught_up(settings: KafkaSettings, topics: Topics, within: float = 36
                     break
                 ends = await consumer.end_offsets(parts)
                 committed = await admin.list_consumer_group_offsets(f"{topics.prefix}.{role}")
-                if any(ends[tp] - marker > (committed[tp].offset if tp in committed else 0)
-                       for tp in parts):
-                    done = False
+                for tp in parts:
+                    at = committed[tp].offset if tp in committed else 0
+                    if at < ends[tp] and at < await after_data(tp, ends[tp]):
+                        done = False
+                        break
+                if not done:
                     break
             if done:
                 return time.monotonic()
             await asyncio.sleep(0.1)
         raise SystemExit(f"benchmark: the workers did not catch up within {within:.0f} s")
     finally:
+        await reader.stop()
         await consumer.stop()
         await admin.close()
 
@@ -209,21 +278,35 @@ async def restart(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 async def workers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per count K: the observations loaded into a fresh deployment, then K route and K merge
+    processes started; once their consumer groups have settled (each process owns its share
+    of the partitions) the groups' committed offsets are read, and the rate is what was left
+    for the merge stage then over the time until both groups have committed every input.
+    (Timing from the first process ready counted the rebalances as the others joined and
+    the first process's work alone; loading while they ran timed the loading.)"""
     settings = KafkaSettings(bootstrap=args.bootstrap)
     events = synced_observations(args.events)
+    records = len({e.link_key() for e in events})
     rows = []
     for count in args.counts:
         topics = await _deployment(settings, args.partitions, events)
         children: list[Child] = []
         try:
+            by_role: dict[str, list[Child]] = {}
             for role in ("route", "merge"):
-                children += [await Child.start(args.bootstrap, topics.prefix, [role],
-                                               args.partitions) for _ in range(count)]
-            readies = [asyncio.create_task(c.line()) for c in children]
-            await asyncio.wait(readies, return_when=asyncio.FIRST_COMPLETED)
+                by_role[role] = [await Child.start(args.bootstrap, topics.prefix, [role],
+                                                   args.partitions, report_owned=True)
+                                 for _ in range(count)]
+                children += by_role[role]
+            await asyncio.gather(*(_settled(group, (role,), args.partitions)
+                                   for role, group in by_role.items()))
             begin = time.monotonic()
-            await asyncio.gather(*readies)
+            cpu = _cpu_seconds([c.proc.pid for c in children])
+            at_begin = await _committed(settings, topics)
             done = await _caught_up(settings, topics)
+            cpu = {role: sum(_cpu_seconds([c.proc.pid for c in group]).values())
+                   - sum(cpu[c.proc.pid] for c in group) for role, group in by_role.items()}
+            at_end = await _committed(settings, topics)
             stopped = [await c.stop() for c in children]
         finally:
             for c in children:
@@ -231,16 +314,45 @@ async def workers(args: argparse.Namespace) -> list[dict[str, Any]]:
                     c.proc.kill()
             await _delete(settings, topics.prefix)
         seconds = done - begin
-        row = {"workers_per_role": count, "observations": len(events),
+        left = at_end["merge"] - at_begin["merge"]  # merge inputs (offsets: + a few markers)
+        row = {"workers_per_role": count, "observations": len(events), "records": records,
                "partitions": args.partitions, "seconds": seconds,
-               "observations_per_second": len(events) / seconds,
+               "left_at_settled": left, "done_before_settled": at_begin["merge"],
+               "observations_per_second": left / seconds,
+               "cpu_seconds": cpu,
                "peak_rss_mib": max(s["peak_rss_mib"] for s in stopped)}
-        print(f"workers: {count} per role, {len(events):,} observations on "
-              f"{args.partitions} partitions: {seconds:.1f} s, "
-              f"{row['observations_per_second']:,.0f} observations/s through both stages "
-              f"(peak RSS of a worker {row['peak_rss_mib']:.0f} MiB)", flush=True)
+        print(f"workers: {count} per role, {len(events):,} observations ({records:,} copies) "
+              f"on {args.partitions} partitions: {left:,} left for the merge stage once the "
+              f"groups settled ({at_begin['merge']:,} done before), worked through in "
+              f"{seconds:.1f} s: {row['observations_per_second']:,.0f} observations/s through "
+              f"both stages; CPU in that time: route {cpu['route']:.1f} s, merge "
+              f"{cpu['merge']:.1f} s (peak RSS of a worker {row['peak_rss_mib']:.0f} MiB)",
+              flush=True)
         rows.append(row)
     return rows
+
+
+async def _committed(settings: KafkaSettings, topics: Topics) -> dict[str, int]:
+    """Per stage, the sum of its group's committed offsets over its source's partitions."""
+    admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
+    await admin.start()
+    try:
+        return {role: sum(o.offset for o in (await admin.list_consumer_group_offsets(
+                    f"{topics.prefix}.{role}")).values())
+                for role in ("route", "merge")}
+    finally:
+        await admin.close()
+
+
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user and system) each process has used so far (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def main() -> None:
@@ -262,6 +374,8 @@ def main() -> None:
     child.add_argument("--partitions", type=int, required=True)
     child.add_argument("--roles", nargs="+", choices=("route", "merge"), required=True)
     child.add_argument("--state-dir", type=Path, default=None)
+    child.add_argument("--report-owned", action="store_true",
+                       help="print the partitions owned per stage whenever they change")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

@@ -78,7 +78,9 @@ class Owned:
     held: dict[tuple[str, str], Output] = field(default_factory=dict)  # see StageRunner
     checkpoint: int | None = None  # the source offset of the last changelog written, if known
     committed: int = 0  # the source offset the last handled batch ends at
-    written_at: float = 0.0  # when (time.monotonic) the changelog was last written
+    # CPU seconds spent handling this partition's batches since its changelog was written
+    # (what a new owner would fold again: see StageRunner._handle)
+    work: float = 0.0
 
     def add(self, tp: TopicPartition, records: list[Any]) -> None:
         self.pending.append((tp, records))

@@ -208,6 +208,10 @@ class StageRunner:
             count = self._source_counts[topic] = len(known)
         return count
 
+    def owned_partitions(self) -> list[int]:
+        """The partition numbers this runner owns now (assigned and restored)."""
+        return sorted(self._owned)
+
     def changelog_written(self) -> bool:
         """Whether every owned partition's changelog holds its state as of what it handled:
         nothing waits for a checkpoint or for a transaction."""
@@ -262,15 +266,17 @@ class StageRunner:
         records: list[ProducerRecord] = []
         latest = owned.held if self.marked else {}  # compacted roles: last per key
         inputs = dead_letters = 0
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
+        work = 0.0  # CPU seconds of this thread in this batch: the turns given away excluded
         remember = self._transactions.partitioner.remember
         for tp, consumed in batch:
             count = self._source_partitions(tp.topic)
             for i, record in enumerate(consumed, 1):
                 if i % SLICE == 0:
                     self.stats.handling_seconds += time.perf_counter() - started
+                    work += time.thread_time() - cpu
                     await asyncio.sleep(0)
-                    started = time.perf_counter()
+                    started, cpu = time.perf_counter(), time.thread_time()
                 if record.key is not None and count:
                     remember(record.key, count, p)
                 for out in self.handle(record, state):
@@ -284,12 +290,14 @@ class StageRunner:
             offsets[tp] = consumed[-1].offset + 1
             inputs += len(consumed)
         # The changelog is written in every transaction of a stage with several sources;
-        # with one, at least every ``checkpoint_interval`` seconds, whenever a batch is not
-        # full (nothing more was waiting: no backlog), and once the partition is idle
+        # with one, at least every ``checkpoint_interval`` seconds of the partition's work
+        # (CPU time, which is what a new owner redoes: wall time would write it more often
+        # the more the worker shares its cores, for the same work to redo), whenever a batch
+        # is not full (nothing more was waiting: no backlog), and once the partition is idle
         # (``_drive``).
-        now = time.monotonic()
+        owned.work += work + time.thread_time() - cpu
         checkpoint = (not self.marked or owned.checkpoint is None
-                      or now - owned.written_at >= self.checkpoint_interval
+                      or owned.work >= self.checkpoint_interval
                       or (inputs < self.max_batch and self.checkpoint_idle is not NEVER))
         if checkpoint:
             self._write_held(latest, records)
@@ -297,7 +305,7 @@ class StageRunner:
         if self.marked and offsets:
             (owned.committed,) = offsets.values()
             if checkpoint:
-                owned.checkpoint, owned.written_at = owned.committed, now
+                owned.checkpoint, owned.work = owned.committed, 0.0
             records.append(self._marker(p, owned))
         self.stats.consumed += inputs
         self.stats.handling_seconds += time.perf_counter() - started
@@ -310,7 +318,7 @@ class StageRunner:
         records: list[ProducerRecord] = []
         self._write_held(owned.held, records)
         records.extend(self._changes(p))
-        owned.checkpoint, owned.written_at = owned.committed, time.monotonic()
+        owned.checkpoint, owned.work = owned.committed, 0.0
         records.append(self._marker(p, owned))
         return Handled(records, {}, 0, 0, True)
 
@@ -348,7 +356,6 @@ class StageRunner:
                     # The states folded again are not in the changelog yet: written with
                     # the next batch, or once idle.
                     owned.checkpoint, owned.committed = marker
-                    owned.written_at = time.monotonic()
                 owned.driver = asyncio.create_task(self._drive(p, owned))
                 owned.committer = asyncio.create_task(self._commit_all(p, owned))
         self.ready.set()

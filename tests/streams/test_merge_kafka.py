@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from streams.events import DeadLetter, Observed, RecordEvent, WriteIntent
 from streams.kafka import KafkaSettings
 from streams.merge import Merger
 from streams.replay import live_table, replay
+from streams.runner import NEVER
 from streams.topics import Topics, TopicSettings
 from streams.worker import MergeWorker
 from tests.streams.catalog import CATALOG
@@ -271,6 +273,43 @@ async def checkpoint_markers(settings: KafkaSettings, topics: Topics) -> dict[in
         if record.key == CHECKPOINT_KEY.encode():
             markers[record.partition] = decode_checkpoint(record.value)
     return markers
+
+
+async def test_the_changelog_waits_for_work_done_not_for_time_spent_waiting_for_a_core(
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """A worker that shares its cores works through a backlog slowly; what a new owner would
+    fold again since the last checkpoint is the same work, so the changelog is not written
+    more often for it (it was: the interval was wall time, and a loaded machine wrote every
+    changelog state several times over, docs/DECISIONS.md)."""
+    events = story(records=60, edits_per_record=4)
+    await preload(kafka_settings, topics, events)
+    worker = MergeWorker(kafka_settings, topics, CATALOG,
+                         topic_settings=TopicSettings(partitions=3), max_batch=10,
+                         checkpoint_interval=0.2, checkpoint_idle=NEVER)
+    handle = worker.merge_stage.handle
+
+    def starved(record: Any, state: Any) -> Any:
+        time.sleep(0.004)  # the core is taken by someone else: wall time, no CPU time
+        return handle(record, state)
+
+    worker.merge_stage.handle = starved
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async def all_committed() -> bool:
+            return worker.merge_stage.stats.committed == len(events)
+
+        started = time.monotonic()
+        await wait_for(all_committed, 60, "the merge stage to commit every input")
+        # ~1.2 s waiting, a few ms of work: 0.2 s of wall time passed many times over.
+        assert time.monotonic() - started > 1.0
+        # Each partition wrote its changelog in its first transaction only (it had none).
+        assert worker.merge_stage.stats.checkpoints == 3
+        markers = await checkpoint_markers(kafka_settings, topics)
+        assert len(markers) == 3 and all(k < c for k, c in markers.values()), markers
+    finally:
+        stop.set()
+        await task
 
 
 @pytest.mark.slow
