@@ -62,10 +62,16 @@ async def _child(args: argparse.Namespace) -> None:
     stages = {"route": worker.route_stage, "merge": worker.merge_stage}
     started = time.monotonic()
     task = asyncio.create_task(worker.run(stop, roles))
-    for role in roles:
-        await stages[role].ready.wait()
-    print(json.dumps({"ready_seconds": time.monotonic() - started,
-                      "ready_rss_mib": _peak_rss_mib()}), flush=True)
+    # Stopped or failed before its stages are ready, it says nothing of being ready (waiting
+    # for that alone, a worker given SIGTERM before it was would never exit).
+    ready: asyncio.Future[Any] = asyncio.ensure_future(
+        asyncio.gather(*(stages[r].ready.wait() for r in roles)))
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if ready.done():
+        print(json.dumps({"ready_seconds": time.monotonic() - started,
+                          "ready_rss_mib": _peak_rss_mib()}), flush=True)
+    else:
+        ready.cancel()
     await task
     print(json.dumps({"peak_rss_mib": _peak_rss_mib(),
                       **{f"{r}_committed": stages[r].stats.committed for r in roles}}),
@@ -108,42 +114,67 @@ class Child:
 
 # Progress through the consumer groups' offsets ---------------------------------------------
 
-async def _caught_up(settings: KafkaSettings, topics: Topics, within: float = 3600.0) -> float:
-    """Wait until both stages' groups have committed every input; when that was seen."""
+async def _caught_up(settings: KafkaSettings, topics: Topics, partitions: int,
+                     within: float = 3600.0) -> float:
+    """Wait until both stages' groups have committed every input; when that was seen.
+
+    A group has committed every input of a partition when no record lies between its
+    committed offset and the partition's last stable offset. The difference of the two
+    offsets does not say so: the ``merge`` topic is written in transactions, and each ends
+    with a commit marker, an offset no consumer returns or commits past. Several producers'
+    transactions end in the same partition (one per route partition), so its tail may hold
+    several markers in a row: a check that allowed one waited forever whenever two route
+    transactions ended together (seen with the RocksDB store; py-spy showed the worker idle
+    and the harness polling).
+    """
     admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
-    # Subscribed (without a group) so that its metadata covers both topics.
-    consumer = aiokafka.AIOKafkaConsumer(topics.observations, topics.merge,
-                                         **settings.client_options(),
-                                         isolation_level="read_committed")
+    # Reads what lies past a committed offset, as the stage would: committed records only,
+    # a few at a time (a lagging group is seen from the first record).
+    consumer = aiokafka.AIOKafkaConsumer(**settings.client_options(),
+                                         isolation_level="read_committed",
+                                         enable_auto_commit=False,
+                                         max_partition_fetch_bytes=64 * 1024)
+    sources = {"route": topics.observations, "merge": topics.merge}
+    parts = [aiokafka.TopicPartition(t, p) for t in sources.values() for p in range(partitions)]
     await admin.start()
     await consumer.start()
+    consumer.assign(parts)
     deadline = time.monotonic() + within
     try:
         while time.monotonic() < deadline:
-            done = True
-            # The merge topic is written in transactions: its last offset is a commit marker,
-            # which no consumer commits past.
-            for role, source, marker in (("route", topics.observations, 0),
-                                         ("merge", topics.merge, 1)):
-                parts = [aiokafka.TopicPartition(source, p)
-                         for p in consumer.partitions_for_topic(source) or set()]
-                if not parts:
-                    await consumer.force_metadata_update()  # type: ignore[no-untyped-call]
-                    done = False
-                    break
-                ends = await consumer.end_offsets(parts)
-                committed = await admin.list_consumer_group_offsets(f"{topics.prefix}.{role}")
-                if any(ends[tp] - marker > (committed[tp].offset if tp in committed else 0)
-                       for tp in parts):
-                    done = False
-                    break
-            if done:
+            if await _all_committed(admin, consumer, topics.prefix, sources, parts):
                 return time.monotonic()
             await asyncio.sleep(0.1)
         raise SystemExit(f"benchmark: the workers did not catch up within {within:.0f} s")
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def _all_committed(admin: aiokafka.admin.AIOKafkaAdminClient,
+                         consumer: aiokafka.AIOKafkaConsumer, prefix: str,
+                         sources: dict[str, str], parts: list[aiokafka.TopicPartition]
+                         ) -> bool:
+    ends = await consumer.end_offsets(parts)  # last stable offsets (read_committed)
+    for role, source in sources.items():
+        committed = await admin.list_consumer_group_offsets(f"{prefix}.{role}")
+        for tp in (tp for tp in parts if tp.topic == source):
+            start = committed[tp].offset if tp in committed else 0
+            if start < 0:  # nothing committed yet
+                start = 0
+            if start < ends[tp] and await _holds_a_record(consumer, tp, start, ends[tp]):
+                return False
+    return True
+
+
+async def _holds_a_record(consumer: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartition,
+                          start: int, end: int) -> bool:
+    """Whether partition ``tp`` holds a committed record at an offset in [start, end)."""
+    consumer.seek(tp, start)
+    while await consumer.position(tp) < end:
+        if (await consumer.getmany(tp, timeout_ms=500, max_records=1)).get(tp):
+            return True
+    return False
 
 
 async def _delete(settings: KafkaSettings, prefix: str) -> None:
@@ -182,7 +213,7 @@ async def restart(args: argparse.Namespace) -> list[dict[str, Any]]:
                                               ["route", "merge"], args.partitions, state)
                     ready = await first.line()
                     begin = time.monotonic()
-                    caught_up = await _caught_up(settings, topics)
+                    caught_up = await _caught_up(settings, topics, args.partitions)
                     working = await first.stop()
                     if state is not None:  # a new owner starts from the changelog alone
                         for path in list(state.iterdir()):
@@ -223,7 +254,7 @@ async def workers(args: argparse.Namespace) -> list[dict[str, Any]]:
             await asyncio.wait(readies, return_when=asyncio.FIRST_COMPLETED)
             begin = time.monotonic()
             await asyncio.gather(*readies)
-            done = await _caught_up(settings, topics)
+            done = await _caught_up(settings, topics, args.partitions)
             stopped = [await c.stop() for c in children]
         finally:
             for c in children:
