@@ -76,6 +76,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) process ``pid`` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -273,7 +279,9 @@ async def run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
                        (await crm_admin.get("/_admin/records/contacts")).json()["records"]]
             before = {name: (await admin.get("/_admin/stats")).json()  # the steady phase
                       for name, admin in (("crm", crm_admin), ("helpdesk", helpdesk_admin))}
+            cpu_before = cpu_seconds(worker.proc.pid)
             result = await _edit(args, crm_admin, helpdesk_admin, crm_ids, tracer)
+            worker_cpu = cpu_seconds(worker.proc.pid) - cpu_before
             tracing.cancel()
             await asyncio.gather(tracing, return_exceptions=True)
             stats = {name: (await admin.get("/_admin/stats")).json()
@@ -309,6 +317,8 @@ async def run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
         "over_budget_429": stats["helpdesk"]["requests"]["by_status"].get("429", 0),
         "over_budget_429_initial": before["helpdesk"]["requests"]["by_status"].get("429", 0),
         "webhooks": stats["crm"].get("webhooks"),
+        "worker_cpu_seconds": worker_cpu, "worker_cpu_ms_per_edit": 1000 * worker_cpu / edits,
+        "edit_phase_seconds": result["seconds"],
         "helpdesk_requests": stats["helpdesk"]["requests"]["total"]
         - before["helpdesk"]["requests"]["total"],
     }
@@ -367,7 +377,7 @@ async def _edit(args: argparse.Namespace, crm_admin: httpx.AsyncClient,
     await asyncio.sleep(2.0)  # late writes (an echo written back) would show by now
     timed = {p: at for p, at in timed_at.items() if "readable" in tracer.seen.get(p, {})}
     return {"latencies": latencies, "edits": edits, "latest": latest, "achieved": achieved,
-            "timed_at": timed}
+            "timed_at": timed, "seconds": time.monotonic() - begin}
 
 
 def report(r: dict[str, Any]) -> None:
@@ -381,6 +391,8 @@ def report(r: dict[str, Any]) -> None:
         for s in r["stages"]:
             print(f"    {s['stage']:<17} p50 {s['p50_ms']:6.0f} ms  p95 {s['p95_ms']:6.0f} ms"
                   f"  p99 {s['p99_ms']:6.0f} ms  {s['what']}")
+    print(f"  the worker's CPU while editing: {r['worker_cpu_seconds']:.1f} s in "
+          f"{r['edit_phase_seconds']:.0f} s ({r['worker_cpu_ms_per_edit']:.1f} ms an edit)")
     print(f"  writes by syncline: helpdesk {r['writes_made']['helpdesk']}, crm "
           f"{r['writes_made']['crm']} (needed: helpdesk {r['writes_needed_min']}.."
           f"{r['writes_needed_max']}, crm 0); final values in the helpdesk "

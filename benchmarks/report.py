@@ -141,11 +141,22 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
     out += ["", f"Goal p99 < 500 ms with webhooks: **{'met' if goal else 'missed'}** at this "
             "size. Commands: " + "; ".join(f"`{cmd[f'latency {k}']['command']}`" for k in lat)
             + ". The latency is measured from the CRM's admin API answering the edit to the "
-            "helpdesk's own listing showing it (read every "
+            "helpdesk showing it (the records changed since the last look, read every "
             f"{lat['webhooks']['probe_ms']} ms, so up to that much is the probe's); the "
-            "systems, the worker and the probe share one process and the cores.", ""]
+            "worker runs in its own process (`syncline run`), the simulated systems and the "
+            "probe in the benchmark's, all on the same cores and the broker.", ""]
     if plotted:
         out += [f"![latency distribution]({PLOT.name})", ""]
+    for mode, r in lat.items():
+        if not r.get("stages"):
+            continue
+        out += [f"Where the time goes ({mode}; time since the edit, over the "
+                f"{r['stages'][0]['edits']} edits seen at every stage; the worker used "
+                f"{r['worker_cpu_ms_per_edit']:.1f} ms of CPU an edit):", "",
+                "| stage | p50 | p95 | p99 |", "| --- | --- | --- | --- |"]
+        out += [f"| {st['what']} | {st['p50_ms']:.0f} ms | {st['p95_ms']:.0f} ms | "
+                f"{st['p99_ms']:.0f} ms |" for st in r["stages"]]
+        out.append("")
     out += ["### Write amplification and the rate budget", "",
             "| mode | edits in the CRM | helpdesk writes by syncline | writes / edits | "
             "CRM writes by syncline (echoes, needed 0) | final values in the helpdesk | "
