@@ -279,9 +279,10 @@ async def run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
                        (await crm_admin.get("/_admin/records/contacts")).json()["records"]]
             before = {name: (await admin.get("/_admin/stats")).json()  # the steady phase
                       for name, admin in (("crm", crm_admin), ("helpdesk", helpdesk_admin))}
-            cpu_before = cpu_seconds(worker.proc.pid)
+            cpu_before = cpu_seconds(worker.proc.pid), cpu_seconds(os.getpid())
             result = await _edit(args, crm_admin, helpdesk_admin, crm_ids, tracer)
-            worker_cpu = cpu_seconds(worker.proc.pid) - cpu_before
+            worker_cpu = cpu_seconds(worker.proc.pid) - cpu_before[0]
+            systems_cpu = cpu_seconds(os.getpid()) - cpu_before[1]
             tracing.cancel()
             await asyncio.gather(tracing, return_exceptions=True)
             stats = {name: (await admin.get("/_admin/stats")).json()
@@ -317,6 +318,12 @@ async def run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
         "over_budget_429": stats["helpdesk"]["requests"]["by_status"].get("429", 0),
         "over_budget_429_initial": before["helpdesk"]["requests"]["by_status"].get("429", 0),
         "webhooks": stats["crm"].get("webhooks"),
+        # The values the hub saw (the CRM lane observed them) and the intents it made for
+        # the helpdesk: a write per value seen is no amplification (an edit overwritten
+        # before the lane read the record is never seen, and needs no write).
+        "values_observed": sum(1 for s in tracer.seen.values() if "observed" in s),
+        "helpdesk_intents": sum(1 for s in tracer.seen.values() if "intent" in s),
+        "systems_cpu_seconds": systems_cpu,
         "worker_cpu_seconds": worker_cpu, "worker_cpu_ms_per_edit": 1000 * worker_cpu / edits,
         "edit_phase_seconds": result["seconds"],
         "helpdesk_requests": stats["helpdesk"]["requests"]["total"]
@@ -393,10 +400,15 @@ def report(r: dict[str, Any]) -> None:
                   f"  p99 {s['p99_ms']:6.0f} ms  {s['what']}")
     print(f"  the worker's CPU while editing: {r['worker_cpu_seconds']:.1f} s in "
           f"{r['edit_phase_seconds']:.0f} s ({r['worker_cpu_ms_per_edit']:.1f} ms an edit)")
+    print(f"  the systems' and probe's process: {r['systems_cpu_seconds']:.1f} s of CPU")
     print(f"  writes by syncline: helpdesk {r['writes_made']['helpdesk']}, crm "
           f"{r['writes_made']['crm']} (needed: helpdesk {r['writes_needed_min']}.."
           f"{r['writes_needed_max']}, crm 0); final values in the helpdesk "
           f"{r['final_values_present']}/{r['final_values_expected']}")
+    print(f"  values the hub saw in the CRM {r['values_observed']}, intents for the helpdesk "
+          f"{r['helpdesk_intents']}, helpdesk writes {r['writes_made']['helpdesk']}: "
+          f"{r['writes_made']['helpdesk'] / max(1, r['values_observed']):.2f} writes a value "
+          "seen")
     print(f"  helpdesk requests while editing {r['helpdesk_requests']}; above the budget of "
           f"{r['budget_per_second']:g}/s (429), the whole run: {r['over_budget_429']} "
           f"({r['over_budget_429_initial']} in the initial sync)")

@@ -158,18 +158,21 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
                 f"{st['p99_ms']:.0f} ms |" for st in r["stages"]]
         out.append("")
     out += ["### Write amplification and the rate budget", "",
-            "| mode | edits in the CRM | helpdesk writes by syncline | writes / edits | "
-            "CRM writes by syncline (echoes, needed 0) | final values in the helpdesk | "
-            "requests above the budget (429) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+            "| mode | edits in the CRM | values the hub saw | helpdesk writes by syncline | "
+            "writes / values seen | CRM writes by syncline (echoes, needed 0) | "
+            "final values in the helpdesk | requests above the budget (429) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mode, r in lat.items():
         made = r["writes_made"]
-        out.append(f"| {mode} | {r['edits']} | {made['helpdesk']} | "
-                   f"{made['helpdesk'] / r['edits']:.2f} | {made['crm']} | "
+        seen = r.get("values_observed") or r["edits"]
+        out.append(f"| {mode} | {r['edits']} | {r.get('values_observed', '?')} | "
+                   f"{made['helpdesk']} | {made['helpdesk'] / seen:.2f} | {made['crm']} | "
                    f"{r['final_values_present']}/{r['final_values_expected']} | "
                    f"{r['over_budget_429']} (budget {r['budget_per_second']:g}/s) |")
-    out += ["", "Each edit needs at most one helpdesk write (fewer when a record is edited again "
-            "before the first edit crossed: the later value supersedes it), and none in the CRM; "
-            "writes / edits above 1.00 or any CRM write would be amplification. The helpdesk "
+    out += ["", "Each value the hub saw in the CRM (its lane read it) needs one helpdesk write; "
+            "an edit overwritten before the lane read the record is never seen and needs none "
+            "(consecutive edits of one record coalesce), and the CRM needs none: writes / "
+            "values seen above 1.00 or any CRM write would be amplification. The helpdesk "
             "refuses with 429 what exceeds the budget the config gives its lane, so every 429 "
             "is a request above the budget (goal 0).", ""]
     s = cmd["restart"]
