@@ -134,9 +134,8 @@ class Tracer:
         if role == "intents":
             if event.get("system") != "helpdesk":
                 return
-            found = PHONE.search(value)
-            if found:
-                phone = found.group().decode()
+            phone = str((event.get("values") or {}).get("phone") or "")  # not "expected"
+            if PHONE.fullmatch(phone.encode()):
                 self._intents[event.get("intent_id", "")] = phone
                 self.mark(phone, "intent", created)
                 self.mark(phone, "intent_visible", now)

@@ -38,6 +38,7 @@ from typing import Any
 
 import aiokafka
 import aiokafka.admin
+import aiokafka.errors
 
 from benchmarks.merge import preload, synced_observations
 from streams.events import ObservationEvent
@@ -189,12 +190,28 @@ async def _delete(settings: KafkaSettings, prefix: str) -> None:
 
 
 async def _deployment(settings: KafkaSettings, partitions: int,
-                      events: list[ObservationEvent]) -> Topics:
-    topics = Topics(f"benchscale{uuid.uuid4().hex[:8]}")
-    await MergeWorker(settings, topics, CATALOG,
-                      topic_settings=TopicSettings(partitions=partitions)).ensure_topics()
-    await preload(settings, topics.observations, events)
-    return topics
+                      events: list[ObservationEvent], attempts: int = 3) -> Topics:
+    """A fresh deployment's topics with ``events`` loaded into its observations.
+
+    On a loaded broker the first sends to topics just created were refused now and then
+    (``NotLeaderForPartitionError``, failing `make bench`'s workers step): the load is then
+    made again, into another fresh deployment (so that no event is there twice).
+    """
+    for attempt in range(1, attempts + 1):
+        topics = Topics(f"benchscale{uuid.uuid4().hex[:8]}")
+        await MergeWorker(settings, topics, CATALOG,
+                          topic_settings=TopicSettings(partitions=partitions)).ensure_topics()
+        try:
+            await preload(settings, topics.observations, events)
+            return topics
+        except aiokafka.errors.KafkaError as exc:
+            await _delete(settings, topics.prefix)
+            if attempt == attempts:
+                raise
+            print(f"benchmark: loading the observations failed ({exc!r}); again, into a "
+                  "new deployment", flush=True)
+            await asyncio.sleep(2.0)
+    raise AssertionError("unreachable")
 
 
 # The measurements --------------------------------------------------------------------------
