@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import logging
-import resource
 import signal
 import sys
 import tempfile
@@ -80,7 +79,16 @@ async def _child(args: argparse.Namespace) -> None:
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS: VmHWM, the high-water mark of its own memory.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries it over ``execve`` from the process
+    forked before it, which shares the harness's memory — the preloaded events, 1 GB at
+    100,000 records — so every worker seemed to peak at the harness's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("benchmark: no VmHWM in /proc/self/status")
 
 
 class Child:
