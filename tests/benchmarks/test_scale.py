@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import aiokafka
 import pytest
@@ -74,3 +77,16 @@ async def test_not_caught_up_while_a_record_is_not_handled(kafka_settings: Kafka
     await _commit(kafka_settings, f"{topics.prefix}.merge", merge, 1)
     with pytest.raises(SystemExit, match="did not catch up within 3 s"):
         await _caught_up(kafka_settings, topics, partitions=1, within=3)
+
+
+def test_a_worker_peak_rss_is_its_own_not_the_harness_it_was_started_from() -> None:
+    """The harness holds every preloaded event; the worker process it starts does not."""
+    held = bytearray(300 * 2**20)  # the harness's memory: resident, as the events are
+    for i in range(0, len(held), 4096):
+        held[i] = 1
+    child = subprocess.run(
+        [sys.executable, "-c", "from benchmarks.scale import _peak_rss_mib; "
+                               "print(_peak_rss_mib())"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    assert len(held) == 300 * 2**20
+    assert float(child.stdout) < 200, f"the child's peak RSS: {child.stdout} MiB"
