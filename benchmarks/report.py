@@ -264,8 +264,10 @@ def main() -> None:
     command = "make bench" + (f" BENCH_SIZE={args.size}" if args.size != "small" else "")
     section = render(args.size, command, m, figures, steps, plotted)
     text = DOC.read_text()
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    if BEGIN in text and END in text[text.index(BEGIN):]:
+        begin = text.index(BEGIN)
+        end = text.index(END, begin)  # the section's own end (the prose may name the marker)
+        text = text[:begin] + section + text[end + len(END):]
     else:
         head, sep, rest = text.partition("\n## ")
         text = head.rstrip("\n") + "\n\n" + section + "\n\n" + sep.lstrip("\n") + rest
