@@ -28,7 +28,6 @@ import asyncio
 import json
 import logging
 import os
-import resource
 import signal
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from typing import Any
 
 import aiokafka
 import aiokafka.admin
+import aiokafka.errors
 
 from benchmarks.merge import preload, synced_observations
 from streams.events import ObservationEvent
@@ -63,18 +63,24 @@ async def _child(args: argparse.Namespace) -> None:
     stages = {"route": worker.route_stage, "merge": worker.merge_stage}
     started = time.monotonic()
     task = asyncio.create_task(worker.run(stop, roles))
-    for role in roles:
-        await stages[role].ready.wait()
-    print(json.dumps({"ready_seconds": time.monotonic() - started,
-                      "ready_rss_mib": _peak_rss_mib()}), flush=True)
-    if args.report_owned:  # the workers benchmark: each change of the partitions owned
-        owned: dict[str, int] = {}
-        while not task.done():
-            now = {r: len(stages[r].owned_partitions()) for r in roles}
-            if now != owned:
-                owned = now
-                print(json.dumps({"owned": owned}), flush=True)
-            await asyncio.wait([task], timeout=0.05)
+    # Stopped or failed before its stages are ready, it says nothing of being ready (waiting
+    # for that alone, a worker given SIGTERM before it was would never exit).
+    ready: asyncio.Future[Any] = asyncio.ensure_future(
+        asyncio.gather(*(stages[r].ready.wait() for r in roles)))
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if ready.done():
+        print(json.dumps({"ready_seconds": time.monotonic() - started,
+                          "ready_rss_mib": _peak_rss_mib()}), flush=True)
+        if args.report_owned:  # the workers benchmark: each change of the partitions owned
+            owned: dict[str, int] = {}
+            while not task.done():
+                now = {r: len(stages[r].owned_partitions()) for r in roles}
+                if now != owned:
+                    owned = now
+                    print(json.dumps({"owned": owned}), flush=True)
+                await asyncio.wait([task], timeout=0.05)
+    else:
+        ready.cancel()
     await task
     print(json.dumps({"peak_rss_mib": _peak_rss_mib(),
                       **{f"{r}_committed": stages[r].stats.committed for r in roles}}),
@@ -82,7 +88,16 @@ async def _child(args: argparse.Namespace) -> None:
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS: VmHWM, the high-water mark of its own memory.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries it over ``execve`` from the process
+    forked before it, which shares the harness's memory — the preloaded events, 1 GB at
+    100,000 records — so every worker seemed to peak at the harness's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("benchmark: no VmHWM in /proc/self/status")
 
 
 class Child:
@@ -154,65 +169,67 @@ async def _settled(children: list[Child], roles: tuple[str, ...], partitions: in
 
 # Progress through the consumer groups' offsets ---------------------------------------------
 
-async def _caught_up(settings: KafkaSettings, topics: Topics, within: float = 3600.0) -> float:
+async def _caught_up(settings: KafkaSettings, topics: Topics, partitions: int,
+                     within: float = 3600.0) -> float:
     """Wait until both stages' groups have committed every input; when that was seen.
 
-    A group commits the offset after its last input, while a topic written in transactions
-    ends with commit markers — as many as there were producers whose last transaction
-    touched the partition (the route stage has one per partition), so "the end less one"
-    is not the end of the data: the offset after each partition's last record is read."""
+    A group has committed every input of a partition when no record lies between its
+    committed offset and the partition's last stable offset. The difference of the two
+    offsets does not say so: the ``merge`` topic is written in transactions, and each ends
+    with a commit marker, an offset no consumer returns or commits past. Several producers'
+    transactions end in the same partition (one per route partition), so its tail may hold
+    several markers in a row: a check that allowed one waited forever whenever two route
+    transactions ended together (seen with the RocksDB store; py-spy showed the worker idle
+    and the harness polling).
+    """
     admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
-    # Subscribed (without a group) so that its metadata covers both topics.
-    consumer = aiokafka.AIOKafkaConsumer(topics.observations, topics.merge,
-                                         **settings.client_options(),
-                                         isolation_level="read_committed")
-    reader = aiokafka.AIOKafkaConsumer(**settings.client_options(),
-                                       isolation_level="read_committed",
-                                       enable_auto_commit=False)
-    last: dict[tuple[aiokafka.TopicPartition, int], int] = {}  # (tp, end) -> after data
-
-    async def after_data(tp: aiokafka.TopicPartition, end: int) -> int:
-        if (tp, end) not in last:
-            reader.assign([tp])
-            reader.seek(tp, max(0, end - 50))
-            found = 0
-            while await reader.position(tp) < end:
-                for records in (await reader.getmany(tp, timeout_ms=500)).values():
-                    found = max([found, *(r.offset + 1 for r in records)])
-            last[tp, end] = found
-        return last[tp, end]
-
+    # Reads what lies past a committed offset, as the stage would: committed records only,
+    # a few at a time (a lagging group is seen from the first record).
+    consumer = aiokafka.AIOKafkaConsumer(**settings.client_options(),
+                                         isolation_level="read_committed",
+                                         enable_auto_commit=False,
+                                         max_partition_fetch_bytes=64 * 1024)
+    sources = {"route": topics.observations, "merge": topics.merge}
+    parts = [aiokafka.TopicPartition(t, p) for t in sources.values() for p in range(partitions)]
     await admin.start()
     await consumer.start()
-    await reader.start()
+    consumer.assign(parts)
     deadline = time.monotonic() + within
     try:
         while time.monotonic() < deadline:
-            done = True
-            for role, source in (("route", topics.observations), ("merge", topics.merge)):
-                parts = [aiokafka.TopicPartition(source, p)
-                         for p in consumer.partitions_for_topic(source) or set()]
-                if not parts:
-                    await consumer.force_metadata_update()  # type: ignore[no-untyped-call]
-                    done = False
-                    break
-                ends = await consumer.end_offsets(parts)
-                committed = await admin.list_consumer_group_offsets(f"{topics.prefix}.{role}")
-                for tp in parts:
-                    at = committed[tp].offset if tp in committed else 0
-                    if at < ends[tp] and at < await after_data(tp, ends[tp]):
-                        done = False
-                        break
-                if not done:
-                    break
-            if done:
+            if await _all_committed(admin, consumer, topics.prefix, sources, parts):
                 return time.monotonic()
             await asyncio.sleep(0.1)
         raise SystemExit(f"benchmark: the workers did not catch up within {within:.0f} s")
     finally:
-        await reader.stop()
         await consumer.stop()
         await admin.close()
+
+
+async def _all_committed(admin: aiokafka.admin.AIOKafkaAdminClient,
+                         consumer: aiokafka.AIOKafkaConsumer, prefix: str,
+                         sources: dict[str, str], parts: list[aiokafka.TopicPartition]
+                         ) -> bool:
+    ends = await consumer.end_offsets(parts)  # last stable offsets (read_committed)
+    for role, source in sources.items():
+        committed = await admin.list_consumer_group_offsets(f"{prefix}.{role}")
+        for tp in (tp for tp in parts if tp.topic == source):
+            start = committed[tp].offset if tp in committed else 0
+            if start < 0:  # nothing committed yet
+                start = 0
+            if start < ends[tp] and await _holds_a_record(consumer, tp, start, ends[tp]):
+                return False
+    return True
+
+
+async def _holds_a_record(consumer: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartition,
+                          start: int, end: int) -> bool:
+    """Whether partition ``tp`` holds a committed record at an offset in [start, end)."""
+    consumer.seek(tp, start)
+    while await consumer.position(tp) < end:
+        if (await consumer.getmany(tp, timeout_ms=500, max_records=1)).get(tp):
+            return True
+    return False
 
 
 async def _delete(settings: KafkaSettings, prefix: str) -> None:
@@ -227,12 +244,28 @@ async def _delete(settings: KafkaSettings, prefix: str) -> None:
 
 
 async def _deployment(settings: KafkaSettings, partitions: int,
-                      events: list[ObservationEvent]) -> Topics:
-    topics = Topics(f"benchscale{uuid.uuid4().hex[:8]}")
-    await MergeWorker(settings, topics, CATALOG,
-                      topic_settings=TopicSettings(partitions=partitions)).ensure_topics()
-    await preload(settings, topics.observations, events)
-    return topics
+                      events: list[ObservationEvent], attempts: int = 3) -> Topics:
+    """A fresh deployment's topics with ``events`` loaded into its observations.
+
+    On a loaded broker the first sends to topics just created were refused now and then
+    (``NotLeaderForPartitionError``, failing `make bench`'s workers step): the load is then
+    made again, into another fresh deployment (so that no event is there twice).
+    """
+    for attempt in range(1, attempts + 1):
+        topics = Topics(f"benchscale{uuid.uuid4().hex[:8]}")
+        await MergeWorker(settings, topics, CATALOG,
+                          topic_settings=TopicSettings(partitions=partitions)).ensure_topics()
+        try:
+            await preload(settings, topics.observations, events)
+            return topics
+        except aiokafka.errors.KafkaError as exc:
+            await _delete(settings, topics.prefix)
+            if attempt == attempts:
+                raise
+            print(f"benchmark: loading the observations failed ({exc!r}); again, into a "
+                  "new deployment", flush=True)
+            await asyncio.sleep(2.0)
+    raise AssertionError("unreachable")
 
 
 # The measurements --------------------------------------------------------------------------
@@ -251,7 +284,7 @@ async def restart(args: argparse.Namespace) -> list[dict[str, Any]]:
                                               ["route", "merge"], args.partitions, state)
                     ready = await first.line()
                     begin = time.monotonic()
-                    caught_up = await _caught_up(settings, topics)
+                    caught_up = await _caught_up(settings, topics, args.partitions)
                     working = await first.stop()
                     if state is not None:  # a new owner starts from the changelog alone
                         for path in list(state.iterdir()):
@@ -301,11 +334,12 @@ async def workers(args: argparse.Namespace) -> list[dict[str, Any]]:
             await asyncio.gather(*(_settled(group, (role,), args.partitions)
                                    for role, group in by_role.items()))
             begin = time.monotonic()
-            cpu = _cpu_seconds([c.proc.pid for c in children])
+            cpu_at_begin = _cpu_seconds([c.proc.pid for c in children])
             at_begin = await _committed(settings, topics)
-            done = await _caught_up(settings, topics)
+            done = await _caught_up(settings, topics, args.partitions)
             cpu = {role: sum(_cpu_seconds([c.proc.pid for c in group]).values())
-                   - sum(cpu[c.proc.pid] for c in group) for role, group in by_role.items()}
+                   - sum(cpu_at_begin[c.proc.pid] for c in group)
+                   for role, group in by_role.items()}
             at_end = await _committed(settings, topics)
             stopped = [await c.stop() for c in children]
         finally:

@@ -59,6 +59,15 @@ def sync_config(bootstrap: str, crm_url: str, helpdesk_url: str, tmp: str, *,
                 poll_seconds: float, concurrency: int, rate_limit: dict[str, float]) -> Config:
     """The example config against these systems and broker, on fresh topics, with this poll
     interval, lane concurrency and helpdesk rate budget."""
+    return load_config(sync_config_file(bootstrap, crm_url, helpdesk_url, tmp,
+                                        poll_seconds=poll_seconds, concurrency=concurrency,
+                                        rate_limit=rate_limit), ENV)
+
+
+def sync_config_file(bootstrap: str, crm_url: str, helpdesk_url: str, tmp: str, *,
+                     poll_seconds: float, concurrency: int, rate_limit: dict[str, float]
+                     ) -> Path:
+    """:func:`sync_config`'s file (``tmp``/syncline.yaml), for ``syncline run --config``."""
     data = yaml.safe_load(EXAMPLE.read_text())
     data["kafka"]["bootstrap"] = bootstrap
     data["kafka"]["topic_prefix"] = f"benchsync{uuid.uuid4().hex[:8]}"
@@ -70,7 +79,7 @@ def sync_config(bootstrap: str, crm_url: str, helpdesk_url: str, tmp: str, *,
         data["systems"][name]["entities"]["contact"]["concurrency"] = concurrency
     path = Path(tmp) / "syncline.yaml"
     path.write_text(yaml.safe_dump(data))
-    return load_config(path, ENV)
+    return path
 
 
 async def run(records: int, bootstrap: str, tmp: str, latency_ms: int, concurrency: int

@@ -13,12 +13,12 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from daemon.errors import DaemonError
 from daemon.http import HttpError, RetryPolicy
-from daemon.lane.ports import Connector, FieldMapping, Journal, Links, Resolve
+from daemon.lane.ports import Connector, Delivered, FieldMapping, Journal, Links, Resolve
 from daemon.lane.reading import Reader
 from daemon.lane.references import Parked, References
 from daemon.lane.report import Health, Reporter, Round
@@ -250,11 +250,34 @@ class Lane:
         self._settled = True
 
     async def _idle(self, stop: asyncio.Event, wait: float) -> None:
-        """Wait for intents (the usual thing to wait for), a trigger, or the next poll."""
+        """Wait for intents (the usual thing to wait for), a trigger, or the next poll.
+
+        A webhook's trigger ends the wait for intents at once: the record it names is read
+        in the next round, not once the wait (up to half a second) is over. Nothing is lost
+        by giving up the wait: the journal hands out intents only when its wait ends with
+        them (:meth:`_intents_or_wake`).
+        """
         if not self.health.healthy or wait <= 0:
             await self._sleep(stop, wait)
             return
-        await self.writer.execute_intents(timeout_ms=int(wait * 1000))
+        delivered = await self._intents_or_wake(wait)
+        if delivered:
+            await self.writer.execute_delivered(delivered)
+
+    async def _intents_or_wake(self, wait: float) -> Sequence[Delivered]:
+        """The next intents, waiting up to ``wait`` seconds for them unless woken first
+        (then none)."""
+        self._wake.clear()
+        fetch = asyncio.ensure_future(self.log.intents(int(wait * 1000)))
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([fetch, woken], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not fetch.done():
+                fetch.cancel()  # waiting, not handing out: no intent is taken and dropped
+            await asyncio.wait([fetch, woken])
+        return [] if fetch.cancelled() else fetch.result()
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         if seconds <= 0:

@@ -189,7 +189,12 @@ class Writer:
         system stops answering, the lane goes back to the first intent not executed: those
         after it that ran are run again later, and find their values written (done).
         """
-        delivered = await self.journal.intents(timeout_ms, max_records)
+        return await self.execute_delivered(
+            await self.journal.intents(timeout_ms, max_records))
+
+    async def execute_delivered(self, delivered: Sequence[Delivered]) -> int:
+        """Execute intents the journal handed out (:meth:`execute_intents`, which fetched
+        them); how many were executed."""
         if not delivered:
             return 0
         groups: dict[str, list[Delivered]] = {}

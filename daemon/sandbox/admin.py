@@ -15,7 +15,7 @@ from aiohttp import web
 from daemon.sandbox.clock import SimClock, format_iso_ms, parse_iso
 from daemon.sandbox.errors import ApiError, BadRequest, NotFound
 from daemon.sandbox.faults import FaultInjector
-from daemon.sandbox.params import read_json_object
+from daemon.sandbox.params import query_int, read_json_object
 from daemon.sandbox.ratelimit import RateLimit
 from daemon.sandbox.stats import Stats
 from daemon.sandbox.store import ResourceSpec, Store, StoredRecord, WriteResult
@@ -119,7 +119,15 @@ class _AdminRoutes:
 
     async def records(self, request: web.Request) -> web.Response:
         spec = self._spec(request)
-        records = [self.system.render(r) for r in self.system.store.live(spec.name)]
+        if "updated_since_ms" in request.query:
+            # Only the records changed since then: a probe that looks many times a second
+            # (benchmarks.latency) would otherwise render every record each time.
+            since = query_int(request, "updated_since_ms", default=0, low=0, high=2**62)
+            found, _ = self.system.store.page_since(spec.name, since_ms=since, offset=0,
+                                                    limit=2**62)
+        else:
+            found = self.system.store.live(spec.name)
+        records = [self.system.render(r) for r in found]
         return web.json_response({"records": records, "count": len(records)})
 
     async def stats(self, request: web.Request) -> web.Response:

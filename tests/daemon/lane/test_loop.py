@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tests.daemon.lane.conftest import Rig, make_rig
+from tests.daemon.lane.conftest import Rig, endpoint, make_rig
 
 
 async def eventually(check: Callable[[], bool], what: str, nudge: Callable[[], None],
@@ -60,3 +60,25 @@ async def test_status_says_where_the_lane_is() -> None:
         "not_kept": [], "not_kept_count": 0, "loop_breakers": {}, "loop_breakers_open": 0,
         "dead_letters": 1, "problems": [], "creates_unsettled": 0,
         "oldest_unsettled_create_seconds": None, "creates_settled_without_intent": 0}
+
+
+async def test_a_webhook_ends_the_wait_for_intents_and_its_record_is_read_at_once() -> None:
+    rig = make_rig(endpoint(poll_every_seconds=60))  # no poll due: the lane waits for intents
+    ann = rig.system.put(email="ann@x.org", full_name="Ann")
+    stop = asyncio.Event()
+    running = asyncio.create_task(rig.lane.run(stop))
+    loop = asyncio.get_running_loop()
+    try:
+        await eventually(lambda: rig.lane.polls >= 1, "the first poll", lambda: None)
+        await asyncio.sleep(0.05)  # in its wait for intents now (half a second at most)
+        rig.system.edit(ann, full_name="Ann Lee")
+        asked = loop.time()
+        rig.lane.request_read(ann)  # the system's webhook
+        await eventually(lambda: len(rig.reported()) == 2, "the webhook's read", lambda: None)
+        waited = loop.time() - asked
+    finally:
+        stop.set()
+        await running
+    assert waited < 0.25, f"the webhook's record was read {waited:.3f} s after it"
+    assert rig.kinds() == ["Observed", "Observed"]
+    assert rig.reported()[-1].fields["name"] == "Ann Lee"  # type: ignore[union-attr]

@@ -85,6 +85,32 @@ async def test_records_dump_lists_live_records_only(crm_client: httpx.AsyncClien
     assert (await crm_client.get("/_admin/records/deals")).status_code == 404
 
 
+async def test_records_dump_since_a_time_lists_the_records_changed_since(
+    crm_client: httpx.AsyncClient,
+) -> None:
+    await crm_client.post("/_admin/clock", json={"freeze": True, "set": "2026-01-01T00:00:00Z"})
+    old = (await crm_client.post("/contacts", json={"email": "a@x.test"})).json()
+    edited = (await crm_client.post("/contacts", json={"email": "b@x.test"})).json()
+    await crm_client.post("/_admin/clock", json={"advance_seconds": 5})
+    await admin_edit(crm_client, "contacts", op="update", id=edited["id"],
+                     fields={"full_name": "Bea"})
+    made = (await crm_client.post("/contacts", json={"email": "c@x.test"})).json()
+    since = 1_767_225_600_000 + 5_000  # 2026-01-01T00:00:05Z
+
+    changed = (await crm_client.get("/_admin/records/contacts",
+                                    params={"updated_since_ms": since})).json()
+    later = (await crm_client.get("/_admin/records/contacts",
+                                  params={"updated_since_ms": since + 1})).json()
+    bad = await crm_client.get("/_admin/records/contacts", params={"updated_since_ms": "x"})
+
+    assert sorted(r["id"] for r in changed["records"]) == sorted([edited["id"], made["id"]])
+    assert old["id"] not in {r["id"] for r in changed["records"]}
+    assert changed["count"] == 2
+    assert later["records"] == []
+    assert bad.status_code == 400
+    assert len(await admin_records(crm_client, "contacts")) == 3
+
+
 async def test_reset_empties_the_system_but_never_reuses_ids(
     crm_client: httpx.AsyncClient,
 ) -> None:
