@@ -25,7 +25,7 @@ from typing import Any
 
 from daemon.connector.rest import ConnectorError, RemoteRecord
 from daemon.errors import DaemonError
-from daemon.http import HttpError, MalformedResponse, PreconditionFailed
+from daemon.http import HttpError, MalformedResponse, PreconditionFailed, ReadTooOld
 from daemon.lane.copies import Copies, Entry
 from daemon.lane.decide import Done, Stale, decide_delete, decide_found, decide_update
 from daemon.lane.ports import Connector, Delivered, Journal
@@ -277,6 +277,7 @@ class Writer:
         external_id = intent.external_id
         if external_id is None:
             raise ConnectorError(f"an {intent.op} intent without an external id")
+        too_old: ReadTooOld | None = None
         for _ in range(PRECONDITION_ROUNDS):
             current = await self.connector.fetch(external_id)
             if current is None:
@@ -311,13 +312,18 @@ class Writer:
                     return work
                 after = await self.connector.update(
                     external_id, self.references.to_system(decision.values),
-                    current.precondition)
+                    current.precondition, read_at=current.read_at)
                 if after is not None and not advanced(current, after):
                     # The answer says the record did not change, or cannot say: it proves
                     # nothing of what was kept (an API answering 200 to everything echoes
                     # the body). What a read shows is verified instead.
                     after = await self.connector.fetch(external_id)
+            except ReadTooOld as exc:
+                # Not sent: the read is too old by now to write over unconditionally.
+                too_old = exc
+                continue
             except PreconditionFailed:
+                too_old = None
                 continue  # changed between our read and our write: read and decide again
             if after is None:
                 self.reporter.observe_deleted(work, external_id, None)
@@ -327,6 +333,8 @@ class Writer:
                 self.reporter.loop_check(work, after.id, self.reporter.breaker.wrote(
                     after.id, decision.values, held=not missed))
             return work
+        if too_old is not None:
+            raise too_old  # retriable: the intent waits and runs again, reading first
         raise ConnectorError(f"{self.system} kept changing record {external_id} "
                              f"during {PRECONDITION_ROUNDS} conditional writes")
 
