@@ -320,6 +320,10 @@ class Writer:
                     after = await self.connector.fetch(external_id)
             except ReadTooOld as exc:
                 # Not sent: the read is too old by now to write over unconditionally.
+                log.info("lane %s: the write of %s was not sent, its read too old by then; "
+                         "reading again", self.name, external_id,
+                         extra={"correlation_id": intent.correlation_id,
+                                "intent_id": intent.intent_id, "external_id": external_id})
                 too_old = exc
                 continue
             except PreconditionFailed:
