@@ -1,16 +1,17 @@
 """The writing side of a lane: executing the hub's intents for its system.
 
-Writing never overwrites an edit the hub has not seen. An update or a delete first reads the
-record and lets :mod:`daemon.lane.decide` say what may be written: a field already holding
-the intended value is done (a retried intent), one holding anything else than the expected
-value makes the write ``stale`` and nothing is written; the read is reported first, so the
-edit reaches the fold. The write is conditional on the version read where the API allows (a
-412 means: read and decide again); where it does not, it is sent only while the read is fresh
-(``FRESH_READ_SECONDS``; ``ReadTooOld`` means the same: read and decide again). A create
-first looks the record up by its match key, and one without an idempotency key is journalled
-before its request and its outcome committed at once; one that may have landed before (a
-crash between the request and its outcome, a lost answer) looks for its copy
-(:mod:`daemon.lane.copies`): a create never makes a duplicate.
+Writing never overwrites an edit the hub has not seen (but one an API without conditional
+writes takes between the lane's read and its write, docs/RELIABILITY.md). An update or a
+delete first reads the record and lets :mod:`daemon.lane.decide` say what may be written: a
+field already holding the intended value is done (a retried intent), one holding anything
+else than the expected value makes the write ``stale`` and nothing is written; the read is
+reported first, so the edit reaches the fold. The write is conditional on the version read
+where the API allows (a 412 means: read and decide again); where it does not, it is sent
+only while the read is fresh (``FRESH_READ_SECONDS``; ``ReadTooOld`` means the same: read
+and decide again). A create first looks the record up by its match key, and one without an
+idempotency key is journalled before its request and its outcome committed at once; one that
+may have landed before (a crash between the request and its outcome, a lost answer) looks
+for its copy (:mod:`daemon.lane.copies`): a create never makes a duplicate.
 
 Intents wait (in the journal, not in memory) while the system does not answer: the lane
 rewinds to the first intent that could not run, and runs it again once the system answers.
