@@ -172,9 +172,18 @@ class _Fold:
             peer.shadow = {}
         else:
             if intent.op is WriteOp.CREATE:
+                new_id = w.external_id or peer.external_id
+                if not peer.exists and new_id is not None and new_id == peer.external_id and \
+                        not intent.clock.dominates(peer.knowledge):
+                    # The copy this create made, which a read since its plan showed deleted
+                    # (and the delete took its dot then): the outcome of a re-run the API
+                    # answered with that copy. It landed and is gone; bringing it back in the
+                    # shadow would make the next read take the same delete a second time.
+                    self.peers[system] = peer
+                    self._plan(system, retry_stalled=True)
+                    return self._step()
                 # The hub's own create is authoritative for the link: if the copy it knew was
                 # deleted meanwhile (the lane's lookup found nothing), the new one replaces it.
-                new_id = w.external_id or peer.external_id
                 if peer.exists and peer.external_id is not None and new_id != peer.external_id:
                     peer.replaced = ReplacedCopy(peer.external_id, known_before, peer.shadow)
                     peer.shadow = {}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import string
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +38,15 @@ from daemon.http import (
     RetryPolicy,
 )
 from daemon.http.pagination import Fetched, PaginationStyle, Params, path_get
+
+FRESH_READ_SECONDS = 0.25
+"""How long after the read it was decided on an unconditional write may still be sent.
+
+On an API without versions or conditional writes, a person's edit that lands between the
+lane's read and its write is overwritten unseen. Most of that window is the network and the
+two ends' event loops; what the lane itself adds (its decision, the rate limit) is well
+under this in the normal case (docs/RELIABILITY.md). A write the rate limit would hold
+longer (a 429's pause, say) is not sent; the lane reads again and decides again."""
 
 
 class ConnectorError(DaemonError):
@@ -57,6 +66,9 @@ class RemoteRecord:
         deleted: the API lists it with its tombstone field set: it is deleted.
         created: its created-at time, seconds since the epoch, when the config names the
             field (``created``).
+        read_at: when its answer came (the client's clock, :meth:`HttpClient.now`), for a
+            record read by itself (:meth:`RestEntity.fetch`): an unconditional write decided
+            on it goes out only while it is fresh (:data:`FRESH_READ_SECONDS`).
     """
 
     id: str
@@ -66,6 +78,7 @@ class RemoteRecord:
     precondition: Precondition | None = None
     deleted: bool = False  # the API marks it deleted (``deletes.tombstone``)
     created: float | None = None
+    read_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +249,7 @@ class RestEntity:
                 return None
             raise
         found = self._one(body, precondition)
-        return None if found.deleted else found
+        return None if found.deleted else replace(found, read_at=self.client.now())
 
     async def lookup(self, values: Mapping[str, Any]) -> list[RemoteRecord]:
         """The records whose match key holds ``values`` (the system's field names)."""
@@ -358,13 +371,19 @@ class RestEntity:
         return path, {write.id_field: self._id_value(write, external_id)}
 
     async def update(self, external_id: str, data: Mapping[str, Any],
-                     precondition: Precondition | None) -> RemoteRecord | None:
+                     precondition: Precondition | None, *, read_at: float | None = None
+                     ) -> RemoteRecord | None:
         """Change the fields in ``data``; the record after the write.
 
+        ``read_at``: when the read this write was decided on answered (``RemoteRecord.
+        read_at``). Without a precondition to carry, the write is sent only within
+        :data:`FRESH_READ_SECONDS` of it, else :class:`~daemon.http.ReadTooOld` (nothing
+        written).
+
         Raises :class:`~daemon.http.PreconditionFailed` when ``precondition`` no longer holds
-        (nothing was written), :class:`~daemon.http.NotFound` when the record is gone. A
-        write without a precondition is never repeated here: a retriable error is raised at
-        once, for the caller to read the record and decide again.
+        or the read is too old (nothing was written), :class:`~daemon.http.NotFound` when the
+        record is gone. A write without a precondition is never repeated here: a retriable
+        error is raised at once, for the caller to read the record and decide again.
         """
         write = self.config.update
         path, id_body = self._write_target(write, external_id)
@@ -372,10 +391,15 @@ class RestEntity:
         headers = precondition.headers() if precondition is not None and self.conditional else {}
         # An unconditional write is sent once: repeated seconds later (after a 429, a 5xx or
         # a timeout) it would overwrite whatever a person changed since the caller's read.
-        # The lane runs the intent again instead, which reads and decides again.
+        # The lane runs the intent again instead, which reads and decides again. For the
+        # same reason it is not sent late: held by the rate limit (a 429's pause, another
+        # request's 503) or a slow process past FRESH_READ_SECONDS after the read, it is not
+        # sent at all, and the caller reads again.
+        send_by = None if headers or read_at is None else read_at + FRESH_READ_SECONDS
         fetched = await self.client.request(write.method, path, json=body,
                                             params=self._params(write), headers=headers,
-                                            retry=None if headers else RetryPolicy.never())
+                                            retry=None if headers else RetryPolicy.never(),
+                                            send_by=send_by)
         if fetched.body is not None and write.answer == "record":
             return self._one(fetched.body, Precondition.from_response(fetched.response))
         return await self.fetch(external_id)

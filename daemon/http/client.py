@@ -30,6 +30,7 @@ from daemon.http.errors import (
     NotFound,
     PreconditionFailed,
     RateLimited,
+    ReadTooOld,
     Rejected,
     Unauthorized,
     Unavailable,
@@ -168,6 +169,10 @@ class HttpClient:
 
     # -- the verbs connectors use ---------------------------------------------------------
 
+    def now(self) -> float:
+        """The client's clock (monotonic seconds): what ``send_by`` is measured in."""
+        return self._clock()
+
     async def get_json(
         self,
         path: str,
@@ -243,15 +248,21 @@ class HttpClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         retry: RetryPolicy | None = None,
+        send_by: float | None = None,
     ) -> Fetched:
-        """One request with rate limit and retries; the answer with its JSON body decoded."""
+        """One request with rate limit and retries; the answer with its JSON body decoded.
+
+        ``send_by`` (seconds of :meth:`now`): the request is sent only if it can go by then;
+        one the rate limit (or a slow process) would hold past it is not sent at all
+        (:class:`ReadTooOld`). For a write decided on a read that must still be fresh.
+        """
         content = orjson.dumps(json) if json is not None else None
         send_headers = dict(headers or {})
         if content is not None:
             send_headers.setdefault("Content-Type", "application/json")
 
         async def attempt() -> Fetched:
-            return await self._attempt(method, path, params, content, send_headers)
+            return await self._attempt(method, path, params, content, send_headers, send_by)
 
         return await retrying(
             attempt, retry or self.retry, clock=self._clock, sleep=self._sleep, rng=self._rng,
@@ -273,9 +284,10 @@ class HttpClient:
         params: Mapping[str, Any] | None,
         content: bytes | None,
         headers: Mapping[str, str],
+        send_by: float | None = None,
     ) -> Fetched:
-        waited = await self.limiter.acquire()
-        if waited > 0 and self._on_wait is not None:
+        waited = await self.limiter.acquire(send_by)
+        if waited is not None and waited > 0 and self._on_wait is not None:
             self._on_wait(waited)
         query: Any = dict(params) if params else None
         if query and "?" in path:
@@ -292,6 +304,10 @@ class HttpClient:
             content=content,
             headers=headers,
         )
+        # Checked after the rate limit and just before sending: nothing awaited in between.
+        if waited is None or (send_by is not None and self._clock() > send_by):
+            raise ReadTooOld("not sent: the read it was decided on is too old by now",
+                             method=method, url=self._shown(request.url))
         if self._on_request is not None:
             self._on_request(method, self._shown(request.url))
         started = self._clock()

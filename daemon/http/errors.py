@@ -11,6 +11,7 @@ loop in :mod:`daemon.http.retry`::
     ├── NotFound              404                                            not retriable
     ├── Conflict              409 (e.g. a duplicate key)                     not retriable
     ├── PreconditionFailed    412: the record changed since it was read; re-read it
+    │   └── ReadTooOld        not sent: the read it depends on is too old now   retriable
     ├── Rejected              any other 4xx (or unexpected non-2xx)          not retriable
     ├── MalformedResponse     HTML or invalid JSON where JSON was expected   not retriable
     └── PaginationError       a page walk that cannot go on                  not retriable
@@ -103,6 +104,19 @@ class Conflict(HttpError):
 
 class PreconditionFailed(HttpError):
     """412: the record changed since its version was read; re-read it and decide again."""
+
+
+class ReadTooOld(PreconditionFailed):
+    """An unconditional write was not sent: by the time it could go (the rate limit held it,
+    the process was slow), the read it was decided on was older than the caller allows.
+    Nothing was written; read the record again and decide again.
+
+    Retriable: a caller that keeps getting it waits and runs the write again later; the retry
+    loop never repeats it by itself (the write it guards is sent once,
+    :meth:`daemon.connector.rest.RestEntity.update`).
+    """
+
+    retriable = True
 
 
 class Rejected(HttpError):

@@ -81,10 +81,11 @@ class RateLimiter:
             self._tokens = min(float(self.burst), self._tokens + gained)
         self._updated = max(self._updated, now)
 
-    async def acquire(self) -> float:
+    async def acquire(self, deadline: float | None = None) -> float | None:
         """Wait for a token (and for any server-imposed pause), take it; return seconds waited.
 
-        Waiters are served one at a time, in order.
+        Waiters are served one at a time, in order. With a ``deadline`` (clock seconds), a
+        request that could not go by then is not waited for: ``None``, and no token is taken.
         """
         waited = 0.0
         async with self._lock:
@@ -93,13 +94,16 @@ class RateLimiter:
                 self._refill(now)
                 if now < self._blocked_until:
                     wait = self._blocked_until - now
-                elif self.per_second is None:
-                    return waited
-                elif self._tokens >= 1 - _EPSILON:
-                    self._tokens = max(0.0, self._tokens - 1)
-                    return waited
+                elif self.per_second is None or self._tokens >= 1 - _EPSILON:
+                    wait = 0.0
                 else:
                     wait = (1 - self._tokens) / self.per_second
+                if deadline is not None and now + wait > deadline:
+                    return None
+                if wait == 0.0:
+                    if self.per_second is not None:
+                        self._tokens = max(0.0, self._tokens - 1)
+                    return waited
                 await self._sleep(wait)
                 waited += wait
 

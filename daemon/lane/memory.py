@@ -29,7 +29,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from daemon.connector.config import EntityEndpointConfig
-from daemon.connector.rest import BadRecord, ChangePage, Deletion, RemoteRecord
+from daemon.connector.rest import (
+    FRESH_READ_SECONDS,
+    BadRecord,
+    ChangePage,
+    Deletion,
+    RemoteRecord,
+)
 from daemon.http import (
     Conflict,
     HttpError,
@@ -37,6 +43,7 @@ from daemon.http import (
     NotFound,
     Precondition,
     PreconditionFailed,
+    ReadTooOld,
     Rejected,
     Unavailable,
 )
@@ -119,6 +126,9 @@ class MemoryConnector:
         self.reverts = reverts
         self._undo: list[tuple[str, dict[str, Any]]] = []  # (id, values) ``reverts`` puts back
         self.now = 1_000.0  # the system's clock: one second passes per write
+        # The lane's clock as the connector keeps it (``RemoteRecord.read_at``): it moves
+        # only when a test says the lane was held (:meth:`hold`).
+        self.elapsed = 0.0
         self.records: dict[str, _Stored] = {}
         self.broken: list[BadRecord] = []  # listed on the first page of every listing
         self.unlisted: set[str] = set()  # ids a listing leaves out (as an API's filter may)
@@ -172,6 +182,12 @@ class MemoryConnector:
         """Every operation answers again."""
         self._faults.clear()
 
+    def hold(self, seconds: float) -> None:
+        """The lane is held ``seconds`` (the rate limit's pause, a slow process): a write
+        without a precondition decided on a read from before is then too old to send
+        (:data:`~daemon.connector.rest.FRESH_READ_SECONDS`), as the real connector has it."""
+        self.elapsed += seconds
+
     def before(self, operation: Operation, action: Callable[[], None]) -> None:
         """Run ``action`` once, just before the next ``operation`` (a person's edit racing
         the lane, say)."""
@@ -220,7 +236,8 @@ class MemoryConnector:
         stored = self.records.get(external_id)
         if stored is None or stored.deleted_at is not None or self.blind:
             return self._leave("fetch", None, fault)
-        return self._leave("fetch", self._remote(stored), fault)
+        return self._leave("fetch", replace(self._remote(stored), read_at=self.elapsed),
+                           fault)
 
     async def lookup(self, values: Mapping[str, Any]) -> list[RemoteRecord]:
         fault = self._enter("lookup")
@@ -262,8 +279,13 @@ class MemoryConnector:
         return self._leave("create", answer, fault)
 
     async def update(self, external_id: str, data: Mapping[str, Any],
-                     precondition: Precondition | None) -> RemoteRecord | None:
+                     precondition: Precondition | None, *, read_at: float | None = None
+                     ) -> RemoteRecord | None:
         fault = self._enter("update")
+        if (self.config.conditional != "etag" and read_at is not None
+                and self.elapsed - read_at > FRESH_READ_SECONDS):
+            raise ReadTooOld("not sent: the read is too old by now", method="PATCH",
+                             url=f"memory://{self.system}/{self.entity}/{external_id}")
         stored = self.records.get(external_id)
         if stored is None or stored.deleted_at is not None:
             raise self._error(NotFound, "no such record", 404, "PATCH", external_id)

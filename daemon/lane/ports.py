@@ -78,11 +78,14 @@ class Connector(Protocol):
         ...
 
     async def update(self, external_id: str, data: Mapping[str, Any],
-                     precondition: Precondition | None) -> RemoteRecord | None:
+                     precondition: Precondition | None, *, read_at: float | None = None
+                     ) -> RemoteRecord | None:
         """Change the fields in ``data``; the record after the write.
 
         Raises :class:`~daemon.http.PreconditionFailed` when the record changed since the
-        read that gave ``precondition`` (nothing was written).
+        read that gave ``precondition`` (nothing was written), and its
+        :class:`~daemon.http.ReadTooOld` when a write without a precondition could not be
+        sent soon enough after ``read_at`` (the ``read_at`` of the record read).
         """
         ...
 

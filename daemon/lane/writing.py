@@ -1,14 +1,17 @@
 """The writing side of a lane: executing the hub's intents for its system.
 
-Writing never overwrites an edit the hub has not seen. An update or a delete first reads the
-record and lets :mod:`daemon.lane.decide` say what may be written: a field already holding
-the intended value is done (a retried intent), one holding anything else than the expected
-value makes the write ``stale`` and nothing is written; the read is reported first, so the
-edit reaches the fold. The write is conditional on the version read where the API allows (a
-412 means: read and decide again). A create first looks the record up by its match key, and
-one without an idempotency key is journalled before its request and its outcome committed at
-once; one that may have landed before (a crash between the request and its outcome, a lost
-answer) looks for its copy (:mod:`daemon.lane.copies`): a create never makes a duplicate.
+Writing never overwrites an edit the hub has not seen (but one an API without conditional
+writes takes between the lane's read and its write, docs/RELIABILITY.md). An update or a
+delete first reads the record and lets :mod:`daemon.lane.decide` say what may be written: a
+field already holding the intended value is done (a retried intent), one holding anything
+else than the expected value makes the write ``stale`` and nothing is written; the read is
+reported first, so the edit reaches the fold. The write is conditional on the version read
+where the API allows (a 412 means: read and decide again); where it does not, it is sent
+only while the read is fresh (``FRESH_READ_SECONDS``; ``ReadTooOld`` means the same: read
+and decide again). A create first looks the record up by its match key, and one without an
+idempotency key is journalled before its request and its outcome committed at once; one that
+may have landed before (a crash between the request and its outcome, a lost answer) looks
+for its copy (:mod:`daemon.lane.copies`): a create never makes a duplicate.
 
 Intents wait (in the journal, not in memory) while the system does not answer: the lane
 rewinds to the first intent that could not run, and runs it again once the system answers.
@@ -25,7 +28,7 @@ from typing import Any
 
 from daemon.connector.rest import ConnectorError, RemoteRecord
 from daemon.errors import DaemonError
-from daemon.http import HttpError, MalformedResponse, PreconditionFailed
+from daemon.http import HttpError, MalformedResponse, PreconditionFailed, ReadTooOld
 from daemon.lane.copies import Copies, Entry
 from daemon.lane.decide import Done, Stale, decide_delete, decide_found, decide_update
 from daemon.lane.ports import Connector, Delivered, Journal
@@ -359,6 +362,7 @@ class Writer:
         external_id = intent.external_id
         if external_id is None:
             raise ConnectorError(f"an {intent.op} intent without an external id")
+        too_old: ReadTooOld | None = None
         for _ in range(PRECONDITION_ROUNDS):
             current = await self.connector.fetch(external_id)
             if current is None:
@@ -393,7 +397,7 @@ class Writer:
                     return work
                 answer = await self.connector.update(
                     external_id, self.references.to_system(decision.values),
-                    current.precondition)
+                    current.precondition, read_at=current.read_at)
                 # An answer proves nothing of what was kept: an API answering 200 to
                 # everything echoes the body, at the old version or with a new one it made
                 # up. What a read right after shows is verified instead (the connector made
@@ -406,7 +410,16 @@ class Writer:
                     if answer is None or reread is None or not edited_after(
                             current, answer, reread):
                         after = reread
+            except ReadTooOld as exc:
+                # Not sent: the read is too old by now to write over unconditionally.
+                log.info("lane %s: the write of %s was not sent, its read too old by then; "
+                         "reading again", self.name, external_id,
+                         extra={"correlation_id": intent.correlation_id,
+                                "intent_id": intent.intent_id, "external_id": external_id})
+                too_old = exc
+                continue
             except PreconditionFailed:
+                too_old = None
                 continue  # changed between our read and our write: read and decide again
             if after is None:
                 self.reporter.observe_deleted(work, external_id, None)
@@ -416,6 +429,8 @@ class Writer:
                 self.reporter.loop_check(work, after.id, self.reporter.breaker.wrote(
                     after.id, decision.values, held=not missed))
             return work
+        if too_old is not None:
+            raise too_old  # retriable: the intent waits and runs again, reading first
         raise ConnectorError(f"{self.system} kept changing record {external_id} "
                              f"during {PRECONDITION_ROUNDS} conditional writes")
 

@@ -62,8 +62,10 @@ After every input the hub applies (``_apply``):
   one dot of actor S (plus, if it merged values, one of a non-system actor for the merge),
   and only when it shows the hub something a user of S did that the hub had not been
   shown: an edit id not in ``hub_seen``, or a user delete (a delete a lane made does not
-  count). So the dots of S never outnumber the user edits, creates and deletes
-  made in S, and the hub's own writes coming back never make a dot.
+  count), or an edit counted as shown only because a write went over it unread
+  (``written_over``: a read made before that write still shows it to the hub). So the
+  dots of S never outnumber the user edits, creates and deletes made in S, and the hub's
+  own writes coming back never make a dot.
 * **No silent loss (hub side)** -- (a) every id an observation shows for the first time
   ends up in the canonical content of its field or in a candidate of a conflict this input
   recorded; a first-seen user delete ends as the tombstone or a candidate (or finds the
@@ -416,6 +418,10 @@ class World:
         # writes over a person's change that put back what the write expected (an undo of
         # the hub's own write whose outcome a crash lost): each costs one write back
         self.undone = 0
+        # ids counted as shown only because a write went over a copy showing what it
+        # expected (above): no read had shown them to the hub, so a read made before that
+        # write may still show them as a person's edit (not an echo) when it arrives
+        self.written_over: set[str] = set()
         self.checked_concurrent: set[str] = set()
         self.crashed: set[str] = set()  # systems whose lane lost a Written in a crash
         self.landed_before_crash: set[str] = set()  # intents written, then their lane crashed
@@ -841,10 +847,11 @@ class World:
         undone = False  # a person's change nobody can tell from none, written over
         for n in intent.expected:
             if n in shown_before and n != TAGS and same(shown_before[n], intent.expected[n]):
-                if before.get(n, frozenset()) - self.hub_seen and \
-                        not same(shown_before[n], intent.values.get(n)):
+                unshown = before.get(n, frozenset()) - self.hub_seen
+                if unshown and not same(shown_before[n], intent.values.get(n)):
                     undone = True
-                self.hub_seen |= before.get(n, frozenset())
+                self.written_over |= unshown
+                self.hub_seen |= unshown
         held = self.intent_ids.get(intent.intent_id, {})
         at = self._tick()
         if intent.op is WriteOp.DELETE:
@@ -1057,6 +1064,9 @@ class World:
         # What this read shows the hub for the first time.
         shown = frozenset().union(*(content(x) for x in truth.ids.values()))
         novel = shown - self.hub_seen
+        # A person's edit written over unread (``written_over``) is still one when a read
+        # made before that write shows it: taking a dot for it is no echo of the hub's write.
+        late = shown & self.written_over
         novel_delete = truth.delete_id if deleted and truth.delete_id not in (
             None, HUB_DELETE) and truth.delete_id not in self.hub_seen else None
         own = [d for d in step.new_dots if d.actor == system]
@@ -1067,7 +1077,7 @@ class World:
             # One dot for the system's edit; a fold may give a merged value a dot of a
             # non-system actor of its own (nobody has seen the merge yet).
             raise self.fail("no echo", f"{_show(inp)} took dots {step.new_dots}")
-        if own and not novel and novel_delete is None:
+        if own and not novel and not late and novel_delete is None:
             raise self.fail("no echo", f"{_show(inp)} took dot {own[0]} but shows nothing a "
                             f"user of {system} did that the hub had not seen (an echo of the "
                             "hub's own write)")
@@ -1137,6 +1147,7 @@ class World:
         if not deleted and isinstance(inp, Observed) and inp.external_id is not None:
             self.seen_alive.add(inp.external_id)
         self.hub_seen |= shown
+        self.written_over -= shown
         # A delete is shown to the hub only when it is the delete of the copy the hub knows;
         # one of a copy it never heard of is ignored (it may learn of that copy later).
         if deleted and truth.delete_id is not None and truth.delete_id != HUB_DELETE and \

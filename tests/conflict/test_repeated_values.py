@@ -14,6 +14,7 @@ from conflict import (
     Change,
     ConflictStatus,
     Decision,
+    DeletePolicy,
     EntitySpec,
     FieldSpec,
     FieldType,
@@ -302,3 +303,108 @@ def test_a_read_older_than_the_write_in_flight_does_not_confirm_it() -> None:
     (conflict,) = step.conflicts
     assert (conflict.current.system, conflict.incoming.system) == ("crm", "helpdesk")
     w.settle()
+
+
+def test_a_rerun_create_answered_with_a_copy_read_deleted_does_not_delete_it_again() -> None:
+    """Found at random (seed 7000000). The helpdesk creates the record; the hub plans its
+    create in the CRM, whose API takes an idempotency key. The CRM lane creates the copy and
+    crashes before it reports it; it reads the copy (the create's echo), a CRM user deletes
+    it, and the lane reads that too. The hub takes the delete (one dot) and, ``update wins``,
+    keeps the record. The lane re-runs the create: the API answers with the same copy, gone,
+    so the lane reports the create written and reads the copy deleted again. An older fold
+    took that outcome for a live copy holding the create's values, so the second read of the
+    same delete took a second dot -- and, the create's clock now joined, fast-forwarded over
+    everything and deleted the record the policy had kept. The outcome of a create whose copy
+    a read since its plan showed deleted now leaves it deleted (and plans the record again).
+    """
+    w = World(Config(n_systems=3, values=3, tags=False,
+                     delete_policy=DeletePolicy.UPDATE_WINS,
+                     idempotent_creates=frozenset({"crm"})))
+    w.create("helpdesk")
+    w.read("helpdesk")
+    w.deliver("helpdesk")  # creates planned for the CRM and hris
+    assert w.run_intent("crm", "crash") == "crashed"  # crm-1 made; its outcome lost
+    w.read("crm")  # the create's echo
+    w.delete("crm")  # a CRM user deletes the new copy
+    w.read("crm")
+    assert w.deliver("crm").new_dots == ()  # the echo
+    step = w.deliver("crm")  # the delete: a dot, and a conflict the record wins
+    assert len(step.new_dots) == 1 and step.new_dots[0].actor == "crm"
+    (conflict,) = step.conflicts
+    assert conflict.field == DELETE_FIELD and conflict.decision is Decision.CURRENT
+    assert w.run_intent("crm") == "done"  # the API answers crm-1; the lane reads it gone
+    step = w.deliver("crm")  # the create's outcome: the copy stays gone, made again
+    assert not w.hub.peers["crm"].exists
+    assert [i.op.value for i in step.intents] == ["create"]
+    step = w.deliver("crm")  # the same delete, read again
+    assert step.new_dots == () and w.hub.deleted is None
+    w.settle()
+    assert w.hub.deleted is None
+    assert all(w.dbs[s].record is not None for s in w.systems)
+
+
+def test_a_read_made_before_the_write_that_went_over_a_persons_edit_shows_that_edit() -> None:
+    """Found at random (seed 7001000), the model's mistake. The CRM and the helpdesk meet on
+    ``name`` (``manual``): the CRM holds ``true``, the helpdesk ``1``; the reviewer takes
+    ``1``, and the hub plans ``name = 1`` for the CRM, expecting ``true``. A CRM user had set
+    ``1`` (read), then ``true`` again before the resolution. The older read of ``1`` is
+    taken for the write in flight (the known limit); the lane reads the copy (``true``),
+    then runs the write: the copy shows ``true``, what the write expected, so it writes ``1``
+    over the person's ``true`` -- nobody can tell that ``true`` from the old one, so the
+    model counts it as shown to the hub. Then the read made before the write arrives,
+    showing ``true``: the fold takes it as the CRM user's edit (a dot) and, ``manual``,
+    opens a conflict with the reviewer's ``1``. It is a person's edit, shown to the hub for
+    the first time: not an echo of the hub's write (which wrote ``1``). The model called it
+    one; it now counts such an edit as shown only to the write bound, not to a read made
+    before the write.
+    """
+    w = World(Config(n_systems=2, values=3, tags=False,
+                     field_policies=("manual", "default", "default")))
+    w.create("crm")
+    w.edit("crm", "name", TRUE)
+    w.read("crm")
+    w.edit("crm", "name", ONE)
+    w.read("crm")
+    w.edit("crm", "name", TRUE)
+    w.deliver("crm")  # true: the hub plans the helpdesk's create
+    w.create("helpdesk")  # a helpdesk user made the record first, with name = 1
+    assert shows(w, "helpdesk")["name"] == 1
+    assert w.run_intent("helpdesk") == "stale"
+    step = w.deliver("helpdesk")  # name = 1: a conflict, open under manual
+    (conflict,) = step.conflicts
+    assert (conflict.current.value, conflict.incoming.value) == (True, 1)
+    w.deliver("helpdesk")  # the create's outcome: stale
+    w.resolve(0, take_current=False)  # the reviewer takes the helpdesk's 1
+    (to_crm,) = w.lanes["crm"].intents
+    assert (to_crm.values, to_crm.expected) == ({"name": 1}, {"name": True})
+    step = w.deliver("crm")  # the older read of 1: taken for the write (the known limit)
+    assert step.new_dots == ()
+    w.read("crm")  # true: the CRM user's last edit
+    assert w.run_intent("crm") == "written"  # 1 over true: the copy showed what it expected
+    step = w.deliver("crm")  # the read made before that write
+    assert len(step.new_dots) == 1 and step.new_dots[0].actor == "crm"
+    (conflict,) = step.conflicts
+    assert (conflict.current.value, conflict.incoming.value) == (1, True)
+    assert conflict.status is ConflictStatus.OPEN
+    w.settle()
+
+
+def test_a_create_planned_after_the_copy_was_read_deleted_is_live_with_its_old_id() -> None:
+    """The other side of the rule above: the copy was read deleted *before* the create was
+    planned (the hub makes the record again after ``update wins``), and the API answers the
+    new create with the old copy's id (an API that restores a record by its key). That copy
+    is alive: the outcome takes it as written, and nothing more is planned.
+    """
+    spec = EntitySpec.build("ticket", ["crm", "helpdesk"], [FieldSpec("status")],
+                            delete_policy=DeletePolicy.UPDATE_WINS)
+    hub = Hub(spec)
+    (create,) = hub.read("crm", "c-1", 100, status="open").intents
+    hub.written(create, ext="h-1", ts=101)
+    (to_crm,) = hub.read("helpdesk", "h-1", 200, status="pending").intents
+    step = hub.read_deleted("crm", "c-1", 210)  # concurrent with the helpdesk's edit
+    assert step.conflicts[0].decision is Decision.CURRENT and hub.state.deleted is None
+    (again,) = hub.stale(to_crm).intents  # the record is made again in the CRM
+    assert again.op.value == "create"
+    step = hub.written(again, ext="c-1", ts=220)  # the API brings back c-1
+    assert hub.state.peers["crm"].exists and step.intents == ()
+    assert hub.state.peers["crm"].shadow == {"status": "pending"}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from daemon.http import RateLimited
+from daemon.http import RateLimited, ReadTooOld, RetryPolicy
 from daemon.sandbox import run_helpdesk
 from tests.daemon.connector.conftest import ENV, connector
 
@@ -41,3 +41,36 @@ async def test_a_persons_edit_during_a_retried_unconditional_write_is_not_overwr
         assert held is not None
         # The person's "3" must survive (the write found stale), not be replaced by "2".
         assert held.fields["phone"] == "3"
+
+
+async def test_an_unconditional_write_held_by_the_rate_limit_past_its_read_is_not_sent(
+) -> None:
+    """Another request's 429 pauses every request to the system for its ``Retry-After``:
+    a write decided on a read just before it would go out a second later, over whatever a
+    person changed meanwhile. It is not sent at all; the lane reads again (ReadTooOld)."""
+    async with run_helpdesk(api_key=ENV["HELPDESK_API_KEY"], rate_limit=None) as running:
+        helpdesk = running.system
+        users = helpdesk.store.spec("users")
+        created = helpdesk.create(users, {"name": "Ann", "phone": "1"}, None).record
+        other = helpdesk.create(users, {"name": "Bo", "phone": "5"}, None).record
+        rest = connector("helpdesk", running.url)
+        try:
+            current = await rest.fetch(str(created.id))  # the lane's read: phone "1"
+            assert current is not None and current.read_at is not None
+            helpdesk.faults.configure({"burst_429": 1})
+            with contextlib.suppress(RateLimited):  # another request: 429, Retry-After: 1
+                await rest.client.request("GET", f"/api/v2/users/{other.id}",
+                                          retry=RetryPolicy.never())
+            assert rest.client.limiter.blocked_until > rest.client.now()
+            write = asyncio.create_task(rest.update(
+                str(created.id), {"phone": "2"}, current.precondition,
+                read_at=current.read_at))
+            await asyncio.sleep(0.3)  # while the write would wait, a person changes the phone
+            helpdesk.update(users, created.key, {"phone": "3"}, None)
+            [outcome] = await asyncio.gather(write, return_exceptions=True)
+        finally:
+            await rest.client.aclose()
+        held = helpdesk.store.get("users", created.key)
+        assert held is not None
+        assert held.fields["phone"] == "3"  # the person's, not the write decided before it
+        assert isinstance(outcome, ReadTooOld)  # for the lane: read again, decide again

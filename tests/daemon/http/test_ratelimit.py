@@ -38,6 +38,18 @@ async def test_retry_after_seconds_blocks_every_acquisition(fake_time: FakeTime)
     assert await bucket.acquire() == 0
 
 
+async def test_a_request_that_could_not_go_by_its_deadline_is_not_waited_for(
+        fake_time: FakeTime) -> None:
+    bucket = limiter(fake_time, per_second=10, burst=1)
+    bucket.observe(429, {"retry-after": "1"})
+    start = fake_time.now
+    assert await bucket.acquire(deadline=start + 0.25) is None  # at once, no token taken
+    assert fake_time.now == start
+    assert await bucket.acquire(deadline=start + 1.5) == pytest.approx(1)  # can go by then
+    assert await bucket.acquire(deadline=fake_time.now + 0.05) is None  # next token in 0.1 s
+    assert await bucket.acquire() == pytest.approx(0.1)
+
+
 async def test_retry_after_http_date(fake_time: FakeTime) -> None:
     bucket = limiter(fake_time, per_second=None)
     when = datetime.fromtimestamp(fake_time.wall() + 5, tz=UTC)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from daemon.connector.rest import RemoteRecord
 from daemon.lane import RETRIABLE_ROUNDS
 from streams.errors import StreamsError
 from streams.events import Observed, WriteFailed, WriteIntent, WriteStale, Written
@@ -50,6 +51,49 @@ async def test_an_edit_between_the_read_and_the_write_is_caught_by_the_condition
     assert await rig.lane.execute_intents() == 1
     assert rig.system.held(cy) == {"email": "cy@x.org", "full_name": "Cy (person)"}
     assert rig.kinds()[-2:] == ["Observed", "WriteStale"]  # read again, decided again
+
+
+async def test_a_write_without_a_condition_held_past_its_read_reads_again(rig: Rig) -> None:
+    """No condition to carry: the write goes out only while its read is fresh. Held longer
+    (a 429's pause, a slow process) while a person edits, it is not sent; the lane reads
+    again and finds the edit, which goes to the hub first."""
+    cy = rig.system.put(email="cy@x.org", full_name="Cy")
+    await rig.lane.poll()
+
+    def meanwhile() -> None:
+        rig.system.edit(cy, full_name="Cy (person)")
+        rig.system.hold(1.0)  # the write waits a second after its read
+
+    rig.system.before("update", meanwhile)
+    job = rig.intent("update", cy, values={"name": "Cy (hub)"}, expected={"name": "Cy"})
+    assert await rig.lane.execute_intents() == 1
+    assert rig.system.held(cy) == {"email": "cy@x.org", "full_name": "Cy (person)"}
+    assert rig.system.writes == []
+    read, stale = rig.reported()[-2:]
+    assert isinstance(read, Observed) and read.fields["name"] == "Cy (person)"
+    assert isinstance(stale, WriteStale) and stale.intent_id == job.intent_id
+
+
+async def test_a_write_whose_reads_keep_going_stale_waits_and_runs_again(rig: Rig) -> None:
+    """A lane too slow to write within its reads, round after round, writes nothing and
+    waits like in an outage; the intent runs again later and writes."""
+    cy = rig.system.put(email="cy@x.org", full_name="Cy")
+    await rig.lane.poll()
+    slow = rig.system.fetch
+
+    async def late_fetch(external_id: str) -> RemoteRecord | None:
+        found = await slow(external_id)
+        rig.system.hold(1.0)
+        return found
+
+    rig.system.fetch = late_fetch  # type: ignore[method-assign]
+    rig.intent("update", cy, values={"name": "Cy (hub)"}, expected={"name": "Cy"})
+    assert await rig.lane.execute_intents() == 0  # waits
+    assert rig.system.writes == []
+    rig.system.fetch = slow  # type: ignore[method-assign]
+    assert await rig.lane.execute_intents() == 1
+    assert rig.system.held(cy) == {"email": "cy@x.org", "full_name": "Cy (hub)"}
+    assert rig.kinds()[-1] == "Written"
 
 
 async def test_a_retried_intent_writes_nothing_twice(rig: Rig) -> None:
