@@ -1,11 +1,39 @@
-"""A small aiohttp application served on a free loopback port, for tests of odd APIs."""
+"""A small aiohttp application served on a free loopback port, for tests of odd APIs, and the
+REST system "people" such an application plays, configured by YAML alone."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
+import yaml
 from aiohttp import web
+
+from daemon.config import EntityConfig
+from daemon.connector.config import SystemConfig
+from daemon.connector.rest import RestEntity, build_client
+from daemon.lane import Lane
+from streams.kafka import KafkaSettings
+from streams.lanelog import LaneLog
+from streams.topics import Topics
+
+PEOPLE_SYSTEM = """
+base_url: {url}
+auth: {{type: api_key, key_env: PEOPLE_KEY, query: key}}
+entities:
+  contact:
+    path: /v1/people
+    records_at: items
+    id: pid
+    updated: modified
+    since: {{param: changed_since, format: unix}}
+    pagination: {{style: offset, param: offset, size_param: limit, size: {page_size}}}
+    update: {{method: PUT}}
+retry: {{attempts: 2, base_seconds: 0.01}}
+"""
+"""People under ``/v1/people`` with offset paging, an ``items`` envelope and Unix
+``modified`` times, behind an API key in the query (``key=k-123``)."""
 
 
 @contextlib.asynccontextmanager
@@ -20,3 +48,26 @@ async def served(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def people_system(url: str, page_size: int, **contact: Any) -> SystemConfig:
+    """:data:`PEOPLE_SYSTEM` at ``url``; ``contact`` adds settings to its entity."""
+    data = yaml.safe_load(PEOPLE_SYSTEM.format(url=url, page_size=page_size))
+    data["entities"]["contact"].update(contact)
+    return SystemConfig.model_validate(data, context={"env": {"PEOPLE_KEY": "k-123"}})
+
+
+@contextlib.asynccontextmanager
+async def people_lane(settings: KafkaSettings, topics: Topics, system: SystemConfig,
+                      entity: EntityConfig) -> AsyncIterator[Lane]:
+    """The lane of the people system's contacts on ``topics``, its log started; stopped and
+    its client closed when the block ends."""
+    lane_log = LaneLog(settings, topics, "people", "contact")
+    await lane_log.start()
+    connector = RestEntity(build_client("people", system), "people", "contact",
+                           system.entities["contact"])
+    try:
+        yield Lane(connector, entity.mapping("contact", "people"), lane_log)
+    finally:
+        await lane_log.stop()
+        await connector.client.aclose()

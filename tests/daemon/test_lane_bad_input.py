@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -19,35 +20,16 @@ import yaml
 from aiohttp import web
 
 from daemon.config import EntityConfig
-from daemon.connector.config import SystemConfig
-from daemon.connector.rest import RestEntity, build_client
 from daemon.http import MalformedResponse, PageTooLarge
 from daemon.lane import RETRIABLE_ROUNDS, Lane
 from streams import codec
 from streams.events import DeadLetter, Observed, WriteIntent
 from streams.kafka import Admin, KafkaSettings
-from streams.lanelog import LaneLog
 from streams.topics import Topics, TopicSettings
-from tests.daemon.served import served
+from tests.daemon.served import people_lane, people_system, served
 from tests.streams.kafka_helpers import produce, read_topic, wait_for
 
 pytestmark = [pytest.mark.kafka]
-
-SYSTEM = """
-base_url: {url}
-auth: {{type: api_key, key_env: PEOPLE_KEY, query: key}}
-entities:
-  contact:
-    path: /v1/people
-    records_at: items
-    id: pid
-    updated: modified
-    since: {{param: changed_since, format: unix}}
-    pagination: {{style: offset, param: offset, size_param: limit, size: 2}}
-    update: {{method: PUT}}
-    max_page_records: 50
-retry: {{attempts: 2, base_seconds: 0.01}}
-"""
 
 ENTITY = """
 match_on: [email]
@@ -114,19 +96,14 @@ async def topics(kafka_settings: KafkaSettings) -> Topics:
     return topics
 
 
-async def make_lane(settings: KafkaSettings, topics: Topics, url: str,
-                    tombstone: str | None = None) -> Lane:
-    data = yaml.safe_load(SYSTEM.format(url=url))
-    if tombstone is not None:
-        data["entities"]["contact"]["deletes"] = {"tombstone": tombstone}
-    system = SystemConfig.model_validate(data, context={"env": {"PEOPLE_KEY": "k-123"}})
+def make_lane(settings: KafkaSettings, topics: Topics, url: str,
+              tombstone: str | None = None) -> AbstractAsyncContextManager[Lane]:
+    """The lane of the people API configured here (pages of 2, at most 50 records a page)."""
+    deletes = {} if tombstone is None else {"deletes": {"tombstone": tombstone}}
+    system = people_system(url, 2, max_page_records=50, **deletes)
     entity = EntityConfig.model_validate(yaml.safe_load(ENTITY),
                                          context={"systems": ["people"]})
-    lane_log = LaneLog(settings, topics, "people", "contact")
-    await lane_log.start()
-    connector = RestEntity(build_client("people", system), "people", "contact",
-                           system.entities["contact"])
-    return Lane(connector, entity.mapping("contact", "people"), lane_log)
+    return people_lane(settings, topics, system, entity)
 
 
 async def letters(settings: KafkaSettings, topics: Topics) -> list[DeadLetter]:
@@ -147,13 +124,9 @@ async def test_a_system_nobody_has_seen_is_read_by_config_alone_and_bad_records_
         {"pid": 5, "full": "Eve", "contact": {"mail": "eve@x.org"}, "state": "A",
          "modified": 103},
     ]
-    lane = await make_lane(kafka_settings, topics, url)
-    try:
+    async with make_lane(kafka_settings, topics, url) as lane:
         assert await lane.poll() == 4
         assert lane.log.head.cursor == 103
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     seen = [codec.decode(r.value) for r in await read_topic(kafka_settings,
                                                             topics.observations)]
     assert [(o.external_id, o.fields) for o in seen if isinstance(o, Observed)] == [
@@ -173,8 +146,7 @@ async def test_an_html_page_or_a_gigantic_page_is_a_letter_and_the_cursor_stays(
     people, url = api
     people.people = [{"pid": i, "full": f"P{i}", "contact": {"mail": f"p{i}@x.org"},
                       "modified": 100 + i} for i in range(5)]
-    lane = await make_lane(kafka_settings, topics, url)
-    try:
+    async with make_lane(kafka_settings, topics, url) as lane:
         await lane.poll()
         assert lane.log.head.cursor == 104
         people.people.append({"pid": 9, "full": "Late", "contact": {"mail": "l@x.org"},
@@ -203,9 +175,6 @@ async def test_an_html_page_or_a_gigantic_page_is_a_letter_and_the_cursor_stays(
         await wait_for(lambda: _cursor(lane, 200), 20, "the lane to go on")
         stop.set()
         await running
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     seen = [codec.decode(r.value) for r in await read_topic(kafka_settings,
                                                             topics.observations)]
     assert [o.external_id for o in seen] == ["0", "1", "2", "3", "4", "9"]
@@ -224,8 +193,7 @@ async def test_a_delete_that_landed_is_reported_written_even_when_every_answer_f
                          native_version=None, clock={}, attempt=1)
     await produce(kafka_settings, topics.intents, [(intent.key().encode(),
                                                      codec.encode(intent))])
-    lane = await make_lane(kafka_settings, topics, url)
-    try:
+    async with make_lane(kafka_settings, topics, url) as lane:
         # The first round's delete lands but its answer fails: the intent waits (it is not
         # reported failed); the next round reads the copy gone and reports it written.
         await lane.poll()
@@ -233,9 +201,6 @@ async def test_a_delete_that_landed_is_reported_written_even_when_every_answer_f
         assert not lane.healthy and people.people == []
         await lane.poll()
         assert await lane.execute_intents(timeout_ms=5000) == 1
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     outcomes = [codec.decode(r.value) for r in await read_topic(kafka_settings,
                                                                 topics.observations)]
     assert [type(o).__name__ for o in outcomes][-1] == "Written"  # not WriteFailed
@@ -255,16 +220,12 @@ async def test_a_delete_whose_every_answer_fails_is_settled_by_a_read(
                          native_version=None, clock={}, attempt=1)
     await produce(kafka_settings, topics.intents, [(intent.key().encode(),
                                                      codec.encode(intent))])
-    lane = await make_lane(kafka_settings, topics, url)
-    try:
+    async with make_lane(kafka_settings, topics, url) as lane:
         for _ in range(RETRIABLE_ROUNDS):
             await lane.poll()
             assert await lane.execute_intents(timeout_ms=5000) == 0  # waits
         await lane.poll()
         assert await lane.execute_intents(timeout_ms=5000) == 1
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     outcomes = [codec.decode(r.value) for r in await read_topic(kafka_settings,
                                                                 topics.observations)]
     assert type(outcomes[-1]).__name__ == "WriteFailed"  # the copy is there: it did fail
@@ -278,16 +239,12 @@ async def test_a_tombstone_in_a_listing_is_a_delete(
                       "modified": 100},
                      {"pid": 2, "full": "Never seen", "contact": {"mail": "n@x.org"},
                       "modified": 100, "gone": True}]
-    lane = await make_lane(kafka_settings, topics, url, tombstone="gone")
-    try:
+    async with make_lane(kafka_settings, topics, url, tombstone="gone") as lane:
         assert await lane.poll() == 1  # a tombstone the lane never saw alive: nothing
         people.people[0] = {**people.people[0], "gone": True, "modified": 101}
         assert await lane.poll() == 1
         assert await lane.connector.fetch("1") is None  # the record reads as gone too
         assert await lane.poll() == 0
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     seen = [codec.decode(r.value) for r in await read_topic(kafka_settings,
                                                             topics.observations)]
     assert [(o.external_id, o.deleted) for o in seen if isinstance(o, Observed)] == [

@@ -88,17 +88,13 @@ async def _lane_round(settings: KafkaSettings, poison: list[bytes], people: Peop
     for i in range(3):
         stream += [(key, poison[i]), (key, codec.encode(rename(i, f"P{i}", f"Q{i}")))]
     await produce(settings, topics.intents, stream)
-    lane = await make_lane(settings, topics, url)
-    try:
+    async with make_lane(settings, topics, url) as lane:
         await lane.poll()
         done = 0
         for _ in range(10):
             done += await lane.execute_intents(timeout_ms=2000)
             if done >= 6:
                 break
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     assert [p["full"] for p in people.people] == ["Q0", "Q1", "Q2"]
     dead = await letters(settings, topics)
     assert sorted(base64.b64decode(x.value_b64 or "") for x in dead) == sorted(poison)

@@ -22,31 +22,12 @@ from aiohttp import web
 
 from conflict import same
 from daemon.config import EntityConfig
-from daemon.connector.config import SystemConfig
-from daemon.connector.rest import RestEntity, build_client
-from daemon.lane import Lane
 from streams import codec
 from streams.events import WriteIntent, Written
 from streams.kafka import Admin, KafkaSettings
-from streams.lanelog import LaneLog
 from streams.topics import Topics, TopicSettings
-from tests.daemon.served import served
+from tests.daemon.served import people_lane, people_system, served
 from tests.streams.kafka_helpers import produce, read_topic
-
-SYSTEM = """
-base_url: {url}
-auth: {{type: api_key, key_env: PEOPLE_KEY, query: key}}
-entities:
-  contact:
-    path: /v1/people
-    records_at: items
-    id: pid
-    updated: modified
-    since: {{param: changed_since, format: unix}}
-    pagination: {{style: offset, param: offset, size_param: limit, size: 10}}
-    update: {{method: PUT}}
-retry: {{attempts: 2, base_seconds: 0.01}}
-"""
 
 ENTITY = """
 match_on: [email]
@@ -117,19 +98,9 @@ async def run_intent(settings: KafkaSettings, url: str, values: dict[str, Any],
                          system="people", op="update", external_id="1", values=values,
                          expected=expected, native_version=None, clock={}, attempt=1)
     await produce(settings, topics.intents, [(intent.key().encode(), codec.encode(intent))])
-    system = SystemConfig.model_validate(yaml.safe_load(SYSTEM.format(url=url)),
-                                         context={"env": {"PEOPLE_KEY": "k-123"}})
-    lane_log = LaneLog(settings, topics, "people", "contact")
-    await lane_log.start()
-    connector = RestEntity(build_client("people", system), "people", "contact",
-                           system.entities["contact"])
-    lane = Lane(connector, entity().mapping("contact", "people"), lane_log)
-    try:
+    async with people_lane(settings, topics, people_system(url, 10), entity()) as lane:
         await lane.poll()
         assert await lane.execute_intents(timeout_ms=5000) == 1
-    finally:
-        await lane_log.stop()
-        await connector.client.aclose()
     return [codec.decode(r.value) for r in await read_topic(settings, topics.observations)]
 
 
