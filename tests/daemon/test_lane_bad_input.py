@@ -10,7 +10,6 @@ of the wrong type, an HTML page instead of JSON, a gigantic page.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -24,10 +23,10 @@ from daemon.http import MalformedResponse, PageTooLarge
 from daemon.lane import RETRIABLE_ROUNDS, Lane
 from streams import codec
 from streams.events import DeadLetter, Observed, WriteIntent
-from streams.kafka import Admin, KafkaSettings
-from streams.topics import Topics, TopicSettings
+from streams.kafka import KafkaSettings
+from streams.topics import Topics
 from tests.daemon.served import people_lane, people_system, served
-from tests.streams.kafka_helpers import produce, read_topic, wait_for
+from tests.streams.kafka_helpers import made_topics, produce, read_topic, wait_for
 
 pytestmark = [pytest.mark.kafka]
 
@@ -90,10 +89,7 @@ async def api() -> AsyncIterator[tuple[PeopleApi, str]]:
 
 @pytest.fixture
 async def topics(kafka_settings: KafkaSettings) -> Topics:
-    topics = Topics(f"bad{uuid.uuid4().hex[:10]}")
-    async with Admin(kafka_settings) as admin:
-        await topics.ensure(admin, TopicSettings(partitions=2))
-    return topics
+    return await made_topics(kafka_settings, "bad")
 
 
 def make_lane(settings: KafkaSettings, topics: Topics, url: str,

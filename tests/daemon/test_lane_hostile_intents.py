@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,13 +15,12 @@ from hypothesis import strategies as st
 
 from streams import codec
 from streams.events import WriteIntent
-from streams.kafka import Admin, KafkaSettings
-from streams.topics import Topics, TopicSettings
+from streams.kafka import KafkaSettings
 from tests.daemon.served import served
 from tests.daemon.test_lane_bad_input import PeopleApi, letters, make_lane
 from tests.hostile import count, examples
 from tests.streams.hostile_events import REFUSED
-from tests.streams.kafka_helpers import produce, read_topic
+from tests.streams.kafka_helpers import made_topics, produce, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 AREA = "lane intents over the broker"
@@ -72,9 +70,7 @@ async def _lane_round(settings: KafkaSettings, poison: list[bytes], people: Peop
                       url: str) -> None:
     people.people = [{"pid": i, "full": f"P{i}", "contact": {"mail": f"p{i}@x.org"},
                       "modified": 100} for i in range(3)]
-    topics = Topics(f"hi{uuid.uuid4().hex[:10]}")
-    async with Admin(settings) as admin:
-        await topics.ensure(admin, TopicSettings(partitions=2))
+    topics = await made_topics(settings, "hi")
     key = b"people/contact"
     stream = []
     for i in range(3):

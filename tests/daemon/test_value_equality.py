@@ -12,7 +12,6 @@ systems keep text only).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,10 +23,9 @@ from conflict import same
 from daemon.config import EntityConfig
 from streams import codec
 from streams.events import WriteIntent, Written
-from streams.kafka import Admin, KafkaSettings
-from streams.topics import Topics, TopicSettings
+from streams.kafka import KafkaSettings
 from tests.daemon.served import people_lane, people_system, served
-from tests.streams.kafka_helpers import produce, read_topic
+from tests.streams.kafka_helpers import made_topics, produce, read_topic
 
 ENTITY = """
 match_on: [email]
@@ -91,9 +89,7 @@ def entity() -> EntityConfig:
 async def run_intent(settings: KafkaSettings, url: str, values: dict[str, Any],
                      expected: dict[str, Any]) -> list[Any]:
     """The lane polls, runs one update of person 1, and returns what it reported."""
-    topics = Topics(f"eq{uuid.uuid4().hex[:10]}")
-    async with Admin(settings) as admin:
-        await topics.ensure(admin, TopicSettings(partitions=2))
+    topics = await made_topics(settings, "eq")
     intent = WriteIntent(intent_id="i-1", canonical_id="c-1", entity="contact",
                          system="people", op="update", external_id="1", values=values,
                          expected=expected, native_version=None, clock={}, attempt=1)
