@@ -1,10 +1,11 @@
 """An API nobody here has seen, synced by config alone — and its bad answers.
 
-A small HTTP server written in this test (not one of the simulated systems): people under
-``/v1/people`` with offset paging, an ``items`` envelope, Unix ``modified`` times, a nested
-``contact.mail`` path and a status enumeration. The lane is configured for it from YAML only,
-and the server can be made to misbehave: records without an id or a modified time, a value
-of the wrong type, an HTML page instead of JSON, a gigantic page.
+A small HTTP server written for tests (tests/daemon/served.py, not one of the simulated
+systems): people under ``/v1/people`` with offset paging, an ``items`` envelope, Unix
+``modified`` times, a nested ``contact.mail`` path and a status enumeration. The lane is
+configured for it from YAML only, and the server can be made to misbehave: records without an
+id or a modified time, a value of the wrong type, an HTML page instead of JSON, a gigantic
+page.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 
 from daemon.config import EntityConfig
 from daemon.http import MalformedResponse, PageTooLarge
@@ -25,7 +24,7 @@ from streams import codec
 from streams.events import DeadLetter, Observed, WriteIntent
 from streams.kafka import KafkaSettings
 from streams.topics import Topics
-from tests.daemon.served import people_lane, people_system, served
+from tests.daemon.served import PeopleApi, people_api, people_lane, people_system
 from tests.streams.kafka_helpers import made_topics, produce, read_topic, wait_for
 
 pytestmark = [pytest.mark.kafka]
@@ -40,51 +39,10 @@ fields:
 """
 
 
-class PeopleApi:
-    """The server's records and its mood."""
-
-    def __init__(self) -> None:
-        self.people: list[dict[str, Any]] = []
-        self.html = False
-        self.pad = 0  # extra junk records per page, to make a page gigantic
-        self.delete_does_nothing = False
-
-    async def one(self, request: web.Request) -> web.Response:
-        for person in self.people:
-            if str(person.get("pid")) == request.match_info["pid"]:
-                return web.json_response(person)
-        return web.json_response({"error": "not found"}, status=404)
-
-    async def delete(self, request: web.Request) -> web.Response:
-        """Deletes, then fails to say so: every answer a 502."""
-        if not self.delete_does_nothing:
-            self.people = [p for p in self.people
-                           if str(p.get("pid")) != request.match_info["pid"]]
-        return web.json_response({"error": "bad gateway"}, status=502)
-
-    async def list(self, request: web.Request) -> web.Response:
-        if request.query.get("key") != "k-123":
-            return web.json_response({"error": "no key"}, status=401)
-        if self.html:
-            return web.Response(text="<html><body>Down for maintenance</body></html>",
-                                content_type="text/html")
-        since = float(request.query.get("changed_since", "0"))
-        offset, limit = int(request.query["offset"]), int(request.query["limit"])
-        chosen = [p for p in self.people if float(p.get("modified") or 0) >= since
-                  or "modified" not in p]
-        page = chosen[offset:offset + limit] + [{"junk": i} for i in range(self.pad)]
-        return web.json_response({"items": page, "total": len(chosen)})
-
-
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[PeopleApi, str]]:
-    people = PeopleApi()
-    app = web.Application()
-    app.router.add_get("/v1/people", people.list)
-    app.router.add_get("/v1/people/{pid}", people.one)
-    app.router.add_delete("/v1/people/{pid}", people.delete)
-    async with served(app) as url:
-        yield people, url
+    async with people_api() as served_api:
+        yield served_api
 
 
 @pytest.fixture

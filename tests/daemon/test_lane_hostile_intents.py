@@ -5,46 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streams import codec
 from streams.events import WriteIntent
 from streams.kafka import KafkaSettings
-from tests.daemon.served import served
-from tests.daemon.test_lane_bad_input import PeopleApi, letters, make_lane
+from tests.daemon.served import PeopleApi, people_api
+from tests.daemon.test_lane_bad_input import letters, make_lane
 from tests.hostile import count, examples
 from tests.streams.hostile_events import REFUSED
 from tests.streams.kafka_helpers import made_topics, produce, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 AREA = "lane intents over the broker"
-
-
-@contextlib.asynccontextmanager
-async def people_api() -> AsyncIterator[tuple[PeopleApi, str]]:
-    """The people API of the bad-input tests, which also takes updates (PUT)."""
-    people = PeopleApi()
-
-    async def put(request: web.Request) -> web.Response:
-        for person in people.people:
-            if str(person["pid"]) == request.match_info["pid"]:
-                person.update(await request.json())
-                person["modified"] += 1
-                return web.json_response(person)
-        return web.json_response({"error": "not found"}, status=404)
-
-    app = web.Application()
-    app.router.add_get("/v1/people", people.list)
-    app.router.add_get("/v1/people/{pid}", people.one)
-    app.router.add_put("/v1/people/{pid}", put)
-    async with served(app) as url:
-        yield people, url
 
 
 def rename(pid: int, old: str, new: str) -> WriteIntent:

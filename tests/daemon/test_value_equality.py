@@ -6,8 +6,8 @@ the write "done already" and wrote nothing; its next read showed ``true`` again,
 fold (JSON semantics) took for a new edit, and so on every round: the record never
 converged. Lane, mapping and fold now share :func:`conflict.values.same`.
 
-A small HTTP server written here holds people with any JSON in their fields (the simulated
-systems keep text only).
+A small HTTP server (tests/daemon/served.py) holds people with any JSON in their fields (the
+simulated systems keep text only).
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 
 from conflict import same
 from daemon.config import EntityConfig
 from streams import codec
 from streams.events import WriteIntent, Written
 from streams.kafka import KafkaSettings
-from tests.daemon.served import people_lane, people_system, served
+from tests.daemon.served import PeopleApi, people_api, people_lane, people_system
 from tests.streams.kafka_helpers import made_topics, produce, read_topic
 
 ENTITY = """
@@ -37,49 +36,10 @@ fields:
 """
 
 
-class PeopleApi:
-    """People with JSON fields of any type; counts the writes it was sent."""
-
-    def __init__(self) -> None:
-        self.people: list[dict[str, Any]] = []
-        self.writes = 0
-
-    def _find(self, request: web.Request) -> dict[str, Any] | None:
-        return next((p for p in self.people if str(p["pid"]) == request.match_info["pid"]),
-                    None)
-
-    async def one(self, request: web.Request) -> web.Response:
-        person = self._find(request)
-        if person is None:
-            return web.json_response({"error": "not found"}, status=404)
-        return web.json_response(person)
-
-    async def update(self, request: web.Request) -> web.Response:
-        person = self._find(request)
-        if person is None:
-            return web.json_response({"error": "not found"}, status=404)
-        self.writes += 1
-        person.update(await request.json())
-        person["modified"] = person["modified"] + 1
-        return web.json_response(person)
-
-    async def list(self, request: web.Request) -> web.Response:
-        offset, limit = int(request.query["offset"]), int(request.query["limit"])
-        since = float(request.query.get("changed_since", "0"))
-        chosen = [p for p in self.people if p["modified"] >= since]
-        return web.json_response({"items": chosen[offset:offset + limit],
-                                  "total": len(chosen)})
-
-
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[PeopleApi, str]]:
-    people = PeopleApi()
-    app = web.Application()
-    app.router.add_get("/v1/people", people.list)
-    app.router.add_get("/v1/people/{pid}", people.one)
-    app.router.add_put("/v1/people/{pid}", people.update)
-    async with served(app) as url:
-        yield people, url
+    async with people_api() as served_api:
+        yield served_api
 
 
 def entity() -> EntityConfig:
