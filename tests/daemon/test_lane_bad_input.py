@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
 import yaml
@@ -58,6 +59,15 @@ def make_lane(settings: KafkaSettings, topics: Topics, url: str,
     entity = EntityConfig.model_validate(yaml.safe_load(ENTITY),
                                          context={"systems": ["people"]})
     return people_lane(settings, topics, system, entity)
+
+
+async def send_delete(settings: KafkaSettings, topics: Topics, n: str, external_id: str,
+                      expected: dict[str, Any]) -> None:
+    """An intent ``i-n`` to delete person ``external_id``, who held ``expected``."""
+    intent = WriteIntent(intent_id=f"i-{n}", canonical_id=f"c-{n}", entity="contact",
+                         system="people", op="delete", external_id=external_id, values={},
+                         expected=expected, native_version=None, clock={}, attempt=1)
+    await produce(settings, topics.intents, [(intent.key().encode(), codec.encode(intent))])
 
 
 async def letters(settings: KafkaSettings, topics: Topics) -> list[DeadLetter]:
@@ -141,12 +151,7 @@ async def test_a_delete_that_landed_is_reported_written_even_when_every_answer_f
     people, url = api
     people.people = [{"pid": 7, "full": "Gus", "contact": {"mail": "gus@x.org"},
                       "modified": 100}]
-    intent = WriteIntent(intent_id="i-1", canonical_id="c-1", entity="contact",
-                         system="people", op="delete", external_id="7",
-                         values={}, expected={"name": "Gus", "email": "gus@x.org"},
-                         native_version=None, clock={}, attempt=1)
-    await produce(kafka_settings, topics.intents, [(intent.key().encode(),
-                                                     codec.encode(intent))])
+    await send_delete(kafka_settings, topics, "1", "7", {"name": "Gus", "email": "gus@x.org"})
     async with make_lane(kafka_settings, topics, url) as lane:
         # The first round's delete lands but its answer fails: the intent waits (it is not
         # reported failed); the next round reads the copy gone and reports it written.
@@ -168,12 +173,7 @@ async def test_a_delete_whose_every_answer_fails_is_settled_by_a_read(
     people.people = [{"pid": 8, "full": "Hal", "contact": {"mail": "hal@x.org"},
                       "modified": 100}]
     people.delete_does_nothing = True  # every DELETE: 502, and the record stays
-    intent = WriteIntent(intent_id="i-2", canonical_id="c-2", entity="contact",
-                         system="people", op="delete", external_id="8",
-                         values={}, expected={"name": "Hal", "email": "hal@x.org"},
-                         native_version=None, clock={}, attempt=1)
-    await produce(kafka_settings, topics.intents, [(intent.key().encode(),
-                                                     codec.encode(intent))])
+    await send_delete(kafka_settings, topics, "2", "8", {"name": "Hal", "email": "hal@x.org"})
     async with make_lane(kafka_settings, topics, url) as lane:
         for _ in range(RETRIABLE_ROUNDS):
             await lane.poll()
