@@ -119,7 +119,8 @@ def decode_routed(data: bytes | None, accept: tuple[type[E], ...]) -> E | Routed
         except orjson.JSONDecodeError:
             payload = None
         if isinstance(payload, dict):
-            build = _ROUTED.get(payload.get("schema"))  # type: ignore[arg-type]
+            schema = payload.get("schema")
+            build = _ROUTED.get(schema) if type(schema) is str else None
             routed = build(payload) if build is not None else None
             if routed is not None:
                 return routed
