@@ -430,20 +430,20 @@ class HttpClient:
         content_type = response.headers.get("content-type", "")
         text_start = response.content[:64].lstrip()[:1]
         if "html" in content_type or text_start == b"<":
-            raise MalformedResponse(
-                f"expected JSON, got HTML ({content_type or 'no content type'})",
-                method=response.request.method,
-                url=self._shown(response.request.url),
-                status=response.status_code,
-                excerpt=scrub(response.text[:200], self._secrets()),
-            )
+            raise self._malformed(
+                response, f"expected JSON, got HTML ({content_type or 'no content type'})")
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
-            raise MalformedResponse(
-                f"invalid JSON ({exc.msg} at byte {exc.pos})",
-                method=response.request.method,
-                url=self._shown(response.request.url),
-                status=response.status_code,
-                excerpt=scrub(response.text[:200], self._secrets()),
-            ) from None
+            raise self._malformed(
+                response, f"invalid JSON ({exc.msg} at byte {exc.pos})") from None
+
+    def _malformed(self, response: httpx.Response, message: str) -> MalformedResponse:
+        """The error for a body that is not JSON, with the start of it (secrets scrubbed)."""
+        return MalformedResponse(
+            message,
+            method=response.request.method,
+            url=self._shown(response.request.url),
+            status=response.status_code,
+            excerpt=scrub(response.text[:200], self._secrets()),
+        )

@@ -244,15 +244,7 @@ class Store:
     ) -> list[StoredRecord]:
         """Live records with ``updated_ms >= since_ms``, ordered by ``(updated_ms, key)``,
         starting after the position ``after`` (keyset pagination)."""
-        after_ms, after_key = after if after is not None else (since_ms - 1, 0)
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM records"
-            " WHERE resource = ? AND deleted_ms IS NULL AND updated_ms >= ?"
-            " AND (updated_ms > ? OR (updated_ms = ? AND key > ?))"
-            " ORDER BY updated_ms, key LIMIT ?",
-            (resource, since_ms, after_ms, after_ms, after_key, limit),
-        ).fetchall()
-        return [self._record(resource, row) for row in rows]
+        return self._keyset(resource, "deleted_ms IS NULL", "updated_ms", since_ms, after, limit)
 
     def page_since(
         self, resource: str, *, since_ms: int, offset: int, limit: int
@@ -282,12 +274,22 @@ class Store:
     ) -> list[StoredRecord]:
         """Tombstones with ``deleted_ms >= since_ms``, ordered by ``(deleted_ms, key)``,
         starting after the position ``after``."""
+        return self._keyset(resource, "deleted_ms IS NOT NULL", "deleted_ms", since_ms, after,
+                            limit)
+
+    def _keyset(self, resource: str,
+                which: Literal["deleted_ms IS NULL", "deleted_ms IS NOT NULL"],
+                time: Literal["updated_ms", "deleted_ms"], since_ms: int,
+                after: tuple[int, int] | None, limit: int) -> list[StoredRecord]:
+        """The records ``which`` (live or deleted) with ``time >= since_ms``, ordered by
+        ``(time, key)``, starting after the position ``after``. ``which`` and ``time`` go into
+        the SQL as they are: fixed words, never a caller's."""
         after_ms, after_key = after if after is not None else (since_ms - 1, 0)
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM records"
-            " WHERE resource = ? AND deleted_ms IS NOT NULL AND deleted_ms >= ?"
-            " AND (deleted_ms > ? OR (deleted_ms = ? AND key > ?))"
-            " ORDER BY deleted_ms, key LIMIT ?",
+            f" WHERE resource = ? AND {which} AND {time} >= ?"
+            f" AND ({time} > ? OR ({time} = ? AND key > ?))"
+            f" ORDER BY {time}, key LIMIT ?",
             (resource, since_ms, after_ms, after_ms, after_key, limit),
         ).fetchall()
         return [self._record(resource, row) for row in rows]

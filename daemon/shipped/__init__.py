@@ -1,9 +1,10 @@
 """Files of the repository that an installed syncline needs, shipped inside the package.
 
 ``syncline demo`` runs the example configuration (``examples/syncline.yaml``) and starts the
-local broker with ``deploy/kafka/kafka.sh`` (with the files beside it); here they are links
-to those files, which a built wheel holds as copies (``package-data`` in pyproject.toml), so
-the demo works from a wheel installed anywhere.
+local broker with ``deploy/kafka/kafka.sh`` (with the files beside it, and ``deploy/lib.sh``,
+which it sources as ``../lib.sh``); here they are links to those files, which a built wheel
+holds as copies (``package-data`` in pyproject.toml), so the demo works from a wheel
+installed anywhere.
 """
 
 from __future__ import annotations

@@ -19,13 +19,9 @@ DOCKER="${SYNCLINE_DOCKER:-/usr/bin/docker}"
 DOCKERD_LOG="${SYNCLINE_DOCKERD_LOG:-/var/log/syncline-dockerd.log}"
 WAIT="${SYNCLINE_DOCKERD_WAIT:-60}"
 
-say() { echo "docker/setup.sh: $*"; }
-fail() {
-  local code="$1"
-  shift
-  echo "docker/setup.sh: $*" >&2
-  exit "$code"
-}
+SCRIPT=docker/setup.sh
+# shellcheck source=deploy/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../lib.sh"
 
 engine_answers() { "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 

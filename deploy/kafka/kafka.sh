@@ -43,15 +43,10 @@ PROPERTIES="$STATE_DIR/server.properties"
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 PYTHON="${PYTHON:-python3}"
 
-say() { echo "kafka.sh: $*"; }
-
-# fail CODE MESSAGE: one line on stderr, then exit (2: a prerequisite is missing).
-fail() {
-  local code="$1"
-  shift
-  echo "kafka.sh: $*" >&2
-  exit "$code"
-}
+SCRIPT=kafka.sh
+# say, fail, lock (8: state directory, 9: jar cache), running_pid, port_in_use.
+# shellcheck source=deploy/lib.sh
+source "$HERE/../lib.sh"
 
 # Where this start-up's lines begin in $LOG_FILE, so a failure shows only those.
 LOG_START=0
@@ -88,15 +83,6 @@ need_python() {
     fail 2 "python3 not found: install Python 3 (Debian: apt-get install python3); it is used to check that the broker answers"
 }
 
-# lock FD FILE: hold an exclusive lock on FILE through file descriptor FD (8: state
-# directory, 9: jar cache) until the script exits, so two concurrent runs neither fetch
-# nor start twice. Skipped where flock(1) is missing.
-lock() {
-  command -v flock >/dev/null 2>&1 || return 0
-  eval "exec $1>\"\$2\""
-  flock -w 600 "$1" || fail 1 "timed out waiting for the lock $2"
-}
-
 # is_ours PID: PID is alive and is the broker of this state directory (not a reused pid).
 is_ours() {
   local pid="$1" cmdline
@@ -107,22 +93,6 @@ is_ours() {
     cmdline="$(ps -p "$pid" -o command= 2>/dev/null || true)"
   fi
   [[ "$cmdline" == *kafka.Kafka*"$PROPERTIES"* ]]
-}
-
-# running_pid: print the broker's pid if it runs; drop a stale pid file.
-running_pid() {
-  local pid
-  [[ -f "$PID_FILE" ]] || return 0
-  pid="$(cat "$PID_FILE")"
-  if [[ -n "$pid" ]] && is_ours "$pid"; then
-    echo "$pid"
-  else
-    rm -f "$PID_FILE"
-  fi
-}
-
-port_in_use() {
-  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
 }
 
 answers() {

@@ -23,6 +23,7 @@ VERSION="${SYNCLINE_KEYCLOAK_VERSION:-26.7.3}"
 PORT="${SYNCLINE_KEYCLOAK_PORT:-8410}"
 MANAGEMENT_PORT=$((PORT + 1))
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=deploy/real-systems/lib.sh
 source "$HERE/lib.sh"
 
 ZIP="$CACHE_DIR/keycloak-quarkus-dist-$VERSION.zip"
@@ -59,12 +60,7 @@ answers() { curl -sf -o /dev/null --max-time 2 "$URL/realms/$REALM"; }
 start() {
   install
   need unzip "install unzip (Debian: apt-get install unzip)"
-  lock 8 "$STATE_DIR.lock"
-  if [[ -n "$(running_pid)" ]]; then
-    wait_ready answers
-    say "already running on $URL"
-    return 0
-  fi
+  already_running answers && return 0
   port_in_use "$PORT" && fail 1 "port $PORT is in use by another program; set SYNCLINE_KEYCLOAK_PORT"
   port_in_use "$MANAGEMENT_PORT" && fail 1 "port $MANAGEMENT_PORT (management) is in use by another program"
   if [[ ! -f "$SERVER/.unpacked" ]]; then
@@ -80,8 +76,7 @@ start() {
     JAVA_OPTS_KC_HEAP="${SYNCLINE_KEYCLOAK_HEAP:--Xms64m -Xmx512m}" \
     launch bin/kc.sh start-dev --http-host "$HOST" --http-port "$PORT" \
     --http-management-port "$MANAGEMENT_PORT" --import-realm
-  wait_ready answers
-  say "running on $URL (pid $(cat "$PID_FILE"), log $LOG_FILE)"
+  started answers
 }
 
 seed() {
@@ -91,23 +86,10 @@ seed() {
   cat "$SEED_FILE"
 }
 
-case "${1:-}" in
-install) install ;;
-start) start ;;
-seed) seed ;;
-stop) stop_process ;;
-reset)
+reset() {
   stop_process
   rm -rf "$SERVER/data" "$SEED_FILE"
   say "data deleted ($SERVER/data)"
-  ;;
-status)
-  if answers; then say "running on $URL"; exit 0; fi
-  [[ -n "$(running_pid)" ]] && { say "started but not answering"; exit 1; }
-  say "not running"; exit 3
-  ;;
-*)
-  echo "usage: $0 install|start|seed|stop|reset|status" >&2
-  exit 2
-  ;;
-esac
+}
+
+main answers "$@"

@@ -1,5 +1,7 @@
-# Shared by the scripts in deploy/real-systems/: paths, messages, locks and processes.
-# Sourced, not run. Each script sets NAME, VERSION and PORT before sourcing it.
+# Shared by the scripts in deploy/real-systems/: paths, processes and the commands they all
+# take. Sourced, not run. Each script sets NAME, VERSION and PORT before sourcing it, and defines
+# the functions install, start, seed and reset that `main` runs; messages, locks and pid files
+# are deploy/lib.sh's.
 #
 # Where things go (nothing is written inside the repository):
 #   the installed system   ${SYNCLINE_REAL_CACHE:-${XDG_CACHE_HOME:-~/.cache}/syncline}/NAME-VERSION
@@ -12,28 +14,14 @@ LOG_FILE="$STATE_DIR/server.log"
 SEED_FILE="$STATE_DIR/seed.env"
 HOST=127.0.0.1
 START_TIMEOUT="${SYNCLINE_REAL_START_TIMEOUT:-240}"
-
-say() { echo "$NAME.sh: $*"; }
-
-# fail CODE MESSAGE: one line on stderr, then exit (2: a prerequisite is missing).
-fail() {
-  local code="$1"
-  shift
-  echo "$NAME.sh: $*" >&2
-  exit "$code"
-}
+SCRIPT="$NAME.sh"
+LOCK_WAIT=900 # an install (npm, Maven) another run does may take this long
+# say, fail, lock, running_pid (with is_ours below), port_in_use.
+# shellcheck source=deploy/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../lib.sh"
 
 need() { # need COMMAND HOW-TO-INSTALL
   command -v "$1" >/dev/null 2>&1 || fail 2 "$1 not found: $2"
-}
-
-# lock FD FILE: an exclusive lock on FILE through descriptor FD until the script exits, so two
-# concurrent runs neither install nor start twice. Skipped where flock(1) is missing.
-lock() {
-  command -v flock >/dev/null 2>&1 || return 0
-  mkdir -p "$(dirname "$2")"
-  eval "exec $1>\"\$2\""
-  flock -w 900 "$1" || fail 1 "timed out waiting for the lock $2"
 }
 
 installed() { [[ -f "$CACHE_DIR/.complete" ]]; }
@@ -49,19 +37,6 @@ is_ours() {
   [[ -r "/proc/$pid/environ" ]] || return 0
   tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "SYNCLINE_REAL_OWNER=$STATE_DIR"
 }
-
-running_pid() {
-  local pid
-  [[ -f "$PID_FILE" ]] || return 0
-  pid="$(cat "$PID_FILE")"
-  if [[ -n "$pid" ]] && is_ours "$pid"; then
-    echo "$pid"
-  else
-    rm -f "$PID_FILE"
-  fi
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 show_log_tail() {
   [[ -s "$LOG_FILE" ]] || return 0
@@ -127,4 +102,43 @@ try:
 except Exception as exc:
     sys.exit(f"expected JSON with {key!r}: {exc}")
 ' "$1"
+}
+
+# already_running PROBE: take the lock of the state directory (held until the script exits);
+# when the system runs already, wait until PROBE succeeds and say so; else fail (return 1), and
+# the caller starts it.
+already_running() {
+  lock 8 "$STATE_DIR.lock"
+  [[ -n "$(running_pid)" ]] || return 1
+  wait_ready "$1"
+  say "already running on $URL"
+}
+
+# started PROBE: after `launch`, wait until PROBE succeeds and say where the system runs.
+started() {
+  wait_ready "$1"
+  say "running on $URL (pid $(cat "$PID_FILE"), log $LOG_FILE)"
+}
+
+# main PROBE COMMAND: run one of the commands every script here takes; PROBE succeeds when the
+# system answers on $URL. status exits 0 when it answers, 1 when started but not answering, 3
+# when not running.
+main() {
+  local probe="$1"
+  case "${2:-}" in
+  install) install ;;
+  start) start ;;
+  seed) seed ;;
+  stop) stop_process ;;
+  reset) reset ;;
+  status)
+    if "$probe"; then say "running on $URL"; exit 0; fi
+    [[ -n "$(running_pid)" ]] && { say "started but not answering"; exit 1; }
+    say "not running"; exit 3
+    ;;
+  *)
+    echo "usage: $0 install|start|seed|stop|reset|status" >&2
+    exit 2
+    ;;
+  esac
 }

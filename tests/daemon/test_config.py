@@ -86,14 +86,15 @@ def test_the_sasl_password_comes_from_the_named_environment_variable(tmp_path: P
     assert "s3cret" not in repr(settings)
 
 
+SASL_FROM_KAFKA_PW = ("kafka:\n"
+                      "  bootstrap: k:9093\n"
+                      "  security_protocol: SASL_SSL\n"
+                      "  sasl: {username: syncline, password_env: KAFKA_PW}\n")
+"""A config whose Kafka password is the secret named by KAFKA_PW."""
+
+
 def test_a_missing_secret_variable_is_named(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        "kafka:\n"
-        "  bootstrap: k:9093\n"
-        "  security_protocol: SASL_SSL\n"
-        "  sasl: {username: syncline, password_env: KAFKA_PW}\n",
-    )
+    path = write(tmp_path, SASL_FROM_KAFKA_PW)
 
     assert problems(path) == [
         f"{path}:4: kafka.sasl.password_env: environment variable KAFKA_PW is not set "
@@ -102,13 +103,7 @@ def test_a_missing_secret_variable_is_named(tmp_path: Path) -> None:
 
 
 def test_a_secret_may_come_from_a_file_named_by_the_variable_with_file(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        "kafka:\n"
-        "  bootstrap: k:9093\n"
-        "  security_protocol: SASL_SSL\n"
-        "  sasl: {username: syncline, password_env: KAFKA_PW}\n",
-    )
+    path = write(tmp_path, SASL_FROM_KAFKA_PW)
     mounted = tmp_path / "kafka-pw"
     mounted.write_text("from-a-file\n")
 

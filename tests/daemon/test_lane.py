@@ -30,12 +30,12 @@ from streams.events import (
     WriteStale,
     Written,
 )
-from streams.kafka import Admin, KafkaSettings, new_admin
+from streams.kafka import KafkaSettings, new_admin
 from streams.lanelog import LaneLog, partition_of
-from streams.topics import Topics, TopicSettings
+from streams.topics import Topics
 from tests.daemon.connector.conftest import ENV, example_system
 from tests.daemon.lane.test_journal_contract import JournalContract
-from tests.streams.kafka_helpers import produce, read_topic
+from tests.streams.kafka_helpers import made_topics, produce, read_topic
 
 pytestmark = [pytest.mark.kafka]
 
@@ -53,10 +53,7 @@ EMAIL = {"crm": "email", "helpdesk": "email_address"}
 
 @pytest.fixture
 async def topics(kafka_settings: KafkaSettings) -> Topics:
-    topics = Topics(f"lane{uuid.uuid4().hex[:10]}")
-    async with Admin(kafka_settings) as admin:
-        await topics.ensure(admin, TopicSettings(partitions=2))
-    return topics
+    return await made_topics(kafka_settings, "lane")
 
 
 @asynccontextmanager
@@ -417,9 +414,7 @@ class TestLaneLogKeepsTheJournalContract(JournalContract):
     @pytest.fixture(autouse=True)
     async def broker(self, kafka_settings: KafkaSettings) -> AsyncIterator[None]:
         self.settings = kafka_settings
-        self.topics = Topics(f"journal{uuid.uuid4().hex[:10]}")
-        async with Admin(kafka_settings) as admin:
-            await self.topics.ensure(admin, TopicSettings(partitions=2))
+        self.topics = await made_topics(kafka_settings, "journal")
         self.open_logs: list[LaneLog] = []
         yield
         for log in self.open_logs:

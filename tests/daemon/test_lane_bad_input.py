@@ -1,53 +1,34 @@
 """An API nobody here has seen, synced by config alone — and its bad answers.
 
-A small HTTP server written in this test (not one of the simulated systems): people under
-``/v1/people`` with offset paging, an ``items`` envelope, Unix ``modified`` times, a nested
-``contact.mail`` path and a status enumeration. The lane is configured for it from YAML only,
-and the server can be made to misbehave: records without an id or a modified time, a value
-of the wrong type, an HTML page instead of JSON, a gigantic page.
+A small HTTP server written for tests (tests/daemon/served.py, not one of the simulated
+systems): people under ``/v1/people`` with offset paging, an ``items`` envelope, Unix
+``modified`` times, a nested ``contact.mail`` path and a status enumeration. The lane is
+configured for it from YAML only, and the server can be made to misbehave: records without an
+id or a modified time, a value of the wrong type, an HTML page instead of JSON, a gigantic
+page.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 
 from daemon.config import EntityConfig
-from daemon.connector.config import SystemConfig
-from daemon.connector.rest import RestEntity, build_client
 from daemon.http import MalformedResponse, PageTooLarge
 from daemon.lane import RETRIABLE_ROUNDS, Lane
 from streams import codec
 from streams.events import DeadLetter, Observed, WriteIntent
-from streams.kafka import Admin, KafkaSettings
-from streams.lanelog import LaneLog
-from streams.topics import Topics, TopicSettings
-from tests.daemon.served import served
-from tests.streams.kafka_helpers import produce, read_topic, wait_for
+from streams.kafka import KafkaSettings
+from streams.topics import Topics
+from tests.daemon.served import PeopleApi, people_api, people_lane, people_system
+from tests.streams.kafka_helpers import made_topics, produce, read_topic, wait_for
 
 pytestmark = [pytest.mark.kafka]
-
-SYSTEM = """
-base_url: {url}
-auth: {{type: api_key, key_env: PEOPLE_KEY, query: key}}
-entities:
-  contact:
-    path: /v1/people
-    records_at: items
-    id: pid
-    updated: modified
-    since: {{param: changed_since, format: unix}}
-    pagination: {{style: offset, param: offset, size_param: limit, size: 2}}
-    update: {{method: PUT}}
-    max_page_records: 50
-retry: {{attempts: 2, base_seconds: 0.01}}
-"""
 
 ENTITY = """
 match_on: [email]
@@ -59,74 +40,34 @@ fields:
 """
 
 
-class PeopleApi:
-    """The server's records and its mood."""
-
-    def __init__(self) -> None:
-        self.people: list[dict[str, Any]] = []
-        self.html = False
-        self.pad = 0  # extra junk records per page, to make a page gigantic
-        self.delete_does_nothing = False
-
-    async def one(self, request: web.Request) -> web.Response:
-        for person in self.people:
-            if str(person.get("pid")) == request.match_info["pid"]:
-                return web.json_response(person)
-        return web.json_response({"error": "not found"}, status=404)
-
-    async def delete(self, request: web.Request) -> web.Response:
-        """Deletes, then fails to say so: every answer a 502."""
-        if not self.delete_does_nothing:
-            self.people = [p for p in self.people
-                           if str(p.get("pid")) != request.match_info["pid"]]
-        return web.json_response({"error": "bad gateway"}, status=502)
-
-    async def list(self, request: web.Request) -> web.Response:
-        if request.query.get("key") != "k-123":
-            return web.json_response({"error": "no key"}, status=401)
-        if self.html:
-            return web.Response(text="<html><body>Down for maintenance</body></html>",
-                                content_type="text/html")
-        since = float(request.query.get("changed_since", "0"))
-        offset, limit = int(request.query["offset"]), int(request.query["limit"])
-        chosen = [p for p in self.people if float(p.get("modified") or 0) >= since
-                  or "modified" not in p]
-        page = chosen[offset:offset + limit] + [{"junk": i} for i in range(self.pad)]
-        return web.json_response({"items": page, "total": len(chosen)})
-
-
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[PeopleApi, str]]:
-    people = PeopleApi()
-    app = web.Application()
-    app.router.add_get("/v1/people", people.list)
-    app.router.add_get("/v1/people/{pid}", people.one)
-    app.router.add_delete("/v1/people/{pid}", people.delete)
-    async with served(app) as url:
-        yield people, url
+    async with people_api() as served_api:
+        yield served_api
 
 
 @pytest.fixture
 async def topics(kafka_settings: KafkaSettings) -> Topics:
-    topics = Topics(f"bad{uuid.uuid4().hex[:10]}")
-    async with Admin(kafka_settings) as admin:
-        await topics.ensure(admin, TopicSettings(partitions=2))
-    return topics
+    return await made_topics(kafka_settings, "bad")
 
 
-async def make_lane(settings: KafkaSettings, topics: Topics, url: str,
-                    tombstone: str | None = None) -> Lane:
-    data = yaml.safe_load(SYSTEM.format(url=url))
-    if tombstone is not None:
-        data["entities"]["contact"]["deletes"] = {"tombstone": tombstone}
-    system = SystemConfig.model_validate(data, context={"env": {"PEOPLE_KEY": "k-123"}})
+def make_lane(settings: KafkaSettings, topics: Topics, url: str,
+              tombstone: str | None = None) -> AbstractAsyncContextManager[Lane]:
+    """The lane of the people API configured here (pages of 2, at most 50 records a page)."""
+    deletes = {} if tombstone is None else {"deletes": {"tombstone": tombstone}}
+    system = people_system(url, 2, max_page_records=50, **deletes)
     entity = EntityConfig.model_validate(yaml.safe_load(ENTITY),
                                          context={"systems": ["people"]})
-    lane_log = LaneLog(settings, topics, "people", "contact")
-    await lane_log.start()
-    connector = RestEntity(build_client("people", system), "people", "contact",
-                           system.entities["contact"])
-    return Lane(connector, entity.mapping("contact", "people"), lane_log)
+    return people_lane(settings, topics, system, entity)
+
+
+async def send_delete(settings: KafkaSettings, topics: Topics, n: str, external_id: str,
+                      expected: dict[str, Any]) -> None:
+    """An intent ``i-n`` to delete person ``external_id``, who held ``expected``."""
+    intent = WriteIntent(intent_id=f"i-{n}", canonical_id=f"c-{n}", entity="contact",
+                         system="people", op="delete", external_id=external_id, values={},
+                         expected=expected, native_version=None, clock={}, attempt=1)
+    await produce(settings, topics.intents, [(intent.key().encode(), codec.encode(intent))])
 
 
 async def letters(settings: KafkaSettings, topics: Topics) -> list[DeadLetter]:
@@ -147,13 +88,9 @@ async def test_a_system_nobody_has_seen_is_read_by_config_alone_and_bad_records_
         {"pid": 5, "full": "Eve", "contact": {"mail": "eve@x.org"}, "state": "A",
          "modified": 103},
     ]
-    lane = await make_lane(kafka_settings, topics, url)
-    try:
+    async with make_lane(kafka_settings, topics, url) as lane:
         assert await lane.poll() == 4
         assert lane.log.head.cursor == 103
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     seen = [codec.decode(r.value) for r in await read_topic(kafka_settings,
                                                             topics.observations)]
     assert [(o.external_id, o.fields) for o in seen if isinstance(o, Observed)] == [
@@ -173,8 +110,7 @@ async def test_an_html_page_or_a_gigantic_page_is_a_letter_and_the_cursor_stays(
     people, url = api
     people.people = [{"pid": i, "full": f"P{i}", "contact": {"mail": f"p{i}@x.org"},
                       "modified": 100 + i} for i in range(5)]
-    lane = await make_lane(kafka_settings, topics, url)
-    try:
+    async with make_lane(kafka_settings, topics, url) as lane:
         await lane.poll()
         assert lane.log.head.cursor == 104
         people.people.append({"pid": 9, "full": "Late", "contact": {"mail": "l@x.org"},
@@ -203,9 +139,6 @@ async def test_an_html_page_or_a_gigantic_page_is_a_letter_and_the_cursor_stays(
         await wait_for(lambda: _cursor(lane, 200), 20, "the lane to go on")
         stop.set()
         await running
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     seen = [codec.decode(r.value) for r in await read_topic(kafka_settings,
                                                             topics.observations)]
     assert [o.external_id for o in seen] == ["0", "1", "2", "3", "4", "9"]
@@ -218,14 +151,8 @@ async def test_a_delete_that_landed_is_reported_written_even_when_every_answer_f
     people, url = api
     people.people = [{"pid": 7, "full": "Gus", "contact": {"mail": "gus@x.org"},
                       "modified": 100}]
-    intent = WriteIntent(intent_id="i-1", canonical_id="c-1", entity="contact",
-                         system="people", op="delete", external_id="7",
-                         values={}, expected={"name": "Gus", "email": "gus@x.org"},
-                         native_version=None, clock={}, attempt=1)
-    await produce(kafka_settings, topics.intents, [(intent.key().encode(),
-                                                     codec.encode(intent))])
-    lane = await make_lane(kafka_settings, topics, url)
-    try:
+    await send_delete(kafka_settings, topics, "1", "7", {"name": "Gus", "email": "gus@x.org"})
+    async with make_lane(kafka_settings, topics, url) as lane:
         # The first round's delete lands but its answer fails: the intent waits (it is not
         # reported failed); the next round reads the copy gone and reports it written.
         await lane.poll()
@@ -233,9 +160,6 @@ async def test_a_delete_that_landed_is_reported_written_even_when_every_answer_f
         assert not lane.healthy and people.people == []
         await lane.poll()
         assert await lane.execute_intents(timeout_ms=5000) == 1
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     outcomes = [codec.decode(r.value) for r in await read_topic(kafka_settings,
                                                                 topics.observations)]
     assert [type(o).__name__ for o in outcomes][-1] == "Written"  # not WriteFailed
@@ -249,22 +173,13 @@ async def test_a_delete_whose_every_answer_fails_is_settled_by_a_read(
     people.people = [{"pid": 8, "full": "Hal", "contact": {"mail": "hal@x.org"},
                       "modified": 100}]
     people.delete_does_nothing = True  # every DELETE: 502, and the record stays
-    intent = WriteIntent(intent_id="i-2", canonical_id="c-2", entity="contact",
-                         system="people", op="delete", external_id="8",
-                         values={}, expected={"name": "Hal", "email": "hal@x.org"},
-                         native_version=None, clock={}, attempt=1)
-    await produce(kafka_settings, topics.intents, [(intent.key().encode(),
-                                                     codec.encode(intent))])
-    lane = await make_lane(kafka_settings, topics, url)
-    try:
+    await send_delete(kafka_settings, topics, "2", "8", {"name": "Hal", "email": "hal@x.org"})
+    async with make_lane(kafka_settings, topics, url) as lane:
         for _ in range(RETRIABLE_ROUNDS):
             await lane.poll()
             assert await lane.execute_intents(timeout_ms=5000) == 0  # waits
         await lane.poll()
         assert await lane.execute_intents(timeout_ms=5000) == 1
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     outcomes = [codec.decode(r.value) for r in await read_topic(kafka_settings,
                                                                 topics.observations)]
     assert type(outcomes[-1]).__name__ == "WriteFailed"  # the copy is there: it did fail
@@ -278,16 +193,12 @@ async def test_a_tombstone_in_a_listing_is_a_delete(
                       "modified": 100},
                      {"pid": 2, "full": "Never seen", "contact": {"mail": "n@x.org"},
                       "modified": 100, "gone": True}]
-    lane = await make_lane(kafka_settings, topics, url, tombstone="gone")
-    try:
+    async with make_lane(kafka_settings, topics, url, tombstone="gone") as lane:
         assert await lane.poll() == 1  # a tombstone the lane never saw alive: nothing
         people.people[0] = {**people.people[0], "gone": True, "modified": 101}
         assert await lane.poll() == 1
         assert await lane.connector.fetch("1") is None  # the record reads as gone too
         assert await lane.poll() == 0
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     seen = [codec.decode(r.value) for r in await read_topic(kafka_settings,
                                                             topics.observations)]
     assert [(o.external_id, o.deleted) for o in seen if isinstance(o, Observed)] == [

@@ -5,48 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams import DecodeError, codec
+from streams import codec
 from streams.events import WriteIntent
-from streams.kafka import Admin, KafkaSettings
-from streams.topics import Topics, TopicSettings
-from tests.daemon.served import served
-from tests.daemon.test_lane_bad_input import PeopleApi, letters, make_lane
+from streams.kafka import KafkaSettings
+from tests.daemon.served import PeopleApi, people_api
+from tests.daemon.test_lane_bad_input import letters, make_lane
 from tests.hostile import count, examples
-from tests.streams.hostile_events import POISON
-from tests.streams.kafka_helpers import produce, read_topic
+from tests.streams.hostile_events import REFUSED
+from tests.streams.kafka_helpers import made_topics, produce, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 AREA = "lane intents over the broker"
-
-
-@contextlib.asynccontextmanager
-async def people_api() -> AsyncIterator[tuple[PeopleApi, str]]:
-    """The people API of the bad-input tests, which also takes updates (PUT)."""
-    people = PeopleApi()
-
-    async def put(request: web.Request) -> web.Response:
-        for person in people.people:
-            if str(person["pid"]) == request.match_info["pid"]:
-                person.update(await request.json())
-                person["modified"] += 1
-                return web.json_response(person)
-        return web.json_response({"error": "not found"}, status=404)
-
-    app = web.Application()
-    app.router.add_get("/v1/people", people.list)
-    app.router.add_get("/v1/people/{pid}", people.one)
-    app.router.add_put("/v1/people/{pid}", put)
-    async with served(app) as url:
-        yield people, url
 
 
 def rename(pid: int, old: str, new: str) -> WriteIntent:
@@ -56,16 +30,8 @@ def rename(pid: int, old: str, new: str) -> WriteIntent:
                        clock={}, attempt=1)
 
 
-def not_an_event(data: bytes) -> bool:
-    try:
-        codec.decode(data)
-    except DecodeError:
-        return True
-    return False
-
-
 @examples(2, most=10)
-@given(poison=st.lists(POISON.filter(not_an_event), min_size=3, max_size=3))
+@given(poison=st.lists(REFUSED, min_size=3, max_size=3))
 def test_poison_intents_are_dead_letters_and_the_good_ones_are_written(
         kafka_bootstrap: str, poison: list[bytes]) -> None:
     asyncio.run(_run(KafkaSettings(bootstrap=kafka_bootstrap), poison))
@@ -80,25 +46,19 @@ async def _lane_round(settings: KafkaSettings, poison: list[bytes], people: Peop
                       url: str) -> None:
     people.people = [{"pid": i, "full": f"P{i}", "contact": {"mail": f"p{i}@x.org"},
                       "modified": 100} for i in range(3)]
-    topics = Topics(f"hi{uuid.uuid4().hex[:10]}")
-    async with Admin(settings) as admin:
-        await topics.ensure(admin, TopicSettings(partitions=2))
+    topics = await made_topics(settings, "hi")
     key = b"people/contact"
     stream = []
     for i in range(3):
         stream += [(key, poison[i]), (key, codec.encode(rename(i, f"P{i}", f"Q{i}")))]
     await produce(settings, topics.intents, stream)
-    lane = await make_lane(settings, topics, url)
-    try:
+    async with make_lane(settings, topics, url) as lane:
         await lane.poll()
         done = 0
         for _ in range(10):
             done += await lane.execute_intents(timeout_ms=2000)
             if done >= 6:
                 break
-    finally:
-        await lane.log.stop()
-        await lane.connector.client.aclose()
     assert [p["full"] for p in people.people] == ["Q0", "Q1", "Q2"]
     dead = await letters(settings, topics)
     assert sorted(base64.b64decode(x.value_b64 or "") for x in dead) == sorted(poison)

@@ -6,47 +6,25 @@ the write "done already" and wrote nothing; its next read showed ``true`` again,
 fold (JSON semantics) took for a new edit, and so on every round: the record never
 converged. Lane, mapping and fold now share :func:`conflict.values.same`.
 
-A small HTTP server written here holds people with any JSON in their fields (the simulated
-systems keep text only).
+A small HTTP server (tests/daemon/served.py) holds people with any JSON in their fields (the
+simulated systems keep text only).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 
 from conflict import same
 from daemon.config import EntityConfig
-from daemon.connector.config import SystemConfig
-from daemon.connector.rest import RestEntity, build_client
-from daemon.lane import Lane
 from streams import codec
 from streams.events import WriteIntent, Written
-from streams.kafka import Admin, KafkaSettings
-from streams.lanelog import LaneLog
-from streams.topics import Topics, TopicSettings
-from tests.daemon.served import served
-from tests.streams.kafka_helpers import produce, read_topic
-
-SYSTEM = """
-base_url: {url}
-auth: {{type: api_key, key_env: PEOPLE_KEY, query: key}}
-entities:
-  contact:
-    path: /v1/people
-    records_at: items
-    id: pid
-    updated: modified
-    since: {{param: changed_since, format: unix}}
-    pagination: {{style: offset, param: offset, size_param: limit, size: 10}}
-    update: {{method: PUT}}
-retry: {{attempts: 2, base_seconds: 0.01}}
-"""
+from streams.kafka import KafkaSettings
+from tests.daemon.served import PeopleApi, people_api, people_lane, people_system
+from tests.streams.kafka_helpers import made_topics, produce, read_topic
 
 ENTITY = """
 match_on: [email]
@@ -58,49 +36,10 @@ fields:
 """
 
 
-class PeopleApi:
-    """People with JSON fields of any type; counts the writes it was sent."""
-
-    def __init__(self) -> None:
-        self.people: list[dict[str, Any]] = []
-        self.writes = 0
-
-    def _find(self, request: web.Request) -> dict[str, Any] | None:
-        return next((p for p in self.people if str(p["pid"]) == request.match_info["pid"]),
-                    None)
-
-    async def one(self, request: web.Request) -> web.Response:
-        person = self._find(request)
-        if person is None:
-            return web.json_response({"error": "not found"}, status=404)
-        return web.json_response(person)
-
-    async def update(self, request: web.Request) -> web.Response:
-        person = self._find(request)
-        if person is None:
-            return web.json_response({"error": "not found"}, status=404)
-        self.writes += 1
-        person.update(await request.json())
-        person["modified"] = person["modified"] + 1
-        return web.json_response(person)
-
-    async def list(self, request: web.Request) -> web.Response:
-        offset, limit = int(request.query["offset"]), int(request.query["limit"])
-        since = float(request.query.get("changed_since", "0"))
-        chosen = [p for p in self.people if p["modified"] >= since]
-        return web.json_response({"items": chosen[offset:offset + limit],
-                                  "total": len(chosen)})
-
-
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[PeopleApi, str]]:
-    people = PeopleApi()
-    app = web.Application()
-    app.router.add_get("/v1/people", people.list)
-    app.router.add_get("/v1/people/{pid}", people.one)
-    app.router.add_put("/v1/people/{pid}", people.update)
-    async with served(app) as url:
-        yield people, url
+    async with people_api() as served_api:
+        yield served_api
 
 
 def entity() -> EntityConfig:
@@ -110,26 +49,14 @@ def entity() -> EntityConfig:
 async def run_intent(settings: KafkaSettings, url: str, values: dict[str, Any],
                      expected: dict[str, Any]) -> list[Any]:
     """The lane polls, runs one update of person 1, and returns what it reported."""
-    topics = Topics(f"eq{uuid.uuid4().hex[:10]}")
-    async with Admin(settings) as admin:
-        await topics.ensure(admin, TopicSettings(partitions=2))
+    topics = await made_topics(settings, "eq")
     intent = WriteIntent(intent_id="i-1", canonical_id="c-1", entity="contact",
                          system="people", op="update", external_id="1", values=values,
                          expected=expected, native_version=None, clock={}, attempt=1)
     await produce(settings, topics.intents, [(intent.key().encode(), codec.encode(intent))])
-    system = SystemConfig.model_validate(yaml.safe_load(SYSTEM.format(url=url)),
-                                         context={"env": {"PEOPLE_KEY": "k-123"}})
-    lane_log = LaneLog(settings, topics, "people", "contact")
-    await lane_log.start()
-    connector = RestEntity(build_client("people", system), "people", "contact",
-                           system.entities["contact"])
-    lane = Lane(connector, entity().mapping("contact", "people"), lane_log)
-    try:
+    async with people_lane(settings, topics, people_system(url, 10), entity()) as lane:
         await lane.poll()
         assert await lane.execute_intents(timeout_ms=5000) == 1
-    finally:
-        await lane_log.stop()
-        await connector.client.aclose()
     return [codec.decode(r.value) for r in await read_topic(settings, topics.observations)]
 
 

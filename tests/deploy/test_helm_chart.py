@@ -64,13 +64,15 @@ def helm_run(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
+def value_args(values: tuple[Path, ...], sets: tuple[str, ...]) -> list[str]:
+    """helm's arguments for values files and ``--set`` items, in that order."""
+    return [*(a for file in values for a in ("--values", str(file))),
+            *(a for item in sets for a in ("--set", item))]
+
+
 def render(helm: str, *values: Path, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     args = ["template", "sync", str(CHART), "--namespace", "sync"]
-    for file in values:
-        args += ["--values", str(file)]
-    for item in sets:
-        args += ["--set", item]
-    done = helm_run(helm, *args)
+    done = helm_run(helm, *args, *value_args(values, sets))
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -78,11 +80,7 @@ def render(helm: str, *values: Path, sets: tuple[str, ...] = ()) -> list[dict[st
 def refused(helm: str, *values: Path, sets: tuple[str, ...] = ()) -> str:
     """helm template's error for values it must refuse."""
     args = ["template", "sync", str(CHART)]
-    for file in values:
-        args += ["--values", str(file)]
-    for item in sets:
-        args += ["--set", item]
-    done = helm_run(helm, *args)
+    done = helm_run(helm, *args, *value_args(values, sets))
     assert done.returncode != 0, f"rendered, but should have refused: {sets}"
     return done.stderr
 
@@ -162,11 +160,7 @@ def test_an_unknown_layout_or_value_is_refused_naming_it(helm: str) -> None:
 
 def notes(helm: str, *values: Path, sets: tuple[str, ...] = ()) -> str:
     args = ["install", "sync", str(CHART), "--dry-run=client", "--namespace", "sync"]
-    for file in values:
-        args += ["--values", str(file)]
-    for item in sets:
-        args += ["--set", item]
-    done = helm_run(helm, *args)
+    done = helm_run(helm, *args, *value_args(values, sets))
     assert done.returncode == 0, done.stderr
     return done.stdout.split("NOTES:", 1)[1]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.deploy.scripts import free_port, tools_only
 
 KAFKA_SH = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
 # What the script may use before it finds that java or mvn is missing.
@@ -19,21 +20,9 @@ TOOLS = ("bash", "dirname", "sed", "head", "mkdir", "cat", "rm", "tr", "tail")
 @pytest.fixture
 def bare_path(tmp_path: Path) -> Path:
     """A directory for PATH holding basic tools and python3, but no java and no mvn."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in TOOLS:
-        found = shutil.which(tool)
-        assert found, tool
-        (bin_dir / tool).symlink_to(found)
+    bin_dir = tools_only(tmp_path, TOOLS, all_needed=True)
     (bin_dir / "python3").symlink_to(sys.executable)
     return bin_dir
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def run(command: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

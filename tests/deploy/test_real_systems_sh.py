@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.deploy.scripts import free_port, tools_only
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "real-systems"
 TOOLS = ("bash", "dirname", "mkdir", "cat", "rm", "tr", "tail", "grep", "sleep", "flock")
@@ -17,13 +18,7 @@ TOOLS = ("bash", "dirname", "mkdir", "cat", "rm", "tr", "tail", "grep", "sleep",
 @pytest.fixture
 def bare_path(tmp_path: Path) -> Path:
     """A directory for PATH with basic tools, but no npm, java, mvn or compiler."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in TOOLS:
-        found = shutil.which(tool)
-        if found:
-            (bin_dir / tool).symlink_to(found)
-    return bin_dir
+    return tools_only(tmp_path, TOOLS, all_needed=False)
 
 
 def run(script: str, command: str, tmp_path: Path, **env: str
@@ -74,11 +69,8 @@ def test_a_taken_port_is_named_before_anything_starts(tmp_path: Path, taken_port
 def test_status_of_a_system_never_started_and_a_wrong_command(tmp_path: Path,
                                                               script: str) -> None:
     port = {"nocodb": "SYNCLINE_NOCODB_PORT", "keycloak": "SYNCLINE_KEYCLOAK_PORT"}[script]
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        free = str(sock.getsockname()[1])
 
-    status = run(script, "status", tmp_path, PATH="/usr/bin:/bin", **{port: free})
+    status = run(script, "status", tmp_path, PATH="/usr/bin:/bin", **{port: str(free_port())})
     wrong = run(script, "launch", tmp_path, PATH="/usr/bin:/bin")
 
     assert (status.returncode, status.stdout) == (3, f"{script}.sh: not running\n")

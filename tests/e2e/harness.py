@@ -146,6 +146,17 @@ class Stack:
                     process.kill()
                     await process.wait()
 
+    async def status(self) -> tuple[int, str]:
+        """``syncline status`` against the running daemon, as its own process: exit code and
+        output."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "status", "--url",
+            f"http://127.0.0.1:{self.worker_port}", cwd=REPO, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        out, _ = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode()
+
     def log(self) -> str:
         return "".join((self.tmp / f"run-{i}.log").read_text(errors="replace")
                        for i in range(1, self.runs + 1))

@@ -10,7 +10,6 @@ not take, and one dead letter per distinct error. Checked through the systems' o
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 from streams import codec
 from streams.events import DeadLetter
 from streams.kafka import KafkaSettings, read_to_end
-from tests.e2e.harness import REPO, Stack, eventually, stack
+from tests.e2e.harness import Stack, eventually, stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -31,15 +30,6 @@ QUIET_S = 6.0
 def person(name: str, phone: str | None = None) -> dict[str, object]:
     return {"email": f"{name.split()[0].lower()}@example.com", "name": name, "phone": phone,
             "tags": []}
-
-
-async def status(s: Stack) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "daemon", "status", "--url", f"http://127.0.0.1:{s.worker_port}",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode()
 
 
 async def letters(s: Stack) -> list[DeadLetter]:
@@ -81,7 +71,7 @@ async def test_a_field_the_helpdesk_drops_never_overwrites_the_persons_value(
         assert contacts["crm"]["ann@example.com"]["phone"] == "5551"  # the person's value
         assert contacts["helpdesk"]["ann@example.com"]["phone"] is None
         assert writes == {"crm": 0, "helpdesk": 2}  # the create and the edit, once each
-        code, out = await status(s)
+        code, out = await s.status()
         assert code == 1, out
         assert "does not keep field phone" in out
         found = [d for d in await letters(s) if d.error == "NotTaken"]
@@ -110,7 +100,7 @@ async def test_a_helpdesk_that_wants_bare_bodies_gets_no_empty_duplicates(
         assert writes["crm"] == before["crm"]
         # The update (not kept) and the create's attempts, bounded.
         assert writes["helpdesk"] - before["helpdesk"] <= 1 + 5
-        code, out = await status(s)
+        code, out = await s.status()
         assert code == 1, out
         one_letter_per_error(await letters(s))
 
@@ -128,7 +118,7 @@ async def test_bare_bodies_configured_as_such_sync(
         await s.update("crm", "di@example.com", phone="123")
         await s.converged({"di@example.com": person("Di", phone="123")})
         assert await quiet_writes(s) == {"crm": 0, "helpdesk": 2}
-        code, out = await status(s)
+        code, out = await s.status()
         assert code == 0, out
 
 
@@ -188,7 +178,7 @@ async def test_a_helpdesk_that_answers_200_to_everything_overwrites_no_persons_v
     async with stack(tmp_path, kafka_settings) as s:
         await lied_to(s, how)
 
-        code, out = await status(s)
+        code, out = await s.status()
         contacts = await s.contacts()
         assert contacts["crm"]["flo@example.com"]["phone"] == "3"  # the person's value
         assert contacts["helpdesk"]["flo@example.com"]["phone"] is None  # it kept nothing
@@ -212,7 +202,7 @@ async def test_records_without_an_updated_at_are_observed(
                            "hal@example.com": person("Hal", phone="9")})
         assert await quiet_writes(s) == {"crm": 0, "helpdesk": 3}
         assert await letters(s) == []
-        code, out = await status(s)
+        code, out = await s.status()
         assert code == 0, out
 
 
@@ -241,7 +231,7 @@ async def test_a_nested_read_with_a_flat_write_field(
         held = {name: {r["email"]: r["lifecycle_stage"]["name"] for r in await s.raw(name)}
                 for name in s.systems}
         assert held["crm"]["ivy@example.com"] == "customer"  # the person's value, kept
-        code, out = await status(s)
+        code, out = await s.status()
         if flat:
             assert held["crm2"]["ivy@example.com"] == "customer"
             assert writes == {"crm": 0, "crm2": 2}
@@ -272,5 +262,5 @@ async def test_whole_second_timestamps_lose_no_edit_and_echo_nothing(
         writes = await quiet_writes(s)
         assert writes["crm"] == 0
         assert writes["helpdesk"] <= 8  # a create and at most one update each
-        code, out = await status(s)
+        code, out = await s.status()
         assert code == 0, out

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka import KafkaSettings
-from tests.e2e.harness import REPO, eventually, free_port, stack
+from tests.e2e.harness import eventually, free_port, stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -147,25 +146,15 @@ async def test_a_system_down_for_a_while_catches_up_and_the_other_keeps_going(
         # The helpdesk is down, the CRM side is unaffected (and nothing was lost).
         crm = (await s.contacts())["crm"]
         assert set(crm) == {"hal@example.com", "ida@example.com"}
-        code, out = await status(s.worker_port)
+        code, out = await s.status()
         assert code == 1
         assert "helpdesk/contact" in out and "NOT ANSWERING" in out
         await s.fault("helpdesk")  # back
         await s.converged({"hal@example.com": person("Hal", phone="7000"),
                            "ida@example.com": person("Ida")}, within=90)
-        code, out = await status(s.worker_port)
+        code, out = await s.status()
         assert code == 0, out
         assert "NOT ANSWERING" not in out
-
-
-async def status(port: int) -> tuple[int, str]:
-    """``syncline status`` against the running daemon: exit code and output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "daemon", "status", "--url", f"http://127.0.0.1:{port}",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode()
 
 
 async def test_lanes_and_merge_stages_in_separate_processes(

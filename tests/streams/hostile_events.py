@@ -4,7 +4,8 @@
 (a small generator of the subset of JSON Schema that pydantic writes there);
 :func:`poison` draws bytes that must not pass: a payload truncated, one of its fields removed
 or given a value of another type, its ``schema`` at a version no build wrote, invalid UTF-8,
-random bytes, or JSON that is not an event.
+random bytes, or JSON that is not an event; :data:`REFUSED`, those of them the codec refuses
+(:func:`rejected`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 import orjson
 from hypothesis import strategies as st
+
+from streams import DecodeError, codec
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 DOCUMENTS: dict[str, dict[str, Any]] = {
@@ -115,4 +118,17 @@ POISON: st.SearchStrategy[bytes] = st.one_of(
     JSON_VALUES.map(orjson.dumps),
 )
 """Bytes that are mostly no acceptable event (a field removed may have had a default, and
-some fields take any JSON value: callers that need a rejection filter with ``codec.decode``)."""
+some fields take any JSON value: callers that need a rejection draw :data:`REFUSED`)."""
+
+
+def rejected(data: bytes) -> bool:
+    """Whether the codec refuses ``data`` (some mutations leave an acceptable event)."""
+    try:
+        codec.decode(data)
+    except DecodeError:
+        return True
+    return False
+
+
+REFUSED: st.SearchStrategy[bytes] = POISON.filter(rejected)
+"""Bytes the codec refuses: :data:`POISON` without the acceptable events it drew."""

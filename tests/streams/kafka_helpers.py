@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiokafka
 
-from streams.kafka import KafkaSettings, Producer, read_to_end
+from streams.kafka import Admin, KafkaSettings, Producer, read_to_end
+from streams.topics import Topics, TopicSettings
 
 
 async def produce(settings: KafkaSettings, topic: str,
@@ -18,6 +20,15 @@ async def produce(settings: KafkaSettings, topic: str,
     async with Producer(settings) as producer:
         for key, value in records:
             await producer.send(topic, key, value)
+
+
+async def made_topics(settings: KafkaSettings, prefix: str, partitions: int = 2) -> Topics:
+    """The topics of a deployment under a new prefix (``prefix`` and a random part), made on
+    the broker."""
+    topics = Topics(f"{prefix}{uuid.uuid4().hex[:10]}")
+    async with Admin(settings) as admin:
+        await topics.ensure(admin, TopicSettings(partitions=partitions))
+    return topics
 
 
 async def read_topic(settings: KafkaSettings, topic: str) -> list[Any]:

@@ -298,3 +298,17 @@ def test_other_routed_inputs_are_models() -> None:
     assert codec.decode_routed(codec.encode(resolution), ROUTED_TYPES) == resolution
     with pytest.raises(Undecodable):
         codec.decode_routed(b"\x00garbage", ROUTED_TYPES)
+
+
+@pytest.mark.parametrize("schema", [["a"], {"x": 1}])
+def test_a_schema_that_is_not_text_is_a_decode_error_on_the_fast_path_too(
+        schema: object) -> None:
+    """Found by the fuzz (tests/streams/test_hostile_events.py): the merge stage's fast path
+    looked an unhashable ``schema`` up in a dict and raised TypeError, not a dead letter."""
+    data = orjson.dumps({"entity": "", "observed_at": 0.0, "schema": schema, "seq": 0,
+                         "source_ts": 0.0, "system": "", "canonical_id": None,
+                         "native_version": None})
+
+    for decode in (codec.decode, lambda d: codec.decode_routed(d, ())):
+        with pytest.raises(DecodeError):
+            decode(data)

@@ -209,14 +209,17 @@ async def test_secrets_never_in_logs_reprs_or_errors(
         def failing(request: httpx.Request) -> httpx.Response:
             if request.url.path == "/oauth/token":
                 return server(request)
-            # A careless server echoes what it got: URL and headers.
-            echo = f"{request.url} {dict(request.headers)}"
+            # A careless server echoes what it got: URL and headers (secrets first, so that
+            # they are within the excerpt an error keeps).
+            echo = f"{request.url} {dict(reversed(request.headers.items()))}"
+            if request.url.path == "/html":  # 200 but a page, not JSON: a malformed answer
+                return httpx.Response(200, text=f"<html>{echo}</html>")
             return httpx.Response(500 if "retry" in request.url.path else 403, text=echo)
 
         async with mock_client(failing, fake_time, auth=auth) as client:
             texts.append(repr(auth))
             texts.append(repr(client))
-            for path in ("/retry", "/forbidden"):
+            for path in ("/retry", "/forbidden", "/html"):
                 with pytest.raises(HttpError) as caught:
                     await client.get_json(path, params={"q": "1"})
                 texts += [str(caught.value), repr(caught.value), caught.value.excerpt]

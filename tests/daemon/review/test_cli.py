@@ -7,7 +7,6 @@ resolution from the CLI is read back from the resolutions topic.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import orjson
@@ -18,10 +17,10 @@ from click.testing import CliRunner, Result
 from daemon.cli import CliContext, cli
 from streams import codec
 from streams.events import Resolution
-from streams.kafka import Admin, KafkaSettings
-from streams.topics import Topics, TopicSettings
+from streams.kafka import KafkaSettings
+from streams.topics import Topics
 from tests.daemon.review.events import conflict, record
-from tests.streams.kafka_helpers import produce, read_topic
+from tests.streams.kafka_helpers import made_topics, produce, read_topic
 
 pytestmark = [pytest.mark.kafka]
 
@@ -39,9 +38,7 @@ async def syncline(*args: str) -> Result:
 
 @pytest.fixture
 async def setup(kafka_settings: KafkaSettings, tmp_path: Path) -> tuple[Topics, str]:
-    topics = Topics(f"rv{uuid.uuid4().hex[:10]}")
-    async with Admin(kafka_settings) as admin:
-        await topics.ensure(admin, TopicSettings(partitions=2))
+    topics = await made_topics(kafka_settings, "rv")
     data = yaml.safe_load((REPO / "examples" / "syncline.yaml").read_text())
     data["kafka"]["bootstrap"] = kafka_settings.bootstrap
     data["kafka"]["topic_prefix"] = topics.prefix

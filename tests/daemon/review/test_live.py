@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 
 from daemon.review.live import LiveView
 from streams import codec
-from streams.kafka import Admin, KafkaSettings
-from streams.topics import Topics, TopicSettings
+from streams.kafka import KafkaSettings
 from tests.daemon.review.events import conflict, record
-from tests.streams.kafka_helpers import produce, wait_for
+from tests.streams.kafka_helpers import made_topics, produce, wait_for
 
 pytestmark = [pytest.mark.kafka]
 
 
 async def test_the_live_view_follows_conflicts_and_records(kafka_settings: KafkaSettings
                                                            ) -> None:
-    topics = Topics(f"live{uuid.uuid4().hex[:10]}")
-    async with Admin(kafka_settings) as admin:
-        await topics.ensure(admin, TopicSettings(partitions=2))
+    topics = await made_topics(kafka_settings, "live")
     opened = conflict("c1")
     await produce(kafka_settings, topics.conflicts, [(b"c1", codec.encode(opened))])
     await produce(kafka_settings, topics.records, [(b"c1", codec.encode(record("c1")))])
