@@ -16,6 +16,9 @@ The state is kept in the compacted ``lanes`` topic, all of one lane in one parti
   linked in the system (a tombstone once it ran).
 - ``system/entity#creating/<intent id>``: a create's journal entry, committed before its
   request and updated with its outcome (a tombstone once the intents offset is past it).
+- ``system/entity#ran/<intent id>``: the offset of an intent whose outcome is committed while
+  the intents offset stays before it (an earlier intent of its batch waited): a restarted
+  lane handed it again does not run it again (a tombstone once the offset is past it).
 
 The transactional id is derived from the lane, so a second process starting the same lane
 fences the first: one active lane per system and entity.
@@ -106,6 +109,7 @@ class LaneLog:
         self.index: dict[str, str] = {}  # external id -> fingerprint last reported
         self.parked: dict[str, bytes] = {}  # intent id -> an intent waiting for a link
         self.creating: dict[str, bytes] = {}  # intent id -> a create's journal entry
+        self.ran: dict[str, bytes] = {}  # intent id -> its offset, past the intents offset
         self._producer: Any = None
         self._consumer: Any = None
         self._intents_tp: TopicPartition | None = None
@@ -162,6 +166,7 @@ class LaneLog:
         prefix = self.name + "/"
         parked = self.name + "#parked/"
         creating = self.name + "#creating/"
+        ran = self.name + "#ran/"
         with translated(self.settings, f"restore lane {self.name}"):
             await reader.start()
             try:
@@ -173,6 +178,8 @@ class LaneLog:
                         apply_changes(self.parked, {key[len(parked):]: record.value})
                     elif key.startswith(creating):
                         apply_changes(self.creating, {key[len(creating):]: record.value})
+                    elif key.startswith(ran):
+                        apply_changes(self.ran, {key[len(ran):]: record.value})
                     elif key.startswith(prefix):
                         apply_changes(self.index, {key[len(prefix):]: None if record.value
                                                    is None else record.value.decode()})
@@ -239,7 +246,8 @@ class LaneLog:
                      dead_letters: Sequence[DeadLetter] = (),
                      dead_letter_keys: Sequence[str] = (),
                      parked: dict[str, bytes | None] | None = None,
-                     creating: dict[str, bytes | None] | None = None) -> None:
+                     creating: dict[str, bytes | None] | None = None,
+                     ran: dict[str, bytes | None] | None = None) -> None:
         """Publish ``observations`` with the lane's head and index changes, atomically.
 
         ``index`` maps external ids to their new fingerprint (``None``: forget it).
@@ -268,8 +276,12 @@ class LaneLog:
                 await producer.send(lanes, raw,
                                     key=f"{self.name}#creating/{intent_id}".encode(),
                                     partition=self._state_partition)
+            for intent_id, raw in sorted((ran or {}).items()):
+                await producer.send(lanes, raw, key=f"{self.name}#ran/{intent_id}".encode(),
+                                    partition=self._state_partition)
             await producer.send(lanes, orjson.dumps(asdict(self.head)),
                                 key=self.name.encode(), partition=self._state_partition)
         apply_changes(self.parked, parked)
         apply_changes(self.creating, creating)
+        apply_changes(self.ran, ran)
         apply_changes(self.index, index)

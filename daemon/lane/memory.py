@@ -452,6 +452,7 @@ class _Committed:
     index: dict[str, str] = field(default_factory=dict)
     parked: dict[str, bytes] = field(default_factory=dict)
     creating: dict[str, bytes] = field(default_factory=dict)
+    ran: dict[str, bytes] = field(default_factory=dict)
     observations: list[Event] = field(default_factory=list)
     dead_letters: list[tuple[str, DeadLetter]] = field(default_factory=list)
     commits: int = 0
@@ -476,6 +477,7 @@ class MemoryJournal:
         self.index: dict[str, str] = dict(self._log.index)
         self.parked: dict[str, bytes] = dict(self._log.parked)
         self.creating: dict[str, bytes] = dict(self._log.creating)
+        self.ran: dict[str, bytes] = dict(self._log.ran)
         self.resumed_below = len(self._log.intents)
         self._position = self.head.intents_offset or 0
         self.fail_commits = False  # the broker refuses: every commit raises, nothing lands
@@ -547,7 +549,8 @@ class MemoryJournal:
                      dead_letters: Sequence[DeadLetter] = (),
                      dead_letter_keys: Sequence[str] = (),
                      parked: dict[str, bytes | None] | None = None,
-                     creating: dict[str, bytes | None] | None = None) -> None:
+                     creating: dict[str, bytes | None] | None = None,
+                     ran: dict[str, bytes | None] | None = None) -> None:
         if self.commits_left is not None:
             if self.commits_left <= 0:
                 self.fail_commits = True
@@ -565,5 +568,7 @@ class MemoryJournal:
             apply_changes(target, parked)
         for target in (log.creating, self.creating):
             apply_changes(target, creating)
+        for target in (log.ran, self.ran):
+            apply_changes(target, ran)
         log.head = replace(self.head)
         log.commits += 1

@@ -130,7 +130,8 @@ class Journal(Protocol):
 
     - :meth:`commit` publishes the observations, the dead letters and the lane's state
       (head, index, parked changes and create entries) all together or not at all;
-      :attr:`index`, :attr:`parked` and :attr:`creating` change only when it returns.
+      :attr:`index`, :attr:`parked`, :attr:`creating` and :attr:`ran` change only when it
+      returns.
     - the head may be changed in place (:meth:`next_seq`, the cursors); a change is durable
       with the next commit, and lost with the process otherwise.
     - :meth:`intents` hands out the lane's intents in their order from a position that
@@ -156,6 +157,13 @@ class Journal(Protocol):
     def creating(self) -> Mapping[str, bytes]:
         """Intent id -> the journal entry of a create (see :mod:`daemon.lane.copies`):
         written before its request, so a create absent here was never sent."""
+        ...
+
+    @property
+    def ran(self) -> Mapping[str, bytes]:
+        """Intent id -> its offset (ASCII digits): an intent at or past the head's
+        ``intents_offset`` whose outcome is committed (a batch's offset stays before an
+        intent that waited), so one handed out again is not run again."""
         ...
 
     @property
@@ -185,7 +193,8 @@ class Journal(Protocol):
                      dead_letters: Sequence[DeadLetter] = (),
                      dead_letter_keys: Sequence[str] = (),
                      parked: dict[str, bytes | None] | None = None,
-                     creating: dict[str, bytes | None] | None = None) -> None:
+                     creating: dict[str, bytes | None] | None = None,
+                     ran: dict[str, bytes | None] | None = None) -> None:
         """Publish all of it, with the head, atomically (``None`` in a map: forget it)."""
         ...
 

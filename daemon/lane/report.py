@@ -63,12 +63,13 @@ class Round:
     letter_keys: list[str] = field(default_factory=list)
     parked: dict[str, bytes | None] = field(default_factory=dict)  # intent id -> intent
     creating: dict[str, bytes | None] = field(default_factory=dict)  # intent id -> entry
+    ran: dict[str, bytes | None] = field(default_factory=dict)  # intent id -> its offset
     done: list[str] = field(default_factory=list)  # intents executed, once this commits
     lettered: list[str] = field(default_factory=list)  # errors given a letter, once this commits
 
     def __bool__(self) -> bool:
         return bool(self.events or self.index or self.letters or self.parked
-                    or self.creating)
+                    or self.creating or self.ran)
 
     def merge(self, other: Round) -> None:
         self.events.extend(other.events)
@@ -77,6 +78,7 @@ class Round:
         self.letter_keys.extend(other.letter_keys)
         self.parked.update(other.parked)
         self.creating.update(other.creating)
+        self.ran.update(other.ran)
         self.done.extend(other.done)
         self.lettered.extend(other.lettered)
 
@@ -148,7 +150,7 @@ class Reporter:
             await self.journal.commit(work.events, index=work.index,
                                       dead_letters=work.letters,
                                       dead_letter_keys=work.letter_keys, parked=work.parked,
-                                      creating=work.creating)
+                                      creating=work.creating, ran=work.ran)
         self.dead_letters += len(work.letters)
         for error in work.lettered:
             self._lettered[error] = None

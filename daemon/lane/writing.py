@@ -222,13 +222,23 @@ class Writer:
                 outcomes[one.offset] = outcome
 
         await asyncio.gather(*(run(group) for group in groups.values()))
+        next_offset = min(stopped) if stopped else delivered[-1].offset + 1
         work = Round()
         for one in delivered:
             if one.offset in outcomes:
                 work.merge(outcomes[one.offset])
+                if one.offset >= next_offset:
+                    # Its outcome commits while the offset stays before it (an earlier
+                    # intent waits): it is handed out again, by this process or, after a
+                    # kill, by the next, and must not run again (a create would undo a
+                    # person's delete of its copy).
+                    work.ran.update(dict.fromkeys(outcomes[one.offset].done,
+                                                  str(one.offset).encode()))
+        for intent_id, offset in self.journal.ran.items():
+            if int(offset) < next_offset:  # the offset moves past it: never handed out again
+                work.ran[intent_id] = None
         # One record's events are in their order; all of them in sequence-number order.
         work.events.sort(key=lambda event: getattr(event, "seq", 0))
-        next_offset = min(stopped) if stopped else delivered[-1].offset + 1
         if stopped:
             self.journal.rewind_intents(next_offset)
             self.waits += 1
@@ -256,6 +266,7 @@ class Writer:
                 continue
             if (intent.op == "create" and intent.system == self.system
                     and intent.entity == self.entity and intent.intent_id not in self._done
+                    and intent.intent_id not in self.journal.ran
                     and intent.intent_id not in self.journal.creating):
                 entries[intent.intent_id] = Entry(
                     self.journal.head.cursor, intent=one.value, offset=one.offset,
@@ -275,8 +286,8 @@ class Writer:
             return
         if intent.system != self.system or intent.entity != self.entity:
             return  # another lane's intent in the same partition
-        if intent.intent_id in self._done:
-            return  # ran and committed before an outage rewound the intents
+        if intent.intent_id in self._done or intent.intent_id in self.journal.ran:
+            return  # ran and committed before an outage rewound the intents (or a restart)
         # Run before (by an earlier process, or by this one before an outage) and maybe done.
         rerun = (delivered.offset < self.journal.resumed_below
                  or intent.intent_id in self._attempted)

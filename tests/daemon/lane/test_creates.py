@@ -346,3 +346,44 @@ async def test_an_entry_that_cannot_settle_is_never_silent() -> None:
     code, out = status_command({"lanes": {"crm/contact": lane.status()}})
     assert code == 1, out
     assert "1 create sent may have landed unseen for 601 s" in out
+
+
+@pytest.mark.parametrize(("config", "outcome"), [
+    ("lookup", "written"), ("bare", "written"),
+    ("lookup", "stale")])  # stale: the lookup found a person's record holding other values
+async def test_a_create_committed_behind_an_intent_that_waited_is_not_run_again(
+        config: str, outcome: str) -> None:
+    """The chaos run's p17-13: in one batch an update waits (the system answered it 503) and
+    a later create's outcome is committed, with the batch's intents offset held before the
+    update. A person deletes the record the create made (or, for a stale create, their own
+    record it found); the process dies (kill -9). The restarted lane is handed the create
+    again and must not run it: the person's delete stays, nothing is re-created."""
+    rig = make_rig(endpoint() if config == "lookup" else BARE)
+    other = rig.system.put(email="dee@x.org", full_name="Dee")
+    if outcome == "stale":  # a person made the record first, with another name
+        theirs = rig.system.put(email="eli@x.org", full_name="Eli Person")
+    rig.intent("update", other, values={"name": "Dee B"}, expected={"name": "Dee"})
+    job = rig.intent("create", values={"email": "eli@x.org", "name": "Eli"})
+    rig.system.fail("fetch", "down")  # the update's read: it waits; the create runs
+    assert await rig.lane.execute_intents() == 1
+    assert rig.journal.head.intents_offset == 0  # held before the update that waited
+    kinds = [type(e).__name__ for e in rig.reported()
+             if getattr(e, "canonical_id", None) == job.canonical_id]
+    assert kinds == ["Written" if outcome == "written" else "WriteStale"]
+    if outcome == "written":
+        [made] = [r["id"] for r in rig.system.live() if r["email"] == "eli@x.org"]
+        rig.system.remove(made)  # the person deletes the copy
+    else:
+        rig.system.remove(theirs)  # the person deletes their own record
+    lane = rig.restart()  # kill -9: the in-process memory of what ran is gone
+    for _ in range(3):
+        await lane.round()
+    assert [r["email"] for r in rig.system.live()] == ["dee@x.org"]  # the delete stays
+    assert rig.system.held(other) == {"email": "dee@x.org", "full_name": "Dee B"}
+    assert [w for w, _ in rig.system.writes].count("create") == (
+        1 if outcome == "written" else 0)
+    assert [type(e).__name__ for e in rig.reported()
+            if getattr(e, "canonical_id", None) == job.canonical_id] == kinds  # once
+    assert rig.journal.head.intents_offset == 2
+    assert rig.journal.creating == {}
+    assert rig.journal.ran == {}  # forgotten once the offset moved past the create

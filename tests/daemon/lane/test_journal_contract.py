@@ -86,6 +86,20 @@ class JournalContract(abc.ABC):
         assert [(e.seq, e.external_id) for e in await self.published()  # type: ignore[attr-defined]
                 ] == [(1, "a")]
 
+    async def test_intents_that_ran_past_the_offset_survive_the_process(self) -> None:
+        """What ran past the intents offset commits with the outcome, and is forgotten only
+        by a commit."""
+        journal = await self.open()
+        journal.head.intents_offset = 0
+        await journal.commit([observed(journal.next_seq(), "a")],
+                             ran={"i-1": b"1", "i-2": b"2"})
+        await journal.commit([], ran={"i-1": None})
+        assert dict(journal.ran) == {"i-2": b"2"}
+        await journal.commit([], ran={"i-3": b"3"}, index={"a": "fp"})
+        again = await self.open()
+        assert dict(again.ran) == {"i-2": b"2", "i-3": b"3"}
+        assert again.head.intents_offset == 0
+
     async def test_intents_come_in_order_and_a_rewind_hands_them_out_again(self) -> None:
         await self.send(*(intent(n) for n in range(3)))
         journal = await self.open()
