@@ -21,8 +21,9 @@ again, the entry says what may have happened:
   the create wrote. A record the lane reported is someone's, never a lost copy.
 
 A copy found is claimed for the lane's life, so two equal creates never adopt one record.
-The entries are forgotten when the batch that ran the create commits (its intents offset
-moves past it).
+The entries are forgotten when the batch that ran the create commits; one that ran past the
+batch's intents offset (an earlier intent waited) is kept in the journal's ``ran`` instead,
+so it is never run again when it is handed out again.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ for its copy (:mod:`daemon.lane.copies`): a create never makes a duplicate.
 
 Intents wait (in the journal, not in memory) while the system does not answer: the lane
 rewinds to the first intent that could not run, and runs it again once the system answers.
+The intents after it that ran are kept in the journal (``ran``, committed with their
+outcomes), so they are skipped when handed out again, by this process or the next.
 An intent that may have landed although its answer was lost is never reported failed: a
 create with an idempotency key is sent again with it; a delete is settled by a read.
 """
@@ -46,7 +48,8 @@ RETRIABLE_ROUNDS = 3
 answers, before it is reported failed (a record the system cannot take, not an outage)."""
 
 DONE_REMEMBERED = 10_000
-"""How many committed intent ids a lane remembers, so as not to run one twice in-process."""
+"""How many committed intent ids a lane remembers, so as not to run one twice in-process
+(what must survive a crash is the journal's ``ran``)."""
 
 
 class Outage(Exception):
