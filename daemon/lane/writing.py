@@ -231,11 +231,13 @@ class Writer:
             if one.offset in outcomes:
                 work.merge(outcomes[one.offset])
                 if one.offset >= next_offset:
-                    # Its outcome commits while the offset stays before it (an earlier
-                    # intent waits): it is handed out again, by this process or, after a
-                    # kill, by the next, and must not run again (a create would undo a
-                    # person's delete of its copy).
-                    work.ran.update(dict.fromkeys(outcomes[one.offset].done,
+                    # Its outcome (or its parking: the parked intents run it) commits while
+                    # the offset stays before it (an earlier intent waits): it is handed out
+                    # again, by this process or, after a kill, by the next, and must not run
+                    # again (a create would undo a person's delete of its copy, or make two).
+                    outcome = outcomes[one.offset]
+                    parked = [i for i, raw in outcome.parked.items() if raw is not None]
+                    work.ran.update(dict.fromkeys([*outcome.done, *parked],
                                                   str(one.offset).encode()))
         for intent_id, offset in self.journal.ran.items():
             if int(offset) < next_offset:  # the offset moves past it: never handed out again

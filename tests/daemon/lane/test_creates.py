@@ -387,3 +387,29 @@ async def test_a_create_committed_behind_an_intent_that_waited_is_not_run_again(
     assert rig.journal.head.intents_offset == 2
     assert rig.journal.creating == {}
     assert rig.journal.ran == {}  # forgotten once the offset moved past the create
+
+
+@pytest.mark.parametrize("restart", [False, True])
+async def test_a_create_parked_behind_an_intent_that_waited_is_made_once(
+        restart: bool) -> None:
+    """A create waits for a link (parked) while an earlier update of its batch waits for the
+    system: handed out again from the update, it is the parked intents' to run, not run a
+    second time (once the link came, that made two records)."""
+    rig = make_rig(BARE)
+    other = rig.system.put(email="dee@x.org", full_name="Dee")
+    rig.intent("update", other, values={"name": "Dee B"}, expected={"name": "Dee"})
+    job = rig.intent("create", values={"email": "ed@x.org", "name": "Ed",
+                                       "company": "co-later"})
+    rig.system.fail("fetch", "down")
+    await rig.lane.execute_intents()
+    assert list(rig.journal.parked) == [job.intent_id]
+    assert rig.journal.head.intents_offset == 0
+    rig.links.link("company", "co-later", "crm", "12")
+    lane = rig.restart() if restart else rig.lane
+    for _ in range(4):
+        await lane.round()
+    assert sorted(r["email"] for r in rig.system.live()) == ["dee@x.org", "ed@x.org"]
+    assert [w for w, _ in rig.system.writes].count("create") == 1
+    assert len([e for e in rig.reported()
+                if isinstance(e, Written) and e.canonical_id == job.canonical_id]) == 1
+    assert (rig.journal.parked, rig.journal.ran, rig.journal.creating) == ({}, {}, {})
