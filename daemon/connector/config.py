@@ -231,12 +231,18 @@ class RateLimitConfig(Section):
     """A token bucket: ``per_second`` requests on average, at most ``burst`` back to back."""
 
     per_second: float = Field(gt=0, examples=[15])
-    """Requests per second on average (keep it under the API's own limit)."""
+    """Requests per second on average: the API's own limit can be given as it is (see
+    ``jitter_seconds``)."""
     burst: int | None = Field(default=None, ge=1, examples=[30])
     """At most this many requests back to back (default: per_second rounded up)."""
+    jitter_seconds: float = Field(default=0.1, ge=0, le=10, examples=[0.1])
+    """How much the delay from the lane to the system may vary between requests without one
+    going above the budget. The system counts a request when it handles it, the lane when it
+    sends it: the lane keeps ``floor(per_second * jitter_seconds) + 1`` of the burst in hand (the
+    average rate stays whole); a burst too small for that spaces requests out instead."""
 
     def build(self) -> RateLimiter:
-        return RateLimiter(self.per_second, self.burst)
+        return RateLimiter(self.per_second, self.burst, jitter_seconds=self.jitter_seconds)
 
 
 class RetryConfig(Section):

@@ -1,7 +1,13 @@
 """A token-bucket rate limiter per system that also obeys what the server says.
 
 The bucket holds at most ``burst`` tokens and gains ``per_second`` tokens a second; every
-request takes one. Independently, :meth:`RateLimiter.observe` reads each answer's
+request takes one. The system counts a request when it handles it, the limiter when it lets it
+go; the delay between varies (the network, the system's own load, a connection being opened),
+and a request handled sooner than the one before finds the system's bucket emptier than ours.
+``jitter_seconds`` is how much variation to absorb: the limiter's own bucket is smaller than
+the budget by what arrives in that time (``floor(per_second * jitter_seconds) + 1`` tokens), so
+the average rate is kept whole; a budget too small for that spaces requests instead (see
+:func:`own_bucket`). Independently, :meth:`RateLimiter.observe` reads each answer's
 ``Retry-After`` (on 429 and 503) and ``X-RateLimit-Remaining``/``X-RateLimit-Reset`` and, when
 the server says to wait, blocks every acquisition until then. Clock, sleep and wall clock are
 injectable so tests run on fake time.
@@ -21,6 +27,32 @@ log = logging.getLogger(__name__)
 
 # Float rounding must never make a wait loop spin on a token that is "almost" there.
 _EPSILON = 1e-9
+# Requests spaced by the jitter are spaced a little more, so none lands exactly on the boundary.
+_SLACK_SECONDS = 1e-4
+
+
+def own_bucket(per_second: float, burst: int, jitter_seconds: float) -> tuple[float, int]:
+    """The ``(per_second, burst)`` the limiter keeps so that requests it lets go, each delayed
+    on the way by anything within ``jitter_seconds`` of the others, never exceed the system's
+    ``(per_second, burst)`` bucket.
+
+    The system accepts at most ``burst + per_second * t`` in any ``t`` seconds; what it
+    handles in ``t`` was let go within ``t + jitter_seconds``, so the limiter's own bucket must
+    satisfy ``own_burst + own_rate * jitter_seconds <= burst``. Keeping the rate and giving up
+    burst is free in the long run; only a budget whose burst is too small for that gives up
+    rate: the most the remaining burst allows, and never less than requests ``1/per_second +
+    jitter_seconds`` apart (each then reaches the system at least ``1/per_second`` after the one
+    before, whatever their delays).
+    """
+    if jitter_seconds == 0:
+        return per_second, burst
+    # Strictly more than arrives in jitter_seconds: a bucket left at exactly 0 is a coin toss
+    # of float rounding on the system's side.
+    margin = math.floor(per_second * jitter_seconds) + 1
+    if burst > margin:
+        return per_second, burst - margin
+    stretched = jitter_seconds + _SLACK_SECONDS
+    return max(1 / (1 / per_second + stretched), (burst - 1) / stretched), 1
 
 
 class RateLimiter:
@@ -31,6 +63,9 @@ class RateLimiter:
             server's headers are still obeyed).
         burst: bucket size (the most requests sent back to back); defaults to
             ``max(1, per_second)``.
+        jitter_seconds: how much the delay between this limiter and the system may vary
+            from one request to the next without a request going above the budget; the
+            bucket actually kept is :func:`own_bucket` (``0``: exactly the budget).
         clock: monotonic seconds.
         sleep: awaited to wait.
         wall: Unix seconds, to read HTTP dates and Unix-time reset headers.
@@ -41,6 +76,7 @@ class RateLimiter:
         per_second: float | None,
         burst: int | None = None,
         *,
+        jitter_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall: Callable[[], float] = time.time,
@@ -51,10 +87,18 @@ class RateLimiter:
         self.burst = burst if burst is not None else max(1, math.ceil(per_second or 1))
         if self.burst < 1:
             raise ValueError("burst must be at least 1")
+        if jitter_seconds < 0:
+            raise ValueError("jitter_seconds must not be negative")
+        self.jitter_seconds = jitter_seconds
+        # The bucket actually kept: per_second/burst above are the system's budget.
+        self._rate: float | None = None
+        self._size = self.burst
+        if per_second is not None:
+            self._rate, self._size = own_bucket(per_second, self.burst, jitter_seconds)
         self._clock = clock
         self._sleep = sleep
         self._wall = wall
-        self._tokens = float(self.burst)
+        self._tokens = float(self._size)
         self._updated = clock()
         self._blocked_until = -math.inf
         self._lock = asyncio.Lock()
@@ -76,9 +120,9 @@ class RateLimiter:
         return self._blocked_until
 
     def _refill(self, now: float) -> None:
-        if self.per_second is not None and now > self._updated:
-            gained = (now - self._updated) * self.per_second
-            self._tokens = min(float(self.burst), self._tokens + gained)
+        if self._rate is not None and now > self._updated:
+            gained = (now - self._updated) * self._rate
+            self._tokens = min(float(self._size), self._tokens + gained)
         self._updated = max(self._updated, now)
 
     async def acquire(self, deadline: float | None = None) -> float | None:
@@ -94,14 +138,14 @@ class RateLimiter:
                 self._refill(now)
                 if now < self._blocked_until:
                     wait = self._blocked_until - now
-                elif self.per_second is None or self._tokens >= 1 - _EPSILON:
+                elif self._rate is None or self._tokens >= 1 - _EPSILON:
                     wait = 0.0
                 else:
-                    wait = (1 - self._tokens) / self.per_second
+                    wait = (1 - self._tokens) / self._rate
                 if deadline is not None and now + wait > deadline:
                     return None
                 if wait == 0.0:
-                    if self.per_second is not None:
+                    if self._rate is not None:
                         self._tokens = max(0.0, self._tokens - 1)
                     return waited
                 await self._sleep(wait)

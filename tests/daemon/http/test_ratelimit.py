@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from daemon.http import RateLimiter
 from daemon.http.headers import rate_limit_reset_seconds, retry_after_seconds
+from daemon.sandbox.ratelimit import RateLimit, TokenBucket
 from tests.daemon.http.conftest import WALL_START, FakeTime
 
 
@@ -138,3 +139,54 @@ async def test_concurrent_acquirers_are_served_in_turn_within_budget(fake_time: 
 
     await asyncio.gather(*(one() for _ in range(6)))
     assert stamps == pytest.approx([0, 0, 0.25, 0.5, 0.75, 1.0])
+
+
+async def test_jitter_is_absorbed_by_burst_the_rate_kept_whole(fake_time: FakeTime) -> None:
+    bucket = RateLimiter(100, 100, jitter_seconds=0.1, clock=fake_time.clock,
+                         sleep=fake_time.sleep, wall=fake_time.wall)
+    for _ in range(89):  # 11 of the burst (more than arrives in 0.1 s) are kept in hand
+        assert await bucket.acquire() == 0
+    assert await bucket.acquire() == pytest.approx(0.01)  # then 100 a second, as budgeted
+
+
+async def test_a_burst_too_small_for_the_jitter_spaces_requests(fake_time: FakeTime) -> None:
+    bucket = RateLimiter(10, 1, jitter_seconds=0.1, clock=fake_time.clock,
+                         sleep=fake_time.sleep, wall=fake_time.wall)
+    assert await bucket.acquire() == 0
+    assert await bucket.acquire() == pytest.approx(0.2, abs=0.001)  # 1/10 s + 0.1 s
+
+
+@settings(max_examples=300)
+@given(
+    per_second=st.floats(min_value=0.5, max_value=200),
+    burst=st.integers(min_value=1, max_value=40),
+    jitter=st.floats(min_value=0, max_value=0.5),
+    # Mostly back to back (saturating the budget); each request is delayed either the least
+    # or the most (the worst cases lie at the extremes).
+    gaps=st.lists(st.just(0.0) | st.floats(min_value=0, max_value=0.3), min_size=1,
+                  max_size=120),
+    delayed=st.lists(st.booleans(), min_size=1, max_size=120),
+)
+@example(per_second=100.0, burst=20, jitter=0.1, gaps=[0.0] * 40,
+         delayed=[True] * 20 + [False] * 20)  # the burst held up, the next ones not
+@example(per_second=10.0, burst=1, jitter=0.1, gaps=[0.0, 0.0],
+         delayed=[True, False])  # no burst to spare: the second must wait the jitter too
+async def test_requests_delayed_within_the_jitter_never_exceed_the_systems_bucket(
+    per_second: float, burst: int, jitter: float, gaps: list[float], delayed: list[bool]
+) -> None:
+    """Whatever delay each request meets on its way (within ``jitter_seconds`` of the others),
+    the simulated system's own bucket of the same budget accepts every one."""
+    fake_time = FakeTime()
+    system_clock = [fake_time.now]  # set to each arrival before the system meters it
+    system = TokenBucket(RateLimit(per_second, burst), monotonic=lambda: system_clock[0])
+    bucket = RateLimiter(per_second, burst, jitter_seconds=jitter, clock=fake_time.clock,
+                         sleep=fake_time.sleep, wall=fake_time.wall)
+    arrivals = []
+    for i, gap in enumerate(gaps):
+        fake_time.advance(gap)
+        await bucket.acquire()
+        # Never before it was sent (a microsecond: the limiter's float tolerance is far less).
+        arrivals.append(fake_time.now + 1e-6 + (jitter if delayed[i % len(delayed)] else 0))
+    for n, at in enumerate(sorted(arrivals)):
+        system_clock[0] = at
+        assert system.take().allowed, f"request {n} arrived above the budget"
