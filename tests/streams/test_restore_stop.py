@@ -35,26 +35,28 @@ STOP_WITHIN = 2.0
 """Seconds from SIGTERM to exit: the getmany wait, the cancel, leaving the group."""
 
 
-async def fill_changelog(settings: KafkaSettings, topic: str, count: int) -> dict[int, int]:
-    """``count`` links on ``topic``, spread over its partitions; its end offsets."""
+async def fill_changelog(settings: KafkaSettings, topic: str, count: int,
+                         partitions: int = PARTITIONS) -> dict[int, int]:
+    """``count`` links on ``topic``, spread over its ``partitions``; its end offsets."""
     producer = aiokafka.AIOKafkaProducer(**settings.client_options(), linger_ms=20,
                                          max_batch_size=256 * 1024)
     await producer.start()
     try:
         sent = [await producer.send(topic, f"crm/contact/c-{i}".encode(),
-                                    key=f"link-{i}".encode(), partition=i % PARTITIONS)
+                                    key=f"link-{i}".encode(), partition=i % partitions)
                 for i in range(count)]
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
-    return await end_offsets(settings, topic)
+    return await end_offsets(settings, topic, partitions)
 
 
-async def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
+async def end_offsets(settings: KafkaSettings, topic: str, partitions: int = PARTITIONS
+                      ) -> dict[int, int]:
     reader = aiokafka.AIOKafkaConsumer(**settings.client_options(), group_id=None)
     await reader.start()
     try:
-        tps = [aiokafka.TopicPartition(topic, p) for p in range(PARTITIONS)]
+        tps = [aiokafka.TopicPartition(topic, p) for p in range(partitions)]
         return {tp.partition: end for tp, end in (await reader.end_offsets(tps)).items()}
     finally:
         await reader.stop()
