@@ -348,18 +348,18 @@ class StageRunner:
         """New partitions: fence their previous owner, restore their state.
 
         A stop while this restores abandons the restore (:meth:`_abandon_restore`): the
-        partition being restored is released with its half-read state, the ones not reached
-        yet are not started, and nothing is committed; the next owner restores them from
-        the changelog, as after any assignment (docs/DECISIONS.md).
+        ones not reached yet are not started, ``run`` releases the partition being restored
+        with the others (its half-read store dropped), and nothing is committed; the next
+        owner restores them from the changelog, as after any assignment (docs/DECISIONS.md).
         """
         self._source_counts.clear()  # a rebalance follows a change of partition count
         async with self._lock:
             for p in sorted({tp.partition for tp in tps} - set(self._owned)):
-                if self._stopping:
-                    return
                 producer = await self._transactions.start_producer(
                     p, [self.changelog, *map(self.topic_of, self.output_roles)])
                 owned = self._owned[p] = Owned(producer)
+                if self._stopping:  # before the lock, or while the producer started
+                    return  # run's finally releases it
                 self._restoring = asyncio.create_task(restore(
                     self.settings, self.changelog, self.store, p, self.stats,
                     source=self.sources[0] if self.marked else None, handle=self.handle,
