@@ -27,9 +27,9 @@ __all__ = ["topics", "workers"]  # fixtures, used by name
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 PARTITIONS = 3
-LINKS = 600_000
+LINKS = 1_000_000
 """Links in the route stage's changelog, over its partitions: a restore of several seconds
-into RocksDB (~9 s on a loaded 2-core machine)."""
+into RocksDB (7-15 s on a shared 2-core machine)."""
 
 STOP_WITHIN = 2.0
 """Seconds from SIGTERM to exit: the getmany wait, the cancel, leaving the group."""
