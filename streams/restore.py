@@ -38,6 +38,7 @@ async def restore(settings: KafkaSettings, changelog: str, store: AnyStore, p: i
     where a checkpoint marker says the changelog lags behind the committed offset of the
     stage's one ``source``, fold the source records in between again. Returns the marker
     (checkpoint, committed offsets), if there is one."""
+    log.info("restoring %s partition %d", changelog, p)
     store.drop(p)
     reader = new_reader(settings)
     with translated(settings, f"restore {changelog} partition {p}"):

@@ -134,6 +134,9 @@ class StageRunner:
         self._transactions = Transactions(settings, group_id, self.stats)
         self._source_counts: dict[str, int] = {}  # partitions of each source topic
         self.ready = asyncio.Event()  # set once partitions are assigned and restored
+        # A stop abandons a restore under way (see assigned): set once ``run`` winds down.
+        self._stopping = False
+        self._restoring: asyncio.Task[tuple[int, int] | None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -163,6 +166,7 @@ class StageRunner:
                     async with self._lock:  # records may come while a rebalance restores
                         self._dispatch(batch)
         finally:
+            self._abandon_restore()  # else the lock below waits for every partition's restore
             async with self._lock:
                 await self._release(set(self._owned))
             await consumer.stop()
@@ -341,17 +345,37 @@ class StageRunner:
 
     # -- rebalancing ---------------------------------------------------------------------
     async def assigned(self, tps: set[TopicPartition]) -> None:
-        """New partitions: fence their previous owner, restore their state."""
+        """New partitions: fence their previous owner, restore their state.
+
+        A stop while this restores abandons the restore (:meth:`_abandon_restore`): the
+        ones not reached yet are not started, ``run`` releases the partition being restored
+        with the others (its half-read store dropped), and nothing is committed; the next
+        owner restores them from the changelog, as after any assignment (docs/DECISIONS.md).
+        """
         self._source_counts.clear()  # a rebalance follows a change of partition count
         async with self._lock:
             for p in sorted({tp.partition for tp in tps} - set(self._owned)):
                 producer = await self._transactions.start_producer(
                     p, [self.changelog, *map(self.topic_of, self.output_roles)])
                 owned = self._owned[p] = Owned(producer)
-                marker = await restore(
+                if self._stopping:  # before the lock, or while the producer started
+                    return  # run's finally releases it
+                self._restoring = asyncio.create_task(restore(
                     self.settings, self.changelog, self.store, p, self.stats,
                     source=self.sources[0] if self.marked else None, handle=self.handle,
-                    compacted=self.compacted, held=owned.held)
+                    compacted=self.compacted, held=owned.held))
+                try:
+                    marker = await self._restoring
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # this callback itself is cancelled (the consumer stops)
+                    log.info("%s: stopping; abandoned the restore of %s partition %d (the "
+                             "next owner restores it from the changelog)",
+                             self.group_id, self.changelog, p)
+                    return  # run's finally releases it with the others, dropping its store
+                finally:
+                    self._restoring = None
                 if marker is not None and marker[0] < marker[1]:
                     # The states folded again are not in the changelog yet: written with
                     # the next batch, or once idle.
@@ -359,6 +383,17 @@ class StageRunner:
                 owned.driver = asyncio.create_task(self._drive(p, owned))
                 owned.committer = asyncio.create_task(self._commit_all(p, owned))
         self.ready.set()
+
+    def _abandon_restore(self) -> None:
+        """Stop restoring: a restore under way is cancelled, none is started after it.
+
+        Restoring a partition reads its whole changelog (minutes at a million records), with
+        the lock held that shutdown needs: without this, a stop waits for every assigned
+        partition's restore, and a rolling update's SIGKILL comes first.
+        """
+        self._stopping = True
+        if self._restoring is not None:
+            self._restoring.cancel()
 
     async def revoked(self, tps: set[TopicPartition]) -> None:
         """Partitions taken away: finish their transactions, stop their producers and forget

@@ -22,9 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams import codec
 from streams.events import Written
 from streams.kafka import KafkaSettings, read_to_end
+from streams.worker import MergeWorker
 from tests.e2e.harness import ENV, REPO, Stack, eventually, stack
 from tests.e2e.test_review import open_name_conflict
 from tests.streams.kafka_helpers import produce
+from tests.streams.test_restore_stop import LINKS, STOP_WITHIN, fill_changelog
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -242,3 +244,29 @@ async def test_metrics_an_operator_reads_count_real_activity(
                     and value(samples, "syncline_consumer_lag") == 0)
 
         await eventually(settled, 30, lambda: "the conflict resolved in /metrics, no lag")
+
+
+async def test_sigterm_while_the_stages_restore_their_state_stops_at_once(
+        kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    # A worker restarted onto a large links table (RocksDB): SIGTERM 0.5 s into its restore
+    # must not wait for the restore (seconds here, minutes at a million links).
+    async with stack(tmp_path, kafka_settings, customize=with_logging([], shutdown=60)) as s:
+        assert s.config is not None
+        settings = s.config.kafka.settings()
+        await MergeWorker(settings, s.topics, s.config.catalog()).ensure_topics()
+        changelog = s.topics.name("links_changelog")
+        await fill_changelog(settings, changelog, LINKS, settings.topics.partitions)
+        s.process = await s.spawn("--state-dir", str(tmp_path / "state"),
+                                  "--listen", f"127.0.0.1:{s.worker_port}")
+
+        async def restoring() -> bool:
+            return f"restoring {changelog} partition" in s.log()
+
+        await eventually(restoring, 60, lambda: f"the restore to start: {s.log()[-3000:]}")
+        await asyncio.sleep(0.5)
+        code, took = await sigterm(s, 120)
+        print(f"syncline run: SIGTERM during restore, exited {code} after {took:.2f}s")
+        assert code == 0, s.log()[-3000:]
+        assert took < 2 * STOP_WITHIN, s.log()[-3000:]
+        assert f"abandoned the restore of {changelog}" in s.log()
+        assert any(line["event"].startswith("stopped in") for line in lines_of(s))
