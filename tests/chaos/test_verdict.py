@@ -216,6 +216,7 @@ def test_a_system_with_conditional_writes_has_no_such_window() -> None:
     journal = (get(100.0), person(), put(100.20, "N 3"))
     assert_lost(lost_in_helpdesk(*journal, unconditional=()))
     assert_lost(lost_in_helpdesk(*journal, unconditional=("crm",)))
+    # And no journal at all: no evidence.
     assert_lost(judge(
         [created(), edit(1, "helpdesk", "N 2", saw="N 1"),
          edit(2, "crm", "N 3", saw="N 1", concurrent=True)],
