@@ -68,11 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     print("figures:")
     for key, value in verdict.figures.items():
         print(f"  {key}: {value}")
+    if verdict.windowed:
+        print(f"\n{len(verdict.windowed)} edits overwritten in an API's window (no conditional "
+              "writes; not violations, docs/RELIABILITY.md):")
+        for line in verdict.windowed:
+            print(f"  {line}")
     if args.json is not None:
         args.json.write_text(json.dumps({"seed": params.seed, "params": vars(args) | {
             "workdir": str(args.workdir), "json": str(args.json)},
             "injected": outcome.injected, "timing": outcome.timing,
-            "figures": verdict.figures, "violations": verdict.violations}, indent=2) + "\n")
+            "figures": verdict.figures, "violations": verdict.violations,
+            "windowed": verdict.windowed}, indent=2) + "\n")
     if verdict.violations:
         print(f"\n{len(verdict.violations)} VIOLATIONS (seed {params.seed}, logs in "
               f"{outcome.logs}):")

@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
 from chaos.fleet import Fleet, kill_broker, start_broker
 from chaos.plan import SYSTEMS, Event, Params, Plan
-from chaos.verdict import Verdict, Writes, judge, needed_writes
-from chaos.workload import People, kind
+from chaos.verdict import Access, Verdict, Writes, judge, needed_writes
+from chaos.workload import RAW, RESOURCE, People, kind
 from daemon.config import load_config
 from daemon.sandbox import RateLimit, RunningSystem, WebhookTarget, run_crm, run_helpdesk
 from streams import KafkaSettings, Topics, canonical_id, codec, read_to_end
@@ -94,7 +95,8 @@ async def run(params: Params, bootstrap: str, *, broker_port: int | None = None,
     async with contextlib.AsyncExitStack() as exits:
         systems: dict[str, RunningSystem] = {}
         for i, name in enumerate(SYSTEMS):
-            options: dict[str, Any] = {"unique": False, "seed": params.seed * 10 + i}
+            options: dict[str, Any] = {"unique": False, "seed": params.seed * 10 + i,
+                                       "journal": True}
             if kind(name) == "crm":
                 hook = WebhookTarget(f"http://127.0.0.1:{lanes_port}/webhooks/{name}",
                                      ENV["CRM_WEBHOOK_SECRET"])
@@ -230,10 +232,16 @@ async def run(params: Params, bootstrap: str, *, broker_port: int | None = None,
             if set(origins) - {"syncline"}:
                 say(f"chaos: writes to {name} from others than syncline: {origins}")
             faults_struck.update(running_system.system.faults.injected)
+        journals = {name: await journal(running) for name, running in systems.items()}
+        unconditional = {name for name in systems
+                         if config.systems[name].entities["contact"].conditional == "none"}
         dump(logs, people, final, conflicts)
+        (logs / "journals.json").write_text(json.dumps(
+            {n: {k: [asdict(a) for a in v] for k, v in j.items()} for n, j in journals.items()}))
         verdict = judge(people.log, final, conflicts,
                         lambda email: canonical_id("contact", ("email",), {"email": email},
-                                                   "", None), writes)
+                                                   "", None), writes,
+                        journals=journals, unconditional=unconditional)
         if not converged:
             verdict.violations.insert(0, f"no quiescence within {params.settle_seconds:.0f} s "
                                       "after the workload")
@@ -246,6 +254,24 @@ async def run(params: Params, bootstrap: str, *, broker_port: int | None = None,
         injected["scale-out window (s)"] = int(0.4 * params.duration) if params.scale_out else 0
         return Outcome(verdict, dict(sorted(injected.items())), outcome_timing, logs)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def journal(running: RunningSystem) -> dict[str, list[Access]]:
+    """The system's journal of the contacts' reads and writes, fetched from its admin API
+    (``/_admin/journal/<resource>``), fields named canonically."""
+    system = kind(running.system.name)
+    canonical = {raw: name for name, raw in RAW[system].items()}
+    url = f"{running.url}/_admin/journal/{RESOURCE[system]}"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        response.raise_for_status()
+        body = await response.json()
+    if not body["enabled"]:
+        raise RuntimeError(f"{url}: the journal is off")
+    return {key: [Access(e["at"], e["op"], e["kind"], e["by"], e["delay_ms"] / 1000,
+                         {canonical[f]: v for f, v in (e["fields"] or {}).items()
+                          if f in canonical})
+                  for e in entries]
+            for key, entries in body["records"].items()}
 
 
 def dump(logs: Path, people: People, final: dict[str, Any], conflicts: list[Any]) -> None:

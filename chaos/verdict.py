@@ -11,6 +11,10 @@
 - **Lost deletes**: a deleted person is gone everywhere, unless a delete-versus-update
   conflict was recorded for the record. **Lost creates**: a created person is live, unless
   someone deleted them or a delete-versus-update conflict was recorded.
+- **Edits overwritten in an API's window**: a lost edit the systems' own journals show to be
+  the window no client can close on an API without conditional writes (:func:`in_window`
+  has the exact rule). Reported as its own figure with its evidence, not as a violation;
+  every other lost edit is a violation.
 - **Echo writes**: the daemon's API writes that changed nothing; writes beyond what the
   people's actions can need (each action in another system needs at most one write to a
   system); writes during the quiet time after convergence.
@@ -19,11 +23,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from chaos.workload import EDITED, Action
+from daemon.connector.rest import FRESH_READ_SECONDS
+
+HUB = "syncline"
+"""The origin the hub's requests carry (``X-Origin``); a person's edits are ``person``."""
+WINDOW_FIGURE = "edits overwritten in an API's window (no conditional writes)"
 
 FIELDS = ("email", *EDITED)
 
@@ -38,12 +48,37 @@ class Writes:
     needed: int = 0  # at most: the people's actions in the other systems
 
 
+@dataclass(frozen=True)
+class Access:
+    """One read or write of one record, as the system journalled it (``/_admin/journal``).
+
+    ``at``: the system's wall clock (s) when it took the record from its store for an answer
+    (a read) or executed the write. ``kind``: ``get`` (the record by itself), ``list``,
+    ``search``; ``create``, ``update``, ``delete``. ``by``: ``person`` or the request's origin.
+    ``delay``: the latency (s) the system injected before handling the request. ``fields``: a
+    write's fields, canonically named.
+    """
+
+    at: float
+    op: str  # read, write
+    kind: str
+    by: str
+    delay: float = 0.0
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+Journals = Mapping[str, Mapping[str, Sequence[Access]]]
+"""Per system, per record id, its accesses in the order the system made them."""
+
+
 @dataclass
 class Verdict:
-    """The figures and every violation, each one line naming what and where."""
+    """The figures and every violation, each one line naming what and where; ``windowed``:
+    the edits overwritten in an API's window, each with its evidence (not violations)."""
 
     figures: dict[str, Any] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    windowed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -52,8 +87,14 @@ class Verdict:
 
 def judge(log: Iterable[Action], final: Mapping[str, list[dict[str, Any]]],
           conflicts: Iterable[Mapping[str, Any]], canonical_id: Callable[[str], str],
-          writes: Mapping[str, Writes]) -> Verdict:
-    """Check the run: ``final`` holds each system's live records in canonical fields."""
+          writes: Mapping[str, Writes], journals: Journals | None = None,
+          unconditional: Collection[str] = (),
+          fresh_read_seconds: float = FRESH_READ_SECONDS) -> Verdict:
+    """Check the run: ``final`` holds each system's live records in canonical fields.
+
+    ``journals``: the systems' journals of reads and writes; ``unconditional``: the systems
+    configured without conditional writes. With both, a lost edit :func:`in_window` is counted
+    under :data:`WINDOW_FIGURE` with its evidence instead of being a violation."""
     actions = list(log)
     verdict = Verdict()
     bad = verdict.violations
@@ -111,6 +152,7 @@ def judge(log: Iterable[Action], final: Mapping[str, list[dict[str, Any]]],
             created.add(action.email)
 
     lost = final_count = superseded = conflicted = 0
+    windowed = verdict.windowed
     for action in actions:
         if action.op == "delete":
             continue
@@ -125,6 +167,11 @@ def judge(log: Iterable[Action], final: Mapping[str, list[dict[str, Any]]],
             elif (cid, name, repr(value)) in in_conflict or (
                     action.email not in final_values and cid in delete_conflicts):
                 conflicted += 1
+            elif (action.system in unconditional and journals is not None
+                  and (evidence := in_window(action, name, value,
+                                             journals.get(action.system, {}),
+                                             fresh_read_seconds)) is not None):
+                windowed.append(evidence)
             else:
                 lost += 1
                 bad.append(f"lost edit: step {action.step} ({action.op} in {action.system}, "
@@ -165,7 +212,8 @@ def judge(log: Iterable[Action], final: Mapping[str, list[dict[str, Any]]],
         "records that differ": differ, "duplicates": duplicates,
         "values final": final_count, "values superseded": superseded,
         "values on the losing side of a recorded conflict": conflicted,
-        "lost edits": lost, "lost deletes": lost_deletes, "lost creates": lost_creates,
+        "lost edits": lost, WINDOW_FIGURE: len(windowed),
+        "lost deletes": lost_deletes, "lost creates": lost_creates,
         "unknown records": len(unknown), "echo writes": echo,
         "conflicts recorded": len({(c, f) for c, f, _ in in_conflict}),
     })
@@ -179,3 +227,60 @@ def needed_writes(actions: Iterable[Action], systems: Iterable[str]) -> dict[str
     per_system = Counter(a.system for a in actions)
     total = sum(per_system.values())
     return {name: total - per_system[name] for name in names}
+
+
+def in_window(action: Action, name: str, value: Any, journal: Mapping[str, Sequence[Access]],
+              fresh_read_seconds: float = FRESH_READ_SECONDS) -> str | None:
+    """The evidence that a person's value was overwritten in the API's own window, or None.
+
+    The caller has established that ``value`` (field ``name``, set by ``action``) is lost and
+    that the system has no conditional writes. From the system's ``journal`` alone, all of:
+
+    1. a person's write of the record set ``name`` to ``value``, executed at t2;
+    2. the next write of the record that set ``name`` (nothing deleted it before) is the
+       hub's update, executed at t3 > t2, to another value: the one that replaced it;
+    3. the last read of the record before that write — any read, by anyone, of any kind —
+       is the hub's read of that record by itself (``get``), answered at t1 < t2;
+    4. t3 - t1 <= ``fresh_read_seconds`` + the latency the system injected into the write.
+
+    Anything else (an older read, another read between, a longer gap, a listing, a write by
+    someone else) is not this window: None, and the loss stays a violation.
+    """
+    for key, accesses in journal.items():
+        mine = next((i for i, a in enumerate(accesses) if a.op == "write" and a.by == "person"
+                     and name in a.fields and a.fields[name] == value), None)
+        if mine is None:
+            continue
+        t2 = accesses[mine].at
+        replaced = next((j for j in range(mine + 1, len(accesses))
+                         if accesses[j].op == "write"
+                         and (name in accesses[j].fields or accesses[j].kind == "delete")),
+                        None)
+        if replaced is None:
+            return None
+        write = accesses[replaced]
+        if (write.by != HUB or write.kind != "update" or write.fields[name] == value
+                or not write.at > t2):
+            return None
+        read = next((accesses[i] for i in range(replaced - 1, -1, -1)
+                     if accesses[i].op == "read"), None)
+        if read is None or read.by != HUB or read.kind != "get" or not read.at < t2:
+            return None
+        bound = fresh_read_seconds + write.delay
+        if write.at - read.at > bound:
+            return None
+        return (f"step {action.step} ({action.op} in {action.system}, t={action.at:.1f}s) set "
+                f"{action.email} {name}={value!r}, record {key}: the hub's read answered at "
+                f"{_clock(read.at)}, the person's write executed {_ms(t2 - read.at)} after "
+                f"it, the hub's write of {write.fields[name]!r} {_ms(write.at - read.at)} "
+                f"after it (within {_ms(bound)}: {_ms(fresh_read_seconds)} fresh read + "
+                f"{_ms(write.delay)} injected delay)")
+    return None
+
+
+def _clock(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"

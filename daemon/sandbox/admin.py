@@ -15,6 +15,7 @@ from aiohttp import web
 from daemon.sandbox.clock import SimClock, format_iso_ms, parse_iso
 from daemon.sandbox.errors import ApiError, BadRequest, NotFound
 from daemon.sandbox.faults import FaultInjector
+from daemon.sandbox.journal import Journal
 from daemon.sandbox.params import query_int, read_json_object
 from daemon.sandbox.ratelimit import RateLimit
 from daemon.sandbox.stats import Stats
@@ -32,6 +33,7 @@ class AdminTarget(Protocol):
     store: Store
     faults: FaultInjector
     stats: Stats
+    journal: Journal
     webhooks: WebhookSender
     rate_limit: RateLimit | None
 
@@ -68,6 +70,7 @@ def add_routes(router: web.UrlDispatcher, system: AdminTarget, *, prefix: str) -
     router.add_post(f"{prefix}/edit/{{resource}}", routes.edit)
     router.add_get(f"{prefix}/records/{{resource}}", routes.records)
     router.add_get(f"{prefix}/stats", routes.stats)
+    router.add_get(f"{prefix}/journal/{{resource}}", routes.journal)
     router.add_post(f"{prefix}/reset", routes.reset)
     router.add_get(f"{prefix}/clock", routes.get_clock)
     router.add_post(f"{prefix}/clock", routes.set_clock)
@@ -134,6 +137,12 @@ class _AdminRoutes:
         return web.json_response({
             **self.system.stats.as_json(self.system.webhooks.counts),
             "faults_injected": dict(sorted(self.system.faults.injected.items()))})
+
+    async def journal(self, request: web.Request) -> web.Response:
+        spec = self._spec(request)
+        journal = self.system.journal
+        return web.json_response({"enabled": journal.enabled,
+                                  "records": journal.records(spec.name)})
 
     async def reset(self, request: web.Request) -> web.Response:
         self.system.reset()

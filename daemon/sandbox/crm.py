@@ -65,6 +65,7 @@ class Crm(SimulatedSystem):
         seed: seeds the fault injector.
         unique: ``False`` makes no field a key (two records may hold the same values).
         reuse_ids: a create takes the id of the newest deleted record.
+        journal: keep when each record was read and written (``/_admin/journal``).
     """
 
     name = "crm"
@@ -83,6 +84,7 @@ class Crm(SimulatedSystem):
         seed: int | None = None,
         unique: bool = True,
         reuse_ids: bool = False,
+        journal: bool = False,
     ) -> None:
         super().__init__(
             db=db,
@@ -92,6 +94,7 @@ class Crm(SimulatedSystem):
             seed=seed,
             unique=unique,
             reuse_ids=reuse_ids,
+            journal=journal,
         )
 
     def add_api_routes(self, router: web.UrlDispatcher) -> None:
@@ -148,6 +151,7 @@ class Crm(SimulatedSystem):
         if len(found) > limit:
             last = page[-1]
             next_cursor = Cursor(spec.name, since_ms, last.updated_ms, last.key).encode()
+        self.shown_to(request, spec, page, "list")
         shown = [self.render(r) for r in page]
         if since_ms > 0 and self.faults.settings.since_skips_null_updated:
             shown = [r for r in shown if r["updated_at"] is not None]  # null >= x is not true
@@ -177,12 +181,14 @@ class Crm(SimulatedSystem):
         if value is None:
             raise BadRequest(f"search needs the {spec.lookup} parameter")
         found = self.store.find(spec.name, spec.lookup, value)
+        self.shown_to(request, spec, found, "search")
         return web.json_response({"data": [self.render(r) for r in found]})
 
     async def get_record(self, request: web.Request) -> web.Response:
         """``GET /{resource}/{id}``; ``If-None-Match`` with the current tag answers 304."""
         spec = self.spec_of(request)
         record = self.store.require(spec.name, self.key_of(request, spec))
+        self.shown_to(request, spec, [record], "get")
         etag = _etag(record)
         if etag in _tags(request.headers.get("If-None-Match")):
             return web.Response(status=304, headers={"ETag": etag})

@@ -157,6 +157,7 @@ class FaultPlan:
 
     hold_ms: int = 0
     malformed: MalformedKind | None = None
+    delay_ms: int = 0  # the latency the request already waited
 
 
 class FaultInjector:
@@ -226,7 +227,7 @@ class FaultInjector:
                                    else settings.malformed_kind)
             self.injected[kind] += 1
             malformed = kind
-        return FaultPlan(hold_ms, malformed)
+        return FaultPlan(hold_ms, malformed, settings.latency_ms)
 
     async def after(self, plan: FaultPlan, response: web.StreamResponse) -> web.StreamResponse:
         """Apply the faults that strike after a request was processed."""

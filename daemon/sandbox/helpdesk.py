@@ -80,6 +80,7 @@ class Helpdesk(SimulatedSystem):
         seed: seeds the fault injector.
         unique: ``False`` makes no field a key (two records may hold the same values).
         reuse_ids: a create takes the id of the newest deleted record.
+        journal: keep when each record was read and written (``/_admin/journal``).
     """
 
     name = "helpdesk"
@@ -99,12 +100,13 @@ class Helpdesk(SimulatedSystem):
         seed: int | None = None,
         unique: bool = True,
         reuse_ids: bool = False,
+        journal: bool = False,
     ) -> None:
         auth = None
         if api_key is not None or basic is not None:
             auth = KeyOrBasicAuth(api_key, basic, api_key_header)
         super().__init__(db=db, auth=auth, rate_limit=rate_limit, seed=seed, unique=unique,
-                         reuse_ids=reuse_ids)
+                         reuse_ids=reuse_ids, journal=journal)
 
     def add_api_routes(self, router: web.UrlDispatcher) -> None:
         """``/api/v2/{users|tickets}`` with list, create, search and per-record routes."""
@@ -165,6 +167,7 @@ class Helpdesk(SimulatedSystem):
         records, total = self.store.page_since(
             spec.name, since_ms=since_s * 1000, offset=(page - 1) * per_page, limit=per_page
         )
+        self.shown_to(request, spec, records, "list")
         return web.json_response(
             {
                 spec.name: [self.render(r) for r in records],
@@ -185,6 +188,7 @@ class Helpdesk(SimulatedSystem):
         if term not in terms or not value:
             raise BadRequest(f"query must look like {' or '.join(f'{t}:<value>' for t in terms)}")
         found = self.store.find(spec.name, terms[term], value.strip())
+        self.shown_to(request, spec, found, "search")
         return web.json_response(
             {spec.name: [self.render(r) for r in found], "count": len(found), "next_page": None}
         )
@@ -193,6 +197,7 @@ class Helpdesk(SimulatedSystem):
         """``GET /api/v2/{resource}/{id}`` → ``{"<singular>": {...}}``."""
         spec = self.spec_of(request)
         record = self.store.require(spec.name, self.key_of(request, spec))
+        self.shown_to(request, spec, [record], "get")
         return web.json_response({spec.singular: self.render(record)})
 
     async def create_record(self, request: web.Request) -> web.StreamResponse:

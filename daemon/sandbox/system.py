@@ -27,6 +27,7 @@ from daemon.sandbox.auth import Authenticator
 from daemon.sandbox.clock import SimClock
 from daemon.sandbox.errors import ApiError, NotFound, RateLimited, Unauthorized
 from daemon.sandbox.faults import FaultInjector
+from daemon.sandbox.journal import DELAY, Journal
 from daemon.sandbox.ratelimit import RateLimit, TokenBucket
 from daemon.sandbox.stats import Stats
 from daemon.sandbox.store import (
@@ -65,6 +66,8 @@ class SimulatedSystem(abc.ABC):
         unique: ``False`` makes no field a key (two records may hold the same values).
         reuse_ids: a create takes the id of the newest deleted record (as some real systems
             do; the delete leaves no tombstone then).
+        journal: keep when each record was read and written, and by whom
+            (:mod:`~daemon.sandbox.journal`, ``/_admin/journal/{resource}``).
     """
 
     #: The system's name (``crm``); also stamped into its database file.
@@ -88,6 +91,7 @@ class SimulatedSystem(abc.ABC):
         seed: int | None = None,
         unique: bool = True,
         reuse_ids: bool = False,
+        journal: bool = False,
     ) -> None:
         resources = self.resources
         if not unique:  # no field is a key: two records may hold the same values
@@ -105,6 +109,7 @@ class SimulatedSystem(abc.ABC):
         )
         self.faults = FaultInjector(seed)
         self.stats = Stats()
+        self.journal = Journal(journal)
         self.webhooks = WebhookSender(webhook if self.sends_webhooks else None)
         self.auth = auth
         self.rate_limit = rate_limit
@@ -144,6 +149,7 @@ class SimulatedSystem(abc.ABC):
         """
         self.store.reset()
         self.stats.reset()
+        self.journal.clear()
         self._creates.clear()
         self.faults.clear()
         self.faults.injected.clear()
@@ -157,9 +163,9 @@ class SimulatedSystem(abc.ABC):
         self, spec: ResourceSpec, values: Mapping[str, Any], request: web.Request | None
     ) -> WriteResult:
         """Create a record; ``request`` is the API request, ``None`` for an admin edit."""
-        result = self.store.create(spec.name, self._kept(spec, values, request),
-                                   self.clock.now_ms())
-        return self._written(spec, "create", result, request)
+        kept = self._kept(spec, values, request)
+        result = self.store.create(spec.name, kept, self.clock.now_ms())
+        return self._written(spec, "create", result, request, kept)
 
     async def idempotent(
         self, spec: ResourceSpec, request: web.Request, create: Handler
@@ -208,15 +214,16 @@ class SimulatedSystem(abc.ABC):
                                            updated_ms=max(self.clock.now_ms(),
                                                           current.updated_ms + 1000))
             return WriteResult(told)
+        kept = self._kept(spec, values, request)
         result = self.store.update(
             spec.name,
             key,
-            self._kept(spec, values, request),
+            kept,
             self.clock.now_ms(),
             replace=replace,
             expect_versions=expect_versions,
         )
-        return self._written(spec, "update", result, request)
+        return self._written(spec, "update", result, request, kept)
 
     def delete(
         self,
@@ -232,7 +239,7 @@ class SimulatedSystem(abc.ABC):
         result = self.store.delete(
             spec.name, key, self.clock.now_ms(), expect_versions=expect_versions
         )
-        return self._written(spec, "delete", result, request)
+        return self._written(spec, "delete", result, request, {})
 
     def _kept(self, spec: ResourceSpec, values: Mapping[str, Any], request: web.Request | None
               ) -> Mapping[str, Any]:
@@ -275,8 +282,11 @@ class SimulatedSystem(abc.ABC):
         return data
 
     def _written(
-        self, spec: ResourceSpec, op: str, result: WriteResult, request: web.Request | None
+        self, spec: ResourceSpec, op: str, result: WriteResult, request: web.Request | None,
+        kept: Mapping[str, Any],
     ) -> WriteResult:
+        self.journal.write(spec.name, result.record.key, op, kept, bool(result.changes),
+                           request)
         if request is None:
             self.stats.count_admin_edit(spec.name, op)
         else:
@@ -299,6 +309,12 @@ class SimulatedSystem(abc.ABC):
         )
 
     # -- request helpers for handlers --------------------------------------------------------
+
+    def shown_to(self, request: web.Request, spec: ResourceSpec,
+                 records: Collection[StoredRecord], kind: str) -> None:
+        """Note in the journal that the API answer to ``request`` shows ``records`` (``kind``:
+        ``get``, ``list`` or ``search``)."""
+        self.journal.read(spec.name, [r.key for r in records], kind, request)
 
     def spec_of(self, request: web.Request) -> ResourceSpec:
         """The resource named in the route (``{resource}``)."""
@@ -399,6 +415,7 @@ class SimulatedSystem(abc.ABC):
         if _is_admin(request):
             return await handler(request)
         plan = await self.faults.before()
+        request[DELAY] = plan.delay_ms
         try:
             response: web.StreamResponse = await handler(request)
         except ApiError as error:

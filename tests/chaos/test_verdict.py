@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from chaos.plan import FAULTS, Params, Plan
-from chaos.verdict import Writes, judge, needed_writes
+from chaos.verdict import WINDOW_FIGURE, Access, Verdict, Writes, judge, needed_writes
 from chaos.workload import Action
 
 A = "a@chaos.example"
@@ -125,3 +125,99 @@ def test_the_plan_is_the_seeds_alone() -> None:
     assert set(plan.fault_counts()) == set(FAULTS)
     downs = [e for e in plan.events if e.kind in ("down", "up")]
     assert downs[1].at - downs[0].at == pytest.approx(params.down_seconds)
+
+
+# -- a lost edit in the window of an API without conditional writes ------------------------------
+# The helpdesk's journal of record 7: the hub reads it (t1), a person edits it (t2), the hub's
+# PUT decided on that read executes (t3) and replaces the person's value.
+
+def get(at: float, by: str = "syncline", kind: str = "get") -> Access:
+    return Access(at, "read", kind, by)
+
+
+def put(at: float, name: str, by: str = "syncline", delay: float = 0.0) -> Access:
+    return Access(at, "write", "update", by, delay, {"name": name})
+
+
+def lost_in_helpdesk(*journal: Access, unconditional: tuple[str, ...] = ("helpdesk",)
+                     ) -> Verdict:
+    """The history of the lost-edit test above (helpdesk's N 2 replaced by crm's N 3 unseen),
+    judged with this journal of the helpdesk's record."""
+    log = [created(), edit(1, "helpdesk", "N 2", saw="N 1"),
+           edit(2, "crm", "N 3", saw="N 1", concurrent=True)]
+    return judge(log, everywhere(record("N 3")), [], cid, quiet(),
+                 journals={"helpdesk": {"7": list(journal)}}, unconditional=unconditional)
+
+
+PERSON_AT = 100.10
+
+
+def person() -> Access:
+    return put(PERSON_AT, "N 2", by="person")
+
+
+def assert_window(verdict: Verdict) -> None:
+    assert verdict.violations == []
+    assert verdict.figures["lost edits"] == 0 and verdict.figures[WINDOW_FIGURE] == 1
+    assert verdict.windowed == [
+        "step 1 (edit in helpdesk, t=1.0s) set a@chaos.example name='N 2', record 7: the hub's "
+        "read answered at 00:01:40.000, the person's write executed 100.0 ms after it, the "
+        "hub's write of 'N 3' 200.0 ms after it (within 250.0 ms: 250.0 ms fresh read + 0.0 ms "
+        "injected delay)"]
+
+
+def assert_lost(verdict: Verdict) -> None:
+    assert verdict.figures["lost edits"] == 1 and verdict.figures[WINDOW_FIGURE] == 0
+    assert verdict.windowed == []
+    assert verdict.violations == [
+        "lost edit: step 1 (edit in helpdesk, t=1.0s) set a@chaos.example name='N 2'; it is "
+        "'N 3' now, no later edit saw it, no conflict names it"]
+
+
+def test_a_person_edit_between_the_hubs_fresh_read_and_its_write_is_the_apis_window() -> None:
+    assert_window(lost_in_helpdesk(get(99.5), get(100.0), person(), put(100.20, "N 3")))
+
+
+def test_the_window_is_fresh_read_seconds_plus_the_delay_the_system_injected_into_the_write(
+        ) -> None:
+    slow = lost_in_helpdesk(get(100.0), person(), put(100.54, "N 3", delay=0.3))
+    assert slow.violations == [] and slow.figures[WINDOW_FIGURE] == 1
+    assert "540.0 ms after it (within 550.0 ms: 250.0 ms fresh read + 300.0 ms" in slow.windowed[0]
+    assert_lost(lost_in_helpdesk(get(100.0), person(), put(100.56, "N 3", delay=0.3)))
+    assert_lost(lost_in_helpdesk(get(100.0), person(), put(100.30, "N 3")))
+
+
+def test_a_write_decided_on_an_older_read_is_still_a_lost_edit() -> None:
+    assert_lost(lost_in_helpdesk(get(99.0), person(), put(100.20, "N 3")))
+
+
+def test_a_read_between_the_hubs_read_and_its_write_leaves_it_a_lost_edit() -> None:
+    # After the person's edit: the hub saw N 2 (a get or a listing) and still replaced it.
+    assert_lost(lost_in_helpdesk(get(100.0), person(), get(100.15), put(100.20, "N 3")))
+    assert_lost(lost_in_helpdesk(get(100.0), person(), get(100.15, kind="list"),
+                                 put(100.20, "N 3")))
+    # Before it, another read: the last read before the write is not the one decided on.
+    assert_lost(lost_in_helpdesk(get(100.0), get(100.05, kind="list"), person(),
+                                 put(100.20, "N 3")))
+    # The last read is no read of the record by itself, or not the hub's.
+    assert_lost(lost_in_helpdesk(get(100.0, kind="search"), person(), put(100.20, "N 3")))
+    assert_lost(lost_in_helpdesk(get(100.0, by="other"), person(), put(100.20, "N 3")))
+
+
+def test_only_the_hubs_write_that_replaced_the_value_counts() -> None:
+    # Someone else's write replaced it; or the hub's write came before the person's.
+    assert_lost(lost_in_helpdesk(get(100.0), person(), put(100.20, "N 3", by="other")))
+    assert_lost(lost_in_helpdesk(get(100.0), put(100.05, "N 3"), person()))
+    # No journal entry of the person's write: no evidence.
+    assert_lost(lost_in_helpdesk(get(100.0), put(100.20, "N 3")))
+
+
+def test_a_system_with_conditional_writes_has_no_such_window() -> None:
+    journal = (get(100.0), person(), put(100.20, "N 3"))
+    assert_lost(lost_in_helpdesk(*journal, unconditional=()))
+    assert_lost(lost_in_helpdesk(*journal, unconditional=("crm",)))
+    # And no journal at all: no evidence.
+    assert_lost(judge(
+        [created(), edit(1, "helpdesk", "N 2", saw="N 1"),
+         edit(2, "crm", "N 3", saw="N 1", concurrent=True)],
+        everywhere(record("N 3")), [], cid, quiet(), unconditional=("helpdesk",)))
