@@ -28,6 +28,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from conflict.policy import same
+from conflict.state import Json
 from daemon.connector.rest import ConnectorError, RemoteRecord
 from daemon.errors import DaemonError
 from daemon.http import HttpError, MalformedResponse, PreconditionFailed, ReadTooOld
@@ -36,6 +38,7 @@ from daemon.lane.decide import Done, Stale, decide_delete, decide_found, decide_
 from daemon.lane.ports import Connector, Delivered, Journal
 from daemon.lane.references import Parked, References, WaitForLink
 from daemon.lane.report import Health, Reporter, Round
+from daemon.lane.verify import not_taken
 from streams import DecodeError, WriteIntent, WriteStale, Written, codec
 
 log = logging.getLogger(__name__)
@@ -423,8 +426,9 @@ class Writer:
                 after = answer
                 if self.connector.config.update.answer == "record":
                     reread = await self.connector.fetch(external_id)
-                    if answer is None or reread is None or not edited_after(
-                            current, answer, reread):
+                    if answer is None or reread is None or not (
+                            edited_after(current, answer, reread)
+                            or await self._third_value(intent, held, answer, reread)):
                         after = reread
             except ReadTooOld as exc:
                 # Not sent: the read is too old by now to write over unconditionally.
@@ -449,6 +453,25 @@ class Writer:
             raise too_old  # retriable: the intent waits and runs again, reading first
         raise ConnectorError(f"{self.system} kept changing record {external_id} "
                              f"during {PRECONDITION_ROUNDS} conditional writes")
+
+    async def _third_value(self, intent: WriteIntent, held: Mapping[str, Json],
+                           answer: RemoteRecord, reread: RemoteRecord) -> bool:
+        """Whether the read right after a write shows, in a field the write set, a value
+        that is neither the write's nor the one held before it, while the answer shows the
+        write kept: a change made after the write (a person's edit), for an API whose
+        versions and times cannot order the three reads (none, or whole seconds).
+
+        An answer that does not show the write proves nothing, and a re-read showing the
+        value held before is what a write that did not take leaves (or an answer made up):
+        both are verified on the re-read, as ever.
+        """
+        answered = (await self.reporter.read(answer)).values
+        if not_taken(intent.values, answered, self.reporter.normalise):
+            return False
+        now = (await self.reporter.read(reread)).values
+        moved = [name for name in intent.values
+                 if name in now and not same(now[name], answered.get(name))]
+        return bool(moved) and all(not same(now[name], held.get(name)) for name in moved)
 
     async def _create(self, work: Round, intent: WriteIntent, *, rerun: bool = False) -> None:
         """Create the record, unless the system holds it already: never two copies.
