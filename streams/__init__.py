@@ -27,6 +27,7 @@ from streams.errors import (
     KafkaUnavailable,
     StreamsError,
     TopicMismatch,
+    TopicMissing,
     TopicSettingsRejected,
 )
 from streams.events import (
@@ -106,6 +107,7 @@ __all__ = [
     "StreamsError",
     "TlsSettings",
     "TopicMismatch",
+    "TopicMissing",
     "TopicSettings",
     "TopicSettingsRejected",
     "Topics",

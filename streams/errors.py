@@ -10,8 +10,10 @@ so callers never import aiokafka to handle a failure::
     ├── KafkaRequestFailed        the broker answered with an error; ``retriable`` copies the
     │   │                         Kafka error's own flag (e.g. NOT_LEADER is, INVALID_CONFIG
     │   │                         is not)
-    │   └── TopicMismatch         a topic exists but differs from what was asked for
-    │                             (partitions, configuration); ``retriable = False``
+    │   ├── TopicMismatch         a topic exists but differs from what was asked for
+    │   │                         (partitions, configuration); ``retriable = False``
+    │   └── TopicMissing          a topic to write to does not exist (``syncline run``
+    │                             creates syncline's topics); ``retriable = False``
     ├── TopicSettingsRejected     the cluster cannot hold topics of the configured settings
     │                             (e.g. more replicas than brokers); ``retriable = False``
     └── DecodeError               bytes that are not an event we can read (to the DLQ)
@@ -58,6 +60,17 @@ class KafkaRequestFailed(StreamsError):
         self.operation = operation
         self.code = code
         self.retriable = retriable
+
+
+class TopicMissing(KafkaRequestFailed):
+    """A topic to write to does not exist: syncline never has the broker create one with
+    its defaults (streams/kafka.py), it creates its own at start (``syncline run``)."""
+
+    def __init__(self, operation: str, topic: str) -> None:
+        super().__init__(operation, "UNKNOWN_TOPIC_OR_PARTITION",
+                         f"topic {topic} does not exist (`syncline run` creates syncline's "
+                         "topics when it starts)", retriable=False)
+        self.topic = topic
 
 
 class TopicMismatch(KafkaRequestFailed):

@@ -28,26 +28,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, TypeVar
 
 import aiokafka
+import aiokafka.admin.client
+import aiokafka.client
 import aiokafka.errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.protocol.metadata import MetadataRequest
 
 from streams.errors import (
     KafkaRequestFailed,
     KafkaUnavailable,
     StreamsError,
     TopicMismatch,
+    TopicMissing,
 )
 from streams.settings import KafkaSettings as KafkaSettings  # re-exported
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _TOPIC_ALREADY_EXISTS = 36
 # Errors that mean "nobody answered" rather than "the broker said no".
@@ -56,6 +61,31 @@ _UNREACHABLE = (
     kafka_errors.NodeNotReadyError,
     kafka_errors.NoBrokersAvailable,
 )
+
+
+class _MetadataRequestNoAutoCreate(MetadataRequest):  # type: ignore[misc]
+    """A metadata request that never asks the broker to create the topics it names.
+
+    aiokafka asks for it on every metadata request (``allow_auto_topic_creation=True``) and
+    has no setting to stop it (Java's consumers have ``allow.auto.create.topics``). On a
+    broker with ``auto.create.topics.enable`` (Kafka's default, and many production
+    brokers'), a producer, a reader or a refresh of metadata naming a missing topic then
+    creates it with the broker's defaults — ``delete``, not ``compact``; a week's retention,
+    not forever — and syncline refuses that topic at its next start (``TOPIC_MISMATCH``).
+    A topic goes missing under a running worker when someone deletes it; syncline's topics
+    are created by :meth:`streams.topics.Topics.ensure` alone. Tested by
+    tests/streams/test_auto_create.py.
+    """
+
+    def __init__(self, topics: list[str] | None = None,
+                 allow_auto_topic_creation: bool | None = False) -> None:
+        super().__init__(topics, allow_auto_topic_creation)
+
+
+# Every aiokafka client of this process (they are syncline's: this module makes them) builds
+# its metadata requests with these names.
+aiokafka.client.MetadataRequest = _MetadataRequestNoAutoCreate
+aiokafka.admin.client.MetadataRequest = _MetadataRequestNoAutoCreate
 
 
 class Delivery(NamedTuple):
@@ -240,13 +270,28 @@ class Producer(_Client):
     _operation = "start producer"
     _not_started = "the producer is not started"
 
+    def __init__(self, settings: KafkaSettings) -> None:
+        super().__init__(settings)
+        self._existing: set[str] = set()
+
     def _make(self) -> Any:
         return new_producer(self._settings)
 
     async def send(self, topic: str, key: bytes, value: bytes) -> Delivery:
-        """Send one record and return where it was stored once the broker acknowledged it."""
+        """Send one record and return where it was stored once the broker acknowledged it.
+
+        Raises:
+            TopicMissing: ``topic`` does not exist (the client would wait for it in vain:
+                it never has the broker create a topic).
+        """
         producer = self._started()
-        with translated(self._settings, f"send to {topic}"):
+        operation = f"send to {topic}"
+        with translated(self._settings, operation):
+            if topic not in self._existing:
+                # Metadata of every topic names none, so it creates none.
+                if topic not in (await producer.client.fetch_all_metadata()).topics():
+                    raise TopicMissing(operation, topic)
+                self._existing.add(topic)
             metadata = await producer.send_and_wait(topic, value, key=key)
         return Delivery(int(metadata.partition), int(metadata.offset))
 
@@ -327,6 +372,19 @@ class Admin(_Client):
                 min(len(partition["replicas"]) for partition in partitions))
         return shapes
 
+    async def wait_for_topics(self, names: list[str]) -> None:
+        """Return once every topic of ``names`` is in the cluster's metadata, with its
+        partitions: a topic just created is not in every answer at once, and a reader that
+        asks for it then would find it missing."""
+        async def visible() -> None:
+            missing = sorted(set(names) - set(await self.describe_topics(names)))
+            if missing:
+                raise KafkaRequestFailed("wait for new topics", "UNKNOWN_TOPIC_OR_PARTITION",
+                                         f"not in the metadata yet: {', '.join(missing)}",
+                                         retriable=True)
+
+        await retried(visible, attempts=120)
+
     async def ensure_topic(self, spec: TopicSpec) -> bool:
         """Create the topic unless it exists; return whether it was created.
 
@@ -378,14 +436,7 @@ class Admin(_Client):
     async def _check_config(self, spec: TopicSpec) -> None:
         # A topic created a moment ago (by another worker starting at the same time) can
         # exist for CreateTopics and not yet for DescribeConfigs: ask again for a while.
-        for attempt in range(20):
-            try:
-                actual = await self.topic_config(spec.name)
-                break
-            except KafkaRequestFailed as exc:
-                if not exc.retriable or attempt == 19:
-                    raise
-                await asyncio.sleep(0.25)
+        actual = await retried(lambda: self.topic_config(spec.name))
         wrong = [
             f"{key} is {actual.get(key)!r}, expected {value!r}"
             for key, value in sorted(spec.config.items())
@@ -393,6 +444,20 @@ class Admin(_Client):
         ]
         if wrong:
             raise TopicMismatch(spec.name, "; ".join(wrong))
+
+
+async def retried(call: Callable[[], Awaitable[_T]], attempts: int = 20,
+                  pause: float = 0.25) -> _T:
+    """``call()``, made again after ``pause`` seconds while it raises a retriable
+    :class:`StreamsError`, up to ``attempts`` times (then its last error is raised)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except StreamsError as exc:
+            if not exc.retriable or attempt == attempts:
+                raise
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 # The deadline is the point of a probe, so it is a parameter rather than left to the caller.

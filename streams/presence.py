@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
+import aiokafka.errors as kafka_errors
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.protocol.admin import (
     DescribeGroupsRequest,
@@ -27,7 +29,8 @@ from aiokafka.protocol.admin import (
     DescribeGroupsRequest_v2,
 )
 
-from streams.kafka import KafkaSettings, new_admin, new_group_consumer, translated
+from streams.errors import KafkaRequestFailed
+from streams.kafka import KafkaSettings, new_admin, new_group_consumer, retried, translated
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -105,19 +108,36 @@ class LanesPresence:
 async def running_lanes(settings: KafkaSettings, topics: Topics, systems: list[str]
                         ) -> dict[str, list[str]]:
     """The systems of ``systems`` whose lanes group has members: each member's
-    ``client id@host``."""
+    ``client id@host``.
+
+    A broker that cannot tell yet (no group coordinator: a broker just started makes its
+    offsets topic on the first question; or one loading it) is asked again for a while, then
+    the error is raised: not knowing is never "no worker runs them".
+    """
+    operation = "describe the lanes' consumer groups"
     admin = new_admin(settings)
+    groups = {lanes_group(topics, system): system for system in systems}
+
+    async def describe(group_id: str) -> Any:
+        with translated(settings, operation):
+            node = await admin.find_coordinator(group_id)
+            response = await admin._send_request(_DescribeGroups([group_id]), node)
+        for group in response.groups:
+            if group[0]:
+                error = kafka_errors.for_code(group[0])
+                raise KafkaRequestFailed(operation, error.message,
+                                         f"{error.description} ({group_id})",
+                                         retriable=bool(error.retriable))
+        return response
+
     found: dict[str, list[str]] = {}
-    with translated(settings, "describe the lanes' consumer groups"):
+    with translated(settings, operation):
         await admin.start()
-        try:
-            groups = {lanes_group(topics, system): system for system in systems}
-            responses = []
-            for group_id in groups:
-                node = await admin.find_coordinator(group_id)
-                responses.append(await admin._send_request(_DescribeGroups([group_id]), node))
-        finally:
-            await admin.close()
+    try:
+        responses = [await retried(functools.partial(describe, group_id), attempts=40)
+                     for group_id in groups]
+    finally:
+        await admin.close()
     for response in responses:
         for group in response.groups:
             group_id, state, members = group[1], group[2], group[5]

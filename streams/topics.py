@@ -90,7 +90,8 @@ class Topics:
                 for role in ROLES]
 
     async def ensure(self, admin: Admin, settings: TopicSettings) -> list[str]:
-        """Create the topics that are missing; the names of those created.
+        """Create the topics that are missing; the names of those created, once the cluster's
+        metadata has them.
 
         Raises:
             TopicSettingsRejected: the cluster cannot hold topics of these settings (more
@@ -110,6 +111,8 @@ class Topics:
                 raise TopicMismatch(spec.name, f"{exc.detail} (from {SETTING}: change the "
                                     "setting or the topic; `syncline check` lists every "
                                     "difference)") from exc
+        if created:
+            await admin.wait_for_topics(created)
         return created
 
 

@@ -22,6 +22,9 @@
 #   SYNCLINE_KAFKA_HEAP             JVM heap flags (default -Xms256m -Xmx1g)
 #   SYNCLINE_KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 120)
 #   SYNCLINE_KAFKA_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL (default 30)
+#   SYNCLINE_KAFKA_AUTO_CREATE      auto.create.topics.enable (default false: a client that
+#                                   names a missing topic gets an error, not a topic with the
+#                                   broker's defaults; true as many production brokers have it)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,6 +37,7 @@ STATE_DIR="${SYNCLINE_KAFKA_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/synclin
 HEAP="${SYNCLINE_KAFKA_HEAP:--Xms256m -Xmx1g}"
 START_TIMEOUT="${SYNCLINE_KAFKA_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${SYNCLINE_KAFKA_STOP_TIMEOUT:-30}"
+AUTO_CREATE="${SYNCLINE_KAFKA_AUTO_CREATE:-false}"
 
 DATA_DIR="$STATE_DIR/data"
 LOG_DIR="$STATE_DIR/logs"
@@ -76,6 +80,11 @@ need_java() {
 need_mvn() {
   command -v mvn >/dev/null 2>&1 ||
     fail 2 "mvn not found: install Apache Maven (Debian: apt-get install maven); it fetches the Kafka $VERSION jars once into $CACHE_DIR"
+}
+
+need_auto_create() {
+  [[ "$AUTO_CREATE" == true || "$AUTO_CREATE" == false ]] ||
+    fail 2 "SYNCLINE_KAFKA_AUTO_CREATE is '$AUTO_CREATE': set it to true or false"
 }
 
 need_python() {
@@ -147,9 +156,11 @@ min.insync.replicas=1
 offsets.topic.num.partitions=4
 transaction.state.log.num.partitions=4
 num.partitions=1
-# faust-streaming (tests/streams/test_faust_*.py) creates the topics it needs; syncline and
-# the other tests create theirs with the admin client.
-auto.create.topics.enable=true
+# Every topic is created with the admin client, with its settings (syncline's by
+# streams/topics.py, the tests' by the tests). Off, a client that names a missing topic gets
+# an error instead of a topic with the broker's defaults (delete, not compact; a week's
+# retention, not forever), which syncline would refuse at its next start.
+auto.create.topics.enable=$AUTO_CREATE
 # Tests join and leave consumer groups all the time; do not wait for more members.
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
@@ -217,6 +228,7 @@ wait_ready() {
 }
 
 cmd_up() {
+  need_auto_create
   need_java
   need_python
   mkdir -p "$STATE_DIR"

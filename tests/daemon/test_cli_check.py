@@ -69,7 +69,13 @@ async def check_example(kafka_bootstrap: str, tmp_path: Path, *args: str,
         text = (REPO / "examples" / "syncline.yaml").read_text()
         text = (text.replace("http://127.0.0.1:8101", crm.url)
                 .replace("http://127.0.0.1:8102", helpdesk.url)
-                .replace("127.0.0.1:19092", kafka_bootstrap))
+                .replace("127.0.0.1:19092", kafka_bootstrap)
+                # The example's prefix is shared by whatever else uses the example on this
+                # broker: a worker running its lanes makes --write-probe refuse (exit 2), and
+                # its topics may not match. A prefix of this check's own sees neither.
+                .replace("topic_prefix: syncline",
+                         f"topic_prefix: check-example-{uuid.uuid4().hex[:10]}"))
+        assert "topic_prefix: check-example-" in text, "the example's topic_prefix moved"
         config = write(tmp_path / "syncline.yaml", text)
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "daemon", "check", "--config", str(config), *args, cwd=REPO,
