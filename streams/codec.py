@@ -9,6 +9,7 @@ that names what was wrong; the caller sends the input to the dead-letter topic.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,6 +19,8 @@ from pydantic import ValidationError
 import conflict
 from streams.errors import InvalidEvent, Undecodable, UnexpectedEvent, UnknownSchema
 from streams.events import EVENT_TYPES, Event, Observed, RoutedInput, Written
+
+log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
 
@@ -102,6 +105,24 @@ def decode(data: bytes | None, accept: tuple[type[E], ...] = ()) -> E:
             f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
             for err in exc.errors()[:5])
         raise InvalidEvent(f"{model.SCHEMA}: {problems}") from None
+
+
+def text_key(record: Any) -> str | None:
+    """The key of a record of syncline's own state topics (``records``, the changelogs,
+    ``lanes``) as text; ``None``, logged with the record's place, when it has none or it is
+    not UTF-8. syncline writes only text keys there, so such a record is not one of its own:
+    its reader skips it rather than stop on it. ``record`` is a consumed record (aiokafka's
+    or :class:`~streams.kafka.ConsumedRecord`)."""
+    key: bytes | None = record.key
+    if key is None:
+        reason = "it has no key"
+    else:
+        try:
+            return key.decode()
+        except UnicodeDecodeError as exc:
+            reason = f"its key is not UTF-8 ({exc.reason} at byte {exc.start}: {key[:60]!r})"
+    log.warning("%s[%d]@%d skipped: %s", record.topic, record.partition, record.offset, reason)
+    return None
 
 
 def decode_routed(data: bytes | None, accept: tuple[type[E], ...]) -> E | RoutedInput:

@@ -71,6 +71,18 @@ def apply_changes(target: MutableMapping[str, V], changes: Mapping[str, V | None
             target[key] = value
 
 
+def _text_value(record: Any) -> bool:
+    """Whether a record's value is UTF-8 (logged when not: a known record's fingerprint is
+    text, so it is not the lane's, and the record it names is reported again at most)."""
+    try:
+        record.value.decode()
+    except UnicodeDecodeError as exc:
+        log.warning("%s[%d]@%d skipped: its value is not UTF-8 (%s)", record.topic,
+                    record.partition, record.offset, exc.reason)
+        return False
+    return True
+
+
 @dataclass
 class LaneHead:
     """Where a lane is.
@@ -171,7 +183,9 @@ class LaneLog:
             await reader.start()
             try:
                 async for record in read_partition(reader, tp):
-                    key = record.key.decode()
+                    key = codec.text_key(record)
+                    if key is None:
+                        continue  # not a lane's: logged, skipped
                     if key == self.name and record.value is not None:
                         self.head = LaneHead(**orjson.loads(record.value))
                     elif key.startswith(parked):
@@ -181,6 +195,8 @@ class LaneLog:
                     elif key.startswith(ran):
                         apply_changes(self.ran, {key[len(ran):]: record.value})
                     elif key.startswith(prefix):
+                        if record.value is not None and not _text_value(record):
+                            continue  # not a fingerprint of the lane's: logged, skipped
                         apply_changes(self.index, {key[len(prefix):]: None if record.value
                                                    is None else record.value.decode()})
             finally:

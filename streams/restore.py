@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from streams.checkpoint import CHECKPOINT_KEY, decode_checkpoint
+from streams.codec import text_key
 from streams.kafka import KafkaSettings, new_reader, read_partition, translated
 from streams.merge import Output
 from streams.partition import Stats, hold
@@ -47,7 +48,9 @@ async def restore(settings: KafkaSettings, changelog: str, store: AnyStore, p: i
             started = time.monotonic()
             marker: bytes | None = None
             async for record in read_partition(reader, TopicPartition(changelog, p)):
-                key = record.key.decode()
+                key = text_key(record)
+                if key is None:
+                    continue  # not syncline's: logged, skipped
                 if key == CHECKPOINT_KEY:
                     marker = record.value
                     continue

@@ -18,6 +18,7 @@ import orjson
 
 import conflict
 from streams.checkpoint import CHECKPOINT_KEY, decode_checkpoint
+from streams.codec import text_key
 from streams.kafka import ConsumedRecord, KafkaSettings, read_to_end
 from streams.topics import Topics
 
@@ -51,17 +52,20 @@ class RecordsTable:
     def __init__(self) -> None:
         self.raw: dict[str, bytes] = {}
         self.checkpoints: dict[int, int] = {}  # partition -> the merge offset it reflects
+        self.skipped = 0  # records without a text key: not syncline's (logged)
         self._decoded: dict[str, tuple[bytes, conflict.RecordState]] = {}
 
     def apply(self, record: ConsumedRecord) -> None:
-        """Take one record of the changelog, in the order of its partition."""
-        if record.key is None:
-            return
+        """Take one record of the changelog, in the order of its partition; one whose key
+        is missing or not UTF-8 is skipped and counted (:attr:`skipped`)."""
         if record.key == _MARKER:
             if record.value is not None:
                 self.checkpoints[record.partition] = decode_checkpoint(record.value)[0]
             return
-        key = record.key.decode()
+        key = text_key(record)
+        if key is None:
+            self.skipped += 1
+            return
         if record.value is None:
             self.raw.pop(key, None)
             self._decoded.pop(key, None)

@@ -47,14 +47,16 @@ class LiveView:
         if topic not in (self.topics.conflicts, self.topics.records):
             self.table.apply(record)
             return
-        name = record.key.decode() if record.key is not None else ""
         try:
             if topic == self.topics.conflicts:
                 if value is not None:
                     event = codec.decode(value, (ConflictEvent,))
                     self.conflicts[event.conflict_id] = event
             elif topic == self.topics.records:
-                if value is None:
+                name = codec.text_key(record)
+                if name is None:  # not syncline's (logged)
+                    self.unreadable += 1
+                elif value is None:
                     self.records.pop(name, None)
                 else:
                     self.records[name] = codec.decode(value, (RecordEvent,))
@@ -67,7 +69,7 @@ class LiveView:
         states, _ = self.table.states({event.canonical_id
                                        for event in self.conflicts.values()})
         return ReviewView.build(list(self.conflicts.values()), list(self.records.values()),
-                                states, self.unreadable)
+                                states, self.unreadable + self.table.skipped)
 
     async def load(self) -> ReviewView:
         """:meth:`view`, once the topics as they were at start-up have been read."""

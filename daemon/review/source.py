@@ -48,7 +48,10 @@ async def load_view(settings: KafkaSettings, topics: Topics) -> ReviewView:
             log.warning("%s[%d]@%d: %s", item.topic, item.partition, item.offset, exc)
     latest: dict[str, RecordEvent | None] = {}
     for item in record_records:
-        key = item.key.decode() if item.key is not None else ""
+        key = codec.text_key(item)
+        if key is None:  # not syncline's (logged)
+            unreadable += 1
+            continue
         if item.value is None:
             latest[key] = None  # a tombstone: compacted away
             continue
@@ -58,7 +61,7 @@ async def load_view(settings: KafkaSettings, topics: Topics) -> ReviewView:
             unreadable += 1
             log.warning("%s[%d]@%d: %s", item.topic, item.partition, item.offset, exc)
     states, undecodable = table.states()
-    unreadable += undecodable
+    unreadable += undecodable + table.skipped
     return ReviewView.build(conflicts, [r for r in latest.values() if r is not None], states,
                             unreadable)
 
