@@ -47,13 +47,14 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import aiokafka
-import aiokafka.admin
 import aiokafka.errors
 import httpx
 
+from benchmarks.scale import delete_topics
 from benchmarks.sync import sync_config_file
 from daemon.demo import ENV
 from daemon.sandbox import run_crm, run_helpdesk
+from streams.kafka import KafkaSettings
 
 PHONE = re.compile(rb"\+1555\d{7}")
 
@@ -218,17 +219,6 @@ class WorkerProcess:
                                  ) from None
 
 
-async def _delete_topics(bootstrap: str, prefix: str) -> None:
-    admin = aiokafka.admin.AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix + ".")]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 async def _changed(admin: httpx.AsyncClient, resource: str, since_ms: int
                    ) -> list[dict[str, Any]]:
     answer = await admin.get(f"/_admin/records/{resource}",
@@ -290,7 +280,7 @@ async def run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
         finally:
             await tracer.stop()
             await worker.stop()
-            await _delete_topics(args.bootstrap, prefix)
+            await delete_topics(KafkaSettings(bootstrap=args.bootstrap), prefix)
             if args.worker_log:
                 args.worker_log.write_bytes(worker.log.read_bytes())
     final = {u.get("phone") for u in users}

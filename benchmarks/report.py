@@ -115,6 +115,13 @@ def plot(latency: dict[str, dict[str, Any]]) -> bool:
     return True
 
 
+def table(title: str, *columns: str) -> list[str]:
+    """The lines that open a Markdown table under a ``###`` heading: heading, blank line,
+    header row, separator."""
+    return [f"### {title}", "", f"| {' | '.join(columns)} |",
+            f"|{'|'.join(' --- ' for _ in columns)}|"]
+
+
 def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
            steps: list[dict[str, Any]], plotted: bool) -> str:
     lat, restart, workers, merge_runs, perf = (f["latency"], f["restart"], f["workers"],
@@ -128,9 +135,8 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
             f"Kafka {m['kafka']} single node ({m['bootstrap']}); {m['date']}, commit "
             f"{m['commit']}. Load average (1/5/15 min) before and after each step is in its "
             "row; the two cores were shared with other work whenever it is above ~1.", ""]
-    out += ["### Edit in one system → readable in another", "",
-            "| mode | rate asked / made | edits (timed) | p50 | p95 | p99 | max | load |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out += table("Edit in one system → readable in another", "mode", "rate asked / made",
+                 "edits (timed)", "p50", "p95", "p99", "max", "load")
     for mode, r in lat.items():
         s = cmd[f"latency {mode}"]
         out.append(f"| {mode} (polls every {r['poll_seconds']:g} s) | {r['rate']:g} / "
@@ -157,11 +163,10 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
         out += [f"| {st['what']} | {st['p50_ms']:.0f} ms | {st['p95_ms']:.0f} ms | "
                 f"{st['p99_ms']:.0f} ms |" for st in r["stages"]]
         out.append("")
-    out += ["### Write amplification and the rate budget", "",
-            "| mode | edits in the CRM | values the hub saw | helpdesk writes by syncline | "
-            "writes / values seen | CRM writes by syncline (echoes, needed 0) | "
-            "final values in the helpdesk | requests above the budget (429) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out += table("Write amplification and the rate budget", "mode", "edits in the CRM",
+                 "values the hub saw", "helpdesk writes by syncline", "writes / values seen",
+                 "CRM writes by syncline (echoes, needed 0)", "final values in the helpdesk",
+                 "requests above the budget (429)")
     for mode, r in lat.items():
         made = r["writes_made"]
         seen = r.get("values_observed") or r["edits"]
@@ -176,10 +181,9 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
             "refuses with 429 what exceeds the budget the config gives its lane, so every 429 "
             "is a request above the budget (goal 0).", ""]
     s = cmd["restart"]
-    out += ["### Restart to ready, memory per worker", "",
-            "| canonical records | store | observations | worked through | peak RSS working "
-            "| restart to ready | peak RSS after restart |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    out += table("Restart to ready, memory per worker", "canonical records", "store",
+                 "observations", "worked through", "peak RSS working", "restart to ready",
+                 "peak RSS after restart")
     for r in restart:
         out.append(f"| {r['records']:,} | {r['store']} | {r['observations']:,} | "
                    f"{r['drain_seconds']:.1f} s | {r['working_peak_rss_mib']:.0f} MiB | "
@@ -191,10 +195,9 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
             "RocksDB, peak RSS ≤ 1 GiB.", ""]
     s = cmd["workers"]
     base = workers[0]["observations_per_second"]
-    out += ["### Throughput as workers are added", "",
-            "| workers per role | observations (copies) | partitions | seconds | "
-            "observations/s | x one worker | CPU route / merge (µs an observation) | "
-            "peak RSS of a worker |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out += table("Throughput as workers are added", "workers per role",
+                 "observations (copies)", "partitions", "seconds", "observations/s",
+                 "x one worker", "CPU route / merge (µs an observation)", "peak RSS of a worker")
     for r in workers:
         left = r.get("left_at_settled", r["observations"])
         cpu = r.get("cpu_seconds", {})
@@ -214,11 +217,10 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
             "the wall-clock rate does.", ""]
     out += capacity(workers, merge_runs, m)
     ratios = []
-    out += ["### The merge stage, the raw aiokafka loop and Kafka's own producer", "",
-            "| stream | Kafka ProducerPerformance (1 KB, acks=all) | raw aiokafka loop (median) "
-            "| route stage | merge stage | merge / raw (goal ≥ 0.8) | "
-            "merge / ProducerPerformance (goal ≥ 0.75) | load |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out += table("The merge stage, the raw aiokafka loop and Kafka's own producer", "stream",
+                 "Kafka ProducerPerformance (1 KB, acks=all)", "raw aiokafka loop (median)",
+                 "route stage", "merge stage", "merge / raw (goal ≥ 0.8)",
+                 "merge / ProducerPerformance (goal ≥ 0.75)", "load")
     for stream, merge in merge_runs.items():
         s = cmd[f"merge {stream}"]
         ratio_perf = merge["merge_rate"] / perf

@@ -232,7 +232,8 @@ async def _holds_a_record(consumer: aiokafka.AIOKafkaConsumer, tp: aiokafka.Topi
     return False
 
 
-async def _delete(settings: KafkaSettings, prefix: str) -> None:
+async def delete_topics(settings: KafkaSettings, prefix: str) -> None:
+    """Delete every topic of the deployment ``prefix``."""
     admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
     await admin.start()
     try:
@@ -259,7 +260,7 @@ async def _deployment(settings: KafkaSettings, partitions: int,
             await preload(settings, topics.observations, events)
             return topics
         except aiokafka.errors.KafkaError as exc:
-            await _delete(settings, topics.prefix)
+            await delete_topics(settings, topics.prefix)
             if attempt == attempts:
                 raise
             print(f"benchmark: loading the observations failed ({exc!r}); again, into a "
@@ -294,7 +295,7 @@ async def restart(args: argparse.Namespace) -> list[dict[str, Any]]:
                     restarted = await second.line()
                     after = await second.stop()
             finally:
-                await _delete(settings, topics.prefix)
+                await delete_topics(settings, topics.prefix)
             row = {"records": records, "store": store, "observations": len(events),
                    "first_ready_seconds": ready["ready_seconds"],
                    "drain_seconds": caught_up - begin,
@@ -346,7 +347,7 @@ async def workers(args: argparse.Namespace) -> list[dict[str, Any]]:
             for c in children:
                 if c.proc.returncode is None:
                     c.proc.kill()
-            await _delete(settings, topics.prefix)
+            await delete_topics(settings, topics.prefix)
         seconds = done - begin
         left = at_end["merge"] - at_begin["merge"]  # merge inputs (offsets: + a few markers)
         row = {"workers_per_role": count, "observations": len(events), "records": records,

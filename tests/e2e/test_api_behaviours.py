@@ -32,6 +32,14 @@ def person(name: str, phone: str | None = None) -> dict[str, object]:
             "tags": []}
 
 
+async def started_with(s: Stack, system: str, email: str, name: str) -> None:
+    """One person made in ``system``, then ``syncline run`` started and the person in every
+    system."""
+    await s.create(system, email, name)
+    await s.start()
+    await s.converged({email: person(name)})
+
+
 async def letters(s: Stack) -> list[DeadLetter]:
     return [codec.decode(r.value, (DeadLetter,)) for r in await read_to_end(s.kafka, s.topics.dlq)]
 
@@ -82,9 +90,7 @@ async def test_a_field_the_helpdesk_drops_never_overwrites_the_persons_value(
 async def test_a_helpdesk_that_wants_bare_bodies_gets_no_empty_duplicates(
         kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     async with stack(tmp_path, kafka_settings) as s:
-        await s.create("helpdesk", "bo@example.com", "Bo")
-        await s.start()
-        await s.converged({"bo@example.com": person("Bo")})
+        await started_with(s, "helpdesk", "bo@example.com", "Bo")
         before = await s.writes()
         # Now it wants bare bodies; the config still wraps writes in {"user": ...}.
         await s.fault("helpdesk", bare_writes=True)
@@ -112,9 +118,7 @@ async def test_bare_bodies_configured_as_such_sync(
 
     async with stack(tmp_path, kafka_settings, customize=bare) as s:
         await s.fault("helpdesk", bare_writes=True)
-        await s.create("crm", "di@example.com", "Di")
-        await s.start()
-        await s.converged({"di@example.com": person("Di")})
+        await started_with(s, "crm", "di@example.com", "Di")
         await s.update("crm", "di@example.com", phone="123")
         await s.converged({"di@example.com": person("Di", phone="123")})
         assert await quiet_writes(s) == {"crm": 0, "helpdesk": 2}
@@ -146,9 +150,7 @@ async def lied_to(s: Stack, how: str = "lie_on_writes"
     """Flo synced, then the helpdesk answers every write as done and keeps nothing (``how``:
     at the old version, or ``forge_versions``: with a new one made up) while Flo's phone is
     edited in the CRM three times: syncline's writes before and after."""
-    await s.create("crm", "flo@example.com", "Flo")
-    await s.start()
-    await s.converged({"flo@example.com": person("Flo")})
+    await started_with(s, "crm", "flo@example.com", "Flo")
     before = await s.writes()
     await s.fault("helpdesk", **{how: True})
     for phone in ("1", "2", "3"):

@@ -13,7 +13,7 @@ import pytest
 
 from streams.kafka import KafkaSettings
 from tests.e2e.harness import ENV, REPO, Stack, stack
-from tests.e2e.test_api_behaviours import person
+from tests.e2e.test_api_behaviours import started_with
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -33,9 +33,7 @@ async def check(s: Stack, *args: str) -> tuple[int, str, str]:
 async def test_the_write_probe_is_refused_while_the_lanes_run(
         kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     async with stack(tmp_path, kafka_settings) as s:
-        await s.create("crm", "ada@example.com", "Ada")
-        await s.start()
-        await s.converged({"ada@example.com": person("Ada")})
+        await started_with(s, "crm", "ada@example.com", "Ada")
         assert s.config is not None
         prefix = s.config.kafka.topic_prefix
 

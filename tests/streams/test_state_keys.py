@@ -22,6 +22,7 @@ from streams.partition import Stats
 from streams.restore import restore
 from streams.stores import Store
 from streams.table import read_table
+from streams.topics import Topics
 from tests.streams.kafka_helpers import made_topics
 
 # Not UTF-8: a lone continuation byte, a truncated sequence, an overlong form, a surrogate,
@@ -73,13 +74,21 @@ def around_bad_keys(good: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes,
     return out
 
 
+async def changelog_with(settings: KafkaSettings, partition: int,
+                         good: list[tuple[bytes, bytes | None]]) -> tuple[Topics, str]:
+    """A new deployment whose records changelog holds ``good`` among bad keys in
+    ``partition``; its topics and the changelog's name."""
+    topics = await made_topics(settings, "keys")
+    changelog = topics.name("records_changelog")
+    await send(settings, changelog, partition, around_bad_keys(good))
+    return topics, changelog
+
+
 @pytest.mark.kafka
 async def test_the_records_table_skips_keys_that_are_not_text(
         kafka_settings: KafkaSettings) -> None:
-    topics = await made_topics(kafka_settings, "keys")
-    changelog = topics.name("records_changelog")
-    await send(kafka_settings, changelog, 0,
-               around_bad_keys([(b"c1", b"s1"), (b"c2", b"s2"), (b"c1", None)]))
+    topics, _ = await changelog_with(kafka_settings, 0,
+                                     [(b"c1", b"s1"), (b"c2", b"s2"), (b"c1", None)])
 
     table = await read_table(kafka_settings, topics)
 
@@ -90,10 +99,8 @@ async def test_the_records_table_skips_keys_that_are_not_text(
 @pytest.mark.kafka
 async def test_a_stage_restore_skips_keys_that_are_not_text(
         kafka_settings: KafkaSettings) -> None:
-    topics = await made_topics(kafka_settings, "keys")
-    changelog = topics.name("records_changelog")
-    await send(kafka_settings, changelog, 1,
-               around_bad_keys([(b"c1", b"s1"), (b"c2", b"s2"), (b"c3", b"s3"), (b"c3", None)]))
+    _, changelog = await changelog_with(kafka_settings, 1, [
+        (b"c1", b"s1"), (b"c2", b"s2"), (b"c3", b"s3"), (b"c3", None)])
     store: Store[bytes] = Store(encode=lambda value: value, decode=lambda data: data)
     stats = Stats()
 

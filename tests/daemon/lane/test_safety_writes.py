@@ -233,8 +233,7 @@ def test_an_api_that_answers_200_and_stores_nothing_overwrites_no_persons_value(
         "system b does not keep field status of ticket 1 (wrote 'closed', it holds 'open')",
         "system b does not keep field title of ticket 1 "
         "(wrote 'printer on fire', it holds 'printer')"]
-    code, out = status_command({"lanes": {f"{name}/ticket": lane.status()
-                                          for name, lane in hub.lanes.items()}})
+    code, out = hub_status(hub)
     assert code == 1, out
     assert "does not keep field title" in out
 
@@ -348,24 +347,29 @@ def test_the_record_event_and_the_status_command_say_what_is_not_kept() -> None:
     assert event.not_kept == {"b": {"status": NotTaken(wrote="open", holds="new")}}
     assert codec.decode(codec.encode(event), (RecordEvent,)) == event
 
-    code, out = status_command({"lanes": {f"{name}/ticket": lane.status()
-                                          for name, lane in hub.lanes.items()}})
+    code, out = hub_status(hub)
     assert code == 1
     assert "NOT KEPT" in out
     assert ("system b does not keep field status of ticket 1 (wrote 'open', it holds 'new')"
             in out)
 
 
-def test_a_system_that_undoes_the_writes_later_ends_in_the_loop_breaker() -> None:
-    """Each system keeps every write (the read after it shows it) and then puts the old
-    values back itself (two automations fighting): only the next read shows the write
-    undone. The hub would write both again and again; the loop breaker stops it."""
+def undoing_each_others_writes() -> tuple[Hub, MemoryConnector, MemoryConnector]:
+    """Two systems that keep every write (the read after it shows it) and then put the old
+    values back themselves (two automations fighting), after an edit and 60 rounds."""
     a, b = twin("a", reverts=True), twin("b", reverts=True)
     hub = Hub({"a": a, "b": b})
     ticket = a.put(status="open", title="printer")
     run(hub.run(4))
     a.edit(ticket, status="closed")
     run(hub.run(60))
+    return hub, a, b
+
+
+def test_a_system_that_undoes_the_writes_later_ends_in_the_loop_breaker() -> None:
+    """Only the next read shows a write undone: the hub would write both systems again and
+    again; the loop breaker stops it."""
+    hub, a, b = undoing_each_others_writes()
     bound = a.config.loop_bound
     assert hub.updates("a") + hub.updates("b") <= 2 * bound + 2
     [why] = hub.lanes["b"].status()["loop_breakers"].values()
@@ -378,14 +382,8 @@ def test_a_system_that_undoes_the_writes_later_ends_in_the_loop_breaker() -> Non
 
 
 def test_the_status_command_is_not_ok_while_a_loop_breaker_is_open() -> None:
-    a, b = twin("a", reverts=True), twin("b", reverts=True)
-    hub = Hub({"a": a, "b": b})
-    ticket = a.put(status="open", title="printer")
-    run(hub.run(4))
-    a.edit(ticket, status="closed")
-    run(hub.run(60))
-    code, out = status_command({"lanes": {f"{name}/ticket": lane.status()
-                                          for name, lane in hub.lanes.items()}})
+    hub, _, _ = undoing_each_others_writes()
+    code, out = hub_status(hub)
     assert code == 1
     assert "LOOP STOPPED" in out and "loop breaker open" in out
 
@@ -395,9 +393,14 @@ def test_the_status_command_is_ok_when_every_write_took() -> None:
     hub = Hub({"a": a, "b": b})
     a.put(status="open", title="printer")
     run(hub.run(4))
-    code, out = status_command({"lanes": {f"{name}/ticket": lane.status()
-                                          for name, lane in hub.lanes.items()}})
+    code, out = hub_status(hub)
     assert code == 0, out
+
+
+def hub_status(hub: Hub) -> tuple[int, str]:
+    """``syncline status`` of a worker running the hub's lanes."""
+    return status_command({"lanes": {f"{name}/ticket": lane.status()
+                                     for name, lane in hub.lanes.items()}})
 
 
 def status_command(body: dict[str, Any]) -> tuple[int, str]:
