@@ -235,7 +235,7 @@ async def drain(settings: KafkaSettings, topics: Topics, n: int, args: argparse.
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, (role,)))
     await stage.ready.wait()
-    broker = _cpu_of(args.broker_pid)
+    broker, waited = _cpu_of(args.broker_pid), _waited_of(os.getpid())
     start, cpu = time.perf_counter(), time.process_time()
     while stage.stats.committed < n:  # noqa: ASYNC110 - a counter, polled
         await asyncio.sleep(0.02)
@@ -244,6 +244,7 @@ async def drain(settings: KafkaSettings, topics: Topics, n: int, args: argparse.
         await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - start
     worker.cpu_seconds = time.process_time() - cpu  # type: ignore[attr-defined]
+    worker.waited_seconds = _waited_of(os.getpid()) - waited  # type: ignore[attr-defined]
     worker.broker_cpu_seconds = _cpu_of(args.broker_pid) - broker  # type: ignore[attr-defined]
     stop.set()
     await task
@@ -257,6 +258,19 @@ def _cpu_of(pid: int | None) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _waited_of(pid: int) -> float:
+    """Seconds the threads of process ``pid`` have spent runnable but waiting for a core
+    (the run queue's delay, ``/proc/PID/task/*/schedstat``); 0 where Linux does not say."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return total / 1e9
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -311,8 +325,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     print(f"  merge stage: every output committed after "
           f"{merger.outputs_seconds:.2f} s, the changelog too after {merge_seconds:.2f} s")  # type: ignore
     print(f"  merge stage: {merger.cpu_seconds:.2f} s of CPU in this process "  # type: ignore
-          f"({merge.handling_seconds:.2f} s in its own code); transactions took "
-          f"{merge.committing_seconds:.2f} s (summed over partitions, overlapping)")
+          f"({merge.handling_seconds:.2f} s in its own code), "
+          f"{merger.waited_seconds:.2f} s runnable but waiting for a core; "  # type: ignore
+          f"transactions took {merge.committing_seconds:.2f} s (summed over partitions, "
+          "overlapping)")
     if args.broker_pid is not None:
         print(f"  broker (pid {args.broker_pid}): {merger.broker_cpu_seconds:.2f} s of CPU "  # type: ignore
               "while the merge stage ran")
@@ -324,6 +340,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "merge_rate": merge_rate, "merge_raw": merge_rate / raw_rate,
             "route_raw": route_rate / raw_rate,
             "merge_cpu_seconds": merger.cpu_seconds,  # type: ignore[attr-defined]
+            "merge_waited_seconds": merger.waited_seconds,  # type: ignore[attr-defined]
             "merge_produced": merge.produced, "merge_transactions": merge.transactions,
             "merge_checkpoints": merge.checkpoints}
 

@@ -151,7 +151,7 @@ class VClock(Mapping[str, int]):
     # -- stable serialised form ----------------------------------------------------------
     def to_dict(self) -> dict[str, int]:
         """A plain dict with sorted keys; ``VClock(clock.to_dict()) == clock``."""
-        return {actor: self._entries[actor] for actor in sorted(self._entries)}
+        return dict(sorted(self._entries.items()))
 
 
 EMPTY = VClock()
