@@ -38,6 +38,7 @@ from streams.events import ObservationEvent, Observed, WriteStale, Written
 from streams.kafka import Admin, ConsumedRecord, KafkaSettings, TopicSpec
 from streams.merge import Merger, Router
 from streams.topics import Topics, TopicSettings
+from streams.transactions import BATCH_BYTES
 from streams.worker import MergeWorker, tune_gc
 from tests.streams.catalog import CATALOG
 
@@ -211,9 +212,11 @@ def routed_inputs(events: list[ObservationEvent]) -> list[tuple[bytes, bytes]]:
 
 async def preload_routed(settings: KafkaSettings, topic: str,
                          records: list[tuple[bytes, bytes]]) -> None:
-    """Bulk-load the route stage's outputs, keyed by canonical id as the route stage keys them."""
+    """Bulk-load the route stage's outputs, keyed by canonical id as the route stage keys them,
+    in batches as large as the route stage's (a consumer pays per batch too)."""
     producer = aiokafka.AIOKafkaProducer(**settings.client_options(), acks="all",
-                                         enable_idempotence=True)
+                                         enable_idempotence=True, linger_ms=5,
+                                         max_batch_size=BATCH_BYTES)
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key) for key, value in records]
