@@ -10,6 +10,9 @@ two lanes publish while the hub keeps them in step (edits, write outcomes, echoe
    median is the one compared);
 2. the merge worker draining it: route (links table, canonical ids) and merge (the fold,
    records/intents/conflicts outputs, the changelog), each exactly once in transactions.
+   The merge stage reads, in a deployment of its own, the route stage's outputs in the order
+   the lanes published them (``--merge-input causal``, see :func:`routed_inputs`);
+   ``--merge-input routed``: what the route stage made of the pre-loaded backlog.
 
 Prints both rates and their ratio. Needs the broker of ``deploy/kafka/kafka.sh up``.
 """
