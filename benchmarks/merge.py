@@ -10,6 +10,9 @@ two lanes publish while the hub keeps them in step (edits, write outcomes, echoe
    median is the one compared);
 2. the merge worker draining it: route (links table, canonical ids) and merge (the fold,
    records/intents/conflicts outputs, the changelog), each exactly once in transactions.
+   The merge stage reads, in a deployment of its own, the route stage's outputs in the order
+   the lanes published them (``--merge-input causal``, see :func:`routed_inputs`);
+   ``--merge-input routed``: what the route stage made of the pre-loaded backlog.
 
 Prints both rates and their ratio. Needs the broker of ``deploy/kafka/kafka.sh up``.
 """
@@ -35,9 +38,10 @@ import aiokafka.admin
 import conflict
 from streams import codec
 from streams.events import ObservationEvent, Observed, WriteStale, Written
-from streams.kafka import Admin, KafkaSettings, TopicSpec
+from streams.kafka import Admin, ConsumedRecord, KafkaSettings, TopicSpec
 from streams.merge import Merger, Router
 from streams.topics import Topics, TopicSettings
+from streams.transactions import BATCH_BYTES
 from streams.worker import MergeWorker, tune_gc
 from tests.streams.catalog import CATALOG
 
@@ -187,10 +191,48 @@ async def preload(settings: KafkaSettings, topic: str, events: list[ObservationE
         await producer.stop()
 
 
+def routed_inputs(events: list[ObservationEvent]) -> list[tuple[bytes, bytes]]:
+    """The merge stage's input as a deployment's lanes make it: the route stage's outputs
+    (key, value) for ``events`` in the order they were published.
+
+    The route stage reads ``observations`` keyed by lane, each partition on its own, so a
+    pre-loaded backlog comes out of it with the lanes interleaved in no particular order: a
+    write's outcome can reach the merge topic before the read that caused the write (a
+    dead letter, UnknownIntent, and a record that differs from then on: 1,844 of the 20,000
+    synced observations in session 9). Running lanes cannot do that: a lane writes only once
+    the intent exists, so the merge topic holds each record's inputs in causal order.
+    """
+    router, links = Router(CATALOG), dict[str, str]()
+    routed: list[tuple[bytes, bytes]] = []
+    for offset, event in enumerate(events):
+        record = ConsumedRecord(topic="observations", partition=0, offset=offset,
+                                key=event.key().encode(), value=codec.encode(event),
+                                timestamp_ms=0)
+        for out in router.handle(record, links, time.time):
+            routed.append((out.key.encode(), out.encoded()))
+    return routed
+
+
+async def preload_routed(settings: KafkaSettings, topic: str,
+                         records: list[tuple[bytes, bytes]]) -> None:
+    """Bulk-load the route stage's outputs, keyed by canonical id as the route stage keys them,
+    in batches as large as the route stage's (a consumer pays per batch too)."""
+    producer = aiokafka.AIOKafkaProducer(**settings.client_options(), acks="all",
+                                         enable_idempotence=True, linger_ms=5,
+                                         max_batch_size=BATCH_BYTES)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
 async def raw_loop(settings: KafkaSettings, source: str, sink: str, n: int,
-                   partitions: int) -> float:
+                   partitions: int) -> tuple[float, float, float]:
     """The seconds the loop took, timed like a stage: from its partitions being assigned and
-    its producer knowing the sink (a stage's runner does both before it is ready)."""
+    its producer knowing the sink (a stage's runner does both before it is ready); and the
+    CPU seconds of this process and the seconds it waited for a core meanwhile."""
     async with Admin(settings) as admin:
         await admin.ensure_topic(TopicSpec(sink, partitions))
     consumer = aiokafka.AIOKafkaConsumer(
@@ -206,7 +248,7 @@ async def raw_loop(settings: KafkaSettings, source: str, sink: str, n: int,
         while not consumer.assignment():  # noqa: ASYNC110 - aiokafka has no event for it
             await asyncio.sleep(0.01)
         done = 0
-        start = time.perf_counter()
+        start, cpu, waited = time.perf_counter(), time.process_time(), _waited_of(os.getpid())
         while done < n:
             batch = await consumer.getmany(timeout_ms=500, max_records=1000)
             futures = []
@@ -216,7 +258,8 @@ async def raw_loop(settings: KafkaSettings, source: str, sink: str, n: int,
             await asyncio.gather(*futures)
             await consumer.commit()
             done += len(futures)
-        return time.perf_counter() - start
+        return (time.perf_counter() - start, time.process_time() - cpu,
+                _waited_of(os.getpid()) - waited)
     finally:
         await producer.stop()
         await consumer.stop()
@@ -235,7 +278,7 @@ async def drain(settings: KafkaSettings, topics: Topics, n: int, args: argparse.
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, (role,)))
     await stage.ready.wait()
-    broker = _cpu_of(args.broker_pid)
+    broker, waited = _cpu_of(args.broker_pid), _waited_of(os.getpid())
     start, cpu = time.perf_counter(), time.process_time()
     while stage.stats.committed < n:  # noqa: ASYNC110 - a counter, polled
         await asyncio.sleep(0.02)
@@ -244,6 +287,7 @@ async def drain(settings: KafkaSettings, topics: Topics, n: int, args: argparse.
         await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - start
     worker.cpu_seconds = time.process_time() - cpu  # type: ignore[attr-defined]
+    worker.waited_seconds = _waited_of(os.getpid()) - waited  # type: ignore[attr-defined]
     worker.broker_cpu_seconds = _cpu_of(args.broker_pid) - broker  # type: ignore[attr-defined]
     stop.set()
     await task
@@ -259,6 +303,19 @@ def _cpu_of(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _waited_of(pid: int) -> float:
+    """Seconds the threads of process ``pid`` have spent runnable but waiting for a core
+    (the run queue's delay, ``/proc/PID/task/*/schedstat``); 0 where Linux does not say."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return total / 1e9
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     settings = KafkaSettings(bootstrap=args.bootstrap)
     topics = Topics(f"bench{uuid.uuid4().hex[:8]}")
@@ -268,6 +325,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     setup = MergeWorker(settings, topics, CATALOG,
                         topic_settings=TopicSettings(partitions=args.partitions))
     created = await setup.ensure_topics()
+    # The merge stage reads its input in the order the lanes made it (see routed_inputs), in a
+    # deployment of its own; with --merge-input routed, what the route stage produced here.
+    merge_topics, merge_inputs = topics, len(events)
+    if args.merge_input == "causal":
+        merge_topics = Topics(f"{topics.prefix}c")
+        created += await MergeWorker(
+            settings, merge_topics, CATALOG,
+            topic_settings=TopicSettings(partitions=args.partitions)).ensure_topics()
     # The raw loop reads the observations keyed by copy, spread over all partitions like the
     # merge stage's input: keyed by lane (two here), they would sit in two partitions.
     source, sink = f"{topics.prefix}.raw-source", f"{topics.prefix}.raw-sink"
@@ -276,11 +341,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await admin.ensure_topic(TopicSpec(source, args.partitions))
         await preload(settings, topics.observations, events)
         await preload(settings, source, events, by_copy=True)
+        if args.merge_input == "causal":
+            routed = routed_inputs(events)
+            merge_inputs = len(routed)
+            await preload_routed(settings, merge_topics.merge, routed)
         raw_runs = [await raw_loop(settings, source, sink, len(events), args.partitions)
                     for _ in range(args.raw_runs)]
         tune_gc()
         route_seconds, router = await drain(settings, topics, len(events), args, "route")
-        merge_seconds, merger = await drain(settings, topics, len(events), args, "merge")
+        merge_seconds, merger = await drain(settings, merge_topics, merge_inputs, args, "merge")
     finally:
         # Each run makes ~40 partitions; a shared development broker should not keep them.
         admin = aiokafka.admin.AIOKafkaAdminClient(**settings.client_options())
@@ -289,8 +358,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await admin.delete_topics([*created, source, sink])
         finally:
             await admin.close()
-    raw_rates = sorted(len(events) / seconds for seconds in raw_runs)
+    raw_rates = sorted(len(events) / seconds for seconds, _, _ in raw_runs)
     raw_rate = statistics.median(raw_rates)
+    raw_cpu = statistics.median(cpu for _, cpu, _ in raw_runs) / len(events) * 1e6
     route_rate = len(events) / route_seconds
     merge_rate = len(events) / merge_seconds
     route, merge = router.route_stage.stats, merger.merge_stage.stats
@@ -301,18 +371,24 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
           f"broker {args.bootstrap}; the fold "
           f"{'compiled by mypyc' if conflict.compiled() else 'interpreted (make compile)'}")
     print(f"raw aiokafka consume->produce loop: {raw_rate:,.0f} msg/s, the median of "
-          f"{len(raw_rates)} runs ({', '.join(f'{r:,.0f}' for r in raw_rates)})")
+          f"{len(raw_rates)} runs ({', '.join(f'{r:,.0f}' for r in raw_rates)}); "
+          f"{raw_cpu:.0f} µs of CPU a message (median), per run CPU / waiting for a core: "
+          f"{', '.join(f'{c:.2f} / {w:.2f} s' for _, c, w in raw_runs)}")
     print(f"route stage alone (links, canonical ids; exactly once): {route_seconds:.2f} s, "
           f"{route_rate:,.0f} observations/s, {route.transactions} transactions")
     print(f"merge stage alone (fold, outputs, changelog; exactly once): {merge_seconds:.2f} s, "
           f"{merge_rate:,.0f} observations/s, {merge.transactions} transactions "
           f"({merge.checkpoints} wrote the changelog), "
-          f"{merge.produced} records produced ({merge.produced / len(events):.2f} an observation)")
+          f"{merge.produced} records produced ({merge.produced / len(events):.2f} an observation), "
+          f"{merge.dead_letters} dead letters; input: {args.merge_input}")
     print(f"  merge stage: every output committed after "
           f"{merger.outputs_seconds:.2f} s, the changelog too after {merge_seconds:.2f} s")  # type: ignore
-    print(f"  merge stage: {merger.cpu_seconds:.2f} s of CPU in this process "  # type: ignore
-          f"({merge.handling_seconds:.2f} s in its own code); transactions took "
-          f"{merge.committing_seconds:.2f} s (summed over partitions, overlapping)")
+    print(f"  merge stage: {merger.cpu_seconds / len(events) * 1e6:.0f} µs of CPU an "  # type: ignore
+          f"observation; {merger.cpu_seconds:.2f} s of CPU in this process "  # type: ignore
+          f"({merge.handling_seconds:.2f} s in its own code), "
+          f"{merger.waited_seconds:.2f} s runnable but waiting for a core; "  # type: ignore
+          f"transactions took {merge.committing_seconds:.2f} s (summed over partitions, "
+          "overlapping)")
     if args.broker_pid is not None:
         print(f"  broker (pid {args.broker_pid}): {merger.broker_cpu_seconds:.2f} s of CPU "  # type: ignore
               "while the merge stage ran")
@@ -321,11 +397,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return {"observations": len(events), "stream": args.stream,
             "partitions": args.partitions, "compiled": conflict.compiled(),
             "raw_rates": raw_rates, "raw_rate": raw_rate, "route_rate": route_rate,
+            "raw_cpu_seconds": [cpu for _, cpu, _ in raw_runs],
+            "raw_waited_seconds": [waited for _, _, waited in raw_runs],
             "merge_rate": merge_rate, "merge_raw": merge_rate / raw_rate,
             "route_raw": route_rate / raw_rate,
             "merge_cpu_seconds": merger.cpu_seconds,  # type: ignore[attr-defined]
+            "merge_waited_seconds": merger.waited_seconds,  # type: ignore[attr-defined]
             "merge_produced": merge.produced, "merge_transactions": merge.transactions,
-            "merge_checkpoints": merge.checkpoints}
+            "merge_checkpoints": merge.checkpoints, "merge_dead_letters": merge.dead_letters,
+            "merge_input": args.merge_input}
 
 
 def main() -> None:
@@ -342,6 +422,12 @@ def main() -> None:
     parser.add_argument("--raw-runs", type=int, default=3,
                         help="times the raw loop runs (over the same data); its median rate "
                              "is the one compared")
+    parser.add_argument("--merge-input", choices=("causal", "routed"), default="causal",
+                        help="causal: the merge stage reads the route stage's outputs in the "
+                             "order the lanes published (as running lanes make it; default); "
+                             "routed: what the route stage made of the pre-loaded backlog, "
+                             "lanes interleaved at random (outcomes before their causes: dead "
+                             "letters; the runs before session 9)")
     parser.add_argument("--max-batch", type=int, default=None,
                         help="inputs per transaction, at most (default: the worker's)")
     parser.add_argument("--broker-pid", type=int, default=None,

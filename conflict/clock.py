@@ -151,7 +151,12 @@ class VClock(Mapping[str, int]):
     # -- stable serialised form ----------------------------------------------------------
     def to_dict(self) -> dict[str, int]:
         """A plain dict with sorted keys; ``VClock(clock.to_dict()) == clock``."""
-        return {actor: self._entries[actor] for actor in sorted(self._entries)}
+        return dict(sorted(self._entries.items()))
+
+    def entries(self) -> dict[str, int]:
+        """A plain dict of the counters in no particular order, for a form serialised with
+        sorted keys (``RecordState.to_compact``): :meth:`to_dict` without the sort."""
+        return dict(self._entries)
 
 
 EMPTY = VClock()

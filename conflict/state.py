@@ -205,13 +205,13 @@ class PeerState:
     def to_compact(self) -> list[Json]:
         """:meth:`to_dict` without the names (see :meth:`RecordState.to_compact`)."""
         return [
-            self.external_id, self.exists, self.knowledge.to_dict(), dict(self.shadow),
+            self.external_id, self.exists, self.knowledge.entries(), dict(self.shadow),
             self.native_version, self.last_seq,
             None if self.in_flight is None else _compacted(self.in_flight),
             self.intents_issued, self.failures,
-            {k: list(v) for k, v in self.landed.items()},
+            {k: list(v) for k, v in self.landed.items()} if self.landed else {},
             None if self.replaced is None else _compacted(self.replaced),
-            {k: list(v) for k, v in self.not_kept.items()},
+            {k: list(v) for k, v in self.not_kept.items()} if self.not_kept else {},
         ]
 
     @classmethod
@@ -512,8 +512,8 @@ class RecordState:
         """
         deleted = self.deleted
         return [
-            COMPACT_VERSION, self.canonical_id, self.entity, self.clock.to_dict(),
-            [[name, fs.value, str(fs.dot), fs.source_ts]
+            COMPACT_VERSION, self.canonical_id, self.entity, self.clock.entries(),
+            [[name, fs.value, f"{fs.dot.actor}:{fs.dot.counter}", fs.source_ts]  # str(dot)
              for name, fs in sorted(self.fields.items())],
             [[s, *p.to_compact()] for s, p in sorted(self.peers.items())],
             None if deleted is None else [str(deleted.dot), deleted.source_ts],

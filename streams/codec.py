@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 import conflict
 from streams.errors import InvalidEvent, Undecodable, UnexpectedEvent, UnknownSchema
-from streams.events import EVENT_TYPES, Event, Observed, RoutedInput, Written
+from streams.events import EVENT_TYPES, Event, Observed, RoutedInput, WriteStale, Written
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +129,10 @@ def decode_routed(data: bytes | None, accept: tuple[type[E], ...]) -> E | Routed
     """An input of the merge stage, the fold's way.
 
     The merge topic holds only what the route stage validated and encoded itself, so its
-    bulk — reads and write outcomes at the current version — is turned into the fold's input
-    straight from the JSON, after checking each field's type, without building the model
-    (a tenth of the merge stage's time). Anything else, or a payload that is not plainly
-    well-formed, goes through :func:`decode` and its errors.
+    bulk — reads, write outcomes and stale writes at the current version — is turned into
+    the fold's input straight from the JSON, after checking each field's type, without
+    building the model (a tenth of the merge stage's time). Anything else, or a payload
+    that is not plainly well-formed, goes through :func:`decode` and its errors.
     """
     if data is not None:
         try:
@@ -141,10 +141,11 @@ def decode_routed(data: bytes | None, accept: tuple[type[E], ...]) -> E | Routed
             payload = None
         if isinstance(payload, dict):
             schema = payload.get("schema")  # any JSON: a list is no key of the table
-            build = _ROUTED.get(schema) if isinstance(schema, str) else None
-            routed = build(payload) if build is not None else None
-            if routed is not None:
-                return routed
+            fast = _ROUTED.get(schema) if isinstance(schema, str) else None
+            if fast is not None and (not accept or issubclass(fast[0], accept)):
+                routed = fast[1](payload)
+                if routed is not None:
+                    return routed
     return decode(data, accept)
 
 
@@ -200,11 +201,30 @@ def _routed_written(p: dict[str, Any]) -> RoutedInput | None:
         correlation)
 
 
+def _routed_stale(p: dict[str, Any]) -> RoutedInput | None:
+    try:
+        cid, entity, system, seq = p["canonical_id"], p["entity"], p["system"], p["seq"]
+        external_id, intent_id, observed_at = p["external_id"], p["intent_id"], p["observed_at"]
+        changed, correlation = p["fields_changed"], p["correlation_id"]
+    except KeyError:
+        return None
+    if (len(p) != _STALE_KEYS or not (correlation is None or type(correlation) is str)
+            or type(seq) is not int or seq < 0 or type(intent_id) is not str
+            or type(cid) is not str or type(entity) is not str or type(system) is not str
+            or not (external_id is None or type(external_id) is str)
+            or type(changed) is not list or any(type(name) is not str for name in changed)
+            or type(observed_at) not in _NUMBERS):
+        return None
+    return RoutedInput(cid, entity, conflict.WriteStale(system, seq, intent_id), correlation)
+
+
 _NUMBERS = (float, int)
 _OBSERVED_KEYS = len(Observed.model_fields)  # "schema_" is written as "schema"
 _WRITTEN_KEYS = len(Written.model_fields)
-_ROUTED: dict[str, Callable[[dict[str, Any]], RoutedInput | None]] = {
-    Observed.SCHEMA: _routed_observed, Written.SCHEMA: _routed_written}
+_STALE_KEYS = len(WriteStale.model_fields)
+_ROUTED: dict[str, tuple[type[Event], Callable[[dict[str, Any]], RoutedInput | None]]] = {
+    Observed.SCHEMA: (Observed, _routed_observed), Written.SCHEMA: (Written, _routed_written),
+    WriteStale.SCHEMA: (WriteStale, _routed_stale)}
 
 
 def upcast(payload: dict[str, Any]) -> dict[str, Any]:

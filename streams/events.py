@@ -178,10 +178,10 @@ class RoutedInput(NamedTuple):
 
     canonical_id: str
     entity: str
-    input: conflict.Observed | conflict.Written
+    input: conflict.Observed | conflict.Written | conflict.WriteStale
     correlation_id: str | None = None
 
-    def to_input(self) -> conflict.Observed | conflict.Written:
+    def to_input(self) -> conflict.Observed | conflict.Written | conflict.WriteStale:
         """The fold's input."""
         return self.input
 

@@ -283,10 +283,24 @@ class Merger:
 
 
 def _links_changed(before: conflict.RecordState, after: conflict.RecordState) -> bool:
-    if before.peers is after.peers:
+    """Whether the live copies linked to the record (system -> external id) changed."""
+    old, new = before.peers, after.peers
+    if old is new:
         return False
-    links = {s: p.external_id for s, p in before.peers.items() if p.exists}
-    return links != {s: p.external_id for s, p in after.peers.items() if p.exists}
+    for system, peer in new.items():
+        was = old.get(system)
+        if was is peer:
+            continue
+        if _link(peer) != (_UNLINKED if was is None else _link(was)):
+            return True
+    return any(system not in new and peer.exists for system, peer in old.items())
+
+
+_UNLINKED = (False, None)
+
+
+def _link(peer: conflict.PeerState) -> tuple[bool, str | None]:
+    return (True, peer.external_id) if peer.exists else _UNLINKED
 
 
 REJECTED = (DecodeError, ConflictError, UnknownEntity)

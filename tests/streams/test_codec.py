@@ -20,6 +20,7 @@ from streams.events import (
     Resolution,
     RoutedInput,
     WriteIntent,
+    WriteStale,
     Written,
     json_schemas,
 )
@@ -236,7 +237,7 @@ def test_every_event_has_an_exported_json_schema() -> None:
 
 
 # -- the merge stage's fast path: the fold's inputs without the models ----------------------
-ROUTED_TYPES = (Observed, Written, Resolution)
+ROUTED_TYPES = (Observed, Written, WriteStale, Resolution)
 
 
 def written(**changes: object) -> Written:
@@ -248,6 +249,14 @@ def written(**changes: object) -> Written:
     return Written(**data)  # type: ignore[arg-type]
 
 
+def stale(**changes: object) -> WriteStale:
+    data: dict[str, object] = dict(system="helpdesk", entity="contact", seq=10,
+                                   external_id="7", canonical_id="cid-1", intent_id="cid-1/h#2",
+                                   observed_at=1700000002, fields_changed=["name"])
+    data.update(changes)
+    return WriteStale(**data)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("event", [
     observed(canonical_id="cid-1"),
     observed(canonical_id="cid-1", deleted=True, fields={}, external_id=None),
@@ -255,6 +264,8 @@ def written(**changes: object) -> Written:
     written(),
     written(fields=None, external_id=None, native_version=None),
     written(not_taken={"name": NotTaken(wrote="Ann", holds="ann")}),
+    stale(),
+    stale(external_id=None, fields_changed=[], correlation_id="c7", observed_at=2.5),
 ])
 def test_routed_reads_and_outcomes_give_the_same_fold_input_as_the_models(event: object
                                                                           ) -> None:
@@ -290,6 +301,35 @@ def test_a_routed_payload_that_is_not_plainly_right_is_decided_by_the_models(
     except DecodeError as exc:
         got = (type(exc), str(exc))
     assert got == expected
+
+
+@pytest.mark.parametrize("change", [
+    {"seq": -1},
+    {"fields_changed": ["name", 1]},
+    {"fields_changed": "name"},
+    {"intent_id": None},
+    {"observed_at": True},
+    {"colour": "red"},
+])
+def test_a_routed_stale_write_that_is_not_plainly_right_is_decided_by_the_model(
+        change: dict[str, object]) -> None:
+    payload = orjson.loads(codec.encode(stale()))
+    payload.update(change)
+    data = orjson.dumps(payload)
+    try:
+        expected: object = codec.decode(data, ROUTED_TYPES).to_input()  # type: ignore[union-attr]
+    except DecodeError as exc:
+        expected = (type(exc), str(exc))
+    try:
+        got: object = codec.decode_routed(data, ROUTED_TYPES).to_input()  # type: ignore[union-attr]
+    except DecodeError as exc:
+        got = (type(exc), str(exc))
+    assert got == expected
+
+
+def test_a_routed_input_the_caller_does_not_take_is_unexpected_on_the_fast_path_too() -> None:
+    with pytest.raises(UnexpectedEvent, match="write_stale/2 where one of"):
+        codec.decode_routed(codec.encode(stale()), (Observed, Written))
 
 
 def test_other_routed_inputs_are_models() -> None:

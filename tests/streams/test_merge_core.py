@@ -95,6 +95,26 @@ def test_merge_folds_and_says_what_to_produce() -> None:
     assert records[routed.key].values["name"] == "Ann (helpdesk)"
 
 
+def test_a_record_event_says_when_a_copy_is_linked_and_not_when_an_echo_is_read() -> None:
+    """A record event carries the record's links: a write outcome that links a new copy
+    changes no field but produces one; the echo of that write, read back, produces none."""
+    links: dict[str, str] = {}
+    records: dict[str, conflict.RecordState] = {}
+    router, merger = Router(CATALOG), Merger(CATALOG)
+    routed = router.route(read("crm", 1, "c-1", email="a@x", name="Ann"), links)
+    (_, intent) = merger.apply(routed.event, records)  # type: ignore[arg-type]
+    done = Written(system="helpdesk", entity="contact", seq=1, external_id="h-1",
+                   canonical_id=routed.key, observed_at=2,
+                   intent_id=intent.event["intent_id"],  # type: ignore[index]
+                   source_ts=2)
+    (linked,) = merger.apply(router.route(done, links).event, records)  # type: ignore[arg-type]
+    assert linked.role == "records"
+    event = codec.decode(linked.encoded(), (RecordEvent,))
+    assert event.links == {"crm": "c-1", "helpdesk": "h-1"} and event.changed == []
+    echo = router.route(read("helpdesk", 2, "h-1", email="a@x", name="Ann"), links)
+    assert merger.apply(echo.event, records) == []  # type: ignore[arg-type]
+
+
 def test_rejected_inputs_become_dead_letters_with_the_original_bytes() -> None:
     with pytest.raises(UnknownEntity, match="'ticket' is not configured"):
         Router(CATALOG).route(Observed(system="crm", entity="ticket", seq=1, external_id="t",
