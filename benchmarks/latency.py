@@ -3,12 +3,15 @@
 The simulated CRM and helpdesk on loopback, in this process; a worker with the example config
 (``examples/syncline.yaml``) and the local broker, in its own process (``syncline run``, as
 deployed: the systems are elsewhere, and what this process does to simulate and watch them
-takes none of the worker's time). ``--records`` contacts are created in the CRM and synced
-first; then edits are made in the CRM at a steady ``--rate`` for ``--seconds``, each a new
-phone number of a random contact, and each edit's latency is the time from its admin request
-being answered (the edit is in the CRM) to the helpdesk showing the value, looked for every
-``--probe-ms`` among the records changed since the last look (``/_admin/records`` with
-``updated_since_ms``: reading every record each time cost this process more than the worker).
+takes none of the worker's time); the editor, the probe and the tracer in a third process
+(``--editor inline``: in this one, as before session 9; they starved the systems).
+``--records`` contacts are created in the CRM and synced first; then edits are made in the
+CRM at a steady ``--rate`` for ``--seconds`` (open loop: each at its time, whether the ones
+before were answered or not; one at a time per record), each a new phone number of a random
+contact, and each edit's latency is the time from its admin request being answered (the edit
+is in the CRM) to the helpdesk showing the value, looked for every ``--probe-ms`` among the
+records changed since the last look (``/_admin/records`` with ``updated_since_ms``: reading
+every record each time cost this process more than the worker).
 
 ``--mode webhooks``: the CRM sends signed webhooks to the worker (polls every 10 s, as in the
 example); ``--mode polling``: no webhooks, the lane polls every ``--poll-seconds``.
@@ -56,6 +59,8 @@ from daemon.demo import ENV
 from daemon.sandbox import run_crm, run_helpdesk
 
 PHONE = re.compile(rb"\+1555\d{7}")
+EDITS_IN_FLIGHT = 256
+"""Edits sent and not answered yet, at most (beyond that the editor waits: the rate falls)."""
 
 STAGES = (
     ("observed", "the CRM lane's observation produced (webhook or poll, read, in its "
@@ -408,20 +413,41 @@ async def _edit(spec: dict[str, Any], crm_admin: httpx.AsyncClient,
 
     prober = asyncio.create_task(probe())
     edits = int(rate * float(spec["seconds"]))
-    begin = time.monotonic()
-    for n in range(edits):
-        await asyncio.sleep(max(0.0, begin + n / rate - time.monotonic()))
-        external_id = crm_ids[rng.randrange(len(crm_ids))]
-        phone = f"+1555{n:07d}"
-        await crm_admin.post("/_admin/edit/contacts", json={
-            "op": "update", "id": external_id, "fields": {"phone": phone}})
+    # Open loop: each edit is sent at its time whether or not the ones before were answered
+    # (people do not wait for each other), at most one at a time per record (so that the
+    # CRM's order of a record's edits is the order they were sent), and at most
+    # EDITS_IN_FLIGHT at once.
+    editing: set[str] = set()
+    gate = asyncio.Semaphore(EDITS_IN_FLIGHT)
+    answered: list[float] = []
+
+    async def edit(external_id: str, phone: str) -> None:
+        try:
+            await crm_admin.post("/_admin/edit/contacts", json={
+                "op": "update", "id": external_id, "fields": {"phone": phone}})
+        finally:
+            editing.discard(external_id)
+            gate.release()
         superseded = latest.get(external_id)
         if superseded is not None:
             sent.pop(superseded, None)  # may be overwritten before it crosses: not timed
             timed_at.pop(superseded, None)
         sent[phone], latest[external_id] = time.monotonic(), phone
         timed_at[phone] = time.time()
-    achieved = edits / (time.monotonic() - begin)
+        answered.append(time.monotonic())
+
+    begin = time.monotonic()
+    tasks = []
+    for n in range(edits):
+        await asyncio.sleep(max(0.0, begin + n / rate - time.monotonic()))
+        await gate.acquire()
+        external_id = crm_ids[rng.randrange(len(crm_ids))]
+        while external_id in editing:
+            external_id = crm_ids[rng.randrange(len(crm_ids))]
+        editing.add(external_id)
+        tasks.append(asyncio.create_task(edit(external_id, f"+1555{n:07d}")))
+    await asyncio.gather(*tasks)
+    achieved = edits / (max(answered) - begin)
     done.set()
     try:
         await asyncio.wait_for(prober, timeout=120)
