@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from daemon.connector.rest import ConnectorError, RemoteRecord
+from daemon.errors import DaemonError
 from daemon.lane.ports import Connector, Journal
 from daemon.lane.report import Health, Reporter, Round
 from daemon.metrics import Metrics
@@ -102,7 +103,8 @@ class Reader:
         Up to ``concurrency`` reads are in flight at once (one read after another, a lane
         behind 100 webhooks a second falls seconds behind on a round trip of 10 ms); what
         they found is reported in the records' id order, as before. A read the system did
-        not answer is tried again next round (its error raised once the rest is reported).
+        not answer (a retriable error) is tried again next round, its error raised once the
+        rest is reported.
         """
         triggers, self.triggers = self.triggers, {}
         ids = sorted(triggers)
@@ -120,7 +122,10 @@ class Reader:
                 self.reporter.letter(work, f"{self.name}/{external_id}",
                                      type(answer).__name__, str(answer), None)
             elif isinstance(answer, BaseException):
-                self.request_read(external_id, triggers[external_id])  # next round
+                if isinstance(answer, DaemonError) and answer.retriable:
+                    self.request_read(external_id, triggers[external_id])  # next round
+                # (else, as a broken answer, it is left to the next poll: read again each
+                # round, it would stop the lane's writes for good)
                 unanswered = unanswered or answer
             elif answer is None:
                 if external_id in self.journal.index or external_id in work.index:

@@ -149,6 +149,24 @@ async def test_a_record_a_webhook_named_whose_read_failed_is_read_next_round(rig
     assert [o.external_id for o in rig.reported()][3:] == [ann, cy, bob]  # type: ignore[attr-defined]
 
 
+async def test_a_record_a_webhook_named_whose_answer_is_garbled_is_left_to_the_next_poll(
+        rig: Rig) -> None:
+    """Not read again each round: a record whose read keeps failing that way would stop the
+    lane's rounds, and its writes, for good."""
+    ann, bob = (rig.system.put(email=f"{n}@x.org", full_name=n) for n in ("ann", "bob"))
+    await rig.lane.round()
+    for external_id in (ann, bob):
+        rig.system.edit(external_id, full_name=f"{external_id} edited")
+        rig.lane.request_read(external_id)
+    rig.system.fail("fetch", "garbled")  # ann's read: not JSON
+    with pytest.raises(MalformedResponse):
+        await rig.lane.round()
+    assert [o.external_id for o in rig.reported()][2:] == [bob]  # type: ignore[attr-defined]
+    reads = rig.system.calls["fetch"]
+    await rig.lane.round()  # no poll due: nothing to read
+    assert rig.system.calls["fetch"] == reads
+
+
 async def test_deletes_from_the_delete_feed_are_reported_once() -> None:
     rig = make_rig(endpoint(deletes={"feed": {"path": "/deleted", "since_param": "since"}}))
     gone = rig.system.put(email="ed@x.org", full_name="Ed")
