@@ -447,7 +447,7 @@ async def _edit(spec: dict[str, Any], crm_admin: httpx.AsyncClient,
         editing.add(external_id)
         tasks.append(asyncio.create_task(edit(external_id, f"+1555{n:07d}")))
     await asyncio.gather(*tasks)
-    achieved = edits / (max(answered) - begin)
+    achieved = edits / max(1e-9, max(answered, default=begin) - begin)
     done.set()
     try:
         await asyncio.wait_for(prober, timeout=120)
