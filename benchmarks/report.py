@@ -205,11 +205,11 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
         left = r.get("left_at_settled", r["observations"])
         cpu = r.get("cpu_seconds", {})
         per = (f"{cpu['route'] / left * 1e6:.0f} / {cpu['merge'] / left * 1e6:.0f}"
-               if cpu else "—")
+               if cpu and left else "—")  # 0 left: all done before the groups settled
         out.append(f"| {r['workers_per_role']} | {r['observations']:,} "
                    f"({r.get('records', 0):,}) | {r['partitions']} | {r['seconds']:.1f} | "
                    f"{r['observations_per_second']:,.0f} | "
-                   f"{r['observations_per_second'] / base:.2f} | {per} | "
+                   f"{r['observations_per_second'] / base if base else 0:.2f} | {per} | "
                    f"{r['peak_rss_mib']:.0f} MiB |")
     out += ["", f"`{s['command']}`, load {s['load_before']} → {s['load_after']}. Each worker is "
             "its own process (K route and K merge processes) on the same 2 cores as the broker "
@@ -251,7 +251,7 @@ def capacity(workers: list[dict[str, Any]], merge_runs: dict[str, dict[str, Any]
              m: dict[str, Any]) -> list[str]:
     """The capacity model: CPU per observation per stage (from the workers rows), what one
     core and one partition carry, and what an edit costs in observations."""
-    rows = [r for r in workers if r.get("cpu_seconds")]
+    rows = [r for r in workers if r.get("cpu_seconds") and r.get("left_at_settled")]
     if not rows:
         return []
     route = min(r["cpu_seconds"]["route"] / r["left_at_settled"] for r in rows)
