@@ -3,12 +3,15 @@
 The simulated CRM and helpdesk on loopback, in this process; a worker with the example config
 (``examples/syncline.yaml``) and the local broker, in its own process (``syncline run``, as
 deployed: the systems are elsewhere, and what this process does to simulate and watch them
-takes none of the worker's time). ``--records`` contacts are created in the CRM and synced
-first; then edits are made in the CRM at a steady ``--rate`` for ``--seconds``, each a new
-phone number of a random contact, and each edit's latency is the time from its admin request
-being answered (the edit is in the CRM) to the helpdesk showing the value, looked for every
-``--probe-ms`` among the records changed since the last look (``/_admin/records`` with
-``updated_since_ms``: reading every record each time cost this process more than the worker).
+takes none of the worker's time); the editor, the probe and the tracer in a third process
+(``--editor inline``: in this one, as before session 9; they starved the systems).
+``--records`` contacts are created in the CRM and synced first; then edits are made in the
+CRM at a steady ``--rate`` for ``--seconds`` (open loop: each at its time, whether the ones
+before were answered or not; one at a time per record), each a new phone number of a random
+contact, and each edit's latency is the time from its admin request being answered (the edit
+is in the CRM) to the helpdesk showing the value, looked for every ``--probe-ms`` among the
+records changed since the last look (``/_admin/records`` with ``updated_since_ms``: reading
+every record each time cost this process more than the worker).
 
 ``--mode webhooks``: the CRM sends signed webhooks to the worker (polls every 10 s, as in the
 example); ``--mode polling``: no webhooks, the lane polls every ``--poll-seconds``.
@@ -57,6 +60,8 @@ from daemon.sandbox import run_crm, run_helpdesk
 from streams.kafka import KafkaSettings
 
 PHONE = re.compile(rb"\+1555\d{7}")
+EDITS_IN_FLIGHT = 256
+"""Edits sent and not answered yet, at most (beyond that the editor waits: the rate falls)."""
 
 STAGES = (
     ("observed", "the CRM lane's observation produced (webhook or poll, read, in its "
@@ -248,7 +253,6 @@ async def run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
             await crm_admin.post("/_admin/edit/contacts", json={"op": "create", "fields": {
                 "email": f"p{i}@example.com", "full_name": f"Person {i}"}})
         worker = await WorkerProcess.start(config, Path(tmp) / "worker.log")
-        tracer = Tracer(args.bootstrap, prefix)
         try:
             if args.worker_pid_file:
                 args.worker_pid_file.write_text(str(worker.proc.pid))
@@ -262,29 +266,31 @@ async def run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
                 if time.monotonic() - started > 600:
                     raise SystemExit("benchmark: the initial sync did not finish within 600 s")
                 await asyncio.sleep(0.2)
-            await tracer.start()
-            tracing = asyncio.create_task(tracer.run())
             crm_ids = [r["id"] for r in
                        (await crm_admin.get("/_admin/records/contacts")).json()["records"]]
             before = {name: (await admin.get("/_admin/stats")).json()  # the steady phase
                       for name, admin in (("crm", crm_admin), ("helpdesk", helpdesk_admin))}
+            spec = {"bootstrap": args.bootstrap, "prefix": prefix, "crm_url": crm.url,
+                    "helpdesk_url": helpdesk.url, "crm_ids": crm_ids, "rate": args.rate,
+                    "seconds": args.seconds, "probe_ms": args.probe_ms}
             cpu_before = cpu_seconds(worker.proc.pid), cpu_seconds(os.getpid())
-            result = await _edit(args, crm_admin, helpdesk_admin, crm_ids, tracer)
+            if args.editor == "process":
+                result = await _editor_process(spec, Path(tmp))
+            else:  # the editor, probe and tracer share the systems' process (before session 9)
+                result = await _traced_edits(spec, crm_admin, helpdesk_admin)
             worker_cpu = cpu_seconds(worker.proc.pid) - cpu_before[0]
             systems_cpu = cpu_seconds(os.getpid()) - cpu_before[1]
-            tracing.cancel()
-            await asyncio.gather(tracing, return_exceptions=True)
             stats = {name: (await admin.get("/_admin/stats")).json()
                      for name, admin in (("crm", crm_admin), ("helpdesk", helpdesk_admin))}
             users = (await helpdesk_admin.get("/_admin/records/users")).json()["records"]
         finally:
-            await tracer.stop()
             await worker.stop()
             await delete_topics(KafkaSettings(bootstrap=args.bootstrap), prefix)
             if args.worker_log:
                 args.worker_log.write_bytes(worker.log.read_bytes())
     final = {u.get("phone") for u in users}
     latencies, edits, latest = result["latencies"], result["edits"], result["latest"]
+    seen: dict[str, dict[str, float]] = result["seen"]
     needed = len(latencies)  # each timed edit needs one PUT (superseded ones may need none)
     made = {name: s["writes"]["by_origin"].get("syncline", 0)
             - before[name]["writes"]["by_origin"].get("syncline", 0)
@@ -299,7 +305,7 @@ async def run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
         "p99_ms": 1000 * percentile(latencies, 0.99),
         "max_ms": 1000 * max(latencies), "mean_ms": 1000 * statistics.fmean(latencies),
         "latencies_ms": [round(1000 * x, 1) for x in latencies],
-        "stages": stage_figures(result["timed_at"], tracer.seen),
+        "stages": stage_figures(result["timed_at"], seen),
         "writes_made": made, "writes_needed_min": needed, "writes_needed_max": edits,
         "final_values_present": len(set(latest.values()) & final),
         "final_values_expected": len(latest),
@@ -310,20 +316,66 @@ async def run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
         # The values the hub saw (the CRM lane observed them) and the intents it made for
         # the helpdesk: a write per value seen is no amplification (an edit overwritten
         # before the lane read the record is never seen, and needs no write).
-        "values_observed": sum(1 for s in tracer.seen.values() if "observed" in s),
-        "helpdesk_intents": sum(1 for s in tracer.seen.values() if "intent" in s),
-        "systems_cpu_seconds": systems_cpu,
+        "values_observed": sum(1 for s in seen.values() if "observed" in s),
+        "helpdesk_intents": sum(1 for s in seen.values() if "intent" in s),
+        "systems_cpu_seconds": systems_cpu, "editor": args.editor,
+        "editor_cpu_seconds": result["cpu_seconds"],
         "worker_cpu_seconds": worker_cpu, "worker_cpu_ms_per_edit": 1000 * worker_cpu / edits,
         "edit_phase_seconds": result["seconds"],
         "helpdesk_requests": stats["helpdesk"]["requests"]["total"]
         - before["helpdesk"]["requests"]["total"],
+        "helpdesk_requests_per_write": (stats["helpdesk"]["requests"]["total"]
+                                        - before["helpdesk"]["requests"]["total"])
+        / max(1, made["helpdesk"]),
     }
 
 
-async def _edit(args: argparse.Namespace, crm_admin: httpx.AsyncClient,
+async def _editor_process(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """:func:`_traced_edits` in a process of its own (``--editor-spec``): the editor, the
+    probe and the tracer take none of the simulated systems' CPU, as people and their
+    browsers take none of a SaaS API's."""
+    spec_file, out_file = tmp / "editor-spec.json", tmp / "editor-out.json"
+    spec_file.write_text(json.dumps(spec))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.latency", "--editor-spec", str(spec_file),
+        "--editor-out", str(out_file), stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark: the editor process exited ({proc.returncode}): "
+                         f"{err.decode(errors='replace')[-3000:]}")
+    result: dict[str, Any] = json.loads(out_file.read_text())
+    return result
+
+
+async def _editor_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """The editor process: the steady phase against the systems at ``spec``'s URLs."""
+    async with httpx.AsyncClient(base_url=spec["crm_url"], timeout=30) as crm_admin, \
+            httpx.AsyncClient(base_url=spec["helpdesk_url"], timeout=30) as helpdesk_admin:
+        return await _traced_edits(spec, crm_admin, helpdesk_admin)
+
+
+async def _traced_edits(spec: dict[str, Any], crm_admin: httpx.AsyncClient,
+                        helpdesk_admin: httpx.AsyncClient) -> dict[str, Any]:
+    """The steady phase with the tracer following the edits through the topics; with the
+    stages each edit was seen at and the CPU this process used."""
+    tracer = Tracer(spec["bootstrap"], spec["prefix"])
+    cpu_before = cpu_seconds(os.getpid())
+    await tracer.start()
+    tracing = asyncio.create_task(tracer.run())
+    try:
+        result = await _edit(spec, crm_admin, helpdesk_admin, spec["crm_ids"], tracer)
+    finally:
+        tracing.cancel()
+        await asyncio.gather(tracing, return_exceptions=True)
+        await tracer.stop()
+    return {**result, "seen": tracer.seen, "cpu_seconds": cpu_seconds(os.getpid()) - cpu_before}
+
+
+async def _edit(spec: dict[str, Any], crm_admin: httpx.AsyncClient,
                 helpdesk_admin: httpx.AsyncClient, crm_ids: list[str], tracer: Tracer
                 ) -> dict[str, Any]:
     """The steady phase: edits at the rate, the probe, until every timed edit is seen."""
+    rate, probe_ms = float(spec["rate"]), int(spec["probe_ms"])
     rng = random.Random(7)
     sent: dict[str, float] = {}  # phone -> when the edit was in the CRM (monotonic)
     timed_at: dict[str, float] = {}  # phone -> the same, wall time, for the stages
@@ -347,24 +399,45 @@ async def _edit(args: argparse.Namespace, crm_admin: httpx.AsyncClient,
                     latencies.append(now - at)
                     tracer.mark(phone, "readable", wall)
             since_ms = looked
-            await asyncio.sleep(args.probe_ms / 1000)
+            await asyncio.sleep(probe_ms / 1000)
 
     prober = asyncio.create_task(probe())
-    edits = int(args.rate * args.seconds)
-    begin = time.monotonic()
-    for n in range(edits):
-        await asyncio.sleep(max(0.0, begin + n / args.rate - time.monotonic()))
-        external_id = crm_ids[rng.randrange(len(crm_ids))]
-        phone = f"+1555{n:07d}"
-        await crm_admin.post("/_admin/edit/contacts", json={
-            "op": "update", "id": external_id, "fields": {"phone": phone}})
+    edits = int(rate * float(spec["seconds"]))
+    # Open loop: each edit is sent at its time whether or not the ones before were answered
+    # (people do not wait for each other), at most one at a time per record (so that the
+    # CRM's order of a record's edits is the order they were sent), and at most
+    # EDITS_IN_FLIGHT at once.
+    editing: set[str] = set()
+    gate = asyncio.Semaphore(EDITS_IN_FLIGHT)
+    answered: list[float] = []
+
+    async def edit(external_id: str, phone: str) -> None:
+        try:
+            await crm_admin.post("/_admin/edit/contacts", json={
+                "op": "update", "id": external_id, "fields": {"phone": phone}})
+        finally:
+            editing.discard(external_id)
+            gate.release()
         superseded = latest.get(external_id)
         if superseded is not None:
             sent.pop(superseded, None)  # may be overwritten before it crosses: not timed
             timed_at.pop(superseded, None)
         sent[phone], latest[external_id] = time.monotonic(), phone
         timed_at[phone] = time.time()
-    achieved = edits / (time.monotonic() - begin)
+        answered.append(time.monotonic())
+
+    begin = time.monotonic()
+    tasks = []
+    for n in range(edits):
+        await asyncio.sleep(max(0.0, begin + n / rate - time.monotonic()))
+        await gate.acquire()
+        external_id = crm_ids[rng.randrange(len(crm_ids))]
+        while external_id in editing:
+            external_id = crm_ids[rng.randrange(len(crm_ids))]
+        editing.add(external_id)
+        tasks.append(asyncio.create_task(edit(external_id, f"+1555{n:07d}")))
+    await asyncio.gather(*tasks)
+    achieved = edits / max(1e-9, max(answered, default=begin) - begin)
     done.set()
     try:
         await asyncio.wait_for(prober, timeout=120)
@@ -389,7 +462,12 @@ def report(r: dict[str, Any]) -> None:
                   f"  p99 {s['p99_ms']:6.0f} ms  {s['what']}")
     print(f"  the worker's CPU while editing: {r['worker_cpu_seconds']:.1f} s in "
           f"{r['edit_phase_seconds']:.0f} s ({r['worker_cpu_ms_per_edit']:.1f} ms an edit)")
-    print(f"  the systems' and probe's process: {r['systems_cpu_seconds']:.1f} s of CPU")
+    if r["editor"] == "process":
+        print(f"  the systems' process: {r['systems_cpu_seconds']:.1f} s of CPU; the editor's, "
+              f"probe's and tracer's: {r['editor_cpu_seconds']:.1f} s")
+    else:
+        print(f"  the systems', editor's, probe's and tracer's process: "
+              f"{r['systems_cpu_seconds']:.1f} s of CPU")
     print(f"  writes by syncline: helpdesk {r['writes_made']['helpdesk']}, crm "
           f"{r['writes_made']['crm']} (needed: helpdesk {r['writes_needed_min']}.."
           f"{r['writes_needed_max']}, crm 0); final values in the helpdesk "
@@ -400,7 +478,8 @@ def report(r: dict[str, Any]) -> None:
           "seen")
     print(f"  helpdesk requests while editing {r['helpdesk_requests']}; above the budget of "
           f"{r['budget_per_second']:g}/s (429), the whole run: {r['over_budget_429']} "
-          f"({r['over_budget_429_initial']} in the initial sync)")
+          f"({r['over_budget_429_initial']} in the initial sync); "
+          f"{r['helpdesk_requests_per_write']:.2f} helpdesk requests a helpdesk write")
 
 
 def main() -> None:
@@ -422,10 +501,19 @@ def main() -> None:
                         help="write the worker process's pid here (for py-spy)")
     parser.add_argument("--worker-log", type=Path, default=None,
                         help="keep the worker's log here")
+    parser.add_argument("--editor", choices=("process", "inline"), default="process",
+                        help="where the editor, probe and tracer run: their own process, or "
+                             "the simulated systems' (as before session 9)")
+    parser.add_argument("--editor-spec", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--editor-out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.editor_spec is not None and args.editor_out is not None:
+        edited = asyncio.run(_editor_main(json.loads(args.editor_spec.read_text())))
+        args.editor_out.write_text(json.dumps(edited))
+        return
     with TemporaryDirectory() as tmp:
         result = asyncio.run(run(args, tmp))
     report(result)

@@ -149,8 +149,9 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
             + ". The latency is measured from the CRM's admin API answering the edit to the "
             "helpdesk showing it (the records changed since the last look, read every "
             f"{lat['webhooks']['probe_ms']} ms, so up to that much is the probe's); the "
-            "worker runs in its own process (`syncline run`), the simulated systems and the "
-            "probe in the benchmark's, all on the same cores and the broker.", ""]
+            "worker runs in its own process (`syncline run`), the simulated systems in the "
+            "benchmark's, the editor (open loop), the probe and the tracer in a third, all on "
+            "the same cores and the broker.", ""]
     if plotted:
         out += [f"![latency distribution]({PLOT.name})", ""]
     for mode, r in lat.items():
@@ -166,20 +167,24 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
     out += table("Write amplification and the rate budget", "mode", "edits in the CRM",
                  "values the hub saw", "helpdesk writes by syncline", "writes / values seen",
                  "CRM writes by syncline (echoes, needed 0)", "final values in the helpdesk",
-                 "requests above the budget (429)")
+                 "requests above the budget (429)", "helpdesk requests a write")
     for mode, r in lat.items():
         made = r["writes_made"]
         seen = r.get("values_observed") or r["edits"]
         out.append(f"| {mode} | {r['edits']} | {r.get('values_observed', '?')} | "
                    f"{made['helpdesk']} | {made['helpdesk'] / seen:.2f} | {made['crm']} | "
                    f"{r['final_values_present']}/{r['final_values_expected']} | "
-                   f"{r['over_budget_429']} (budget {r['budget_per_second']:g}/s) |")
+                   f"{r['over_budget_429']} (budget {r['budget_per_second']:g}/s) | "
+                   f"{r.get('helpdesk_requests_per_write', 0):.2f} |")
     out += ["", "Each value the hub saw in the CRM (its lane read it) needs one helpdesk write; "
             "an edit overwritten before the lane read the record is never seen and needs none "
             "(consecutive edits of one record coalesce), and the CRM needs none: writes / "
             "values seen above 1.00 or any CRM write would be amplification. The helpdesk "
             "refuses with 429 what exceeds the budget the config gives its lane, so every 429 "
-            "is a request above the budget (goal 0).", ""]
+            "is a request above the budget (goal 0). Helpdesk requests a write: every "
+            "request the helpdesk answered while editing (the lane's reads, writes, re-reads, "
+            "polls and sweeps) over syncline's writes there; the budget divided by it is the "
+            "most writes a second the lane can make.", ""]
     s = cmd["restart"]
     out += table("Restart to ready, memory per worker", "canonical records", "store",
                  "observations", "worked through", "peak RSS working", "restart to ready",
@@ -202,11 +207,11 @@ def render(size: str, command: str, m: dict[str, Any], f: dict[str, Any],
         left = r.get("left_at_settled", r["observations"])
         cpu = r.get("cpu_seconds", {})
         per = (f"{cpu['route'] / left * 1e6:.0f} / {cpu['merge'] / left * 1e6:.0f}"
-               if cpu else "—")
+               if cpu and left else "—")  # 0 left: all done before the groups settled
         out.append(f"| {r['workers_per_role']} | {r['observations']:,} "
                    f"({r.get('records', 0):,}) | {r['partitions']} | {r['seconds']:.1f} | "
                    f"{r['observations_per_second']:,.0f} | "
-                   f"{r['observations_per_second'] / base:.2f} | {per} | "
+                   f"{r['observations_per_second'] / base if base else 0:.2f} | {per} | "
                    f"{r['peak_rss_mib']:.0f} MiB |")
     out += ["", f"`{s['command']}`, load {s['load_before']} → {s['load_after']}. Each worker is "
             "its own process (K route and K merge processes) on the same 2 cores as the broker "
@@ -247,7 +252,7 @@ def capacity(workers: list[dict[str, Any]], merge_runs: dict[str, dict[str, Any]
              m: dict[str, Any]) -> list[str]:
     """The capacity model: CPU per observation per stage (from the workers rows), what one
     core and one partition carry, and what an edit costs in observations."""
-    rows = [r for r in workers if r.get("cpu_seconds")]
+    rows = [r for r in workers if r.get("cpu_seconds") and r.get("left_at_settled")]
     if not rows:
         return []
     route = min(r["cpu_seconds"]["route"] / r["left_at_settled"] for r in rows)

@@ -633,7 +633,8 @@ class EntityEndpointConfig(Section):
     poll_every_seconds: float = Field(5.0, gt=0)
     """Seconds between polls for changes."""
     concurrency: int = Field(
-        4, ge=1, le=64, description="records written at once (one record's writes in order)")
+        4, ge=1, le=64, description="records written at once (one record's writes in "
+        "order), and records webhooks named read at once")
     max_page_records: int = Field(
         10_000, ge=1, description="a page with more records is refused, not held in memory")
     loop_bound: int = Field(

@@ -99,6 +99,8 @@ class MemoryConnector:
             (the sandbox's ``forge_versions``).
         reverts: an update is kept, and undone by the system itself before the next listing
             (an automation putting the old values back): only a later read shows it.
+        read_latency: seconds each read of one record (:meth:`fetch`) takes, as an API far
+            away: reads made at once overlap (``most_reads_at_once`` counts how many).
 
     The last seven apply to the lane's writes, not to a person's edits (:meth:`put`,
     :meth:`edit`).
@@ -109,7 +111,8 @@ class MemoryConnector:
                  unique: Sequence[str] = (), drops: Mapping[str, Any] | None = None,
                  forms: Mapping[str, Callable[[Any], Any]] | None = None,
                  ignores_writes: bool = False, echoes: bool = False,
-                 lies: bool = False, forges: bool = False, reverts: bool = False) -> None:
+                 lies: bool = False, forges: bool = False, reverts: bool = False,
+                 read_latency: float = 0.0) -> None:
         self.system = system
         self.entity = entity
         self.config = config or EntityEndpointConfig.model_validate(
@@ -125,6 +128,9 @@ class MemoryConnector:
         self.forges = forges
         self.reverts = reverts
         self._undo: list[tuple[str, dict[str, Any]]] = []  # (id, values) ``reverts`` puts back
+        self.read_latency = read_latency
+        self._reading = 0  # reads of one record in flight
+        self.most_reads_at_once = 0
         self.now = 1_000.0  # the system's clock: one second passes per write
         # The lane's clock as the connector keeps it (``RemoteRecord.read_at``): it moves
         # only when a test says the lane was held (:meth:`hold`).
@@ -232,6 +238,13 @@ class MemoryConnector:
             number, start = number + 1, start + self.page_size
 
     async def fetch(self, external_id: str) -> RemoteRecord | None:
+        if self.read_latency > 0:
+            self._reading += 1
+            self.most_reads_at_once = max(self.most_reads_at_once, self._reading)
+            try:
+                await asyncio.sleep(self.read_latency)
+            finally:
+                self._reading -= 1
         fault = self._enter("fetch")
         stored = self.records.get(external_id)
         if stored is None or stored.deleted_at is not None or self.blind:

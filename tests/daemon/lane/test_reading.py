@@ -116,6 +116,57 @@ async def test_a_record_a_webhook_names_is_read_and_one_gone_is_a_delete(rig: Ri
     assert rig.kinds() == ["Observed", "Observed", "Observed-deleted"]
 
 
+async def test_records_webhooks_name_are_read_concurrency_at_a_time_and_reported_in_order(
+        ) -> None:
+    """100 webhooks a second, one read after another at 10 ms each, leave a lane seconds
+    behind: the reads overlap, up to ``concurrency``, and are reported in id order."""
+    rig = make_rig(endpoint(concurrency=3))
+    ids = [rig.system.put(email=f"p{i}@x.org", full_name=f"P {i}") for i in range(7)]
+    await rig.lane.round()  # the first round polls
+    rig.system.read_latency = 0.05
+    for external_id in ids:
+        rig.system.edit(external_id, full_name=f"P {external_id} B")
+        rig.lane.request_read(external_id)
+    await rig.lane.round()
+    assert rig.system.most_reads_at_once == 3
+    read = [o for o in rig.reported() if isinstance(o, Observed)][len(ids):]
+    assert [o.external_id for o in read] == sorted(ids)
+    assert [o.fields["name"] for o in read] == [f"P {i} B" for i in sorted(ids)]
+
+
+async def test_a_record_a_webhook_named_whose_read_failed_is_read_next_round(rig: Rig
+                                                                          ) -> None:
+    ann, bob, cy = (rig.system.put(email=f"{n}@x.org", full_name=n) for n in ("ann", "bob", "cy"))
+    await rig.lane.round()
+    for external_id in (ann, bob, cy):
+        rig.system.edit(external_id, full_name=f"{external_id} edited")
+        rig.lane.request_read(external_id)
+    rig.system.fail("fetch", "down", after=1)  # bob's read: 503
+    with pytest.raises(Unavailable):
+        await rig.lane.round()
+    assert [o.external_id for o in rig.reported()][3:] == [ann, cy]  # type: ignore[attr-defined]
+    await rig.lane.round()  # no poll due: bob's read again, not lost until the next poll
+    assert [o.external_id for o in rig.reported()][3:] == [ann, cy, bob]  # type: ignore[attr-defined]
+
+
+async def test_a_record_a_webhook_named_whose_answer_is_garbled_is_left_to_the_next_poll(
+        rig: Rig) -> None:
+    """Not read again each round: a record whose read keeps failing that way would stop the
+    lane's rounds, and its writes, for good."""
+    ann, bob = (rig.system.put(email=f"{n}@x.org", full_name=n) for n in ("ann", "bob"))
+    await rig.lane.round()
+    for external_id in (ann, bob):
+        rig.system.edit(external_id, full_name=f"{external_id} edited")
+        rig.lane.request_read(external_id)
+    rig.system.fail("fetch", "garbled")  # ann's read: not JSON
+    with pytest.raises(MalformedResponse):
+        await rig.lane.round()
+    assert [o.external_id for o in rig.reported()][2:] == [bob]  # type: ignore[attr-defined]
+    reads = rig.system.calls["fetch"]
+    await rig.lane.round()  # no poll due: nothing to read
+    assert rig.system.calls["fetch"] == reads
+
+
 async def test_deletes_from_the_delete_feed_are_reported_once() -> None:
     rig = make_rig(endpoint(deletes={"feed": {"path": "/deleted", "since_param": "since"}}))
     gone = rig.system.put(email="ed@x.org", full_name="Ed")
