@@ -269,7 +269,8 @@ async def journal(running: RunningSystem) -> dict[str, list[Access]]:
         raise RuntimeError(f"{url}: the journal is off")
     return {key: [Access(e["at"], e["op"], e["kind"], e["by"], e["delay_ms"] / 1000,
                          {canonical[f]: v for f, v in (e["fields"] or {}).items()
-                          if f in canonical})
+                          if f in canonical},
+                         e.get("request_id"), e.get("read_id"), e.get("read_age"))
                   for e in entries]
             for key, entries in body["records"].items()}
 
