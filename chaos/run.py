@@ -116,9 +116,13 @@ async def run(params: Params, bootstrap: str, *, broker_port: int | None = None,
         fleet.add("lanes-a", ("lanes",), lanes_port)
         for name in ("route-a", "merge-a", "route-b", "merge-b"):
             fleet.add(name, (name.split("-")[0],), free_port())
-        exits.push_async_callback(fleet.stop)
+        # Unwound last in, first out: the workers stop before the topics go. The other way
+        # round, a worker still polling or producing asks for a deleted topic, and a broker
+        # with auto.create.topics.enable makes it again (one partition, default settings)
+        # and leaves it behind.
         if not keep_topics:
             exits.push_async_callback(delete_topics, bootstrap, prefix)
+        exits.push_async_callback(fleet.stop)
 
         say(f"chaos: seed {params.seed}, {params.edits} edits at {params.rate}/s "
             f"(~{params.duration:.0f} s), {params.records} records to start, logs in {logs}")
