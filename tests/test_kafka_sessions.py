@@ -28,6 +28,12 @@ async def create(bootstrap: str, name: str) -> None:
         await admin.create_topics([NewTopic(name, 1, 1)])
     finally:
         await admin.close()
+    # A broker busy loading thousands of partitions lists a new topic a moment later.
+    for _ in range(300):
+        if name in await topics_of(bootstrap):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} created but not listed after 30 s")
 
 
 def test_a_session_ending_first_leaves_the_running_sessions_topics_to_the_last(
