@@ -116,9 +116,13 @@ async def run(params: Params, bootstrap: str, *, broker_port: int | None = None,
         fleet.add("lanes-a", ("lanes",), lanes_port)
         for name in ("route-a", "merge-a", "route-b", "merge-b"):
             fleet.add(name, (name.split("-")[0],), free_port())
-        exits.push_async_callback(fleet.stop)
+        # Unwound last in, first out: the workers stop before the topics go. The other way
+        # round, a worker still polling or producing asks for a deleted topic, and a broker
+        # with auto.create.topics.enable makes it again (one partition, default settings)
+        # and leaves it behind.
         if not keep_topics:
             exits.push_async_callback(delete_topics, bootstrap, prefix)
+        exits.push_async_callback(fleet.stop)
 
         say(f"chaos: seed {params.seed}, {params.edits} edits at {params.rate}/s "
             f"(~{params.duration:.0f} s), {params.records} records to start, logs in {logs}")
@@ -269,7 +273,8 @@ async def journal(running: RunningSystem) -> dict[str, list[Access]]:
         raise RuntimeError(f"{url}: the journal is off")
     return {key: [Access(e["at"], e["op"], e["kind"], e["by"], e["delay_ms"] / 1000,
                          {canonical[f]: v for f, v in (e["fields"] or {}).items()
-                          if f in canonical})
+                          if f in canonical},
+                         e.get("request_id"), e.get("read_id"), e.get("read_age"))
                   for e in entries]
             for key, entries in body["records"].items()}
 

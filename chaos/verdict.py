@@ -12,9 +12,10 @@
   conflict was recorded for the record. **Lost creates**: a created person is live, unless
   someone deleted them or a delete-versus-update conflict was recorded.
 - **Edits overwritten in an API's window**: a lost edit the systems' own journals show to be
-  the window no client can close on an API without conditional writes (:func:`in_window`
-  has the exact rule). Reported as its own figure with its evidence, not as a violation;
-  every other lost edit is a violation.
+  the window no client can close on an API without conditional writes, with the hub's own
+  share of it as the hub reported it with the write (:func:`in_window` has the exact rule).
+  Reported as its own figure with its evidence, not as a violation; every other lost edit
+  is a violation.
 - **Echo writes**: the daemon's API writes that changed nothing; writes beyond what the
   people's actions can need (each action in another system needs at most one write to a
   system); writes during the quiet time after convergence.
@@ -56,7 +57,9 @@ class Access:
     (a read) or executed the write. ``kind``: ``get`` (the record by itself), ``list``,
     ``search``; ``create``, ``update``, ``delete``. ``by``: ``person`` or the request's origin.
     ``delay``: the latency (s) the system injected before handling the request. ``fields``: a
-    write's fields, canonically named.
+    write's fields, canonically named. What the client said of itself: a read's
+    ``request_id``; a write's ``read_id`` (the read it was decided on) and ``read_age`` (its
+    client's own span, s, from that read's answer in hand to the write sent).
     """
 
     at: float
@@ -65,6 +68,9 @@ class Access:
     by: str
     delay: float = 0.0
     fields: Mapping[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+    read_id: str | None = None
+    read_age: float | None = None
 
 
 Journals = Mapping[str, Mapping[str, Sequence[Access]]]
@@ -241,10 +247,17 @@ def in_window(action: Action, name: str, value: Any, journal: Mapping[str, Seque
        hub's update, executed at t3 > t2, to another value: the one that replaced it;
     3. the last read of the record before that write — any read, by anyone, of any kind —
        is the hub's read of that record by itself (``get``), answered at t1 < t2;
-    4. t3 - t1 <= ``fresh_read_seconds`` + the latency the system injected into the write.
+    4. that write names that read as the one it was decided on (its ``read_id`` is the
+       read's ``request_id``);
+    5. the hub's own span from that read's answer in its hands to the write sent, as it
+       reported it with the write (``read_age``), is at most ``fresh_read_seconds`` (the
+       lane's guard) and fits in the system's t3 - t1 less the delay it injected.
 
-    Anything else (an older read, another read between, a longer gap, a listing, a write by
-    someone else) is not this window: None, and the loss stays a violation.
+    The rest of t3 - t1 is transit: the network and the two processes' event loops both
+    ways, and the system's injected delay; it is printed, not bounded. Anything else (an
+    older read, another read between, a write that names no read or another one, a span
+    the hub did not report or past its guard, a listing, a write by someone else) is not
+    this window: None, and the loss stays a violation.
     """
     for key, accesses in journal.items():
         mine = next((i for i, a in enumerate(accesses) if a.op == "write" and a.by == "person"
@@ -266,15 +279,20 @@ def in_window(action: Action, name: str, value: Any, journal: Mapping[str, Seque
                      if accesses[i].op == "read"), None)
         if read is None or read.by != HUB or read.kind != "get" or not read.at < t2:
             return None
-        bound = fresh_read_seconds + write.delay
-        if write.at - read.at > bound:
+        if read.request_id is None or write.read_id != read.request_id:
             return None
+        span = write.read_age
+        window = write.at - read.at
+        if span is None or span > fresh_read_seconds or span > window - write.delay:
+            return None
+        transit = window - write.delay - span
         return (f"step {action.step} ({action.op} in {action.system}, t={action.at:.1f}s) set "
                 f"{action.email} {name}={value!r}, record {key}: the hub's read answered at "
                 f"{_clock(read.at)}, the person's write executed {_ms(t2 - read.at)} after "
-                f"it, the hub's write of {write.fields[name]!r} {_ms(write.at - read.at)} "
-                f"after it (within {_ms(bound)}: {_ms(fresh_read_seconds)} fresh read + "
-                f"{_ms(write.delay)} injected delay)")
+                f"it, the hub's write of {write.fields[name]!r} (decided on that read) "
+                f"{_ms(window)} after it: the hub's own span {_ms(span)} (at most "
+                f"{_ms(fresh_read_seconds)}), {_ms(write.delay)} injected delay, "
+                f"{_ms(transit)} transit")
     return None
 
 

@@ -8,7 +8,6 @@ broker at the end only if it was this session that started it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -18,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from hypothesis import HealthCheck, settings
 
 from streams.kafka import KafkaSettings
+from tests.kafka_sessions import Session
 
 # Timing is no property of the code: on a shared two-core machine running brokers and
 # browsers next to the suite, Hypothesis' slow-generation check and per-example deadline
@@ -55,9 +54,7 @@ def kafka_bootstrap() -> Iterator[str]:
     """The bootstrap address of a running Kafka broker."""
     given = os.environ.get("SYNCLINE_TEST_KAFKA")
     if given:
-        before = asyncio.run(_topics(given))
-        yield given
-        _delete_topics_made_since(given, before)
+        yield from _session_on(given)
         return
     was_running = _kafka_sh("status").returncode == 0
     up = _kafka_sh("up")
@@ -68,46 +65,27 @@ def kafka_bootstrap() -> Iterator[str]:
             pytrace=False,
         )
     bootstrap = f"127.0.0.1:{os.environ.get('SYNCLINE_KAFKA_PORT', '19092')}"
-    before = asyncio.run(_topics(bootstrap))
-    yield bootstrap
-    _delete_topics_made_since(bootstrap, before)
+    yield from _session_on(bootstrap)
     if not was_running:
         _kafka_sh("down")
 
 
-async def _topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="syncline-tests")
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
-
-
-def _delete_topics_made_since(bootstrap: str, before: set[str]) -> None:
-    """Delete the topics the session made (every test makes its own, named uniquely).
+def _session_on(bootstrap: str) -> Iterator[str]:
+    """The session on ``bootstrap``; at its end, the topics made during it are deleted
+    (every test makes its own, named uniquely) — by the last of the sessions sharing that
+    broker to end (tests/kafka_sessions.py).
 
     Left behind, they pile up over runs on the local broker, and a broker holding ~20,000
     partition directories runs out of file descriptors and takes its log directory offline.
-    Sessions running side by side on one broker would delete each other's topics: set
-    ``SYNCLINE_TEST_KEEP_TOPICS=1`` for them (and clean the broker afterwards).
+    ``SYNCLINE_TEST_KEEP_TOPICS=1`` keeps this session's.
     """
+    session = Session(bootstrap)
+    session.begin()
+    yield bootstrap
     if os.environ.get("SYNCLINE_TEST_KEEP_TOPICS"):
-        return
-
-    async def delete() -> int:
-        made = sorted(await _topics(bootstrap) - before)
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="syncline-tests")
-        await admin.start()
-        try:
-            for start in range(0, len(made), 200):
-                await admin.delete_topics(made[start:start + 200], timeout_ms=60_000)
-        finally:
-            await admin.close()
-        return len(made)
-
+        session.only = lambda _: False
     try:
-        asyncio.run(delete())
+        session.end()
     except Exception as exc:  # cleanup must not turn a green run red
         print(f"\nconftest: could not delete the session's test topics: {exc!r}",
               file=sys.stderr)

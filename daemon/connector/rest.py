@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import string
+import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from daemon.http import (
     Precondition,
     RetryPolicy,
 )
+from daemon.http.headers import REQUEST_ID
 from daemon.http.pagination import Fetched, PaginationStyle, Params, path_get
 
 FRESH_READ_SECONDS = 0.25
@@ -69,6 +71,8 @@ class RemoteRecord:
         read_at: when its answer came (the client's clock, :meth:`HttpClient.now`), for a
             record read by itself (:meth:`RestEntity.fetch`): an unconditional write decided
             on it goes out only while it is fresh (:data:`FRESH_READ_SECONDS`).
+        read_id: the request id that read carried (``X-Request-Id``); a write decided on it
+            names it, with the time it held it (``X-Syncline-Read-Id``, ``-Read-Age``).
     """
 
     id: str
@@ -79,6 +83,7 @@ class RemoteRecord:
     deleted: bool = False  # the API marks it deleted (``deletes.tombstone``)
     created: float | None = None
     read_at: float | None = field(default=None, compare=False)
+    read_id: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,15 +246,18 @@ class RestEntity:
 
     async def fetch(self, external_id: str) -> RemoteRecord | None:
         """The record now, or ``None`` when the system says it does not exist."""
+        read_id = uuid.uuid4().hex[:16]
         try:
             body, precondition = await self.client.get_versioned(
-                self.config.item(external_id), params=self.config.params or None)
+                self.config.item(external_id), params=self.config.params or None,
+                headers={REQUEST_ID: read_id})
         except HttpError as exc:
             if self._is_not_found(exc):
                 return None
             raise
         found = self._one(body, precondition)
-        return None if found.deleted else replace(found, read_at=self.client.now())
+        return None if found.deleted else replace(found, read_at=self.client.now(),
+                                                  read_id=read_id)
 
     async def lookup(self, values: Mapping[str, Any]) -> list[RemoteRecord]:
         """The records whose match key holds ``values`` (the system's field names)."""
@@ -371,14 +379,16 @@ class RestEntity:
         return path, {write.id_field: self._id_value(write, external_id)}
 
     async def update(self, external_id: str, data: Mapping[str, Any],
-                     precondition: Precondition | None, *, read_at: float | None = None
-                     ) -> RemoteRecord | None:
+                     precondition: Precondition | None, *, read_at: float | None = None,
+                     read_id: str | None = None) -> RemoteRecord | None:
         """Change the fields in ``data``; the record after the write.
 
         ``read_at``: when the read this write was decided on answered (``RemoteRecord.
         read_at``). Without a precondition to carry, the write is sent only within
         :data:`FRESH_READ_SECONDS` of it, else :class:`~daemon.http.ReadTooOld` (nothing
-        written).
+        written); it carries ``read_id`` (``RemoteRecord.read_id``) and how long after that
+        read it went (:data:`~daemon.http.headers.READ_ID`, ``READ_AGE``): the lane's own
+        share of the window, for a system that journals its writes.
 
         Raises :class:`~daemon.http.PreconditionFailed` when ``precondition`` no longer holds
         or the read is too old (nothing was written), :class:`~daemon.http.NotFound` when the
@@ -396,10 +406,10 @@ class RestEntity:
         # request's 503) or a slow process past FRESH_READ_SECONDS after the read, it is not
         # sent at all, and the caller reads again.
         send_by = None if headers or read_at is None else read_at + FRESH_READ_SECONDS
-        fetched = await self.client.request(write.method, path, json=body,
-                                            params=self._params(write), headers=headers,
-                                            retry=None if headers else RetryPolicy.never(),
-                                            send_by=send_by)
+        fetched = await self.client.request(
+            write.method, path, json=body, params=self._params(write), headers=headers,
+            retry=None if headers else RetryPolicy.never(), send_by=send_by,
+            decided_on=None if send_by is None or read_at is None else (read_id, read_at))
         if fetched.body is not None and write.answer == "record":
             return self._one(fetched.body, Precondition.from_response(fetched.response))
         return await self.fetch(external_id)

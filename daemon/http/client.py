@@ -35,7 +35,7 @@ from daemon.http.errors import (
     Unauthorized,
     Unavailable,
 )
-from daemon.http.headers import retry_after_seconds
+from daemon.http.headers import READ_AGE, READ_ID, retry_after_seconds
 from daemon.http.pagination import Fetched, Page, PageGuard, PaginationStyle, Params, walk
 from daemon.http.ratelimit import RateLimiter
 from daemon.http.redact import SENSITIVE_PARAMS, redact_url, scrub
@@ -249,12 +249,16 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         retry: RetryPolicy | None = None,
         send_by: float | None = None,
+        decided_on: tuple[str | None, float] | None = None,
     ) -> Fetched:
         """One request with rate limit and retries; the answer with its JSON body decoded.
 
         ``send_by`` (seconds of :meth:`now`): the request is sent only if it can go by then;
         one the rate limit (or a slow process) would hold past it is not sent at all
         (:class:`ReadTooOld`). For a write decided on a read that must still be fresh.
+        ``decided_on``: that read's request id and when its answer came (seconds of
+        :meth:`now`); the request carries both, the age taken as it is sent
+        (:data:`~daemon.http.headers.READ_ID`, :data:`~daemon.http.headers.READ_AGE`).
         """
         content = orjson.dumps(json) if json is not None else None
         send_headers = dict(headers or {})
@@ -262,7 +266,8 @@ class HttpClient:
             send_headers.setdefault("Content-Type", "application/json")
 
         async def attempt() -> Fetched:
-            return await self._attempt(method, path, params, content, send_headers, send_by)
+            return await self._attempt(method, path, params, content, send_headers, send_by,
+                                       decided_on)
 
         return await retrying(
             attempt, retry or self.retry, clock=self._clock, sleep=self._sleep, rng=self._rng,
@@ -285,6 +290,7 @@ class HttpClient:
         content: bytes | None,
         headers: Mapping[str, str],
         send_by: float | None = None,
+        decided_on: tuple[str | None, float] | None = None,
     ) -> Fetched:
         waited = await self.limiter.acquire(send_by)
         if waited is not None and waited > 0 and self._on_wait is not None:
@@ -297,6 +303,12 @@ class HttpClient:
             own = url.params
             query = [*own.multi_items(), *((k, v) for k, v in query.items() if k not in own)]
             path = str(url.copy_with(query=None))
+        if decided_on is not None:
+            # The lane's own share of the read-to-write window, as it sends: nothing is
+            # awaited from here to the send.
+            read_id, read_at = decided_on
+            headers = {**headers, READ_AGE: f"{max(0.0, self._clock() - read_at):.6f}",
+                       **({READ_ID: read_id} if read_id else {})}
         request = self._client.build_request(
             method,
             path,

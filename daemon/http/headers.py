@@ -1,9 +1,19 @@
-"""Reading the headers servers use to say "slow down"."""
+"""Reading the headers servers use to say "slow down"; the headers that name a read."""
 
 from __future__ import annotations
 
 import email.utils
 from collections.abc import Mapping
+
+REQUEST_ID = "X-Request-Id"
+"""Sent with a read of one record: an id the write decided on it names (:data:`READ_ID`)."""
+READ_ID = "X-Syncline-Read-Id"
+"""Sent with a write without a precondition: the :data:`REQUEST_ID` of the read it was
+decided on."""
+READ_AGE = "X-Syncline-Read-Age"
+"""Sent with a write without a precondition: seconds (the client's clock) from that read's
+answer in hand to this write sent, the lane's own share of the window between them. Evidence
+for whoever journals writes (the sandbox, the chaos run's oracle); no API needs it."""
 
 # A reset value this large is a Unix time, not a number of seconds (GitHub style).
 _EPOCH_THRESHOLD = 1_000_000_000

@@ -292,8 +292,8 @@ class MemoryConnector:
         return self._leave("create", answer, fault)
 
     async def update(self, external_id: str, data: Mapping[str, Any],
-                     precondition: Precondition | None, *, read_at: float | None = None
-                     ) -> RemoteRecord | None:
+                     precondition: Precondition | None, *, read_at: float | None = None,
+                     read_id: str | None = None) -> RemoteRecord | None:
         fault = self._enter("update")
         if (self.config.conditional != "etag" and read_at is not None
                 and self.elapsed - read_at > FRESH_READ_SECONDS):

@@ -78,9 +78,10 @@ class Connector(Protocol):
         ...
 
     async def update(self, external_id: str, data: Mapping[str, Any],
-                     precondition: Precondition | None, *, read_at: float | None = None
-                     ) -> RemoteRecord | None:
-        """Change the fields in ``data``; the record after the write.
+                     precondition: Precondition | None, *, read_at: float | None = None,
+                     read_id: str | None = None) -> RemoteRecord | None:
+        """Change the fields in ``data``; the record after the write. ``read_id``: that
+        read's ``RemoteRecord.read_id``, named by a write without a precondition.
 
         Raises :class:`~daemon.http.PreconditionFailed` when the record changed since the
         read that gave ``precondition`` (nothing was written), and its

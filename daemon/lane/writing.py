@@ -416,7 +416,7 @@ class Writer:
                     return work
                 answer = await self.connector.update(
                     external_id, self.references.to_system(decision.values),
-                    current.precondition, read_at=current.read_at)
+                    current.precondition, read_at=current.read_at, read_id=current.read_id)
                 # An answer proves nothing of what was kept: an API answering 200 to
                 # everything echoes the body, at the old version or with a new one it made
                 # up. What a read right after shows is verified instead (the connector made

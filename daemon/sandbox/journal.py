@@ -16,6 +16,12 @@ in-process through the write path, as the chaos run's people do), else the reque
 fault injector made the request wait before it was handled (0 without a ``latency_ms`` fault).
 ``at`` is the wall clock (seconds since the epoch, ``time.time``), not the simulated clock:
 the windows it measures are real time.
+
+What the client says of itself is kept as it says it: a read's ``request_id`` (its
+``X-Request-Id``); a write's ``read_id`` and ``read_age`` (``X-Syncline-Read-Id``,
+``X-Syncline-Read-Age``: the read the client decided the write on, and the seconds from that
+read's answer in its hands to the write sent, by its own clock — syncline sends both with a
+write that carries no precondition).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
+
+from daemon.http.headers import READ_AGE, READ_ID, REQUEST_ID
 
 DELAY = web.RequestKey("sandbox_delay_ms", int)
 """The injected latency a request waited, set by the fault middleware."""
@@ -45,6 +53,9 @@ class Entry:
     delay_ms: int = 0
     fields: Mapping[str, Any] | None = None  # a write's fields as kept
     changed: bool = False  # a write that changed the record
+    request_id: str | None = None  # a read's X-Request-Id
+    read_id: str | None = None  # a write's X-Syncline-Read-Id: the read it was decided on
+    read_age: float | None = None  # a write's X-Syncline-Read-Age (s): its client's span
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -72,7 +83,8 @@ class Journal:
         if not self.enabled:
             return
         at = self._wall()
-        entry = Entry(at, "read", kind, origin(request), request.get(DELAY, 0))
+        entry = Entry(at, "read", kind, origin(request), request.get(DELAY, 0),
+                      request_id=request.headers.get(REQUEST_ID))
         for key in keys:
             self._entries[resource, key].append(entry)
 
@@ -82,8 +94,11 @@ class Journal:
         if not self.enabled:
             return
         delay = request.get(DELAY, 0) if request is not None else 0
+        read_id = request.headers.get(READ_ID) if request is not None else None
+        age = _seconds(request.headers.get(READ_AGE)) if request is not None else None
         self._entries[resource, key].append(
-            Entry(self._wall(), "write", kind, origin(request), delay, dict(fields), changed))
+            Entry(self._wall(), "write", kind, origin(request), delay, dict(fields), changed,
+                  read_id=read_id, read_age=age))
 
     def records(self, resource: str) -> dict[str, list[dict[str, Any]]]:
         """Every record of ``resource`` with an entry: its key (as text) to its entries."""
@@ -93,3 +108,12 @@ class Journal:
     def clear(self) -> None:
         """Forget every entry."""
         self._entries.clear()
+
+
+def _seconds(value: str | None) -> float | None:
+    """A header's number of seconds; None when absent or not a finite number >= 0."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < float("inf") else None

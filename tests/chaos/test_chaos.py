@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from aiokafka.admin import AIOKafkaAdminClient
 
 from chaos.plan import Params, Plan
 from chaos.run import run
@@ -40,3 +42,13 @@ async def test_a_short_chaos_run_loses_nothing_duplicates_nothing_and_echoes_not
     assert figures["duplicates"] == 0 and figures["echo writes"] == 0
     assert sum(v for k, v in outcome.injected.items() if k.startswith("SIGKILL")) == 3
     assert sum(v for k, v in outcome.injected.items() if k.startswith("answers faulted")) > 0
+    # The run cleaned up after itself: its workers stopped before its topics were deleted,
+    # so none was made again (auto-created) behind it.
+    prefix = yaml.safe_load((tmp_path / "syncline.yaml").read_text())["kafka"]["topic_prefix"]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap)
+    await admin.start()
+    try:
+        left = [t for t in await admin.list_topics() if t.startswith(f"{prefix}.")]
+    finally:
+        await admin.close()
+    assert left == [], f"topics of the run left on the broker: {left}"

@@ -128,15 +128,17 @@ def test_the_plan_is_the_seeds_alone() -> None:
 
 
 # -- a lost edit in the window of an API without conditional writes ------------------------------
-# The helpdesk's journal of record 7: the hub reads it (t1), a person edits it (t2), the hub's
-# PUT decided on that read executes (t3) and replaces the person's value.
+# The helpdesk's journal of record 7: the hub reads it (t1, request id r1), a person edits it
+# (t2), the hub's PUT decided on that read (naming r1, sent ``age`` s after the hub had the
+# read's answer) executes (t3) and replaces the person's value.
 
-def get(at: float, by: str = "syncline", kind: str = "get") -> Access:
-    return Access(at, "read", kind, by)
+def get(at: float, by: str = "syncline", kind: str = "get", rid: str | None = "r1") -> Access:
+    return Access(at, "read", kind, by, request_id=rid)
 
 
-def put(at: float, name: str, by: str = "syncline", delay: float = 0.0) -> Access:
-    return Access(at, "write", "update", by, delay, {"name": name})
+def put(at: float, name: str, by: str = "syncline", delay: float = 0.0,
+        read: str | None = "r1", age: float | None = 0.002) -> Access:
+    return Access(at, "write", "update", by, delay, {"name": name}, read_id=read, read_age=age)
 
 
 def lost_in_helpdesk(*journal: Access, unconditional: tuple[str, ...] = ("helpdesk",)
@@ -153,17 +155,13 @@ PERSON_AT = 100.10
 
 
 def person() -> Access:
-    return put(PERSON_AT, "N 2", by="person")
+    return put(PERSON_AT, "N 2", by="person", read=None, age=None)
 
 
 def assert_window(verdict: Verdict) -> None:
     assert verdict.violations == []
     assert verdict.figures["lost edits"] == 0 and verdict.figures[WINDOW_FIGURE] == 1
-    assert verdict.windowed == [
-        "step 1 (edit in helpdesk, t=1.0s) set a@chaos.example name='N 2', record 7: the hub's "
-        "read answered at 00:01:40.000, the person's write executed 100.0 ms after it, the "
-        "hub's write of 'N 3' 200.0 ms after it (within 250.0 ms: 250.0 ms fresh read + 0.0 ms "
-        "injected delay)"]
+    assert len(verdict.windowed) == 1
 
 
 def assert_lost(verdict: Verdict) -> None:
@@ -175,33 +173,67 @@ def assert_lost(verdict: Verdict) -> None:
 
 
 def test_a_person_edit_between_the_hubs_fresh_read_and_its_write_is_the_apis_window() -> None:
-    assert_window(lost_in_helpdesk(get(99.5), get(100.0), person(), put(100.20, "N 3")))
+    verdict = lost_in_helpdesk(get(99.5, rid="r0"), get(100.0), person(), put(100.20, "N 3"))
+    assert_window(verdict)
+    assert verdict.windowed == [
+        "step 1 (edit in helpdesk, t=1.0s) set a@chaos.example name='N 2', record 7: the hub's "
+        "read answered at 00:01:40.000, the person's write executed 100.0 ms after it, the "
+        "hub's write of 'N 3' (decided on that read) 200.0 ms after it: the hub's own span "
+        "2.0 ms (at most 250.0 ms), 0.0 ms injected delay, 198.0 ms transit"]
 
 
-def test_the_window_is_fresh_read_seconds_plus_the_delay_the_system_injected_into_the_write(
-        ) -> None:
-    slow = lost_in_helpdesk(get(100.0), person(), put(100.54, "N 3", delay=0.3))
-    assert slow.violations == [] and slow.figures[WINDOW_FIGURE] == 1
-    assert "540.0 ms after it (within 550.0 ms: 250.0 ms fresh read + 300.0 ms" in slow.windowed[0]
-    assert_lost(lost_in_helpdesk(get(100.0), person(), put(100.56, "N 3", delay=0.3)))
-    assert_lost(lost_in_helpdesk(get(100.0), person(), put(100.30, "N 3")))
+def test_transit_on_a_loaded_machine_is_not_the_hubs_span() -> None:
+    """Short run 2 of docs/RELIABILITY.md: t3 - t1 = 261.1 ms with no delay injected, while
+    the lane held the read for well under a millisecond. The network and the event loops are
+    not the lane's: the window, by the lane's own span."""
+    verdict = lost_in_helpdesk(get(100.0), put(100.1631, "N 2", by="person", read=None,
+                                                  age=None), put(100.2611, "N 3", age=0.0004))
+    assert_window(verdict)
+    assert "261.1 ms after it: the hub's own span 0.4 ms" in verdict.windowed[0]
+    assert "260.7 ms transit" in verdict.windowed[0]
+    # A slow answer (300 ms injected) is the system's, not transit and not the hub's.
+    slow = lost_in_helpdesk(get(100.0), person(), put(100.54, "N 3", delay=0.3, age=0.001))
+    assert_window(slow)
+    assert "300.0 ms injected delay, 239.0 ms transit" in slow.windowed[0]
 
 
-def test_a_write_decided_on_an_older_read_is_still_a_lost_edit() -> None:
-    assert_lost(lost_in_helpdesk(get(99.0), person(), put(100.20, "N 3")))
+def test_the_hubs_span_past_its_guard_or_unreported_leaves_it_a_lost_edit() -> None:
+    assert_window(lost_in_helpdesk(get(100.0), person(), put(100.30, "N 3", age=0.25)))
+    assert_lost(lost_in_helpdesk(get(100.0), person(), put(100.30, "N 3", age=0.251)))
+    # A write decided on a read the hub held 1.1 s (a stalled lane) over an edit between.
+    assert_lost(lost_in_helpdesk(get(99.0), person(), put(100.20, "N 3", age=1.1)))
+    # A write that does not say how long its read was held: no evidence of the hub's share.
+    assert_lost(lost_in_helpdesk(get(100.0), person(), put(100.20, "N 3", age=None)))
+    # A span the system's own times cannot hold (more than t3 - t1 less the injected delay).
+    assert_lost(lost_in_helpdesk(get(100.0), person(), put(100.20, "N 3", age=0.201)))
+    assert_lost(lost_in_helpdesk(get(100.0), person(),
+                                 put(100.20, "N 3", delay=0.15, age=0.06)))
+
+
+def test_a_write_not_decided_on_the_last_read_is_still_a_lost_edit() -> None:
+    # The write names an older read (r0) than the last one before it (r1).
+    assert_lost(lost_in_helpdesk(get(99.0, rid="r0"), get(100.0), person(),
+                                 put(100.20, "N 3", read="r0")))
+    # It names no read at all, or the read carried no id.
+    assert_lost(lost_in_helpdesk(get(100.0), person(), put(100.20, "N 3", read=None)))
+    assert_lost(lost_in_helpdesk(get(100.0, rid=None), person(),
+                                 put(100.20, "N 3", read=None)))
 
 
 def test_a_read_between_the_hubs_read_and_its_write_leaves_it_a_lost_edit() -> None:
     # After the person's edit: the hub saw N 2 (a get or a listing) and still replaced it.
-    assert_lost(lost_in_helpdesk(get(100.0), person(), get(100.15), put(100.20, "N 3")))
-    assert_lost(lost_in_helpdesk(get(100.0), person(), get(100.15, kind="list"),
+    assert_lost(lost_in_helpdesk(get(100.0), person(), get(100.15, rid="r2"),
+                                 put(100.20, "N 3")))
+    assert_lost(lost_in_helpdesk(get(100.0), person(), get(100.15, kind="list", rid=None),
                                  put(100.20, "N 3")))
     # Before it, another read: the last read before the write is not the one decided on.
-    assert_lost(lost_in_helpdesk(get(100.0), get(100.05, kind="list"), person(),
+    assert_lost(lost_in_helpdesk(get(100.0), get(100.05, kind="list", rid=None), person(),
                                  put(100.20, "N 3")))
     # The last read is no read of the record by itself, or not the hub's.
     assert_lost(lost_in_helpdesk(get(100.0, kind="search"), person(), put(100.20, "N 3")))
     assert_lost(lost_in_helpdesk(get(100.0, by="other"), person(), put(100.20, "N 3")))
+    # The hub's read came after the person's write (it could have seen the value).
+    assert_lost(lost_in_helpdesk(person(), get(100.15), put(100.20, "N 3")))
 
 
 def test_only_the_hubs_write_that_replaced_the_value_counts() -> None:
@@ -210,6 +242,13 @@ def test_only_the_hubs_write_that_replaced_the_value_counts() -> None:
     assert_lost(lost_in_helpdesk(get(100.0), put(100.05, "N 3"), person()))
     # No journal entry of the person's write: no evidence.
     assert_lost(lost_in_helpdesk(get(100.0), put(100.20, "N 3")))
+    # The hub's write executed at the very moment of the person's (not after it), wrote the
+    # person's own value, or was a delete.
+    assert_lost(lost_in_helpdesk(get(100.0), person(), put(PERSON_AT, "N 3")))
+    assert_lost(lost_in_helpdesk(get(100.0), person(), put(100.20, "N 2")))
+    assert_lost(lost_in_helpdesk(get(100.0), person(),
+                                 Access(100.20, "write", "delete", "syncline", read_id="r1",
+                                        read_age=0.002)))
 
 
 def test_a_system_with_conditional_writes_has_no_such_window() -> None:

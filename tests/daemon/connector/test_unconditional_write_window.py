@@ -74,3 +74,32 @@ async def test_an_unconditional_write_held_by_the_rate_limit_past_its_read_is_no
         assert held is not None
         assert held.fields["phone"] == "3"  # the person's, not the write decided before it
         assert isinstance(outcome, ReadTooOld)  # for the lane: read again, decide again
+
+
+async def test_an_unconditional_write_names_its_read_and_the_time_the_lane_held_it() -> None:
+    """The lane's own share of the read-to-write window, as evidence for the system's journal
+    (the chaos run's oracle, docs/RELIABILITY.md): the read carries a request id, the write
+    decided on it names that id and how long after the read's answer it was sent."""
+    async with run_helpdesk(api_key=ENV["HELPDESK_API_KEY"], rate_limit=None,
+                            journal=True) as running:
+        helpdesk = running.system
+        users = helpdesk.store.spec("users")
+        created = helpdesk.create(users, {"name": "Ann", "phone": "1"}, None).record
+        rest = connector("helpdesk", running.url)
+        try:
+            current = await rest.fetch(str(created.id))
+            assert current is not None and current.read_id is not None
+            await asyncio.sleep(0.1)  # the lane holds the read 100 ms before it writes
+            await rest.update(str(created.id), {"phone": "2"}, current.precondition,
+                              read_at=current.read_at, read_id=current.read_id)
+        finally:
+            await rest.client.aclose()
+        entries = helpdesk.journal.records("users")[str(created.key)]
+    read = next(e for e in entries if e["op"] == "read" and e["kind"] == "get")
+    write = next(e for e in entries if e["op"] == "write" and e["by"] == "syncline")
+    assert read["request_id"] == current.read_id
+    assert write["read_id"] == current.read_id
+    # The lane's span: at least the 100 ms it held the read, within its guard, and inside the
+    # system's own read-to-write time.
+    assert 0.1 <= write["read_age"] <= 0.25
+    assert write["read_age"] <= write["at"] - read["at"]

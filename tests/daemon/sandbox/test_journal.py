@@ -63,3 +63,29 @@ async def test_the_journal_is_off_unless_asked_for(helpdesk_client: httpx.AsyncC
     assert body == {"enabled": False, "records": {}}
     unknown = await helpdesk_client.get("/_admin/journal/deals")
     assert unknown.status_code == 404
+
+
+async def test_what_a_client_says_of_its_read_and_write_is_journalled_as_said() -> None:
+    async with run_helpdesk(api_key=HELPDESK_KEY, rate_limit=None, journal=True) as helpdesk:
+        headers = {"X-API-Key": HELPDESK_KEY, "X-Origin": "syncline"}
+        async with httpx.AsyncClient(base_url=helpdesk.url, headers=headers,
+                                     timeout=5) as client:
+            made = await admin_edit(client, "users", op="create",
+                                    fields={"email_address": "a@example.com", "name": "A"})
+            user = made["record"]["id"]
+            await client.get(f"/api/v2/users/{user}", headers={"X-Request-Id": "r-1"})
+            for age in ("0.012500", "soon", "-1"):
+                await client.put(f"/api/v2/users/{user}", json={"user": {"name": f"C{age}"}},
+                                 headers={"X-Syncline-Read-Id": "r-1",
+                                          "X-Syncline-Read-Age": age})
+            await client.put(f"/api/v2/users/{user}", json={"user": {"name": "D"}})
+            body = await journal_of(client, "users")
+    entries = body["records"][str(user)]
+    assert [(e["kind"], e["request_id"], e["read_id"], e["read_age"]) for e in entries] == [
+        ("create", None, None, None),
+        ("get", "r-1", None, None),
+        ("update", None, "r-1", 0.0125),
+        ("update", None, "r-1", None),  # not a number of seconds: not evidence
+        ("update", None, "r-1", None),
+        ("update", None, None, None),
+    ]
