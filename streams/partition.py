@@ -28,6 +28,7 @@ class Stats:
     dead_letters: int = 0
     restored: int = 0
     refolded: int = 0  # source records folded again on restore (since the last checkpoint)
+    restoring_seconds: float = 0.0  # in restores (reading changelogs, folding again)
     checkpoints: int = 0  # transactions that wrote the changelog
     handling_seconds: float = 0.0  # in the stage's own code (decode, fold, encode)
     committing_seconds: float = 0.0  # sending and committing (overlaps handling)

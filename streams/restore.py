@@ -107,6 +107,7 @@ async def restore(settings: KafkaSettings, changelog: str, store: AnyStore, p: i
                             hold(held, out)
                     refolded += 1
                 stats.refolded += refolded
+            stats.restoring_seconds += time.monotonic() - started
             log.info("restored %s partition %d: %d keys, %d changelog records read from "
                      "offset %d, %d inputs folded again since the last checkpoint, in %.2fs",
                      changelog, p, store.size(p), read, first if start is None else start,
