@@ -86,12 +86,9 @@ async def restore(settings: KafkaSettings, changelog: str, store: AnyStore, p: i
             read = 0
             last_marker: bytes | None = None
             async for batch in read_batches(reader, tp, start, end):
-                pairs = []
-                for record in batch:
-                    if record.key == _MARKER:
-                        last_marker = record.value
-                    else:
-                        pairs.append((record.key, record.value))
+                pairs = [(r.key, r.value) for r in batch if r.key != _MARKER]
+                if len(pairs) < len(batch):  # markers: one per transaction at most
+                    last_marker = next(r.value for r in reversed(batch) if r.key == _MARKER)
                 store.restore_many(p, pairs)
                 read += len(pairs)
             stats.restored += read
@@ -108,9 +105,10 @@ async def restore(settings: KafkaSettings, changelog: str, store: AnyStore, p: i
                     refolded += 1
                 stats.refolded += refolded
             stats.restoring_seconds += time.monotonic() - started
+            # Counting a RocksDB's keys would read them all (6% of a restore).
             log.info("restored %s partition %d: %d keys, %d changelog records read from "
                      "offset %d, %d inputs folded again since the last checkpoint, in %.2fs",
-                     changelog, p, store.size(p), read, first if start is None else start,
+                     changelog, p, store.estimated_size(p), read, first if start is None else start,
                      refolded,
                      time.monotonic() - started)
             return Restored(marker, partitions)
