@@ -4,11 +4,13 @@ cannot back, means a full restore. What the files hold is compared with the chan
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import subprocess
 from pathlib import Path
 
+import aiokafka
 import aiokafka.admin
 import pytest
 from rocksdict import Options, Rdict
@@ -16,7 +18,9 @@ from rocksdict import Options, Rdict
 from streams.checkpoint import CHECKPOINT_KEY
 from streams.kafka import KafkaSettings
 from streams.stores import Kept
-from streams.topics import Topics
+from streams.topics import Topics, TopicSettings
+from streams.worker import MergeWorker
+from tests.streams.catalog import CATALOG
 from tests.streams.kafka_helpers import read_topic, topic_exists, wait_for
 from tests.streams.test_merge_kafka import (
     observation_records,
@@ -118,6 +122,18 @@ async def test_a_clean_restart_reads_the_changelog_after_the_kept_files_and_fold
                for k in kept["records"].values()), kept["records"]
     await assert_files_are_the_changelog(kafka_settings, topics, state)
 
+    # A transaction aborted after the kept offset, in every partition: never read.
+    aborted = aiokafka.AIOKafkaProducer(**kafka_settings.client_options(),
+                                        transactional_id=f"{topics.prefix}.aborter")
+    await aborted.start()
+    try:
+        await aborted.begin_transaction()
+        for p in range(3):
+            await aborted.send_and_wait(records_changelog, b"[not a state]",
+                                        key=f"aborted-{p}".encode(), partition=p)
+        await aborted.abort_transaction()
+    finally:
+        await aborted.stop()
     await produce(kafka_settings, topics.observations, observation_records(later))
     workers.append(start_worker(kafka_settings, topics, log, state))
     await settle(kafka_settings, topics, events, 120, f"convergence after the restart ({log})")
@@ -216,6 +232,40 @@ async def test_kept_files_past_the_end_of_a_recreated_changelog_are_not_used(
     assert "past the changelog's end" in log_after.read_text(), log_after.read_text()[-3000:]
     stop(workers[1], log_after)
     await assert_files_are_the_changelog(kafka_settings, topics, state)
+
+
+async def test_a_partition_whose_transaction_failed_keeps_no_files(
+        kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
+    """A batch handled, its changes in the files, its transaction failed: the files are not
+    what the changelog holds, so they are not kept (the other partitions are)."""
+    events = story(records=200, edits_per_record=3)
+    first, later = events[:200], events[200:]
+    await preload(kafka_settings, topics, first)
+    state = tmp_path / "state"
+    worker = MergeWorker(kafka_settings, topics, CATALOG,
+                         topic_settings=TopicSettings(partitions=3), max_batch=25,
+                         state_dir=state)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    fencer = aiokafka.AIOKafkaProducer(**kafka_settings.client_options(),
+                                       transactional_id=f"{topics.prefix}.merge-0")
+    try:
+        async def all_committed() -> bool:
+            return worker.merge_stage.stats.committed >= len(first)
+
+        await wait_for(all_committed, 60, "the merge stage to commit the first events")
+        await fencer.start()  # fences the merge stage's producer of partition 0
+        await produce(kafka_settings, topics.observations, observation_records(later))
+        done, _ = await asyncio.wait([task], timeout=60)
+        assert done, "the merge stage went on after its producer was fenced"
+        assert task.exception() is not None
+    finally:
+        stop.set()
+        await asyncio.wait([task])
+        await fencer.stop()
+    kept = kept_files(state, "records")
+    assert 0 not in kept and not (state / "records" / "partition-0").exists(), kept
+    assert set(kept) <= {1, 2}, kept
 
 
 def test_kept_files_that_the_changelog_cannot_back_are_refused() -> None:
