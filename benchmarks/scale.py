@@ -9,9 +9,25 @@ fresh deployment's topics of the local broker.
 ``restart --records N [N ...] --store memory rocksdb``: loads the observations that create N
 canonical records (:func:`benchmarks.merge.synced_observations`: created in the CRM, a third
 also in the helpdesk, each written to the other system and read back), lets one worker (both
-stages) work through them (its peak RSS is the worker's at N records), stops it, and starts a
-new one: **restart to ready** is the time from its stages starting to both being ready (every
-partition restored from its changelog), and its peak RSS after restoring.
+stages) work through them (its peak RSS is the worker's at N records) and stops it (SIGTERM:
+a clean stop, the RocksDB store keeps its files). Then, in the same state directory: a
+second worker, the **clean restart** (RocksDB: only the changelogs after the kept files are
+read), killed with SIGKILL once ready; a third, the **restart after kill -9** (no checkpoint
+file: every partition restored from its whole changelog, as on a new machine), stopped with
+SIGTERM. Restart to ready is the time from a worker's stages starting to both being ready
+(after a kill -9 it includes waiting for the group coordinator to drop the killed member:
+its session timeout, 10 s); restoring is the time in restores (both stages' partitions, one
+after the other); peak RSS is VmHWM.
+
+``--seeded-from M``: record counts of M and more are not folded (3.3 observations a record
+through both stages: over an hour at 1,000,000 here) but **seeded**: a sample of 2,000
+records is folded in-process by the real route and merge stages' code
+(:func:`seeded_tables`), and its encoded states and links are written to the two changelogs
+again and again, each copy with its own canonical ids (the first 8 hex digits of the sample's
+replaced by the copy's number) and link keys, keyed to partitions as the producer's default
+partitioner does. Values are the sizes a real fold makes (~620 bytes a record, two links a
+record). The first worker restores them from an empty directory; the restarts are then as
+above — what is measured is a real restore of real encoded states, not a fold.
 
 ``workers --events E --counts 1 2 3``: the same stream of E observations (edits, outcomes and
 echoes) for each count K, on 6 partitions (1, 2 and 3 divide it); K route and K merge
@@ -43,6 +59,8 @@ import aiokafka.errors
 from benchmarks.merge import preload, synced_observations
 from streams.events import ObservationEvent
 from streams.kafka import KafkaSettings
+from streams.merge import Merger, Router
+from streams.table import encode_state
 from streams.topics import Topics, TopicSettings
 from streams.worker import MergeWorker, tune_gc
 from tests.streams.catalog import CATALOG
@@ -70,7 +88,9 @@ async def _child(args: argparse.Namespace) -> None:
     await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
     if ready.done():
         print(json.dumps({"ready_seconds": time.monotonic() - started,
-                          "ready_rss_mib": _peak_rss_mib()}), flush=True)
+                          "ready_rss_mib": _peak_rss_mib(),
+                          "restoring_seconds": sum(stages[r].stats.restoring_seconds
+                                                   for r in roles)}), flush=True)
         if args.report_owned:  # the workers benchmark: each change of the partitions owned
             owned: dict[str, int] = {}
             while not task.done():
@@ -124,6 +144,11 @@ class Child:
             raise SystemExit(f"benchmark: a worker exited ({await self.proc.wait()})")
         result: dict[str, Any] = json.loads(raw)
         return result
+
+    async def kill(self) -> None:
+        """SIGKILL: no checkpoint file is written, nothing is flushed."""
+        self.proc.kill()
+        await self.proc.wait()
 
     async def stop(self) -> dict[str, Any]:
         self.proc.send_signal(signal.SIGTERM)
@@ -271,41 +296,140 @@ async def _deployment(settings: KafkaSettings, partitions: int,
 
 # The measurements --------------------------------------------------------------------------
 
+SAMPLE = 2_000
+"""Records folded for a seeded changelog (see the module's docstring)."""
+
+
+def seeded_tables(sample: int = SAMPLE) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
+    """A sample of canonical records made by the real stages' code: the observations that
+    create ``sample`` records, routed (:class:`~streams.merge.Router`) and folded
+    (:class:`~streams.merge.Merger`) in-process; their encoded states and their links."""
+    router, merger = Router(CATALOG), Merger(CATALOG)
+    links: dict[str, str] = {}
+    table: dict[str, Any] = {}
+    for event in synced_observations(1, records=sample):
+        merger.apply(router.route(event, links).event, table)  # type: ignore[arg-type]
+    return [(cid, encode_state(state)) for cid, state in table.items()], list(links.items())
+
+
+def _copy_id(cid: str, copy: int) -> str:
+    return f"{copy:08x}{cid[8:]}"
+
+
+async def seed(settings: KafkaSettings, topics: Topics, records: int, partitions: int) -> int:
+    """Write ``records`` canonical records (copies of :func:`seeded_tables`) to the merge
+    stage's changelog and their links to the route stage's; the number of links written."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    states, links = seeded_tables(min(records, SAMPLE))
+    by_cid: dict[str, list[tuple[str, str]]] = {}
+    for key, cid in links:
+        by_cid.setdefault(cid, []).append((key, cid))
+    partitioner = DefaultPartitioner()
+    every = list(range(partitions))
+    producer = aiokafka.AIOKafkaProducer(**settings.client_options(), acks="all",
+                                         max_batch_size=1024 * 1024, linger_ms=50)
+    await producer.start()
+    try:
+        batches: dict[tuple[str, int], Any] = {}
+        futures: list[Any] = []
+
+        async def append(topic: str, key: bytes, value: bytes) -> None:
+            slot = (topic, partitioner(key, every, every))
+            batch = batches.get(slot)
+            if batch is None:
+                batch = batches[slot] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                futures.append(await producer.send_batch(batch, topic, partition=slot[1]))
+                batch = batches[slot] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+            if len(futures) >= 64:
+                await asyncio.gather(*futures)
+                futures.clear()
+
+        written = linked = 0
+        copy = 0
+        while written < records:
+            for cid, value in states:
+                if written == records:
+                    break
+                new = _copy_id(cid, copy)
+                await append(topics.name("records_changelog"), new.encode(),
+                             value.replace(cid.encode(), new.encode()))
+                for key, _ in by_cid.get(cid, []):
+                    await append(topics.name("links_changelog"),
+                                 f"{key}.{copy}".encode(), new.encode())
+                    linked += 1
+                written += 1
+            copy += 1
+        for (topic, partition), batch in batches.items():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return linked
+
+
 async def restart(args: argparse.Namespace) -> list[dict[str, Any]]:
     settings = KafkaSettings(bootstrap=args.bootstrap)
     rows = []
     for records in args.records:
-        events = synced_observations(1, records=records)  # creations only, no edits
+        seeded = args.seeded_from is not None and records >= args.seeded_from
+        events = [] if seeded else synced_observations(1, records=records)  # creations only
+        shared: Topics | None = None  # seeded: one deployment for every store (it is read)
+        seeding: dict[str, Any] = {}
+        if seeded:
+            shared = await _deployment(settings, args.partitions, events)
+            begin = time.monotonic()
+            seeding["links"] = await seed(settings, shared, records, args.partitions)
+            seeding["seed_seconds"] = time.monotonic() - begin
         for store in args.store:
-            topics = await _deployment(settings, args.partitions, events)
+            topics = shared or await _deployment(settings, args.partitions, events)
             try:
                 with tempfile.TemporaryDirectory() as tmp:
                     state = None if store == "memory" else Path(tmp)
+                    row: dict[str, Any] = {"records": records, "store": store,
+                                           "made": "seeded" if seeded else "folded",
+                                           "observations": len(events), **seeding}
                     first = await Child.start(args.bootstrap, topics.prefix,
                                               ["route", "merge"], args.partitions, state)
                     ready = await first.line()
                     begin = time.monotonic()
                     caught_up = await _caught_up(settings, topics, args.partitions)
-                    working = await first.stop()
-                    if state is not None:  # a new owner starts from the changelog alone
-                        for path in list(state.iterdir()):
-                            path.rename(state / f"old-{path.name}")
+                    working = await first.stop()  # SIGTERM: RocksDB keeps its files
+                    clean = await Child.start(args.bootstrap, topics.prefix,
+                                              ["route", "merge"], args.partitions, state)
+                    clean_ready = await clean.line()
+                    await clean.kill()  # kill -9: no checkpoint file left
                     second = await Child.start(args.bootstrap, topics.prefix,
                                                ["route", "merge"], args.partitions, state)
                     restarted = await second.line()
                     after = await second.stop()
             finally:
-                await delete_topics(settings, topics.prefix)
-            row = {"records": records, "store": store, "observations": len(events),
-                   "first_ready_seconds": ready["ready_seconds"],
-                   "drain_seconds": caught_up - begin,
-                   "working_peak_rss_mib": working["peak_rss_mib"],
-                   "restart_ready_seconds": restarted["ready_seconds"],
-                   "restart_peak_rss_mib": after["peak_rss_mib"]}
-            print(f"restart: {records:,} records ({len(events):,} observations), {store}: "
-                  f"worked through in {row['drain_seconds']:.1f} s, peak RSS "
-                  f"{row['working_peak_rss_mib']:.0f} MiB; restart to ready "
-                  f"{row['restart_ready_seconds']:.2f} s, peak RSS "
+                if shared is None or store == args.store[-1]:
+                    await delete_topics(settings, topics.prefix)
+            row |= {"first_ready_seconds": ready["ready_seconds"],
+                    "first_ready_rss_mib": ready["ready_rss_mib"],
+                    "drain_seconds": caught_up - begin,
+                    "working_peak_rss_mib": working["peak_rss_mib"],
+                    "first_restoring_seconds": ready["restoring_seconds"],
+                    "clean_restart_ready_seconds": clean_ready["ready_seconds"],
+                    "clean_restart_restoring_seconds": clean_ready["restoring_seconds"],
+                    "restart_restoring_seconds": restarted["restoring_seconds"],
+                    "clean_restart_rss_mib": clean_ready["ready_rss_mib"],
+                    "restart_ready_seconds": restarted["ready_seconds"],
+                    "restart_ready_rss_mib": restarted["ready_rss_mib"],
+                    "restart_peak_rss_mib": after["peak_rss_mib"]}
+            made = (f"seeded in {row['seed_seconds']:.1f} s" if seeded
+                    else f"{len(events):,} observations")
+            print(f"restart: {records:,} records ({made}), {store}: first ready in "
+                  f"{row['first_ready_seconds']:.2f} s, worked through in "
+                  f"{row['drain_seconds']:.1f} s, peak RSS {row['working_peak_rss_mib']:.0f} "
+                  f"MiB; clean restart to ready {row['clean_restart_ready_seconds']:.2f} s "
+                  f"(restoring {row['clean_restart_restoring_seconds']:.2f} s, "
+                  f"{row['clean_restart_rss_mib']:.0f} MiB); restart after kill -9 to ready "
+                  f"{row['restart_ready_seconds']:.2f} s (restoring "
+                  f"{row['restart_restoring_seconds']:.2f} s), peak RSS "
                   f"{row['restart_peak_rss_mib']:.0f} MiB", flush=True)
             rows.append(row)
     return rows
@@ -401,6 +525,10 @@ def main() -> None:
     sub.choices["restart"].add_argument("--store", nargs="+", choices=("memory", "rocksdb"),
                                         default=["memory", "rocksdb"])
     sub.choices["restart"].add_argument("--partitions", type=int, default=4)
+    sub.choices["restart"].add_argument(
+        "--seeded-from", type=int, default=None,
+        help="seed the changelogs with copies of a folded sample for this many records and "
+             "more, instead of folding them (see the module's docstring)")
     sub.choices["workers"].add_argument("--events", type=int, default=100_000)
     sub.choices["workers"].add_argument("--counts", type=int, nargs="+", default=[1, 2, 3])
     sub.choices["workers"].add_argument("--partitions", type=int, default=6)

@@ -184,13 +184,15 @@ def new_producer(settings: KafkaSettings, *, transactional_id: str | None = None
                                      transactional_id=transactional_id, **options)
 
 
-def new_reader(settings: KafkaSettings, *topics: str) -> aiokafka.AIOKafkaConsumer:
+def new_reader(settings: KafkaSettings, *topics: str, **options: Any
+               ) -> aiokafka.AIOKafkaConsumer:
     """A consumer without a group that reads only committed records (``read_committed``:
     never those of an aborted or open transaction), from the beginning unless told where.
-    Subscribed to ``topics`` if given; otherwise assign it partitions."""
+    Subscribed to ``topics`` if given; otherwise assign it partitions. ``options`` go to
+    aiokafka (fetch sizes)."""
     return aiokafka.AIOKafkaConsumer(*topics, **settings.client_options(), group_id=None,
                                      enable_auto_commit=False, auto_offset_reset="earliest",
-                                     isolation_level="read_committed")
+                                     isolation_level="read_committed", **options)
 
 
 def new_group_consumer(settings: KafkaSettings, group_id: str, **options: Any
@@ -490,6 +492,15 @@ async def read_partition(reader: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPa
     With ``read_committed`` the end is the last stable offset: the records of a transaction
     still open are neither returned nor waited for.
     """
+    async for batch in read_batches(reader, tp, start, end):
+        for record in batch:
+            yield record
+
+
+async def read_batches(reader: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartition,
+                       start: int | None = None, end: int | None = None
+                       ) -> AsyncIterator[list[Any]]:
+    """:func:`read_partition`, a fetched batch at a time (none empty)."""
     reader.assign([tp])
     if start is None:
         await reader.seek_to_beginning(tp)
@@ -498,10 +509,11 @@ async def read_partition(reader: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPa
     if end is None:
         end = (await reader.end_offsets([tp]))[tp]
     while await reader.position(tp) < end:
-        batch = await reader.getmany(tp, timeout_ms=500, max_records=5000)
-        for record in batch.get(tp, []):
-            if record.offset < end:
-                yield record
+        batch = (await reader.getmany(tp, timeout_ms=500, max_records=5000)).get(tp, [])
+        if batch and batch[-1].offset >= end:
+            batch = [record for record in batch if record.offset < end]
+        if batch:
+            yield batch
 
 
 async def partitions_of(reader: aiokafka.AIOKafkaConsumer, topic: str) -> list[int]:

@@ -28,6 +28,7 @@ class Stats:
     dead_letters: int = 0
     restored: int = 0
     refolded: int = 0  # source records folded again on restore (since the last checkpoint)
+    restoring_seconds: float = 0.0  # in restores (reading changelogs, folding again)
     checkpoints: int = 0  # transactions that wrote the changelog
     handling_seconds: float = 0.0  # in the stage's own code (decode, fold, encode)
     committing_seconds: float = 0.0  # sending and committing (overlaps handling)
@@ -81,6 +82,11 @@ class Owned:
     # CPU seconds spent handling this partition's batches since its changelog was written
     # (what a new owner would fold again: see StageRunner._handle)
     work: float = 0.0
+    # Whether the store may keep this partition's files when it is given up: its restore
+    # completed (with this marker and partition count), and every batch handed to the
+    # committer since (``outstanding`` counts those not committed yet) committed.
+    restored: Any = None  # a streams.restore.Restored, once restored
+    outstanding: int = 0
 
     def add(self, tp: TopicPartition, records: list[Any]) -> None:
         self.pending.append((tp, records))

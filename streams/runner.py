@@ -44,11 +44,18 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from streams.checkpoint import CHECKPOINT_KEY, encode_checkpoint
-from streams.kafka import KafkaSettings, new_group_consumer, position_now, translated
+from streams.errors import StreamsError
+from streams.kafka import (
+    KafkaSettings,
+    new_group_consumer,
+    new_reader,
+    position_now,
+    translated,
+)
 from streams.merge import Output
 from streams.partition import Batch, Handled, Owned, ProducerRecord, Stats, hold
-from streams.restore import Handler, restore
-from streams.stores import AnyStore
+from streams.restore import Handler, Restored, restore
+from streams.stores import AnyStore, Kept
 from streams.transactions import Transactions
 
 log = logging.getLogger(__name__)
@@ -136,7 +143,7 @@ class StageRunner:
         self.ready = asyncio.Event()  # set once partitions are assigned and restored
         # A stop abandons a restore under way (see assigned): set once ``run`` winds down.
         self._stopping = False
-        self._restoring: asyncio.Task[tuple[int, int] | None] | None = None
+        self._restoring: asyncio.Task[Restored] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -236,7 +243,9 @@ class StageRunner:
                 try:
                     await asyncio.wait_for(owned.arrived.wait(), self.checkpoint_idle)
                 except TimeoutError:
-                    await owned.handled.put(self._checkpoint(p, owned))
+                    handled = self._checkpoint(p, owned)
+                    owned.outstanding += 1
+                    await owned.handled.put(handled)
                     continue
             else:
                 await owned.arrived.wait()
@@ -246,16 +255,20 @@ class StageRunner:
                 owned.paused = False
             async with self._handling:  # one batch at a time: see _handle
                 handled = await self._handle(p, batch, owned)
+            owned.outstanding += 1  # its changes are in the store (see _release)
             await owned.handled.put(handled)
 
     async def _commit_all(self, p: int, owned: Owned) -> None:
         """Commit partition ``p``'s handled batches, one transaction after the other."""
         while True:
             handled = await owned.handled.get()
-            owned.committing = asyncio.create_task(
-                self._transactions.commit(p, owned.producer, handled))
+            owned.committing = asyncio.create_task(self._commit(p, owned, handled))
             # Shielded: a revoke cancels this task, never a transaction half-way.
             await asyncio.shield(owned.committing)
+
+    async def _commit(self, p: int, owned: Owned, handled: Handled) -> None:
+        await self._transactions.commit(p, owned.producer, handled)
+        owned.outstanding -= 1
 
     async def _handle(self, p: int, batch: Batch, owned: Owned) -> Handled:
         """Run the stage over a batch: the records to produce, the changelog, the offsets.
@@ -365,7 +378,7 @@ class StageRunner:
                     source=self.sources[0] if self.marked else None, handle=self.handle,
                     compacted=self.compacted, held=owned.held))
                 try:
-                    marker = await self._restoring
+                    owned.restored = await self._restoring
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
                     if task is not None and task.cancelling():
@@ -376,6 +389,7 @@ class StageRunner:
                     return  # run's finally releases it with the others, dropping its store
                 finally:
                     self._restoring = None
+                marker = owned.restored.marker
                 if marker is not None and marker[0] < marker[1]:
                     # The states folded again are not in the changelog yet: written with
                     # the next batch, or once idle.
@@ -404,23 +418,61 @@ class StageRunner:
     async def _release(self, partitions: set[int]) -> None:
         """Give up partitions: a transaction under way completes; records handled or pending
         but not committed are dropped with the state, to be consumed again by the next owner
-        (from the committed offsets, with the state from the changelog)."""
+        (from the committed offsets, with the state from the changelog). A store that keeps
+        its files keeps those of a partition given up cleanly: restored, and every batch
+        handled since committed (:class:`streams.stores.Kept`)."""
+        clean: dict[int, Owned] = {}
         for p in sorted(partitions):
             for topic in self.sources:
                 self.stats.lag.pop((topic, p), None)
             owned = self._owned.pop(p, None)
-            if owned is not None:
-                for task in (owned.driver, owned.committer, owned.committing):
-                    if task is None:
-                        continue
-                    if task is not owned.committing:
-                        task.cancel()
-                    await asyncio.wait([task])
-                    if not task.cancelled() and task.exception() is not None:
-                        log.warning("%s partition %d failed while released: %r",
-                                    self.group_id, p, task.exception())
-                await owned.producer.stop()
-            self.store.drop(p)
+            if owned is None:
+                self.store.drop(p)
+                continue
+            failed = False
+            for task in (owned.driver, owned.committer, owned.committing):
+                if task is None:
+                    continue
+                if task is not owned.committing:
+                    task.cancel()
+                await asyncio.wait([task])
+                if not task.cancelled() and task.exception() is not None:
+                    failed = True
+                    log.warning("%s partition %d failed while released: %r",
+                                self.group_id, p, task.exception())
+            await owned.producer.stop()
+            if (self.store.keeps and not failed and owned.restored is not None
+                    and owned.outstanding == 0):
+                clean[p] = owned
+            else:
+                self.store.drop(p)
+        if clean:
+            await self._keep(clean)
+
+    async def _keep(self, clean: dict[int, Owned]) -> None:
+        """Keep the files of partitions given up cleanly, with the changelog's end now (every
+        transaction of theirs committed; the end may lag behind the last one's commit
+        marker: an offset too low only means a few records read again)."""
+        tps = [TopicPartition(self.changelog, p) for p in clean]
+        try:
+            reader = new_reader(self.settings)
+            with translated(self.settings, f"the end of {self.changelog}"):
+                await reader.start()
+                try:
+                    ends = await reader.end_offsets(tps)
+                finally:
+                    await reader.stop()
+        except StreamsError as exc:
+            log.warning("%s: not keeping the stores of partitions %s (%s): the next owner "
+                        "restores them in full", self.group_id, sorted(clean), exc)
+            for p in clean:
+                self.store.drop(p)
+            return
+        for tp in tps:
+            owned = clean[tp.partition]
+            marker = (owned.checkpoint, owned.committed) if owned.lagging else None
+            self.store.keep(tp.partition, Kept(self.changelog, owned.restored.partitions,
+                                               ends[tp], marker))  # type: ignore[arg-type]
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, runner: StageRunner) -> None:

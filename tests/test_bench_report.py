@@ -61,3 +61,17 @@ def test_the_capacity_model_comes_from_cpu_per_observation() -> None:
     assert "the route stage 40 µs and the merge stage 70 µs an observation" in text
     assert "~14,286/s of merging" in text
     assert "| per merge partition (one core) | ~4,762 | ~2,857 |" in text
+
+
+def test_the_restart_table_has_the_clean_restart_and_the_goals_at_a_million() -> None:
+    f = figures(9_000.0)
+    f["restart"] = [{"records": 1_000_000, "store": "rocksdb", "made": "seeded",
+                     "links": 2_000_000, "observations": 0, "drain_seconds": 0.1,
+                     "working_peak_rss_mib": 300, "clean_restart_ready_seconds": 1.5,
+                     "clean_restart_restoring_seconds": 0.5, "restart_ready_seconds": 70.0,
+                     "restart_restoring_seconds": 59.0, "restart_peak_rss_mib": 1100}]
+    text = render("full", "make bench", MACHINE, f, steps(), False)
+    assert ("| 1,000,000 | rocksdb | seeded (2,000,000 links) | 0.1 s | 300 MiB | 1.50 s "
+            "(0.50 s) | 70.00 s (59.00 s) | 1100 MiB |") in text
+    assert "a full restore took 59.0 s (goal under 60 s: met), peak RSS 1100 MiB " \
+           "(goal ≤ 1 GiB: missed)" in text
