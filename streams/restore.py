@@ -89,8 +89,9 @@ async def restore(settings: KafkaSettings, changelog: str, store: AnyStore, p: i
             async for batch in read_batches(reader, tp, start, end):
                 pairs = [(r.key, r.value) for r in batch
                          if r.key != _MARKER and text_key(r) is not None]  # else logged
-                if len(pairs) < len(batch):  # markers: one per transaction at most
-                    last_marker = next(r.value for r in reversed(batch) if r.key == _MARKER)
+                if len(pairs) < len(batch):  # markers (one per transaction at most), bad keys
+                    last_marker = next((r.value for r in reversed(batch) if r.key == _MARKER),
+                                       last_marker)
                 store.restore_many(p, pairs)
                 read += len(pairs)
             stats.restored += read

@@ -104,10 +104,10 @@ async def test_a_stage_restore_skips_keys_that_are_not_text(
     store: Store[bytes] = Store(encode=lambda value: value, decode=lambda data: data)
     stats = Stats()
 
-    marker = await restore(kafka_settings, changelog, store, 1, stats, source=None,
-                           handle=lambda record, state: [], compacted=frozenset(), held={})
+    restored = await restore(kafka_settings, changelog, store, 1, stats, source=None,
+                             handle=lambda record, state: [], compacted=frozenset(), held={})
 
-    assert marker is None
+    assert restored.marker is None
     assert dict(store.partition(1)) == {"c1": b"s1", "c2": b"s2"}
     assert stats.restored == 4
 
