@@ -171,6 +171,8 @@ async def test_a_burst_too_small_for_the_jitter_spaces_requests(fake_time: FakeT
          delayed=[True] * 20 + [False] * 20)  # the burst held up, the next ones not
 @example(per_second=10.0, burst=1, jitter=0.1, gaps=[0.0, 0.0],
          delayed=[True, False])  # no burst to spare: the second must wait the jitter too
+@example(per_second=17.0, burst=1, jitter=0.0, gaps=[0.0, 0.0],
+         delayed=[False])  # spaced exactly 1/rate: float rounding, not the limiter
 async def test_requests_delayed_within_the_jitter_never_exceed_the_systems_bucket(
     per_second: float, burst: int, jitter: float, gaps: list[float], delayed: list[bool]
 ) -> None:
@@ -185,8 +187,11 @@ async def test_requests_delayed_within_the_jitter_never_exceed_the_systems_bucke
     for i, gap in enumerate(gaps):
         fake_time.advance(gap)
         await bucket.acquire()
-        # Never before it was sent (a microsecond: the limiter's float tolerance is far less).
-        arrivals.append(fake_time.now + 1e-6 + (jitter if delayed[i % len(delayed)] else 0))
+        # Never before it was sent, and each a microsecond later than the one before: the
+        # limiter spaces requests exactly 1/rate apart, and (a - b) * rate can round to just
+        # under one token in the system's float arithmetic (17/s, burst 1: 0.9999999999).
+        arrivals.append(fake_time.now + 1e-6 * (i + 1)
+                        + (jitter if delayed[i % len(delayed)] else 0))
     for n, at in enumerate(sorted(arrivals)):
         system_clock[0] = at
         assert system.take().allowed, f"request {n} arrived above the budget"
