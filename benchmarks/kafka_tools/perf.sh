@@ -21,6 +21,10 @@ if [[ ! -f "$CACHE_DIR/.complete" ]]; then
   fi
   rm -f "$tmp.mvn.log"; touch "$tmp/.complete"; rm -rf "$CACHE_DIR"; mv "$tmp" "$CACHE_DIR"
 fi
+# The topic is made first (the broker's default partitions): brokers need not auto-create topics
+# (the test broker does not), and ProducerPerformance would wait 60 s for it and fail.
+java -Xmx256m -cp "$CACHE_DIR/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$1" \
+  --create --if-not-exists --topic "$2" >/dev/null
 exec java -Xmx512m -cp "$CACHE_DIR/*" org.apache.kafka.tools.ProducerPerformance \
   --topic "$2" --num-records "$3" --record-size "$4" --throughput -1 \
   --producer-props bootstrap.servers="$1" acks=all
